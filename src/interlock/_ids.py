@@ -1,0 +1,34 @@
+"""Correlation ids: one per call, inherited from the caller's context when set.
+
+A webhook handler runs inside ``correlation_id(event.id)``, so every outbound call it makes
+carries the event's id in ``X-Request-ID`` and the whole chain can be followed in logs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+_current: ContextVar[str | None] = ContextVar("interlock_correlation_id", default=None)
+
+
+def new_id() -> str:
+    return os.urandom(12).hex()
+
+
+def current_correlation_id() -> str | None:
+    """The correlation id set by the caller's context, if any."""
+    return _current.get()
+
+
+@contextmanager
+def correlation_id(value: str | None = None) -> Iterator[str]:
+    """Run a block with ``value`` (or a new id) as the correlation id of every call made in it."""
+    chosen = value or new_id()
+    token = _current.set(chosen)
+    try:
+        yield chosen
+    finally:
+        _current.reset(token)

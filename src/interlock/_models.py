@@ -1,0 +1,103 @@
+"""What flows through the pipeline: one ``Request`` in, one ``Response`` out."""
+
+from __future__ import annotations
+
+import json as _json
+from dataclasses import dataclass, field
+from typing import Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from .errors import UpstreamError
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# RFC 9110 section 9.2.2: repeating these has the same effect as sending them once.
+IDEMPOTENT_METHODS = SAFE_METHODS | {"PUT", "DELETE"}
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    url: str
+    """Absolute URL without the query string."""
+    path: str
+    """Path relative to the client's base URL, as the caller wrote it."""
+    route: str
+    """Route template used for metrics, logs and policy rules, e.g. ``/customers/{id}``."""
+    upstream: str
+    params: dict[str, str] = field(default_factory=dict)
+    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    body: bytes | None = None
+    request_id: str = ""
+    idempotency_key: str | None = None
+    deadline: float | None = None
+    """Monotonic time by which the whole call (all attempts) must end."""
+    attempt: int = 0
+    extensions: dict[str, Any] = field(default_factory=dict)
+    """Scratch space for policies (cache key, batch membership...)."""
+
+    @property
+    def is_safe(self) -> bool:
+        return self.method in SAFE_METHODS
+
+
+@dataclass(slots=True, eq=False)
+class Response:
+    """An upstream's answer, plus what it took to get it."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    content: bytes
+    method: str = "GET"
+    url: str = ""
+    route: str = ""
+    upstream: str = ""
+    attempts: int = 1
+    elapsed: float = 0.0
+    tracking_id: str | None = None
+    request_id: str | None = None
+    from_cache: bool = False
+    stale: bool = False
+    """Served from cache past its freshness (stale-while-revalidate or stale-if-error)."""
+    _json: Any = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 400
+
+    @property
+    def text(self) -> str:
+        charset = "utf-8"
+        ctype = self.headers.get("Content-Type", "")
+        for part in ctype.split(";")[1:]:
+            key, _, value = part.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip('"')
+        return self.content.decode(charset, errors="replace")
+
+    def json(self) -> Any:
+        if self._json is None:
+            self._json = _json.loads(self.content)
+        return self._json
+
+    def raise_for_status(self) -> Response:
+        """Raise ``UpstreamError`` for 4xx and 5xx answers; return self otherwise."""
+        if self.status >= 400:
+            raise UpstreamError(
+                f"upstream answered {self.status}",
+                upstream=self.upstream,
+                method=self.method,
+                route=self.route,
+                attempts=self.attempts,
+                tracking_id=self.tracking_id,
+                request_id=self.request_id,
+                status=self.status,
+            )
+        return self
+
+    def __repr__(self) -> str:
+        extra = " from_cache" if self.from_cache else ""
+        return (
+            f"<Response {self.status} {self.method} {self.route or self.url} "
+            f"attempts={self.attempts} elapsed={self.elapsed * 1000:.1f}ms{extra}>"
+        )

@@ -1,0 +1,179 @@
+"""Every exception Interlock raises, in one tree.
+
+::
+
+    InterlockError
+    ├── ConfigError                  bad configuration, raised at construction (also a ValueError)
+    ├── CallError                    an outbound call failed; carries upstream, route, attempts,
+    │   │                            tracking id and request id
+    │   ├── TransportError           the network failed (refused, reset, DNS, TLS)
+    │   ├── Timeout                  an attempt ran out of time (also a builtin TimeoutError)
+    │   │   └── DeadlineExceeded     the whole call, retries included, ran out of time
+    │   ├── CircuitOpen              the breaker is open: failed fast without calling upstream
+    │   ├── RateLimited              the local quota wait would exceed max_wait
+    │   └── UpstreamError            the upstream answered with an error status (``.status``)
+    │       └── RetriesExhausted     every allowed attempt failed; ``.status`` is the last one's
+    │                                (None when the last failure was a network error)
+    └── WebhookError                 an inbound webhook was refused (``.http_status``)
+        ├── SignatureInvalid         401: missing, wrong or stale signature
+        ├── PayloadTooLarge          413: body over the source's limit
+        ├── UnknownSource            404: no source of that name
+        └── MalformedPayload         400: body is not what the source promises
+
+Third-party exceptions (aiohttp, asyncpg, redis) are translated at the boundary with
+``raise ... from exc`` so callers only ever need to catch this tree.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+__all__ = [
+    "CallError",
+    "CircuitOpen",
+    "ConfigError",
+    "DeadlineExceeded",
+    "InterlockError",
+    "MalformedPayload",
+    "PayloadTooLarge",
+    "RateLimited",
+    "RetriesExhausted",
+    "SignatureInvalid",
+    "Timeout",
+    "TransportError",
+    "UnknownSource",
+    "UpstreamError",
+    "WebhookError",
+]
+
+
+class InterlockError(Exception):
+    """Base of every error Interlock raises."""
+
+
+class ConfigError(InterlockError, ValueError):
+    """A configuration value is invalid; the message names the field and the accepted values."""
+
+    def __init__(self, owner: str, field: str, problem: str) -> None:
+        self.owner = owner
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{owner}.{field}: {problem}")
+
+
+class CallError(InterlockError):
+    """An outbound call failed. Says where: upstream, method, route, attempts, tracking id."""
+
+    hint = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream: str = "",
+        method: str = "",
+        route: str = "",
+        attempts: int = 0,
+        tracking_id: str | None = None,
+        request_id: str | None = None,
+        status: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.upstream = upstream
+        self.method = method
+        self.route = route
+        self.attempts = attempts
+        self.tracking_id = tracking_id
+        self.request_id = request_id
+        self.status = status
+        if hint is not None:
+            self.hint = hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = " ".join(p for p in (self.method, f"{self.upstream}{self.route}") if p)
+        parts = [f"{where}: {self.message}" if where else self.message]
+        details = [f"attempts={self.attempts}"] if self.attempts else []
+        if self.status is not None:
+            details.append(f"status={self.status}")
+        if self.tracking_id:
+            details.append(f"tracking_id={self.tracking_id}")
+        if self.request_id:
+            details.append(f"request_id={self.request_id}")
+        if details:
+            parts.append(f"({', '.join(details)})")
+        if self.hint:
+            parts.append(f"- {self.hint}")
+        return " ".join(parts)
+
+    def with_context(self, **context: Any) -> CallError:
+        """Fill in fields known only higher up the pipeline (attempts, tracking id)."""
+        for key, value in context.items():
+            if value is not None and not getattr(self, key, None):
+                setattr(self, key, value)
+        self.args = (self._render(),)
+        return self
+
+
+class TransportError(CallError):
+    hint = "check that the upstream is reachable; network errors are retried by default"
+
+
+class Timeout(CallError, builtins.TimeoutError):
+    hint = "raise interlock.Timeout(...) limits if the upstream is legitimately slow"
+
+
+class DeadlineExceeded(Timeout):
+    hint = "the call's total time budget ran out; raise Timeout(total=...) or lower retries"
+
+
+class CircuitOpen(CallError):
+    hint = "the upstream failed too often recently; calls resume after the breaker's open_for"
+
+    def __init__(self, message: str, *, retry_in: float = 0.0, **kwargs: Any) -> None:
+        self.retry_in = retry_in
+        super().__init__(message, **kwargs)
+
+
+class RateLimited(CallError):
+    hint = "the local quota is exhausted; raise RateLimit(max_wait=...) to wait longer"
+
+    def __init__(self, message: str, *, retry_in: float = 0.0, **kwargs: Any) -> None:
+        self.retry_in = retry_in
+        super().__init__(message, **kwargs)
+
+
+class UpstreamError(CallError):
+    hint = ""
+
+
+class RetriesExhausted(UpstreamError):
+    hint = "the upstream kept failing; see __cause__ for the last error"
+
+
+class WebhookError(InterlockError):
+    """An inbound webhook was refused. ``http_status`` is what the sender is answered."""
+
+    http_status = 400
+
+    def __init__(self, message: str, *, source: str = "") -> None:
+        self.source = source
+        super().__init__(f"{source}: {message}" if source else message)
+
+
+class SignatureInvalid(WebhookError):
+    http_status = 401
+
+
+class PayloadTooLarge(WebhookError):
+    http_status = 413
+
+
+class UnknownSource(WebhookError):
+    http_status = 404
+
+
+class MalformedPayload(WebhookError):
+    http_status = 400

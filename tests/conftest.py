@@ -1,0 +1,84 @@
+"""Shared fixtures. Tests that need a server (Redis, PostgreSQL) skip with instructions on a
+laptop without one; with INTERLOCK_REQUIRE_SERVICES=1 (set by .ci/run) the skip is a failure."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlparse
+
+import pytest
+
+RUN_ID = uuid.uuid4().hex[:10]
+REDIS_URL = os.environ.get("INTERLOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_DSN = os.environ.get("INTERLOCK_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_SERVICES = os.environ.get("INTERLOCK_REQUIRE_SERVICES") == "1"
+
+HOW_TO = {
+    "Redis": "start one with `redis-server --port 6379` or point INTERLOCK_TEST_REDIS_URL at one",
+    "PostgreSQL": "start one (trust auth, database `test`) or point INTERLOCK_TEST_POSTGRES_DSN at one",
+}
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 1.0):
+            return True
+    except OSError:
+        return False
+
+
+def need_service(name: str, url: str, default_port: int) -> None:
+    if _reachable(url, default_port):
+        return
+    message = f"{name} not reachable at {url}: {HOW_TO[name]}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (INTERLOCK_REQUIRE_SERVICES=1 turns this skip into a failure)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    """Unique per test run, for key prefixes and schema names, so runs never collide."""
+    return RUN_ID
+
+
+@pytest.fixture
+def redis_url() -> str:
+    need_service("Redis", REDIS_URL, 6379)
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(request: pytest.FixtureRequest) -> str:
+    return f"itest:{RUN_ID}:{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def postgres_dsn() -> str:
+    need_service("PostgreSQL", POSTGRES_DSN, 5432)
+    return POSTGRES_DSN
+
+
+@pytest.fixture
+async def postgres_schema(postgres_dsn: str) -> AsyncIterator[str]:
+    """A fresh schema for one test, dropped afterwards."""
+    import asyncpg
+
+    schema = f"itest_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        yield schema
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: object) -> Iterator[str]:
+    path = os.path.join(str(tmp_path), "interlock.db")
+    yield path
