@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlparse
 
 import pytest
@@ -79,6 +79,6 @@ async def postgres_schema(postgres_dsn: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def sqlite_path(tmp_path: object) -> Iterator[str]:
+def sqlite_path(tmp_path: object) -> str:
     path = os.path.join(str(tmp_path), "interlock.db")
-    yield path
+    return path

@@ -5,12 +5,22 @@ from __future__ import annotations
 from . import errors
 from ._ids import correlation_id, current_correlation_id
 from ._models import Request, Response
+from .client import Client, Concurrency, SyncClient, Timeout
 from .core.backoff import Backoff
+from .core.breaker import CircuitBreaker
+from .core.retry import Retry, RetryBudget
 
 __all__ = [
     "Backoff",
+    "CircuitBreaker",
+    "Client",
+    "Concurrency",
     "Request",
     "Response",
+    "Retry",
+    "RetryBudget",
+    "SyncClient",
+    "Timeout",
     "correlation_id",
     "current_correlation_id",
     "errors",

@@ -11,7 +11,10 @@ from collections.abc import Callable, Sequence
 # name -> (module that defines it, one-line help). The module exposes
 # ``configure(parser: argparse.ArgumentParser) -> None`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("interlock._demo", "run a workload against a faulty simulated API, naive vs Interlock"),
+    "demo": (
+        "interlock._demo",
+        "run a workload against a faulty simulated API, naive vs Interlock",
+    ),
     "testbed": ("interlock.testbed._cli", "run the simulated third-party API"),
 }
 

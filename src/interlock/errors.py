@@ -6,7 +6,8 @@
     ├── ConfigError                  bad configuration, raised at construction (also a ValueError)
     ├── CallError                    an outbound call failed; carries upstream, route, attempts,
     │   │                            tracking id and request id
-    │   ├── TransportError           the network failed (refused, reset, DNS, TLS)
+    │   ├── TransportError           the network failed (reset, DNS, TLS) after connecting
+    │   │   └── ConnectError         no connection could be made: nothing was sent
     │   ├── Timeout                  an attempt ran out of time (also a builtin TimeoutError)
     │   │   └── DeadlineExceeded     the whole call, retries included, ran out of time
     │   ├── CircuitOpen              the breaker is open: failed fast without calling upstream
@@ -33,6 +34,7 @@ __all__ = [
     "CallError",
     "CircuitOpen",
     "ConfigError",
+    "ConnectError",
     "DeadlineExceeded",
     "InterlockError",
     "MalformedPayload",
@@ -119,6 +121,10 @@ class CallError(InterlockError):
 
 class TransportError(CallError):
     hint = "check that the upstream is reachable; network errors are retried by default"
+
+
+class ConnectError(TransportError):
+    hint = "the upstream refused or could not be reached; nothing was sent, so retrying is safe"
 
 
 class Timeout(CallError, builtins.TimeoutError):

@@ -1,0 +1,165 @@
+"""Circuit breaker state machine (closed -> open -> half-open -> closed). Pure: fed with call
+outcomes and clock readings, it answers whether the next call may go upstream.
+
+Failure ratio is measured over a sliding time window split into buckets, so old failures age
+out smoothly; the breaker only judges once ``min_calls`` calls are in the window (a single
+failure of the day's first call must not open it). Defaults follow seed 001's example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from ..errors import ConfigError
+
+
+class BreakerState(Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+    @property
+    def gauge(self) -> int:
+        return {"closed": 0, "half_open": 1, "open": 2}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreaker:
+    """Breaker configuration. A call fails when it raises a network error or timeout, or the
+    upstream answers 5xx; with ``slow_call`` set, a call slower than that counts as failed too."""
+
+    failure_ratio: float = 0.5
+    min_calls: int = 20
+    window: float = 10.0
+    open_for: float = 10.0
+    half_open_calls: int = 1
+    """Probe calls let through while half-open; all must succeed to close again."""
+    slow_call: float | None = None
+    buckets: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0 < self.failure_ratio <= 1:
+            raise ConfigError(
+                "CircuitBreaker", "failure_ratio", f"must be in (0, 1], got {self.failure_ratio!r}"
+            )
+        if self.min_calls < 1:
+            raise ConfigError("CircuitBreaker", "min_calls", f"must be >= 1, got {self.min_calls!r}")
+        if self.window <= 0:
+            raise ConfigError("CircuitBreaker", "window", f"must be > 0 seconds, got {self.window!r}")
+        if self.open_for <= 0:
+            raise ConfigError("CircuitBreaker", "open_for", f"must be > 0 seconds, got {self.open_for!r}")
+        if self.half_open_calls < 1:
+            raise ConfigError("CircuitBreaker", "half_open_calls", "must be >= 1")
+        if self.slow_call is not None and self.slow_call <= 0:
+            raise ConfigError("CircuitBreaker", "slow_call", "must be > 0 seconds or None")
+        if not 1 <= self.buckets <= 1000:
+            raise ConfigError("CircuitBreaker", "buckets", "must be between 1 and 1000")
+
+    def new_state(self, now: float) -> Breaker:
+        return Breaker(self, now)
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    probe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    retry_in: float
+
+
+class Breaker:
+    """One upstream's breaker. ``admit`` before a call, ``record`` after it."""
+
+    def __init__(self, config: CircuitBreaker, now: float) -> None:
+        self.config = config
+        self.state = BreakerState.CLOSED
+        self._bucket_width = config.window / config.buckets
+        self._calls = [0] * config.buckets
+        self._failures = [0] * config.buckets
+        self._bucket_ids = [-1] * config.buckets
+        self._opened_at = now
+        self._probes_in_flight = 0
+        self._probe_successes = 0
+        self.transitions = 0
+
+    # -- sliding window -------------------------------------------------------------------------
+    def _slot(self, now: float) -> int:
+        bucket_id = int(now // self._bucket_width)
+        slot = bucket_id % self.config.buckets
+        if self._bucket_ids[slot] != bucket_id:
+            self._bucket_ids[slot] = bucket_id
+            self._calls[slot] = 0
+            self._failures[slot] = 0
+        return slot
+
+    def window_counts(self, now: float) -> tuple[int, int]:
+        """(calls, failures) in the window ending now."""
+        oldest = int(now // self._bucket_width) - self.config.buckets + 1
+        calls = failures = 0
+        for slot, bucket_id in enumerate(self._bucket_ids):
+            if bucket_id >= oldest:
+                calls += self._calls[slot]
+                failures += self._failures[slot]
+        return calls, failures
+
+    def _reset_window(self) -> None:
+        self._bucket_ids = [-1] * self.config.buckets
+
+    def _move(self, state: BreakerState, now: float) -> None:
+        self.state = state
+        self.transitions += 1
+        if state is BreakerState.OPEN:
+            self._opened_at = now
+        self._probes_in_flight = 0
+        self._probe_successes = 0
+        if state is BreakerState.CLOSED:
+            self._reset_window()
+
+    # -- decisions ------------------------------------------------------------------------------
+    def admit(self, now: float) -> Admit | Reject:
+        if self.state is BreakerState.OPEN:
+            remaining = self._opened_at + self.config.open_for - now
+            if remaining > 0:
+                return Reject(remaining)
+            self._move(BreakerState.HALF_OPEN, now)
+        if self.state is BreakerState.HALF_OPEN:
+            if self._probes_in_flight >= self.config.half_open_calls:
+                return Reject(self._bucket_width)
+            self._probes_in_flight += 1
+            return Admit(probe=True)
+        return Admit(probe=False)
+
+    def release(self, admitted: Admit) -> None:
+        """The admitted call ended without a verdict on health (e.g. cancelled, or a 429)."""
+        if admitted.probe and self.state is BreakerState.HALF_OPEN:
+            self._probes_in_flight = max(0, self._probes_in_flight - 1)
+
+    def record(self, admitted: Admit, *, failed: bool, duration: float, now: float) -> None:
+        if self.config.slow_call is not None and duration >= self.config.slow_call:
+            failed = True
+        if admitted.probe:
+            if self.state is not BreakerState.HALF_OPEN:
+                return
+            if failed:
+                self._move(BreakerState.OPEN, now)
+                return
+            self._probes_in_flight = max(0, self._probes_in_flight - 1)
+            self._probe_successes += 1
+            if self._probe_successes >= self.config.half_open_calls:
+                self._move(BreakerState.CLOSED, now)
+            return
+        if self.state is not BreakerState.CLOSED:
+            return  # a call admitted before the breaker opened; its verdict is already moot
+        slot = self._slot(now)
+        self._calls[slot] += 1
+        if failed:
+            self._failures[slot] += 1
+            calls, failures = self.window_counts(now)
+            if calls >= self.config.min_calls and failures >= self.config.failure_ratio * calls:
+                self._move(BreakerState.OPEN, now)
+
+    def __repr__(self) -> str:
+        return f"<Breaker {self.state.value} transitions={self.transitions} {self.config}>"

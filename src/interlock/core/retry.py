@@ -1,0 +1,167 @@
+"""When to retry a call, and how long to wait first. Pure: no sleeping, no I/O.
+
+Defaults follow the seeds: retry network errors and 429/502/503/504; never repeat a request that
+could apply twice (POST, PATCH) unless it carries an idempotency key; honour ``Retry-After``
+(RFC 9110 section 10.2.3); keep retries to a fraction of traffic with a budget, so a failing
+upstream is not hit with attempts x load (the retry-budget idea of Finagle and gRPC's
+retry throttling).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .._models import IDEMPOTENT_METHODS
+from ..errors import ConfigError
+from .backoff import Backoff
+
+
+class Failure(Enum):
+    """What went wrong with one attempt, as far as retrying is concerned."""
+
+    STATUS = "status"  # the upstream answered with a retryable status
+    THROTTLED = "throttled"  # 429: refused before processing (RFC 6585 section 4), safe to repeat
+    CONNECT = "connect"  # no connection was made: nothing was sent, always safe to repeat
+    NETWORK = "network"  # the connection broke after the request may have been sent
+    TIMEOUT = "timeout"  # the attempt ran out of time; the request may have been applied
+
+
+@dataclass(frozen=True, slots=True)
+class RetryIn:
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    reason: str
+    """One of: not_retryable, unsafe_method, attempts, deadline, budget, retry_after_too_long."""
+
+
+Decision = RetryIn | GiveUp
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudget:
+    """Retries may add at most ``ratio`` extra load over ``window`` seconds, with a floor of
+    ``min_per_second`` so low-traffic upstreams can still retry."""
+
+    ratio: float = 0.2
+    min_per_second: float = 10.0
+    window: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ratio <= 10:
+            raise ConfigError("RetryBudget", "ratio", f"must be between 0 and 10, got {self.ratio!r}")
+        if self.min_per_second < 0:
+            raise ConfigError("RetryBudget", "min_per_second", "must be >= 0")
+        if self.window <= 0:
+            raise ConfigError("RetryBudget", "window", f"must be > 0 seconds, got {self.window!r}")
+
+
+class BudgetLedger:
+    """Counts first attempts and retries in a sliding window to enforce a ``RetryBudget``."""
+
+    def __init__(self, budget: RetryBudget) -> None:
+        self.budget = budget
+        self._calls: deque[float] = deque()
+        self._retries: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        horizon = now - self.budget.window
+        for times in (self._calls, self._retries):
+            while times and times[0] < horizon:
+                times.popleft()
+
+    def record_call(self, now: float) -> None:
+        self._calls.append(now)
+
+    def try_spend(self, now: float) -> bool:
+        """Take one retry from the budget; False when the budget is used up."""
+        self._trim(now)
+        allowed = self.budget.ratio * len(self._calls) + self.budget.min_per_second * self.budget.window
+        if len(self._retries) + 1 > allowed:
+            return False
+        self._retries.append(now)
+        return True
+
+    def __repr__(self) -> str:
+        return f"<BudgetLedger calls={len(self._calls)} retries={len(self._retries)} {self.budget}>"
+
+
+def _frozen_ints(values: Iterable[int]) -> frozenset[int]:
+    return frozenset(int(v) for v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How a call is retried. ``attempts`` counts the first try: 1 means never retry."""
+
+    attempts: int = 4
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.1, multiplier=2.0, cap=10.0))
+    statuses: frozenset[int] = frozenset({429, 502, 503, 504})
+    methods: frozenset[str] = IDEMPOTENT_METHODS
+    """Methods retried without an idempotency key (RFC 9110 idempotent methods)."""
+    network_errors: bool = True
+    timeouts: bool = True
+    respect_retry_after: bool = True
+    max_retry_after: float = 60.0
+    """A ``Retry-After`` longer than this is not waited for: the call fails at once."""
+    budget: RetryBudget | None = field(default_factory=RetryBudget)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ConfigError("Retry", "attempts", f"must be an integer >= 1, got {self.attempts!r}")
+        if self.max_retry_after < 0:
+            raise ConfigError("Retry", "max_retry_after", "must be >= 0 seconds")
+        bad = [s for s in self.statuses if not 100 <= int(s) <= 599]
+        if bad:
+            raise ConfigError("Retry", "statuses", f"not HTTP statuses: {sorted(bad)}")
+        object.__setattr__(self, "statuses", _frozen_ints(self.statuses))
+        object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
+
+    def is_retryable_status(self, status: int) -> bool:
+        return status in self.statuses
+
+    def decide(
+        self,
+        *,
+        attempt: int,
+        method: str,
+        has_idempotency_key: bool,
+        failure: Failure,
+        retry_after: float | None,
+        now: float,
+        deadline: float | None,
+        budget: BudgetLedger | None = None,
+        rng: random.Random | None = None,
+    ) -> Decision:
+        """Decide what follows failed attempt number ``attempt`` (1-based)."""
+        if failure is Failure.NETWORK and not self.network_errors:
+            return GiveUp("not_retryable")
+        if failure is Failure.CONNECT and not self.network_errors:
+            return GiveUp("not_retryable")
+        if failure is Failure.TIMEOUT and not self.timeouts:
+            return GiveUp("not_retryable")
+        # A refused connection sent nothing and a 429 was refused before processing, but any
+        # other failure may have been applied: repeat it only when that is harmless.
+        repeatable = (
+            method in self.methods or has_idempotency_key or failure in (Failure.CONNECT, Failure.THROTTLED)
+        )
+        if not repeatable:
+            return GiveUp("unsafe_method")
+        if attempt >= self.attempts:
+            return GiveUp("attempts")
+        delay = self.backoff.delay(attempt, rng)
+        if retry_after is not None and self.respect_retry_after:
+            if retry_after > self.max_retry_after:
+                return GiveUp("retry_after_too_long")
+            delay = max(delay, retry_after)
+        if deadline is not None and now + delay >= deadline:
+            return GiveUp("deadline")
+        if budget is not None and not budget.try_spend(now):
+            return GiveUp("budget")
+        return RetryIn(delay)
