@@ -300,6 +300,7 @@ class Client:
                 _log.warning("%s", exc, extra={"interlock": self._log_fields(request, None, elapsed, exc)})
             raise
         response.elapsed = elapsed = self._clock.monotonic() - start
+        response.request_id = request.request_id
         self._observe(request, _outcome(response.status), elapsed)
         if _log.isEnabledFor(logging.INFO):
             fields = self._log_fields(request, response, elapsed, None)

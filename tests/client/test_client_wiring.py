@@ -1,0 +1,247 @@
+"""Unit tests of the Client's pipeline wiring, with a scripted transport and a fake clock.
+End-to-end behaviour against the real testbed is in test_client_testbed.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
+
+import interlock
+from interlock import Backoff, CircuitBreaker, Client, Request, Response, Retry, Timeout
+from interlock.client.transports import AttemptTimeout
+from interlock.errors import (
+    CircuitOpen,
+    ConfigError,
+    ConnectError,
+    DeadlineExceeded,
+    RetriesExhausted,
+    TransportError,
+)
+from interlock.testing import FakeClock
+
+Outcome = int | tuple[int, dict[str, str]] | Exception | Callable[[Request], Response]
+
+
+class ScriptedTransport:
+    def __init__(self, *outcomes: Outcome, clock: FakeClock | None = None, takes: float = 0.0) -> None:
+        self.outcomes = list(outcomes)
+        self.requests: list[Request] = []
+        self.headers_seen: list[dict[str, str]] = []
+        self.clock = clock
+        self.takes = takes
+
+    async def send(self, request: Request, timeout: AttemptTimeout) -> Response:
+        self.requests.append(request)
+        self.headers_seen.append(dict(request.headers))
+        if self.clock and self.takes:
+            self.clock.advance(self.takes)
+        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        if callable(outcome):
+            return outcome(request)
+        status, headers = outcome if isinstance(outcome, tuple) else (outcome, {})
+        return Response(
+            status=status,
+            headers=CIMultiDictProxy(CIMultiDict({"Trackingid": f"t{len(self.requests)}", **headers})),
+            content=b'{"ok": true}',
+            method=request.method,
+            url=request.url,
+            route=request.route,
+            upstream=request.upstream,
+            tracking_id=f"t{len(self.requests)}",
+        )
+
+    async def aclose(self) -> None:
+        pass
+
+
+def make(
+    *outcomes: Outcome, clock: FakeClock | None = None, **options: object
+) -> tuple[Client, ScriptedTransport]:
+    clock = clock or FakeClock()
+    transport = ScriptedTransport(*outcomes, clock=clock)
+    options.setdefault("retry", Retry(attempts=4, backoff=Backoff(base=0.5, jitter="none"), budget=None))
+    client = Client("http://upstream.test/v1", name="crm", transport=transport, clock=clock, **options)  # type: ignore[arg-type]
+    return client, transport
+
+
+async def test_retries_503_then_succeeds_with_backoff() -> None:
+    clock = FakeClock()
+    client, transport = make(503, 503, 200, clock=clock)
+    response = await client.get("/customers/42")
+    assert response.status == 200
+    assert response.attempts == 3
+    assert len(transport.requests) == 3
+    assert clock.sleeps == [0.5, 1.0]
+    assert response.route == "/customers/{id}"
+
+
+async def test_retry_after_seconds_and_http_date_are_honoured() -> None:
+    clock = FakeClock()
+    date = format_datetime(datetime.fromtimestamp(clock.time() + 10, tz=UTC), usegmt=True)
+    client, _ = make((429, {"Retry-After": "3"}), (503, {"Retry-After": date}), 200, clock=clock)
+    assert (await client.get("/x")).status == 200
+    assert clock.sleeps[0] == 3.0
+    assert clock.sleeps[1] == pytest.approx(7.0, abs=1.0)  # 10 s date minus the 3 s slept; 1 s resolution
+
+
+async def test_exhausted_retries_raise_with_status_and_tracking_id() -> None:
+    client, transport = make(503)
+    with pytest.raises(RetriesExhausted) as caught:
+        await client.get("/customers/7")
+    error = caught.value
+    assert (error.status, error.attempts, error.upstream, error.route) == (503, 4, "crm", "/customers/{id}")
+    assert error.tracking_id == "t4"
+    assert "crm/customers/{id}" in str(error) and "tracking_id=t4" in str(error)
+    assert len(transport.requests) == 4
+
+
+async def test_non_retryable_status_is_returned_not_raised() -> None:
+    client, transport = make(404)
+    response = await client.get("/customers/1")
+    assert response.status == 404 and len(transport.requests) == 1
+    with pytest.raises(interlock.errors.UpstreamError, match="404"):
+        response.raise_for_status()
+
+
+async def test_post_without_key_is_not_retried_after_a_possible_apply() -> None:
+    client, transport = make(TransportError("reset"), idempotency_keys=False)
+    with pytest.raises(TransportError, match="idempotency_key"):
+        await client.post("/orders", json={"a": 1})
+    assert len(transport.requests) == 1
+    client, transport = make(503, idempotency_keys=False)
+    assert (await client.post("/orders", json={"a": 1})).status == 503
+    assert len(transport.requests) == 1
+
+
+async def test_post_is_retried_with_the_same_automatic_idempotency_key() -> None:
+    client, transport = make(503, 503, 201)
+    response = await client.post("/orders", json={"a": 1})
+    assert response.status == 201
+    keys = {h["Idempotency-Key"] for h in transport.headers_seen}
+    assert len(keys) == 1 and next(iter(keys))
+    assert transport.requests[0].body == b'{"a":1}'
+
+
+async def test_connect_errors_are_retried_even_for_post() -> None:
+    client, transport = make(ConnectError("refused"), 201, idempotency_keys=False)
+    assert (await client.post("/orders", content=b"x")).status == 201
+    assert len(transport.requests) == 2
+
+
+async def test_single_attempt_failure_raises_the_original_error() -> None:
+    client, _ = make(ConnectError("refused"), retry=Retry(attempts=1))
+    with pytest.raises(ConnectError) as caught:
+        await client.get("/x")
+    assert caught.value.attempts == 1 and caught.value.upstream == "crm"
+
+
+async def test_deadline_stops_retrying() -> None:
+    clock = FakeClock()
+    client, transport = make(503, clock=clock, timeout=Timeout(total=2.0))
+    with pytest.raises(DeadlineExceeded, match="deadline") as caught:
+        await client.get("/x")
+    # backoffs 0.5 + 1.0 fit in 2 s; the next (2.0) would not
+    assert len(transport.requests) == 3
+    assert caught.value.status == 503
+    assert isinstance(caught.value, TimeoutError)
+
+
+async def test_attempt_timeout_is_bounded_by_the_remaining_deadline() -> None:
+    clock = FakeClock()
+    seen: list[AttemptTimeout] = []
+    client, transport = make(200, clock=clock, timeout=Timeout(connect=1, read=2, total=5, attempt=10))
+
+    async def send(request: Request, timeout: AttemptTimeout) -> Response:
+        seen.append(timeout)
+        return await ScriptedTransport(200).send(request, timeout)
+
+    transport.send = send  # type: ignore[method-assign]
+    await client.get("/x")
+    assert seen[0].connect == 1 and seen[0].read == 2 and seen[0].total == pytest.approx(5)
+
+
+async def test_breaker_opens_and_fails_fast() -> None:
+    clock = FakeClock()
+    client, transport = make(
+        500, clock=clock, retry=None, breaker=CircuitBreaker(min_calls=4, failure_ratio=0.5, open_for=10)
+    )
+    for _ in range(4):
+        assert (await client.get("/x")).status == 500
+    with pytest.raises(CircuitOpen) as caught:
+        await client.get("/x")
+    assert caught.value.retry_in == pytest.approx(10)
+    assert len(transport.requests) == 4
+    assert "breaker=open" in repr(client)
+    clock.advance(10)
+    transport.outcomes = [200]
+    assert (await client.get("/x")).status == 200
+    assert "breaker=closed" in repr(client)
+
+
+async def test_429_does_not_trip_the_breaker() -> None:
+    client, _ = make(429, retry=None, breaker=CircuitBreaker(min_calls=2))
+    for _ in range(5):
+        assert (await client.get("/x")).status == 429
+    assert client.stats()["breaker"] == "closed"
+
+
+async def test_request_id_comes_from_the_correlation_context() -> None:
+    client, transport = make(200)
+    with interlock.correlation_id("evt_123"):
+        response = await client.get("/x")
+    await client.get("/y")
+    assert transport.headers_seen[0]["X-Request-ID"] == "evt_123"
+    assert response.request_id == "evt_123"
+    assert transport.headers_seen[1]["X-Request-ID"] not in ("", "evt_123")
+
+
+async def test_params_and_query_merge() -> None:
+    client, transport = make(200)
+    await client.get("/customers?limit=5", params={"ids": [1, 2, 3], "active": True})
+    request = transport.requests[0]
+    assert request.url == "http://upstream.test/v1/customers"
+    assert request.params == {"limit": "5", "ids": "1,2,3", "active": "true"}
+    assert request.route == "/customers"
+
+
+async def test_concurrency_bound_holds() -> None:
+    peak = 0
+    running = 0
+
+    async def send(request: Request, timeout: AttemptTimeout) -> Response:
+        nonlocal peak, running
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001)
+        running -= 1
+        return Response(status=200, headers=CIMultiDictProxy(CIMultiDict()), content=b"")
+
+    client, transport = make(200, concurrency=interlock.Concurrency(limit=7, writes=2))
+    transport.send = send  # type: ignore[method-assign]
+    await asyncio.gather(*(client.get(f"/r/{i}") for i in range(50)))
+    assert peak == 7
+    peak = 0
+    await asyncio.gather(*(client.put(f"/r/{i}", json={}) for i in range(20)))
+    assert peak == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"base_url": "ftp://x"}, "Client.base_url"), ({"concurrency": "5"}, "Client.concurrency")],
+)
+def test_bad_configuration_names_the_field(kwargs: dict[str, object], field: str) -> None:
+    kwargs.setdefault("base_url", "http://ok")
+    with pytest.raises(ConfigError, match=field):
+        Client(**kwargs)  # type: ignore[arg-type]
+
+
+def test_timeout_rejects_non_positive_values() -> None:
+    with pytest.raises(ConfigError, match="Timeout.read"):
+        Timeout(read=0)

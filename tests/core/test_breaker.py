@@ -1,0 +1,112 @@
+import pytest
+
+from interlock import CircuitBreaker
+from interlock.core.breaker import Admit, BreakerState, Reject
+from interlock.errors import ConfigError
+from interlock.testing import FakeClock
+
+
+def calls(breaker, clock: FakeClock, n: int, *, failed: bool, duration: float = 0.01) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(n):
+        admitted = breaker.admit(clock.monotonic())
+        assert isinstance(admitted, Admit)
+        breaker.record(admitted, failed=failed, duration=duration, now=clock.monotonic())
+
+
+def test_opens_only_after_min_calls_and_ratio() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_ratio=0.5, min_calls=10, window=10, open_for=5).new_state(
+        clock.monotonic()
+    )
+    calls(breaker, clock, 9, failed=True)
+    assert breaker.state is BreakerState.CLOSED  # 9 < min_calls
+    calls(breaker, clock, 1, failed=True)
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_ratio_below_threshold_stays_closed() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_ratio=0.5, min_calls=10).new_state(clock.monotonic())
+    calls(breaker, clock, 12, failed=False)
+    calls(breaker, clock, 10, failed=True)  # 10/22 < 0.5
+    assert breaker.state is BreakerState.CLOSED
+    calls(breaker, clock, 2, failed=True)  # 12/24 = 0.5
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_old_failures_age_out_of_the_window() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_ratio=0.5, min_calls=10, window=10).new_state(clock.monotonic())
+    calls(breaker, clock, 9, failed=True)
+    clock.advance(11)
+    calls(breaker, clock, 9, failed=True)
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.window_counts(clock.monotonic()) == (9, 9)
+
+
+def test_open_rejects_then_half_opens_with_limited_probes_then_closes() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(min_calls=2, open_for=5, half_open_calls=2).new_state(clock.monotonic())
+    calls(breaker, clock, 2, failed=True)
+    rejected = breaker.admit(clock.monotonic())
+    assert isinstance(rejected, Reject)
+    assert rejected.retry_in == pytest.approx(5)
+    clock.advance(5)
+    first, second, third = (breaker.admit(clock.monotonic()) for _ in range(3))
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert first == Admit(probe=True) and second == Admit(probe=True)
+    assert isinstance(third, Reject)
+    breaker.record(first, failed=False, duration=0.01, now=clock.monotonic())
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.record(second, failed=False, duration=0.01, now=clock.monotonic())
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.window_counts(clock.monotonic()) == (0, 0)
+
+
+def test_failed_probe_reopens_for_another_period() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(min_calls=2, open_for=5).new_state(clock.monotonic())
+    calls(breaker, clock, 2, failed=True)
+    clock.advance(5)
+    probe = breaker.admit(clock.monotonic())
+    breaker.record(probe, failed=True, duration=0.01, now=clock.monotonic())  # type: ignore[arg-type]
+    assert breaker.state is BreakerState.OPEN
+    clock.advance(4.9)
+    assert isinstance(breaker.admit(clock.monotonic()), Reject)
+
+
+def test_released_probe_frees_its_slot() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(min_calls=1, open_for=1).new_state(clock.monotonic())
+    calls(breaker, clock, 1, failed=True)
+    clock.advance(1)
+    probe = breaker.admit(clock.monotonic())
+    assert isinstance(breaker.admit(clock.monotonic()), Reject)
+    breaker.release(probe)  # type: ignore[arg-type]
+    assert breaker.admit(clock.monotonic()) == Admit(probe=True)
+
+
+def test_slow_calls_count_as_failures() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(min_calls=4, slow_call=1.0).new_state(clock.monotonic())
+    calls(breaker, clock, 4, failed=False, duration=1.5)
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_repr_shows_state() -> None:
+    breaker = CircuitBreaker().new_state(0.0)
+    assert "closed" in repr(breaker)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"failure_ratio": 0}, "failure_ratio"),
+        ({"min_calls": 0}, "min_calls"),
+        ({"open_for": 0}, "open_for"),
+        ({"slow_call": -1}, "slow_call"),
+    ],
+)
+def test_bad_values_name_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError, match=f"CircuitBreaker.{field}"):
+        CircuitBreaker(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,113 @@
+import random
+
+import pytest
+
+from interlock import Backoff, Retry, RetryBudget
+from interlock.core.retry import BudgetLedger, Failure, GiveUp, RetryIn
+from interlock.errors import ConfigError
+
+NO_JITTER = Backoff(base=0.5, multiplier=2, cap=4, jitter="none")
+
+
+def decide(retry: Retry, **overrides: object) -> object:
+    args: dict[str, object] = {
+        "attempt": 1,
+        "method": "GET",
+        "has_idempotency_key": False,
+        "failure": Failure.STATUS,
+        "retry_after": None,
+        "now": 100.0,
+        "deadline": None,
+        "budget": None,
+        "rng": random.Random(0),
+    }
+    args.update(overrides)
+    return retry.decide(**args)  # type: ignore[arg-type]
+
+
+def test_backoff_grows_per_attempt_until_attempts_run_out() -> None:
+    retry = Retry(attempts=4, backoff=NO_JITTER, budget=None)
+    assert [decide(retry, attempt=n) for n in (1, 2, 3)] == [RetryIn(0.5), RetryIn(1.0), RetryIn(2.0)]
+    assert decide(retry, attempt=4) == GiveUp("attempts")
+
+
+def test_retry_after_wins_when_longer_and_is_capped() -> None:
+    retry = Retry(backoff=NO_JITTER, max_retry_after=10, budget=None)
+    assert decide(retry, retry_after=3.0) == RetryIn(3.0)
+    assert decide(retry, retry_after=0.1) == RetryIn(0.5)
+    assert decide(retry, retry_after=11.0) == GiveUp("retry_after_too_long")
+    assert decide(
+        Retry(backoff=NO_JITTER, respect_retry_after=False, budget=None), retry_after=9.0
+    ) == RetryIn(0.5)
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_unsafe_methods_need_an_idempotency_key(method: str) -> None:
+    retry = Retry(backoff=NO_JITTER, budget=None)
+    assert decide(retry, method=method) == GiveUp("unsafe_method")
+    assert decide(retry, method=method, failure=Failure.TIMEOUT) == GiveUp("unsafe_method")
+    assert decide(retry, method=method, has_idempotency_key=True) == RetryIn(0.5)
+
+
+def test_unsafe_methods_are_repeated_when_nothing_was_processed() -> None:
+    retry = Retry(backoff=NO_JITTER, budget=None)
+    assert decide(retry, method="POST", failure=Failure.CONNECT) == RetryIn(0.5)
+    assert decide(retry, method="POST", failure=Failure.THROTTLED) == RetryIn(0.5)
+
+
+def test_put_and_delete_are_idempotent_by_rfc() -> None:
+    retry = Retry(backoff=NO_JITTER, budget=None)
+    assert decide(retry, method="PUT") == RetryIn(0.5)
+    assert decide(retry, method="DELETE") == RetryIn(0.5)
+
+
+def test_network_errors_and_timeouts_can_be_switched_off() -> None:
+    retry = Retry(network_errors=False, timeouts=False, budget=None)
+    assert decide(retry, failure=Failure.NETWORK) == GiveUp("not_retryable")
+    assert decide(retry, failure=Failure.CONNECT) == GiveUp("not_retryable")
+    assert decide(retry, failure=Failure.TIMEOUT) == GiveUp("not_retryable")
+
+
+def test_no_retry_that_would_end_past_the_deadline() -> None:
+    retry = Retry(backoff=NO_JITTER, budget=None)
+    assert decide(retry, now=100.0, deadline=100.4) == GiveUp("deadline")
+    assert decide(retry, now=100.0, deadline=100.6) == RetryIn(0.5)
+    assert decide(retry, retry_after=5.0, now=100.0, deadline=104.0) == GiveUp("deadline")
+
+
+def test_budget_caps_retries_to_a_share_of_calls() -> None:
+    ledger = BudgetLedger(RetryBudget(ratio=0.2, min_per_second=0, window=10))
+    for _ in range(50):
+        ledger.record_call(100.0)
+    spent = sum(ledger.try_spend(100.0) for _ in range(30))
+    assert spent == 10
+    retry = Retry(backoff=NO_JITTER)
+    assert decide(retry, budget=ledger) == GiveUp("budget")
+
+
+def test_budget_recovers_as_the_window_slides() -> None:
+    ledger = BudgetLedger(RetryBudget(ratio=0.5, min_per_second=0, window=10))
+    for _ in range(4):
+        ledger.record_call(0.0)
+    assert [ledger.try_spend(1.0) for _ in range(3)] == [True, True, False]
+    for _ in range(4):
+        ledger.record_call(20.0)
+    assert ledger.try_spend(20.0)
+
+
+def test_budget_floor_lets_quiet_upstreams_retry() -> None:
+    ledger = BudgetLedger(RetryBudget(ratio=0.0, min_per_second=1, window=10))
+    assert sum(ledger.try_spend(5.0) for _ in range(20)) == 10
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"attempts": 0}, "attempts"),
+        ({"statuses": {700}}, "statuses"),
+        ({"max_retry_after": -1}, "max_retry_after"),
+    ],
+)
+def test_bad_values_name_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError, match=f"Retry.{field}"):
+        Retry(**kwargs)  # type: ignore[arg-type]
