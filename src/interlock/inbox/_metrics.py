@@ -1,0 +1,124 @@
+"""Inbox metrics: plain counters on the hot path, percentiles and queue gauges on demand.
+
+``snapshot()`` returns a dict; ``register_prometheus()`` exposes the same figures to
+prometheus-client through a custom collector, read only when scraped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from collections.abc import Iterator
+from typing import Any
+
+from ..stores.protocols import QueueStats
+
+log = logging.getLogger("interlock.inbox")
+
+SLOW_AFTER = 5.0
+"""Seed 000: warn when one webhook takes longer than this to process."""
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+class InboxMetrics:
+    def __init__(self, window: int = 4096) -> None:
+        self.received: Counter[str] = Counter()
+        """Accepted (new, durable) events per source."""
+        self.duplicates: Counter[str] = Counter()
+        self.rejected: Counter[tuple[str, str]] = Counter()
+        """(source, reason) -> count; reasons: signature, too_large, unknown_source, malformed,
+        method, store_unavailable."""
+        self.processed: Counter[str] = Counter()
+        self.retries: Counter[str] = Counter()
+        self.dead_lettered: Counter[str] = Counter()
+        self.unhandled: Counter[str] = Counter()
+        self.slow: Counter[str] = Counter()
+        self._durations: deque[float] = deque(maxlen=window)
+
+    def observe(self, seconds: float) -> None:
+        self._durations.append(seconds)
+
+    def processing_percentiles(self) -> dict[str, float | None]:
+        values = sorted(self._durations)
+        return {
+            "p50": _percentile(values, 0.50),
+            "p95": _percentile(values, 0.95),
+            "p99": _percentile(values, 0.99),
+        }
+
+    def snapshot(self, stats: QueueStats | None = None, now: float | None = None) -> dict[str, Any]:
+        rejected: dict[str, int] = Counter()
+        for (_, reason), n in self.rejected.items():
+            rejected[reason] += n
+        snap: dict[str, Any] = {
+            "received": sum(self.received.values()),
+            "duplicates": sum(self.duplicates.values()),
+            "rejected": dict(rejected),
+            "processed": sum(self.processed.values()),
+            "retries": sum(self.retries.values()),
+            "dead_lettered": sum(self.dead_lettered.values()),
+            "unhandled": sum(self.unhandled.values()),
+            "slow": sum(self.slow.values()),
+            "processing_seconds": self.processing_percentiles(),
+        }
+        if stats is not None:
+            snap["queue_depth"] = stats.pending
+            snap["in_flight"] = stats.in_flight
+            snap["dlq_size"] = stats.dead
+            snap["oldest_event_age"] = (
+                None if stats.oldest_pending_at is None or now is None else max(0.0, now - stats.oldest_pending_at)
+            )
+        return snap
+
+    def prometheus_metrics(self, stats: QueueStats | None, now: float) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+
+        def counter(name: str, doc: str, values: Counter[str]) -> Any:
+            family = CounterMetricFamily(name, doc, labels=["source"])
+            for source, n in sorted(values.items()):
+                family.add_metric([source], n)
+            return family
+
+        yield counter("interlock_webhooks_received", "Webhooks accepted and stored", self.received)
+        yield counter("interlock_webhooks_duplicates", "Duplicate deliveries acknowledged", self.duplicates)
+        rejected = CounterMetricFamily(
+            "interlock_webhooks_rejected", "Webhooks refused, by reason", labels=["source", "reason"]
+        )
+        for (source, reason), n in sorted(self.rejected.items()):
+            rejected.add_metric([source, reason], n)
+        yield rejected
+        yield counter("interlock_webhooks_processed", "Events handled successfully", self.processed)
+        yield counter("interlock_webhooks_retries", "Failed attempts scheduled again", self.retries)
+        yield counter("interlock_webhooks_dead_lettered", "Events moved to the DLQ", self.dead_lettered)
+        values = sorted(self._durations)
+        summary = SummaryMetricFamily(
+            "interlock_webhook_processing_seconds", "Handler time (recent window)",
+            count_value=len(values), sum_value=sum(values),
+        )
+        yield summary
+        for q in (0.5, 0.95, 0.99):
+            g = GaugeMetricFamily(
+                f"interlock_webhook_processing_seconds_p{int(q * 100)}", f"Handler time p{int(q * 100)}"
+            )
+            g.add_metric([], _percentile(values, q) or 0.0)
+            yield g
+        if stats is not None:
+            for name, doc, value in (
+                ("interlock_webhook_queue_depth", "Events not yet processed", stats.pending),
+                ("interlock_webhook_in_flight", "Events leased by a worker", stats.in_flight),
+                ("interlock_webhook_dlq_size", "Events in the dead-letter queue", stats.dead),
+                (
+                    "interlock_webhook_oldest_age_seconds",
+                    "Age of the oldest unprocessed event",
+                    0.0 if stats.oldest_pending_at is None else max(0.0, now - stats.oldest_pending_at),
+                ),
+            ):
+                g = GaugeMetricFamily(name, doc)
+                g.add_metric([], value)
+                yield g

@@ -1,0 +1,177 @@
+"""The receiving side: a raw ASGI app, ``POST {prefix}{source}``.
+
+Raw ASGI rather than Starlette routing because the acknowledgement budget is a few
+milliseconds: the whole request path is one dict lookup, a bounded body read, one HMAC and one
+await on the group commit. Mount it in Starlette / FastAPI with ``app.mount("/hooks", app)`` or
+serve it with uvicorn directly; it honours ``root_path`` either way.
+
+Answers: 200 accepted or duplicate (only after the event is durable), 400 malformed, 401 bad
+signature, 404 unknown source, 405 not POST, 413 too large, 503 the store failed (not
+acknowledged, so the sender retries). Nothing else is a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PayloadTooLarge, UnknownSource, WebhookError
+
+if TYPE_CHECKING:
+    from ._inbox import Inbox
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+log = logging.getLogger("interlock.inbox")
+
+_JSON = (b"content-type", b"application/json")
+_ACCEPTED = b'{"status":"accepted"}'
+_DUPLICATE = b'{"status":"duplicate"}'
+_REASONS = {400: "malformed", 401: "signature", 404: "unknown_source", 413: "too_large"}
+
+
+def _error_body(status: int, message: str) -> bytes:
+    return json.dumps({"error": message, "status": status}).encode()
+
+
+class InboxApp:
+    """ASGI application for an ``Inbox``; get one with ``inbox.asgi()``."""
+
+    def __init__(self, inbox: Inbox, prefix: str = "/hooks/") -> None:
+        if not prefix.startswith("/"):
+            prefix = "/" + prefix
+        if not prefix.endswith("/"):
+            prefix += "/"
+        self.inbox = inbox
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.inbox.open()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.inbox.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        inbox = self.inbox
+        metrics = inbox.metrics
+        path: str = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        name = path[len(self.prefix) :].rstrip("/") if path.startswith(self.prefix) else ""
+        source = inbox.sources.get(name)
+        if source is None:
+            if path.startswith(self.prefix) or path == self.prefix.rstrip("/"):
+                err: WebhookError = UnknownSource(f"no webhook source named {name!r}")
+            else:
+                err = UnknownSource(f"no route {path!r}; webhooks go to {self.prefix}{{source}}")
+            metrics.rejected[(name, "unknown_source")] += 1
+            await _respond(send, 404, _error_body(404, str(err)))
+            return
+        if scope["method"] != "POST":
+            metrics.rejected[(name, "method")] += 1
+            await _respond(
+                send, 405, _error_body(405, "webhooks must be POSTed"), extra=[(b"allow", b"POST")]
+            )
+            return
+
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        limit = source.max_body
+        declared = headers.get("content-length")
+        try:
+            if declared is not None and int(declared) > limit:
+                # Refuse before reading: a huge body never touches memory.
+                raise PayloadTooLarge(f"body of {int(declared)} bytes is over the {limit} byte limit", source=name)
+            body = await _read_body(receive, limit, name)
+            if body is None:
+                return  # the client went away
+            message = source.accept(body, headers, time.time())
+        except WebhookError as exc:
+            status = exc.http_status
+            metrics.rejected[(name, _REASONS.get(status, "malformed"))] += 1
+            log.info("webhook refused: %s (HTTP %d)", exc, status)
+            close = [(b"connection", b"close")] if status == 413 else []
+            await _respond(send, status, _error_body(status, str(exc)), extra=close)
+            return
+        except ValueError:
+            metrics.rejected[(name, "malformed")] += 1
+            await _respond(send, 400, _error_body(400, "Content-Length is not an integer"))
+            return
+
+        try:
+            fresh = await inbox.put(message)
+        except Exception as exc:
+            metrics.rejected[(name, "store_unavailable")] += 1
+            log.error("webhook %s/%s not stored, answering 503: %r", name, message.id, exc)
+            await _respond(
+                send,
+                503,
+                _error_body(503, "the event could not be stored; retry later"),
+                extra=[(b"retry-after", b"5")],
+            )
+            return
+        if fresh:
+            metrics.received[name] += 1
+            await _respond(send, 200, _ACCEPTED)
+        else:
+            metrics.duplicates[name] += 1
+            await _respond(send, 200, _DUPLICATE)
+
+
+async def _read_body(receive: Receive, limit: int, source: str) -> bytes | None:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body is over the {limit} byte limit", source=source)
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the {limit} byte limit", source=source)
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            break
+    if size > limit:
+        raise PayloadTooLarge(f"body is over the {limit} byte limit", source=source)
+    return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [_JSON, (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+__all__ = ["InboxApp"]

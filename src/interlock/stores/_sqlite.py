@@ -1,0 +1,170 @@
+"""Open and configure SQLite, and share commits between concurrent writers (group commit).
+
+Reused by every SQLite-backed store (inbox queue, sync checkpoints). One thread owns one
+connection; callers submit small operations, and every operation that arrives while a commit
+is in progress joins the next transaction. A burst of N requests therefore costs one fsync, not
+N, while each caller still learns only after *its* data is durable (synchronous=FULL in WAL mode
+fsyncs the WAL on every commit: https://www.sqlite.org/pragma.html#pragma_synchronous).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlparse
+
+from ..errors import ConfigError
+
+T = TypeVar("T")
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+__all__ = ["GroupCommitter", "connect_sqlite", "sqlite_path_from_url"]
+
+
+def sqlite_path_from_url(url: str) -> str:
+    """``sqlite:///rel/path.db`` -> ``rel/path.db``; ``sqlite:////abs/path.db`` -> ``/abs/path.db``."""
+    if not url.startswith("sqlite:"):
+        return url
+    parsed = urlparse(url)
+    path = unquote(parsed.path)
+    if parsed.netloc:
+        raise ConfigError("sqlite", "url", f"expected sqlite:///relative or sqlite:////absolute, got {url!r}")
+    if path.startswith("/"):
+        path = path[1:]
+    if not path:
+        raise ConfigError("sqlite", "url", f"no file path in {url!r}")
+    return path
+
+
+def connect_sqlite(
+    path: str, *, synchronous: Synchronous = "FULL", busy_timeout: float = 10.0
+) -> sqlite3.Connection:
+    """A connection in WAL mode with explicit transactions (``isolation_level=None``).
+
+    WAL lets readers (other processes: the CLI, workers) run while one writer commits.
+    """
+    if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ConfigError("sqlite", "synchronous", f"must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal" and path != ":memory:":
+        raise ConfigError("sqlite", "path", f"could not switch {path!r} to WAL mode (got {mode})")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    return conn
+
+
+_Item = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+class GroupCommitter:
+    """One writer thread running submitted operations in shared transactions.
+
+    An operation is a function of the connection, run inside ``BEGIN IMMEDIATE ... COMMIT``; it
+    must leave the transaction usable if it raises (single statements do). Its future resolves
+    after the commit, so a result is never reported for data that is not durable.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: Synchronous = "FULL",
+        max_batch: int = 4096,
+        init: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.max_batch = max_batch
+        self._conn = connect_sqlite(path, synchronous=synchronous)
+        if init is not None:
+            init(self._conn)
+        self._pending: list[_Item] = []
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._closing = False
+        self.commits = 0
+        self.operations = 0
+        self._thread = threading.Thread(target=self._run, name=f"interlock-sqlite:{path}", daemon=True)
+        self._thread.start()
+
+    def submit(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            if self._closing:
+                raise RuntimeError(f"the SQLite writer for {self.path!r} is closed")
+            self._pending.append((op, fut, loop))
+        self._wakeup.set()
+        return fut
+
+    async def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.submit(op)
+
+    def close(self) -> None:
+        """Finish what was submitted, then close the connection."""
+        with self._lock:
+            self._closing = True
+        self._wakeup.set()
+        self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        while True:
+            self._wakeup.wait()
+            with self._lock:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                if not self._pending:
+                    self._wakeup.clear()
+                closing = self._closing
+            if not batch:
+                if closing:
+                    return
+                continue
+            self._execute(batch)
+
+    def _execute(self, batch: list[_Item]) -> None:
+        conn = self._conn
+        outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]]
+        outcomes = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op, fut, loop in batch:
+                try:
+                    outcomes.append((fut, loop, op(conn), None))
+                except Exception as exc:
+                    outcomes.append((fut, loop, None, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            outcomes = [(fut, loop, None, exc) for _, fut, loop in batch]
+        self.commits += 1
+        self.operations += len(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[1], []).append(outcome)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:
+                pass  # that loop is closed; nobody is waiting any more
+
+    def __repr__(self) -> str:
+        return f"GroupCommitter(path={self.path!r}, commits={self.commits}, operations={self.operations})"
+
+
+def _settle(items: list[tuple[asyncio.Future[Any], Any, Any, BaseException | None]]) -> None:
+    for fut, _, result, exc in items:
+        if fut.done():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)

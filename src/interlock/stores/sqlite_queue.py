@@ -1,0 +1,352 @@
+"""The default ``Queue``: one SQLite file in WAL mode, commits shared between concurrent calls.
+
+Rows are never moved between tables: ``state`` says pending (0), done (1) or dead (2). A lease
+is a hidden row: ``visible_at`` pushed into the future plus a fresh ``lease_token``; when a
+worker dies its lease simply expires and the row becomes leasable again. Done rows stay until
+``prune`` so their ids keep deduping redeliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
+from .protocols import (
+    DeadLetter,
+    DeadLetterFilter,
+    Failure,
+    Lease,
+    Message,
+    QueueStats,
+    failures_from_json,
+)
+
+__all__ = ["SQLiteQueue"]
+
+T = TypeVar("T")
+PENDING, DONE, DEAD = 0, 1, 2
+_COLUMNS = "seq, source, id, type, body, headers, received_at, ordering_key, attempts, errors"
+
+
+def _schema(table: str) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table} (
+    seq INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    body BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    ordering_key TEXT,
+    state INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    visible_at REAL NOT NULL,
+    lease_token TEXT,
+    errors TEXT,
+    finished_at REAL,
+    UNIQUE (source, id)
+);
+CREATE INDEX IF NOT EXISTS {table}_pending ON {table} (seq) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS {table}_order ON {table} (ordering_key, seq)
+    WHERE state = 0 AND ordering_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS {table}_dead ON {table} (finished_at) WHERE state = 2;
+CREATE INDEX IF NOT EXISTS {table}_done ON {table} (finished_at) WHERE state = 1;
+"""
+
+
+def _message(row: tuple[Any, ...]) -> Message:
+    return Message(
+        source=row[1],
+        id=row[2],
+        type=row[3],
+        body=bytes(row[4]),
+        headers=json.loads(row[5]),
+        received_at=row[6],
+        ordering_key=row[7],
+    )
+
+
+def _where(where: DeadLetterFilter) -> tuple[str, list[Any]]:
+    clauses, params = [f"state = {DEAD}"], []
+    if where.source is not None:
+        clauses.append("source = ?")
+        params.append(where.source)
+    if where.type is not None:
+        clauses.append("type = ?")
+        params.append(where.type)
+    if where.ids:
+        clauses.append(f"id IN ({','.join('?' * len(where.ids))})")
+        params.extend(where.ids)
+    if where.since is not None:
+        clauses.append("finished_at >= ?")
+        params.append(where.since)
+    if where.until is not None:
+        clauses.append("finished_at < ?")
+        params.append(where.until)
+    if where.error_contains:
+        clauses.append("instr(errors, ?) > 0")
+        params.append(where.error_contains)
+    return " AND ".join(clauses), params
+
+
+def _split_token(lease: Lease) -> int:
+    return int(lease.token.partition(":")[0])
+
+
+class SQLiteQueue:
+    """``Queue`` on a SQLite file. ``url`` is ``sqlite:///relative.db``, ``sqlite:////abs.db``
+    or a plain path. Several processes may share the file (ingress in one, workers in another);
+    workers in other processes notice new messages by polling every ``poll_interval`` s."""
+
+    def __init__(
+        self,
+        url: str = "sqlite:///interlock.db",
+        *,
+        table: str = "interlock_events",
+        synchronous: Synchronous = "FULL",
+        poll_interval: float = 0.2,
+        max_batch: int = 4096,
+    ) -> None:
+        if not table.replace("_", "").isalnum():
+            raise ConfigError("SQLiteQueue", "table", f"must be letters, digits and _, got {table!r}")
+        if poll_interval <= 0:
+            raise ConfigError("SQLiteQueue", "poll_interval", f"must be > 0 seconds, got {poll_interval!r}")
+        self.path = sqlite_path_from_url(url)
+        self.table = table
+        self.synchronous: Synchronous = synchronous
+        self.poll_interval = poll_interval
+        self.max_batch = max_batch
+        self._writer: GroupCommitter | None = None
+        self._new_work: asyncio.Event | None = None
+        t = table
+        self._sql_put = (
+            f"INSERT INTO {t} (source, id, type, body, headers, received_at, ordering_key, visible_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, id) DO NOTHING"
+        )
+        self._sql_lease = (
+            f"SELECT {_COLUMNS} FROM {t} AS e WHERE state = 0 AND visible_at <= ?"
+            " AND (ordering_key IS NULL OR NOT EXISTS ("
+            f"SELECT 1 FROM {t} AS p WHERE p.state = 0 AND p.ordering_key = e.ordering_key"
+            " AND p.seq < e.seq)) ORDER BY seq LIMIT ?"
+        )
+        self._sql_fail = (
+            "errors = json_insert(coalesce(errors, '[]'), '$[#]', json(?))"
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        schema = _schema(self.table)
+
+        def init(conn: sqlite3.Connection) -> None:
+            conn.executescript(schema)
+
+        self._writer = await asyncio.to_thread(
+            GroupCommitter, self.path, synchronous=self.synchronous, max_batch=self.max_batch, init=init
+        )
+
+    async def aclose(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await asyncio.to_thread(writer.close)
+
+    async def __aenter__(self) -> SQLiteQueue:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _run(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        if self._writer is None:
+            raise RuntimeError("SQLiteQueue is not open: call `await queue.open()` first")
+        return self._writer.submit(op)
+
+    def _wake(self) -> None:
+        if self._new_work is not None:
+            self._new_work.set()
+
+    # -- inbox -----------------------------------------------------------------------------------
+
+    async def put(self, message: Message) -> bool:
+        row = (
+            message.source,
+            message.id,
+            message.type,
+            message.body,
+            json.dumps(dict(message.headers), separators=(",", ":")),
+            message.received_at or time.time(),
+            message.ordering_key,
+            0.0,
+        )
+        sql = self._sql_put
+        inserted = await self._run(lambda conn: conn.execute(sql, row).rowcount == 1)
+        if inserted:
+            self._wake()
+        return inserted
+
+    # -- work queue ------------------------------------------------------------------------------
+
+    async def lease(self, max_messages: int, visibility: float) -> list[Lease]:
+        sql, table = self._sql_lease, self.table
+
+        def op(conn: sqlite3.Connection) -> list[Lease]:
+            now = time.time()
+            rows = conn.execute(sql, (now, max_messages)).fetchall()
+            if not rows:
+                return []
+            expires = now + visibility
+            leases, updates = [], []
+            for row in rows:
+                token = f"{row[0]}:{os.urandom(8).hex()}"
+                updates.append((expires, token, row[0]))
+                leases.append(
+                    Lease(_message(row), row[8] + 1, token, expires, failures_from_json(row[9]))
+                )
+            conn.executemany(
+                f"UPDATE {table} SET visible_at = ?, lease_token = ?, attempts = attempts + 1"
+                " WHERE seq = ?",
+                updates,
+            )
+            return leases
+
+        return await self._run(op)
+
+    async def extend(self, lease: Lease, visibility: float) -> bool:
+        sql = f"UPDATE {self.table} SET visible_at = ? WHERE seq = ? AND lease_token = ? AND state = 0"
+        seq = _split_token(lease)
+        return await self._run(
+            lambda conn: conn.execute(sql, (time.time() + visibility, seq, lease.token)).rowcount == 1
+        )
+
+    async def ack(self, lease: Lease) -> bool:
+        sql = (
+            f"UPDATE {self.table} SET state = {DONE}, finished_at = ?, lease_token = NULL"
+            " WHERE seq = ? AND lease_token = ? AND state = 0"
+        )
+        seq = _split_token(lease)
+        done = await self._run(lambda conn: conn.execute(sql, (time.time(), seq, lease.token)).rowcount == 1)
+        if done and lease.message.ordering_key is not None:
+            self._wake()  # the next message with this key is leasable now
+        return done
+
+    async def nack(self, lease: Lease, *, delay: float, error: str) -> bool:
+        sql = (
+            f"UPDATE {self.table} SET visible_at = ?, lease_token = NULL, {self._sql_fail}"
+            " WHERE seq = ? AND lease_token = ? AND state = 0"
+        )
+        seq = _split_token(lease)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            failure = json.dumps(Failure(lease.attempt, now, error).to_json())
+            return conn.execute(sql, (now + max(0.0, delay), failure, seq, lease.token)).rowcount == 1
+
+        return await self._run(op)
+
+    async def dead_letter(self, lease: Lease, *, error: str) -> bool:
+        sql = (
+            f"UPDATE {self.table} SET state = {DEAD}, finished_at = ?, lease_token = NULL,"
+            f" {self._sql_fail} WHERE seq = ? AND lease_token = ? AND state = 0"
+        )
+        seq = _split_token(lease)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            failure = json.dumps(Failure(lease.attempt, now, error).to_json())
+            return conn.execute(sql, (now, failure, seq, lease.token)).rowcount == 1
+
+        dead = await self._run(op)
+        if dead and lease.message.ordering_key is not None:
+            self._wake()
+        return dead
+
+    async def wait(self, timeout: float) -> None:
+        if self._new_work is None:
+            self._new_work = asyncio.Event()
+        event = self._new_work
+        if not event.is_set():
+            try:
+                await asyncio.wait_for(event.wait(), min(timeout, self.poll_interval))
+            except TimeoutError:
+                pass
+        event.clear()
+
+    # -- dead letters ----------------------------------------------------------------------------
+
+    async def dead_letters(
+        self, where: DeadLetterFilter = DeadLetterFilter(), *, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        clause, params = _where(where)
+        sql = (
+            f"SELECT {_COLUMNS}, finished_at FROM {self.table} WHERE {clause}"
+            " ORDER BY finished_at, seq LIMIT ? OFFSET ?"
+        )
+
+        def op(conn: sqlite3.Connection) -> list[DeadLetter]:
+            rows = conn.execute(sql, [*params, limit, offset]).fetchall()
+            return [DeadLetter(_message(r), r[8], failures_from_json(r[9]), r[10]) for r in rows]
+
+        return await self._run(op)
+
+    async def count_dead(self, where: DeadLetterFilter = DeadLetterFilter()) -> int:
+        clause, params = _where(where)
+        sql = f"SELECT count(*) FROM {self.table} WHERE {clause}"
+        return await self._run(lambda conn: int(conn.execute(sql, params).fetchone()[0]))
+
+    async def replay(self, where: DeadLetterFilter) -> int:
+        clause, params = _where(where)
+        sql = (
+            f"UPDATE {self.table} SET state = {PENDING}, attempts = 0, visible_at = ?,"
+            f" finished_at = NULL WHERE {clause}"
+        )
+        count = await self._run(lambda conn: conn.execute(sql, [time.time(), *params]).rowcount)
+        if count:
+            self._wake()
+        return count
+
+    async def purge(self, where: DeadLetterFilter) -> int:
+        clause, params = _where(where)
+        sql = f"DELETE FROM {self.table} WHERE {clause}"
+        return await self._run(lambda conn: conn.execute(sql, params).rowcount)
+
+    # -- housekeeping ----------------------------------------------------------------------------
+
+    async def stats(self) -> QueueStats:
+        t = self.table
+
+        def op(conn: sqlite3.Connection) -> QueueStats:
+            now = time.time()
+            pending, oldest_seq = conn.execute(
+                f"SELECT count(*), min(seq) FROM {t} WHERE state = 0"
+            ).fetchone()
+            in_flight = conn.execute(
+                f"SELECT count(*) FROM {t} WHERE state = 0 AND lease_token IS NOT NULL"
+                " AND visible_at > ?",
+                (now,),
+            ).fetchone()[0]
+            dead = conn.execute(f"SELECT count(*) FROM {t} WHERE state = 2").fetchone()[0]
+            oldest = None
+            if oldest_seq is not None:
+                oldest = conn.execute(f"SELECT received_at FROM {t} WHERE seq = ?", (oldest_seq,)).fetchone()[0]
+            return QueueStats(int(pending), int(in_flight), int(dead), oldest)
+
+        return await self._run(op)
+
+    async def prune(self, done_before: float) -> int:
+        sql = f"DELETE FROM {self.table} WHERE state = {DONE} AND finished_at < ?"
+        return await self._run(lambda conn: conn.execute(sql, (done_before,)).rowcount)
+
+    def __repr__(self) -> str:
+        state = "open" if self._writer is not None else "closed"
+        return f"SQLiteQueue(path={self.path!r}, table={self.table!r}, {state})"
