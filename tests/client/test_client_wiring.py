@@ -245,3 +245,20 @@ def test_bad_configuration_names_the_field(kwargs: dict[str, object], field: str
 def test_timeout_rejects_non_positive_values() -> None:
     with pytest.raises(ConfigError, match="Timeout.read"):
         Timeout(read=0)
+
+
+async def test_waiting_for_an_open_breaker_when_asked() -> None:
+    clock = FakeClock()
+    retry = Retry(attempts=5, backoff=Backoff(base=0.1, jitter="none"), circuit_open=True, budget=None)
+    client, transport = make(
+        500, 500, 200, clock=clock, retry=retry, breaker=CircuitBreaker(min_calls=2, open_for=3)
+    )
+    client.retry = None  # trip the breaker with two plain 500s
+    await client.get("/a")
+    await client.get("/b")
+    assert client.stats()["breaker"] == "open"
+    client.retry = retry
+    response = await client.get("/c")
+    assert response.status == 200
+    assert clock.sleeps[-1] == pytest.approx(3.0)
+    assert len(transport.requests) == 3  # the refused attempt sent nothing

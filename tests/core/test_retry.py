@@ -111,3 +111,14 @@ def test_budget_floor_lets_quiet_upstreams_retry() -> None:
 def test_bad_values_name_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=f"Retry.{field}"):
         Retry(**kwargs)  # type: ignore[arg-type]
+
+
+def test_open_breaker_fails_fast_unless_asked_to_wait() -> None:
+    assert decide(Retry(budget=None), failure=Failure.CIRCUIT_OPEN, retry_after=2.0) == GiveUp(
+        "not_retryable"
+    )
+    waiting = Retry(backoff=NO_JITTER, circuit_open=True)
+    spent = BudgetLedger(RetryBudget(ratio=0, min_per_second=0))
+    assert decide(
+        waiting, method="POST", failure=Failure.CIRCUIT_OPEN, retry_after=2.0, budget=spent
+    ) == RetryIn(2.0)

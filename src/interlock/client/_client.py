@@ -22,6 +22,7 @@ from ..core.retry import BudgetLedger, Failure, GiveUp, Retry
 from ..core.retry_after import parse_retry_after
 from ..errors import (
     CallError,
+    CircuitOpen,
     ConfigError,
     ConnectError,
     DeadlineExceeded,
@@ -154,6 +155,8 @@ class Client:
                 error, failure = exc, Failure.NETWORK
             except TimeoutError_ as exc:
                 error, failure = exc, Failure.TIMEOUT
+            except CircuitOpen as exc:
+                error, failure, retry_after = exc, Failure.CIRCUIT_OPEN, exc.retry_in
             if response is not None:
                 response.attempts = attempt
                 if retry is None or not retry.is_retryable_status(response.status):
@@ -205,7 +208,9 @@ class Client:
             raise error.with_context(**context) from error.__cause__
         last = f"last answer {response.status}" if response else f"last error: {error}"
         if decision.reason == "deadline":
-            raise DeadlineExceeded(f"deadline reached, no time for another retry; {last}", **context) from error
+            raise DeadlineExceeded(
+                f"deadline reached, no time for another retry; {last}", **context
+            ) from error
         if error is not None and attempts == 1 and decision.reason == "attempts":
             raise error.with_context(**context) from error.__cause__
         words = _GIVE_UP_WORDS.get(decision.reason, decision.reason)

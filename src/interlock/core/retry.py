@@ -28,6 +28,7 @@ class Failure(Enum):
     CONNECT = "connect"  # no connection was made: nothing was sent, always safe to repeat
     NETWORK = "network"  # the connection broke after the request may have been sent
     TIMEOUT = "timeout"  # the attempt ran out of time; the request may have been applied
+    CIRCUIT_OPEN = "circuit_open"  # the breaker refused the attempt: nothing was sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,9 @@ class Retry:
     max_retry_after: float = 60.0
     """A ``Retry-After`` longer than this is not waited for: the call fails at once."""
     budget: RetryBudget | None = field(default_factory=RetryBudget)
+    circuit_open: bool = False
+    """Wait for an open breaker to half-open and try again (within attempts and deadline),
+    instead of failing fast. For batch work; request-serving code usually wants to fail fast."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.attempts, int) or self.attempts < 1:
@@ -146,11 +150,12 @@ class Retry:
             return GiveUp("not_retryable")
         if failure is Failure.TIMEOUT and not self.timeouts:
             return GiveUp("not_retryable")
-        # A refused connection sent nothing and a 429 was refused before processing, but any
-        # other failure may have been applied: repeat it only when that is harmless.
-        repeatable = (
-            method in self.methods or has_idempotency_key or failure in (Failure.CONNECT, Failure.THROTTLED)
-        )
+        if failure is Failure.CIRCUIT_OPEN and not self.circuit_open:
+            return GiveUp("not_retryable")
+        nothing_sent = failure in (Failure.CONNECT, Failure.THROTTLED, Failure.CIRCUIT_OPEN)
+        # A refused connection or an open breaker sent nothing and a 429 was refused before
+        # processing, but any other failure may have been applied: repeat it only when harmless.
+        repeatable = method in self.methods or has_idempotency_key or nothing_sent
         if not repeatable:
             return GiveUp("unsafe_method")
         if attempt >= self.attempts:
@@ -162,6 +167,7 @@ class Retry:
             delay = max(delay, retry_after)
         if deadline is not None and now + delay >= deadline:
             return GiveUp("deadline")
-        if budget is not None and not budget.try_spend(now):
+        # Waiting out an open breaker adds no upstream load, so it costs no budget.
+        if failure is not Failure.CIRCUIT_OPEN and budget is not None and not budget.try_spend(now):
             return GiveUp("budget")
         return RetryIn(delay)
