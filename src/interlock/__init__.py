@@ -9,12 +9,18 @@ from .client import Client, Concurrency, SyncClient, Timeout
 from .core.backoff import Backoff
 from .core.breaker import CircuitBreaker
 from .core.retry import Retry, RetryBudget
+from .inbox import Event, Inbox, Redelivery, signatures
+from .sink import BatchWriter
 
 __all__ = [
     "Backoff",
+    "BatchWriter",
     "CircuitBreaker",
     "Client",
     "Concurrency",
+    "Event",
+    "Inbox",
+    "Redelivery",
     "Request",
     "Response",
     "Retry",
@@ -24,4 +30,5 @@ __all__ = [
     "correlation_id",
     "current_correlation_id",
     "errors",
+    "signatures",
 ]
