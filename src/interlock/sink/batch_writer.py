@@ -1,0 +1,142 @@
+"""``BatchWriter``: handlers hand it rows; it upserts them N at a time or every T seconds.
+
+``await writer.write(row)`` returns once the batch holding the row is committed, so a handler
+that awaits it and then returns (acking its event) never acks an event whose rows were lost.
+``writer.add(row)`` queues without waiting; ``flush()`` and ``aclose()`` (also on shutdown)
+write what is left. Rows with the same key inside one batch are collapsed to the last one:
+PostgreSQL refuses to upsert one row twice in a statement, and the last write wins anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import ConfigError
+from .protocols import Row, Sink
+
+__all__ = ["BatchWriter"]
+
+log = logging.getLogger("interlock.sink")
+
+
+class BatchWriter:
+    def __init__(self, sink: Sink, *, max_rows: int = 1000, max_delay: float = 0.05) -> None:
+        if max_rows < 1:
+            raise ConfigError("BatchWriter", "max_rows", f"must be >= 1, got {max_rows!r}")
+        if max_delay < 0:
+            raise ConfigError("BatchWriter", "max_delay", f"must be >= 0 seconds, got {max_delay!r}")
+        self.sink = sink
+        self.max_rows = max_rows
+        self.max_delay = max_delay
+        self._rows: list[Row] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        self._key_index = [sink.columns.index(k) for k in sink.key]
+        self.rows_written = 0
+        self.batches = 0
+        self._closed = False
+
+    def _as_row(self, row: Mapping[str, Any] | Sequence[Any]) -> Row:
+        if isinstance(row, Mapping):
+            try:
+                return tuple(row[c] for c in self.sink.columns)
+            except KeyError as exc:
+                raise ConfigError("BatchWriter", "row", f"is missing column {exc.args[0]!r}") from None
+        values = tuple(row)
+        if len(values) != len(self.sink.columns):
+            raise ConfigError(
+                "BatchWriter", "row", f"has {len(values)} values for {len(self.sink.columns)} columns"
+            )
+        return values
+
+    def add(self, row: Mapping[str, Any] | Sequence[Any]) -> None:
+        """Queue a row without waiting for it to be written."""
+        if self._closed:
+            raise RuntimeError("BatchWriter is closed")
+        self._rows.append(self._as_row(row))
+        if len(self._rows) >= self.max_rows:
+            self._start_flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.max_delay, self._start_flush)
+
+    async def write(self, row: Mapping[str, Any] | Sequence[Any]) -> None:
+        """Queue a row and wait until its batch is committed (raises if the batch failed)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self.add(row)
+        await fut
+
+    async def write_many(self, rows: Sequence[Mapping[str, Any] | Sequence[Any]]) -> None:
+        if not rows:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        for row in rows:
+            self.add(row)
+        await fut
+
+    def _start_flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flushing is None and self._rows:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        try:
+            while self._rows:
+                rows, self._rows = self._rows, []
+                waiters, self._waiters = self._waiters, []
+                try:
+                    for start in range(0, len(rows), self.max_rows):
+                        await self.sink.write_rows(self._collapse(rows[start : start + self.max_rows]))
+                        self.batches += 1
+                    self.rows_written += len(rows)
+                except Exception as exc:
+                    log.error("batch of %d rows into %r failed: %r", len(rows), self.sink, exc)
+                    for w in waiters:
+                        if not w.done():
+                            w.set_exception(exc)
+                    continue
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
+        finally:
+            self._flushing = None
+
+    def _collapse(self, rows: list[Row]) -> list[Row]:
+        idx = self._key_index
+        latest: dict[tuple[Any, ...], Row] = {}
+        for row in rows:
+            latest[tuple(row[i] for i in idx)] = row
+        return list(latest.values()) if len(latest) != len(rows) else rows
+
+    async def flush(self) -> None:
+        """Write everything queued so far."""
+        self._start_flush()
+        while self._flushing is not None:
+            await asyncio.shield(self._flushing)
+            if self._rows:
+                self._start_flush()
+
+    async def aclose(self) -> None:
+        await self.flush()
+        self._closed = True
+        await self.sink.aclose()
+
+    async def __aenter__(self) -> BatchWriter:
+        await self.sink.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchWriter({self.sink!r}, max_rows={self.max_rows}, max_delay={self.max_delay}, "
+            f"queued={len(self._rows)}, written={self.rows_written}, batches={self.batches})"
+        )
