@@ -69,7 +69,6 @@ class Testbed:
             self._port,
             backlog=1024,
             reuse_address=True,
-            shutdown_timeout=self._shutdown_timeout,
         )
         try:
             await site.start()
