@@ -1,0 +1,55 @@
+"""Backends for the Queue contract suite: every test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from interlock.stores import Queue
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def queue_factory(request: pytest.FixtureRequest, sqlite_path: str) -> AsyncIterator[Callable[[], Queue]]:
+    """Makes queues on one shared store (several instances = several processes); closes them."""
+    made: list[Queue] = []
+    if request.param == "sqlite":
+        from interlock.stores.sqlite_queue import SQLiteQueue
+
+        def factory() -> Queue:
+            q = SQLiteQueue(f"sqlite:///{sqlite_path}", poll_interval=0.05)
+            made.append(q)
+            return q
+    else:
+        import asyncpg
+
+        from interlock.stores.postgres_queue import PostgresQueue
+
+        dsn = request.getfixturevalue("postgres_dsn")  # skips (or fails under CI) without a server
+        schema = f"contract_{request.getfixturevalue('run_id')}_{uuid.uuid4().hex[:8]}"
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.close()
+
+        def factory() -> Queue:
+            q = PostgresQueue(dsn, schema=schema, poll_interval=0.05, pool_size=4)
+            made.append(q)
+            return q
+
+    try:
+        yield factory
+    finally:
+        for q in made:
+            await q.aclose()
+        if request.param == "postgres":
+            conn = await asyncpg.connect(dsn)
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await conn.close()
+
+
+@pytest.fixture
+async def queue(queue_factory: Callable[[], Queue]) -> Queue:
+    q = queue_factory()
+    await q.open()
+    return q

@@ -1,0 +1,208 @@
+"""The ``Queue`` contract: one suite, run on every backend (see conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from interlock.stores import DeadLetterFilter, Message, Queue
+
+VIS = 30.0
+
+
+def msg(i: int | str, *, source: str = "src", type: str = "t", key: str | None = None) -> Message:
+    return Message(
+        source=source, id=f"m{i}", type=type, body=f'{{"n": "{i}"}}'.encode(),
+        headers={"x-test": str(i)}, received_at=time.time(), ordering_key=key,
+    )
+
+
+async def put_all(queue: Queue, *messages: Message) -> list[bool]:
+    return [await queue.put(m) for m in messages]
+
+
+async def test_put_dedupes_per_source(queue: Queue) -> None:
+    assert await put_all(queue, msg(1), msg(1), msg(1, source="other"), msg(2)) == [True, False, True, True]
+    assert (await queue.stats()).pending == 3
+
+
+async def test_concurrent_duplicate_puts_store_one(queue: Queue) -> None:
+    results = await asyncio.gather(*(queue.put(msg(7)) for _ in range(20)))
+    assert sorted(results) == [False] * 19 + [True]
+    assert (await queue.stats()).pending == 1
+
+
+async def test_put_is_durable_across_instances(queue_factory: Callable[[], Queue]) -> None:
+    first = queue_factory()
+    await first.open()
+    await put_all(first, msg(1), msg(2))
+    await first.aclose()
+    second = queue_factory()
+    await second.open()
+    leases = await second.lease(10, VIS)
+    assert [lease.message.id for lease in leases] == ["m1", "m2"]
+
+
+async def test_lease_hands_out_in_order_with_everything_kept(queue: Queue) -> None:
+    await put_all(queue, msg(1, type="a"), msg(2, type="b"), msg(3))
+    leases = await queue.lease(2, VIS)
+    assert [(lease.message.id, lease.message.type, lease.attempt) for lease in leases] == [("m1", "a", 1), ("m2", "b", 1)]
+    first = leases[0].message
+    assert first.body == b'{"n": "1"}'
+    assert first.headers == {"x-test": "1"}
+    assert first.source == "src"
+    assert first.received_at > 0
+    assert leases[0].failures == ()
+    rest = await queue.lease(10, VIS)
+    assert [lease.message.id for lease in rest] == ["m3"]
+    assert await queue.lease(10, VIS) == []
+    stats = await queue.stats()
+    assert (stats.pending, stats.in_flight) == (3, 3)
+
+
+async def test_concurrent_leasers_never_share_a_message(queue_factory: Callable[[], Queue]) -> None:
+    a, b = queue_factory(), queue_factory()
+    await a.open()
+    await b.open()
+    await put_all(a, *(msg(i) for i in range(60)))
+    batches = await asyncio.gather(*(q.lease(7, VIS) for _ in range(6) for q in (a, b)))
+    ids = [lease.message.id for batch in batches for lease in batch]
+    assert len(ids) == len(set(ids)) == 60
+
+
+async def test_expired_lease_is_redelivered_with_the_next_attempt(queue: Queue) -> None:
+    await queue.put(msg(1))
+    (first,) = await queue.lease(1, 0.2)
+    await asyncio.sleep(0.35)
+    (second,) = await queue.lease(1, VIS)
+    assert (second.message.id, second.attempt) == ("m1", 2)
+    assert await queue.ack(first) is False  # the old lease was handed on
+    assert await queue.nack(first, delay=0, error="late") is False
+    assert await queue.extend(first, VIS) is False
+    assert await queue.ack(second) is True
+    assert await queue.lease(1, VIS) == []
+
+
+async def test_extend_keeps_the_lease(queue: Queue) -> None:
+    await queue.put(msg(1))
+    (lease,) = await queue.lease(1, 0.3)
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        assert await queue.extend(lease, 0.3) is True
+    assert await queue.lease(1, VIS) == []
+    assert await queue.ack(lease) is True
+
+
+async def test_ack_settles_for_good(queue: Queue) -> None:
+    await put_all(queue, msg(1), msg(2))
+    leases = await queue.lease(2, VIS)
+    assert await queue.ack(leases[0]) is True
+    assert await queue.ack(leases[0]) is False
+    stats = await queue.stats()
+    assert (stats.pending, stats.in_flight, stats.dead) == (1, 1, 0)
+    assert await queue.put(msg(1)) is False  # still deduped after processing
+
+
+async def test_nack_delays_and_keeps_error_history(queue: Queue) -> None:
+    await queue.put(msg(1))
+    (lease,) = await queue.lease(1, VIS)
+    assert await queue.nack(lease, delay=0.3, error="boom 1") is True
+    assert await queue.lease(1, VIS) == []
+    await asyncio.sleep(0.4)
+    (again,) = await queue.lease(1, VIS)
+    assert again.attempt == 2
+    assert [(f.attempt, f.error) for f in again.failures] == [(1, "boom 1")]
+    await queue.nack(again, delay=0, error="boom 2")
+    (third,) = await queue.lease(1, VIS)
+    assert [f.error for f in third.failures] == ["boom 1", "boom 2"]
+
+
+async def test_dead_letter_inspect_replay_purge(queue: Queue) -> None:
+    await put_all(queue, msg(1, type="a"), msg(2, type="b"), msg(3, source="s2"))
+    leases = await queue.lease(3, VIS)
+    await queue.nack(leases[0], delay=0, error="first failure")
+    (retry,) = await queue.lease(1, VIS)
+    assert await queue.dead_letter(retry, error="ValueError: bad customer") is True
+    await queue.dead_letter(leases[1], error="KeyError: x")
+    await queue.dead_letter(leases[2], error="KeyError: y")
+    stats = await queue.stats()
+    assert (stats.pending, stats.dead) == (0, 3)
+
+    dead = await queue.dead_letters()
+    assert [d.message.id for d in dead] == ["m1", "m2", "m3"]
+    assert dead[0].attempts == 2
+    assert [f.error for f in dead[0].failures] == ["first failure", "ValueError: bad customer"]
+    assert dead[0].last_error == "ValueError: bad customer"
+    assert dead[0].message.body == b'{"n": "1"}'
+    assert dead[0].dead_at > 0
+
+    assert await queue.count_dead(DeadLetterFilter(source="s2")) == 1
+    assert await queue.count_dead(DeadLetterFilter(type="b")) == 1
+    assert await queue.count_dead(DeadLetterFilter(error_contains="KeyError")) == 2
+    assert await queue.count_dead(DeadLetterFilter(ids=["m1", "m3"])) == 2
+    assert await queue.count_dead(DeadLetterFilter(since=time.time() + 60)) == 0
+    assert await queue.count_dead(DeadLetterFilter(until=time.time() + 60)) == 3
+    assert [d.message.id for d in await queue.dead_letters(limit=1, offset=1)] == ["m2"]
+
+    assert await queue.replay(DeadLetterFilter(ids=["m1"])) == 1
+    (replayed,) = await queue.lease(5, VIS)
+    assert (replayed.message.id, replayed.attempt) == ("m1", 1)
+    assert len(replayed.failures) == 2  # history survives the replay
+    await queue.ack(replayed)
+
+    assert await queue.purge(DeadLetterFilter(source="s2")) == 1
+    assert await queue.count_dead() == 1
+    assert await queue.purge(DeadLetterFilter()) == 1
+    assert await queue.count_dead() == 0
+
+
+async def test_same_key_one_at_a_time_in_order_other_keys_in_parallel(queue: Queue) -> None:
+    await put_all(
+        queue, msg(1, key="A"), msg(2, key="A"), msg(3, key="B"), msg(4), msg(5, key="A"), msg(6, key="B")
+    )
+    leases = await queue.lease(10, VIS)
+    assert [lease.message.id for lease in leases] == ["m1", "m3", "m4"]
+    a1 = leases[0]
+    assert await queue.lease(10, VIS) == []
+    await queue.ack(a1)
+    (a2,) = await queue.lease(10, VIS)
+    assert a2.message.id == "m2"
+    # A failure with a delay keeps the key blocked: m5 must wait for m2.
+    await queue.nack(a2, delay=0.3, error="x")
+    assert await queue.lease(10, VIS) == []
+    await asyncio.sleep(0.4)
+    (a2_again,) = await queue.lease(10, VIS)
+    assert (a2_again.message.id, a2_again.attempt) == ("m2", 2)
+    # Dead-lettering unblocks the key.
+    await queue.dead_letter(a2_again, error="gave up")
+    (a5,) = await queue.lease(10, VIS)
+    assert a5.message.id == "m5"
+
+
+async def test_wait_wakes_up_on_put(queue_factory: Callable[[], Queue]) -> None:
+    queue = queue_factory()
+    await queue.open()
+    waiter = asyncio.create_task(queue.wait(30.0))
+    await asyncio.sleep(0.05)
+    await queue.put(msg(1))
+    await asyncio.wait_for(waiter, 5.0)  # poll interval or notification, never the full 30 s
+
+
+async def test_stats_report_oldest_pending(queue: Queue) -> None:
+    empty = await queue.stats()
+    assert (empty.pending, empty.in_flight, empty.dead, empty.oldest_pending_at) == (0, 0, 0, None)
+    first = msg(1)
+    await put_all(queue, first, msg(2))
+    stats = await queue.stats()
+    assert stats.oldest_pending_at is not None
+    assert abs(stats.oldest_pending_at - first.received_at) < 1e-3
+
+
+async def test_prune_forgets_old_done_messages(queue: Queue) -> None:
+    await put_all(queue, msg(1), msg(2))
+    leases = await queue.lease(2, VIS)
+    await queue.ack(leases[0])
+    assert await queue.prune(time.time() + 1) == 1
+    assert await queue.put(msg(1)) is True  # forgotten, so accepted again
+    assert await queue.put(msg(2)) is False  # still pending: never pruned
