@@ -58,7 +58,7 @@ def test_error_rates_are_copied_and_keys_normalised() -> None:
 @pytest.mark.parametrize(
     ("build", "field"),
     [
-        (lambda: Latency("gaussian"), "kind"),
+        (lambda: Latency("gaussian"), "kind"),  # type: ignore[arg-type]
         (lambda: Latency("uniform", low_ms=30, high_ms=5), "low_ms"),
         (lambda: Latency("lognormal", median_ms=0), "median_ms"),
         (lambda: Latency("fixed", ms=-1), "ms"),

@@ -122,14 +122,10 @@ async def test_updated_since_sees_touched_records_and_rejects_garbage(
     async with Testbed(TestbedConfig(records=10)) as tb:
         touched = tb.touch("products", [2, 7], updated_at="2027-06-01T12:00:00.250Z")
         assert [t["version"] for t in touched] == [2, 2]
-        page = await get_json(
-            session, f"{tb.url}/products", updated_since="2027-06-01T12:00:00.250Z"
-        )
+        page = await get_json(session, f"{tb.url}/products", updated_since="2027-06-01T12:00:00.250Z")
         assert [d["id"] for d in page["data"]] == [2, 7]
         assert page["data"][0]["updated_at"] == "2027-06-01T12:00:00.250Z"
-        later = await get_json(
-            session, f"{tb.url}/products", updated_since="2027-06-01T12:00:00.251Z"
-        )
+        later = await get_json(session, f"{tb.url}/products", updated_since="2027-06-01T12:00:00.251Z")
         assert later["data"] == []
         async with session.get(f"{tb.url}/products", params={"updated_since": "monday"}) as r:
             assert r.status == 400

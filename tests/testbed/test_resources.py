@@ -176,6 +176,7 @@ async def test_tracking_id_and_request_id(session: aiohttp.ClientSession) -> Non
         assert [q["x-request-id"] for q in recent] == [f"req-{i}" for i in range(5)]
         assert {q["status"] for q in recent} == {200}
     async with Testbed(TestbedConfig(records=3, tracking_header=None)) as tb:
+        tb.configure(tracking_header=None)
         async with session.get(f"{tb.url}/customers/1") as r:
             assert "Trackingid" not in r.headers
 
@@ -193,9 +194,7 @@ async def test_compression(coding: str) -> None:
             plain = await r.read()
             assert "Content-Encoding" not in r.headers
         assert len(plain) > 1024
-        async with raw.get(
-            f"{tb.url}/customers?limit=50", headers={"Accept-Encoding": coding}
-        ) as r:
+        async with raw.get(f"{tb.url}/customers?limit=50", headers={"Accept-Encoding": coding}) as r:
             assert r.headers["Content-Encoding"] == coding
             assert r.headers["Vary"] == "Accept-Encoding"
             packed = await r.read()
