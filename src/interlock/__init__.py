@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging as _logging
+
 from . import errors
 from ._ids import correlation_id, current_correlation_id
 from ._models import Request, Response
@@ -32,3 +34,7 @@ __all__ = [
     "errors",
     "signatures",
 ]
+
+# A library never configures logging; without this, Python's last-resort handler would print
+# every WARNING to stderr of applications that have not set logging up.
+_logging.getLogger("interlock").addHandler(_logging.NullHandler())

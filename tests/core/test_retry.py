@@ -122,3 +122,11 @@ def test_open_breaker_fails_fast_unless_asked_to_wait() -> None:
     assert decide(
         waiting, method="POST", failure=Failure.CIRCUIT_OPEN, retry_after=2.0, budget=spent
     ) == RetryIn(2.0)
+
+
+def test_server_paced_429s_do_not_spend_the_budget() -> None:
+    empty = BudgetLedger(RetryBudget(ratio=0, min_per_second=0))
+    retry = Retry(backoff=NO_JITTER)
+    assert decide(retry, failure=Failure.THROTTLED, retry_after=1.0, budget=empty) == RetryIn(1.0)
+    assert decide(retry, failure=Failure.THROTTLED, retry_after=None, budget=empty) == GiveUp("budget")
+    assert decide(retry, failure=Failure.STATUS, retry_after=1.0, budget=empty) == GiveUp("budget")

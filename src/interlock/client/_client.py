@@ -157,6 +157,7 @@ class Client:
                 error, failure = exc, Failure.TIMEOUT
             except CircuitOpen as exc:
                 error, failure, retry_after = exc, Failure.CIRCUIT_OPEN, exc.retry_in
+                attempt -= 1  # refused before sending: not an attempt
             if response is not None:
                 response.attempts = attempt
                 if retry is None or not retry.is_retryable_status(response.status):

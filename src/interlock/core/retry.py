@@ -48,9 +48,11 @@ Decision = RetryIn | GiveUp
 @dataclass(frozen=True, slots=True)
 class RetryBudget:
     """Retries may add at most ``ratio`` extra load over ``window`` seconds, with a floor of
-    ``min_per_second`` so low-traffic upstreams can still retry."""
+    ``min_per_second`` so low-traffic upstreams can still retry. The default 0.5 lets a client
+    ride out a 20 % error rate (which needs about 0.25 retries per call) while a dead upstream
+    sees 1.5x its normal load instead of ``attempts`` times it."""
 
-    ratio: float = 0.2
+    ratio: float = 0.5
     min_per_second: float = 10.0
     window: float = 10.0
 
@@ -113,7 +115,7 @@ class Retry:
     """A ``Retry-After`` longer than this is not waited for: the call fails at once."""
     budget: RetryBudget | None = field(default_factory=RetryBudget)
     circuit_open: bool = False
-    """Wait for an open breaker to half-open and try again (within attempts and deadline),
+    """Wait for an open breaker to half-open and try again, until ``Timeout.total`` runs out,
     instead of failing fast. For batch work; request-serving code usually wants to fail fast."""
 
     def __post_init__(self) -> None:
@@ -158,7 +160,9 @@ class Retry:
         repeatable = method in self.methods or has_idempotency_key or nothing_sent
         if not repeatable:
             return GiveUp("unsafe_method")
-        if attempt >= self.attempts:
+        # A refusal by the open breaker is not an attempt (nothing was sent): the deadline, not
+        # ``attempts``, bounds how long a caller waits for the upstream to recover.
+        if failure is not Failure.CIRCUIT_OPEN and attempt >= self.attempts:
             return GiveUp("attempts")
         delay = self.backoff.delay(attempt, rng)
         if retry_after is not None and self.respect_retry_after:
@@ -167,7 +171,10 @@ class Retry:
             delay = max(delay, retry_after)
         if deadline is not None and now + delay >= deadline:
             return GiveUp("deadline")
-        # Waiting out an open breaker adds no upstream load, so it costs no budget.
-        if failure is not Failure.CIRCUIT_OPEN and budget is not None and not budget.try_spend(now):
+        # The budget guards against retry storms. Waiting out an open breaker sends nothing, and
+        # a 429 that says when to come back is paced by the server itself: neither spends it.
+        server_paced = failure is Failure.THROTTLED and retry_after is not None
+        spends_budget = failure is not Failure.CIRCUIT_OPEN and not server_paced
+        if spends_budget and budget is not None and not budget.try_spend(now):
             return GiveUp("budget")
         return RetryIn(delay)
