@@ -1,0 +1,225 @@
+"""Processing: handlers, retries, dead letters and replay, per-key ordering, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+import interlock
+from interlock import Backoff, Redelivery
+from interlock.stores import Message
+
+FAST_RETRY = Redelivery(attempts=3, backoff=Backoff(delays=[0.05], jitter="none"))
+
+
+def message(i: int, *, type: str = "invoice.paid", customer: str | None = None, source: str = "stripe") -> Message:
+    body = {"id": f"evt_{i}", "type": type, "data": {"object": {"customer": customer}}}
+    return Message(
+        source=source, id=f"evt_{i}", type=type, body=json.dumps(body).encode(), headers={},
+        received_at=time.time(), ordering_key=f"{source}\x1f{customer}" if customer else None,
+    )
+
+
+@pytest.fixture
+async def box(sqlite_path: str) -> AsyncIterator[interlock.Inbox]:
+    inbox = interlock.Inbox(store=f"sqlite:///{sqlite_path}", redelivery=FAST_RETRY, visibility=5.0)
+    try:
+        yield inbox
+    finally:
+        await inbox.aclose()
+
+
+async def until(predicate: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+async def test_handlers_see_the_event_and_the_correlation_id(box: interlock.Inbox) -> None:
+    seen: list[tuple[str, str, int, str | None, object]] = []
+
+    @box.handler("stripe", "invoice.paid")
+    async def on_paid(event: interlock.Event) -> None:
+        seen.append((event.id, event.type, event.attempt, interlock.current_correlation_id(), event.json()["id"]))
+
+    other: list[str] = []
+
+    @box.handler("stripe")
+    def anything_else(event: interlock.Event) -> None:  # sync handlers run in a thread
+        other.append(f"{event.type}:{interlock.current_correlation_id()}:{threading.current_thread().name != 'MainThread'}")
+
+    await box.put(message(1))
+    await box.put(message(2, type="customer.created"))
+    pool = box.start_workers(concurrency=2)
+    await until(lambda: len(seen) == 1 and len(other) == 1)
+    await pool.aclose()
+    assert seen == [("evt_1", "invoice.paid", 1, "evt_1", "evt_1")]
+    assert other == ["customer.created:evt_2:True"]
+    stats = await box.stats()
+    assert (stats["processed"], stats["queue_depth"]) == (2, 0)
+    assert stats["processing_seconds"]["p50"] is not None
+
+
+async def test_exhausted_events_are_dead_lettered_then_replayed_after_the_fix(box: interlock.Inbox) -> None:
+    fixed = False
+    attempts: list[int] = []
+    done: list[str] = []
+
+    @box.handler("stripe", "*")
+    async def flaky(event: interlock.Event) -> None:
+        attempts.append(event.attempt)
+        if not fixed:
+            raise ValueError(f"customer missing for {event.id}")
+        done.append(event.id)
+
+    await box.put(message(1))
+    pool = box.start_workers(concurrency=2)
+    await until(lambda: len(attempts) == 3)
+    await until(lambda: box.metrics.dead_lettered["stripe"] == 1)
+    assert attempts == [1, 2, 3]
+    (dead,) = await box.dlq.list()
+    assert dead.message.id == "evt_1"
+    assert dead.attempts == 3
+    assert [f.attempt for f in dead.failures] == [1, 2, 3]
+    assert "ValueError: customer missing for evt_1" in dead.last_error
+    assert "test_worker.py" in dead.last_error  # where it was raised
+    assert (await box.dlq.inspect("evt_1")) == dead
+    stats = await box.stats()
+    assert (stats["retries"], stats["dlq_size"]) == (2, 1)
+
+    fixed = True
+    assert await box.dlq.replay("evt_1") == 1
+    await until(lambda: done == ["evt_1"])
+    await pool.aclose()
+    assert await box.dlq.count() == 0
+    assert attempts[-1] == 1  # a replay starts counting again
+
+
+async def test_replay_where_by_type_and_time(box: interlock.Inbox) -> None:
+    fail = True
+    handled: list[str] = []
+
+    @box.handler("stripe", "*")
+    async def h(event: interlock.Event) -> None:
+        if fail:
+            raise RuntimeError("down")
+        handled.append(event.id)
+
+    box.redelivery = Redelivery(attempts=1)
+    started = time.time()
+    for i in range(6):
+        await box.put(message(i, type="a" if i % 2 else "b"))
+    pool = box.start_workers(concurrency=4)
+    await until(lambda: box.metrics.dead_lettered["stripe"] == 6)
+    fail = False
+    assert await box.dlq.count(type="a") == 3
+    assert await box.dlq.replay_where(type="a", since=started) == 3
+    await until(lambda: len(handled) == 3)
+    assert sorted(handled) == ["evt_1", "evt_3", "evt_5"]
+    assert await box.dlq.purge(type="b") == 3
+    await pool.aclose()
+    assert await box.dlq.count() == 0
+
+
+async def test_same_customer_one_at_a_time_in_arrival_order(box: interlock.Inbox) -> None:
+    running: dict[str, int] = {}
+    max_parallel_per_key = 0
+    max_parallel = 0
+    order: dict[str, list[int]] = {}
+
+    @box.handler("stripe", "*")
+    async def h(event: interlock.Event) -> None:
+        nonlocal max_parallel_per_key, max_parallel
+        key = event.ordering_key or ""
+        running[key] = running.get(key, 0) + 1
+        max_parallel_per_key = max(max_parallel_per_key, running[key])
+        max_parallel = max(max_parallel, sum(running.values()))
+        await asyncio.sleep(0.002)
+        order.setdefault(key, []).append(int(event.id.split("_")[1]))
+        running[key] -= 1
+        if int(event.id.split("_")[1]) % 7 == 0 and event.attempt == 1:
+            raise RuntimeError("fail once")  # a retry must not let later events of the key pass
+
+    customers = [f"cus_{c}" for c in range(5)]
+    for i in range(100):  # arrival order = id order
+        await box.put(message(i, customer=customers[i % 5]))
+    failing = [i for i in range(100) if i % 7 == 0]
+    pool = box.start_workers(concurrency=8)
+    await until(lambda: sum(len(v) for v in order.values()) == 100 + len(failing), 30)
+    await pool.aclose()
+    assert (await box.queue.stats()).pending == 0
+    for c, customer in enumerate(customers):
+        # Each failure is retried before anything after it with the same key runs.
+        expected = [n for n in range(c, 100, 5) for _ in range(2 if n % 7 == 0 else 1)]
+        assert order[customer] == expected, f"{customer} out of order"
+    assert max_parallel_per_key == 1
+    assert max_parallel > 1  # different customers did run in parallel
+
+
+async def test_heartbeat_keeps_a_long_handler_from_being_redelivered(sqlite_path: str) -> None:
+    box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", visibility=0.3)
+    calls: list[int] = []
+
+    @box.handler("stripe", "*")
+    async def slow(event: interlock.Event) -> None:
+        calls.append(event.attempt)
+        await asyncio.sleep(1.0)  # over three times the visibility timeout
+
+    await box.put(message(1))
+    pool = box.start_workers(concurrency=4)
+    await until(lambda: box.metrics.processed["stripe"] == 1)
+    await pool.aclose()
+    await box.aclose()
+    assert calls == [1]
+
+
+async def test_slow_handlers_are_warned_about(sqlite_path: str, caplog: pytest.LogCaptureFixture) -> None:
+    box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", slow_after=0.1)
+
+    @box.handler("stripe", "*")
+    async def slow(event: interlock.Event) -> None:
+        await asyncio.sleep(0.3)
+
+    caplog.set_level(logging.WARNING, logger="interlock.inbox")
+    await box.put(message(1))
+    pool = box.start_workers()
+    await until(lambda: box.metrics.processed["stripe"] == 1)
+    await pool.aclose()
+    await box.aclose()
+    assert "still running after 0.1 s" in caplog.text
+    assert box.metrics.slow["stripe"] == 1
+
+
+async def test_events_without_a_handler_are_acknowledged_and_counted(box: interlock.Inbox) -> None:
+    await box.put(message(1, source="nobody"))
+    pool = box.start_workers()
+    await until(lambda: box.metrics.unhandled["nobody"] == 1)
+    await pool.aclose()
+    assert (await box.queue.stats()).pending == 0
+
+
+async def test_run_workers_until_cancelled_and_prometheus(box: interlock.Inbox) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    done: list[str] = []
+    box.add_handler("stripe", "*", lambda e: done.append(e.id))
+    await box.put(message(1))
+    task = asyncio.create_task(box.run_workers(concurrency=1))
+    await until(lambda: done == ["evt_1"])
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    registry = CollectorRegistry()
+    box.register_prometheus(registry)
+    await box.refresh_stats()
+    text = generate_latest(registry).decode()
+    assert 'interlock_webhooks_processed_total{source="stripe"} 1.0' in text
+    assert "interlock_webhook_queue_depth 0.0" in text
