@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 # name -> (module that defines it, one-line help). The module exposes
 # ``configure(parser: argparse.ArgumentParser) -> None`` and ``run(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "dlq": ("interlock.inbox._cli", "list, inspect, replay and purge the inbox's dead letters"),
     "demo": (
         "interlock._demo",
         "run a workload against a faulty simulated API, naive vs Interlock",
