@@ -237,3 +237,19 @@ async def test_admin_routes_are_never_faulted(session: aiohttp.ClientSession) ->
         async with session.post(f"{tb.url}/_testbed/config", json={"records": 5}) as r:
             assert r.status == 400  # data-shaping fields are not live
         assert "Testbed" in repr(tb) and tb.url in repr(tb)
+
+
+async def test_compressed_representation_has_its_own_etag(session: aiohttp.ClientSession) -> None:
+    async with Testbed(TestbedConfig(records=3, compress_min_bytes=10)) as tb:
+        gzip_only = {"Accept-Encoding": "gzip"}
+        async with session.get(f"{tb.url}/customers/1", headers=gzip_only) as r:
+            assert r.headers["Content-Encoding"] == "gzip"
+            etag = r.headers["ETag"]
+        assert etag == '"customers-1-1-gzip"'  # strong tags differ per coding (RFC 9110 8.8.3)
+        revalidate = {**gzip_only, "If-None-Match": etag}
+        async with session.get(f"{tb.url}/customers/1", headers=revalidate) as r:
+            assert r.status == 304
+            assert r.headers["ETag"] == etag
+        async with session.head(f"{tb.url}/customers/1") as r:
+            assert r.status == 200
+            assert await r.read() == b""

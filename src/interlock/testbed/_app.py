@@ -340,7 +340,11 @@ class TestbedApp:
         # when it is absent. Both end in 304 with the validators and no body (15.4.5).
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match is not None:
-            if _etag_matches(if_none_match, etag):
+            matched = _etag_match(if_none_match, etag)
+            if matched is not None:
+                # Echo the tag the client holds (it may carry a content-coding suffix), so
+                # its cache finds the stored response to freshen (RFC 9111 section 4.3.4).
+                headers["ETag"] = matched
                 self.stats.not_modified += 1
                 return 304, b"", headers
         else:
@@ -536,22 +540,24 @@ def _negotiate(accept: str) -> str | None:
     return best
 
 
-def _etag_matches(header: str, etag: str) -> bool:
-    """Weak comparison (RFC 9110 section 13.1.2 requires it for If-None-Match), ignoring a
-    content-coding suffix that ``_finish`` may have added."""
+def _etag_match(header: str, etag: str) -> str | None:
+    """The entity-tag in an If-None-Match list that matches ``etag`` (opaque part, as the
+    client sent it), or None. Weak comparison, as RFC 9110 section 13.1.2 requires for
+    If-None-Match, ignoring a content-coding suffix that ``_finish`` may have added."""
     if header.strip() == "*":
-        return True
+        return etag
     for candidate in header.split(","):
-        tag = candidate.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
+        sent = candidate.strip()
+        if sent.startswith("W/"):
+            sent = sent[2:]
+        tag = sent
         for suffix in _CODING_SUFFIXES:
             if tag.endswith(f'{suffix}"'):
                 tag = tag[: -len(suffix) - 1] + '"'
                 break
         if tag == etag:
-            return True
-    return False
+            return sent
+    return None
 
 
 def _abort(request: web.BaseRequest) -> None:
