@@ -107,7 +107,7 @@ async def pg_table(postgres_dsn: str, postgres_schema: str) -> AsyncIterator[str
         f'CREATE TABLE "{postgres_schema}".payments (id TEXT PRIMARY KEY, customer TEXT, amount BIGINT)'
     )
     await conn.close()
-    yield postgres_schema
+    return postgres_schema
 
 
 @pytest.mark.parametrize("method", ["copy", "executemany"])

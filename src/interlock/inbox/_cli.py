@@ -174,7 +174,7 @@ async def _bulk(queue: Queue, args: argparse.Namespace, console: Any, *, replay:
     where = _filter(args, args.ids)
     total = await queue.count_dead(where)
     if not replay and not args.yes:
-        answer = input(f"purge {total} dead letter(s) for good? [y/N] ")
+        answer = await asyncio.to_thread(input, f"purge {total} dead letter(s) for good? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             console.print("nothing purged")
             return 1

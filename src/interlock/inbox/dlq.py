@@ -21,7 +21,7 @@ class DeadLetters:
         if self._ensure_open is not None:
             result = self._ensure_open()
             if hasattr(result, "__await__"):
-                await result  # type: ignore[misc]
+                await result
         return self._queue()
 
     @staticmethod

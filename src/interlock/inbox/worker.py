@@ -148,11 +148,11 @@ class WorkerPool:
         source = event.source
         redelivery = inbox.redelivery
         if redelivery.exhausted(lease.attempt):
-            error = (
+            gave_up = (
                 f"delivery {lease.attempt} is past the {redelivery.attempts} allowed: earlier "
                 "leases expired without an outcome (the worker died or stalled)"
             )
-            await queue.dead_letter(lease, error=error)
+            await queue.dead_letter(lease, error=gave_up)
             metrics.dead_lettered[source] += 1
             return
         handlers = inbox.handlers_for(source, event.type)
@@ -218,7 +218,7 @@ class WorkerPool:
 
 
 async def _call(handler: Handler, event: Event) -> None:
-    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None)):
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__):
         await handler(event)  # type: ignore[misc]
         return
     # Sync handlers run in a thread; asyncio.to_thread copies the context, so the

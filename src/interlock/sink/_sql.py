@@ -19,7 +19,9 @@ def check_columns(owner: str, columns: Sequence[str], key: Sequence[str]) -> tup
 
 
 def upsert_sql(table: str, columns: Sequence[str], key: Sequence[str], quote: str, placeholders: Sequence[str]) -> str:
-    q = lambda n: f"{quote}{n}{quote}"  # noqa: E731
+    def q(name: str) -> str:
+        return f"{quote}{name}{quote}"
+
     updates = [c for c in columns if c not in key]
     action = (
         "DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in updates) if updates else "DO NOTHING"

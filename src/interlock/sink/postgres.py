@@ -37,7 +37,10 @@ class PostgresSink:
             raise ConfigError("PostgresSink", "dsn", "give exactly one of dsn= or pool=")
         if method not in ("copy", "executemany"):
             raise ConfigError("PostgresSink", "method", f"must be 'copy' or 'executemany', got {method!r}")
-        self.dsn, dsn_schema = split_schema(dsn) if dsn else (None, None)
+        self.dsn: str | None = None
+        dsn_schema: str | None = None
+        if dsn:
+            self.dsn, dsn_schema = split_schema(dsn)
         self.schema = schema or dsn_schema
         self.table = table
         self.method = method

@@ -10,6 +10,7 @@ fsyncs the WAL on every commit: https://www.sqlite.org/pragma.html#pragma_synchr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -140,10 +141,8 @@ class GroupCommitter:
             conn.execute("COMMIT")
         except Exception as exc:
             if conn.in_transaction:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             outcomes = [(fut, loop, None, exc) for _, fut, loop in batch]
         self.commits += 1
         self.operations += len(batch)
@@ -151,10 +150,9 @@ class GroupCommitter:
         for outcome in outcomes:
             by_loop.setdefault(outcome[1], []).append(outcome)
         for loop, items in by_loop.items():
-            try:
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, items)
-            except RuntimeError:
-                pass  # that loop is closed; nobody is waiting any more
 
     def __repr__(self) -> str:
         return f"GroupCommitter(path={self.path!r}, commits={self.commits}, operations={self.operations})"

@@ -8,6 +8,7 @@ unnest(...) ON CONFLICT DO NOTHING`` per transaction, so a burst of requests cos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -331,10 +332,8 @@ class PostgresQueue:
             self._new_work = asyncio.Event()
         event = self._new_work
         if not event.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), min(timeout, self.poll_interval))
-            except TimeoutError:
-                pass
         event.clear()
 
     # -- dead letters ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ worker dies its lease simply expires and the row becomes leasable again. Done ro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -75,7 +76,8 @@ def _message(row: tuple[Any, ...]) -> Message:
 
 
 def _where(where: DeadLetterFilter) -> tuple[str, list[Any]]:
-    clauses, params = [f"state = {DEAD}"], []
+    clauses: list[str] = [f"state = {DEAD}"]
+    params: list[Any] = []
     if where.source is not None:
         clauses.append("source = ?")
         params.append(where.source)
@@ -276,10 +278,8 @@ class SQLiteQueue:
             self._new_work = asyncio.Event()
         event = self._new_work
         if not event.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), min(timeout, self.poll_interval))
-            except TimeoutError:
-                pass
         event.clear()
 
     # -- dead letters ----------------------------------------------------------------------------

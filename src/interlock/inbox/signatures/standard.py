@@ -71,7 +71,9 @@ class StandardWebhooks:
             raise SignatureInvalid(
                 "missing " + ", ".join(f"webhook-{n}" for n in missing) + " header (Standard Webhooks)"
             )
-        assert msg_id is not None and ts is not None and sig_header is not None
+        assert msg_id is not None
+        assert ts is not None
+        assert sig_header is not None
         check_timestamp(ts, now, self.tolerance, "Standard Webhooks")
         signed = f"{msg_id}.{ts}.".encode() + body
         v1: list[bytes] = []
