@@ -1,0 +1,200 @@
+"""Drives a ``core.bucket.Pacer`` over a ``QuotaStore``: every attempt (retries included) takes
+its turn from the quota, every answer teaches the pacer, a 429 pauses the whole upstream."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..._clock import Clock
+from ..._metrics import work_stats
+from ..._models import Request, Response
+from ...core.bucket import Advice, Pacer
+from ...core.quota_headers import parse_quota
+from ...errors import DeadlineExceeded, RateLimited
+from ...stores.cache_protocols import QuotaStore
+from .._options import RateLimit
+from .._pipeline import Handler
+
+_log = logging.getLogger("interlock.ratelimit")
+# The low-quota warning repeats at most this often per key, however long the quota stays low.
+WARN_EVERY = 60.0
+
+
+def open_quota_store(config: RateLimit, clock: Clock) -> QuotaStore:
+    store = config.store
+    if store is None or store == "memory":
+        from ...stores.cache_memory import MemoryQuotaStore
+
+        return MemoryQuotaStore(clock)
+    if isinstance(store, str):
+        from ...stores.quota_redis import RedisQuotaStore
+
+        return RedisQuotaStore(store, namespace=config.namespace)
+    return store
+
+
+@dataclass(slots=True)
+class _KeyState:
+    pacer: Pacer
+    bucket: str
+    label: str
+    last_warning: float = -1e18
+    low: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RateLimitPolicy:
+    def __init__(self, config: RateLimit, upstream: str, clock: Clock) -> None:
+        self.config = config
+        self.upstream = upstream
+        self._clock = clock
+        self.store = open_quota_store(config, clock)
+        self._own_store = not (config.store is not None and not isinstance(config.store, str))
+        self._keys: dict[str, _KeyState] = {}
+        self._work = work_stats(upstream)
+        if config.per_second:
+            self._work.ratelimit_limit = config.per_second
+        self.waited = 0.0
+        self.throttled = 0
+
+    def _state(self, request: Request) -> _KeyState:
+        key = self.config.key
+        credential = ""
+        if key is not None:
+            raw = key(request) if callable(key) else request.headers.get(key, "")
+            credential = hashlib.sha256(raw.encode()).hexdigest()[:16] if raw else ""
+        state = self._keys.get(credential)
+        if state is None:
+            c = self.config
+            pacer = Pacer(
+                c.per_second,
+                c.burst,
+                adaptive=c.adaptive,
+                headroom=c.headroom,
+                reserve=c.reserve,
+                assumed_window=c.window,
+                warn_below=c.warn_below,
+            )
+            bucket = f"{self.upstream}:{credential}" if credential else self.upstream
+            state = self._keys[credential] = _KeyState(pacer, bucket, credential or "-")
+        return state
+
+    async def handle(self, request: Request, call_next: Handler) -> Response:
+        state = self._state(request)
+        pacer, clock = state.pacer, self._clock
+        max_wait = self.config.max_wait
+        deadline_left = None if request.deadline is None else request.deadline - clock.monotonic()
+        bounds = [b for b in (max_wait, deadline_left) if b is not None]
+        bound = max(0.0, min(bounds)) if bounds else None
+        grant = await self.store.acquire(
+            state.bucket, rate=pacer.rate, capacity=pacer.capacity, max_wait=bound
+        )
+        if not grant.granted:
+            context: dict[str, Any] = {
+                "upstream": request.upstream,
+                "method": request.method,
+                "route": request.route,
+                "request_id": request.request_id,
+            }
+            if max_wait is not None and grant.wait > max_wait:
+                raise RateLimited(
+                    f"rate limit: next turn in {grant.wait:.2f}s, over max_wait={max_wait:g}s",
+                    retry_in=grant.wait,
+                    **context,
+                )
+            raise DeadlineExceeded(
+                f"rate limit: next turn in {grant.wait:.2f}s, after the call's deadline", **context
+            )
+        waited = grant.wait
+        if grant.wait > 0:
+            await clock.sleep(grant.wait)
+            # A 429 seen while this call waited paused the upstream: honour it before sending.
+            paused = await self.store.paused_for(state.bucket)
+            if paused > 0:
+                waited += paused
+                await clock.sleep(paused)
+        if waited > 0:
+            self.waited += waited
+            self._work.ratelimit_wait += waited
+        response = await call_next(request)
+        await self._learn(state, request, response, grant.seq)
+        return response
+
+    async def _learn(self, state: _KeyState, request: Request, response: Response, seq: int) -> None:
+        quota = parse_quota(response.headers, self._clock.time())
+        if quota is None and response.status != 429:
+            return
+        pacer = state.pacer
+        advice: Advice = pacer.on_response(response.status, quota)
+        if advice.limits_changed and pacer.limit and pacer.window:
+            self._work.ratelimit_limit = pacer.limit / pacer.window
+            _log.info(
+                "%s: quota learned from the upstream: %g per %gs; pacing at %.2f/s, burst %g",
+                self.upstream,
+                pacer.limit,
+                pacer.window,
+                advice.rate,
+                advice.capacity,
+                extra={
+                    "interlock": {"upstream": self.upstream, "limit": pacer.limit, "window": pacer.window}
+                },
+            )
+        if advice.remaining is not None:
+            self._work.ratelimit_remaining = advice.remaining
+            await self.store.observe(
+                state.bucket, remaining=advice.remaining, seq=seq, rate=advice.rate, capacity=advice.capacity
+            )
+            self._warn_if_low(state, advice)
+        if response.status == 429:
+            self.throttled += 1
+            self._work.ratelimit_throttled += 1
+        if advice.pause is not None and advice.pause > 0:
+            left = await self.store.pause(
+                state.bucket, advice.pause, rate=advice.rate, capacity=advice.capacity
+            )
+            if response.status == 429:
+                _log.warning(
+                    "%s%s: 429 Too Many Requests; pausing every call to %s for %.2fs",
+                    self.upstream,
+                    request.route,
+                    self.upstream,
+                    left,
+                    extra={"interlock": {"upstream": self.upstream, "route": request.route, "pause": left}},
+                )
+
+    def _warn_if_low(self, state: _KeyState, advice: Advice) -> None:
+        now = self._clock.monotonic()
+        if advice.low and (not state.low or now - state.last_warning >= WARN_EVERY):
+            state.last_warning = now
+            limit = state.pacer.limit or 0
+            _log.warning(
+                "%s: rate-limit quota low: %g of %g left (below %d %%)",
+                self.upstream,
+                advice.remaining,
+                limit,
+                round(self.config.warn_below * 100),
+                extra={
+                    "interlock": {"upstream": self.upstream, "remaining": advice.remaining, "limit": limit}
+                },
+            )
+        state.low = advice.low
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "keys": {
+                s.label: {"rate": s.pacer.rate, "capacity": s.pacer.capacity, "remaining": s.pacer.remaining}
+                for s in self._keys.values()
+            },
+            "waited": self.waited,
+            "throttled": self.throttled,
+        }
+
+    async def aclose(self) -> None:
+        if self._own_store:
+            await self.store.aclose()
+
+    def __repr__(self) -> str:
+        return f"<RateLimitPolicy {self.upstream} {self.config.describe()} keys={len(self._keys)}>"

@@ -1,0 +1,210 @@
+"""Token bucket and adaptive pacing. Pure: callers pass the time in, nothing sleeps here.
+
+``TokenBucket`` hands out *reservations* (the GCRA way): a caller takes a token now and is told
+how long to wait before using it, so waiters queue in arrival order with no polling and no
+thundering herd. The Redis quota script (``stores/quota_redis.py``) is the same arithmetic in
+Lua; the shared contract suite holds the two to one behaviour.
+
+``Pacer`` decides *what* the bucket should be: the configured rate and burst, re-learned from the
+upstream's own quota headers when ``adaptive`` (``core.quota_headers``), with a little headroom so
+network jitter never turns into a 429:
+
+- ``headroom``: the bucket refills at ``(1 - headroom)`` of the upstream's rate, so the upstream's
+  own bucket slowly gains on ours instead of running at zero.
+- ``reserve``: the bucket holds ``reserve`` of the upstream's burst back (at least one request),
+  so requests that arrive a few milliseconds early still find a token upstream.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .quota_headers import Quota
+
+__all__ = ["Advice", "Grant", "Pacer", "TokenBucket"]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A reservation: send after ``wait`` seconds. ``seq`` numbers reservations, so a later
+    ``Remaining`` can be matched with the requests sent after this one. ``granted`` is False
+    when the wait would exceed the caller's ``max_wait`` (then nothing was reserved)."""
+
+    wait: float
+    seq: int
+    granted: bool = True
+
+
+class TokenBucket:
+    """``capacity`` tokens, refilled at ``rate`` per second. Tokens may go negative: that is the
+    queue of reservations waiting for their turn."""
+
+    def __init__(self, rate: float, capacity: float, now: float, tokens: float | None = None) -> None:
+        if rate <= 0 or capacity < 1:
+            raise ValueError(f"TokenBucket needs rate > 0 and capacity >= 1, got {rate}, {capacity}")
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity if tokens is None else min(tokens, capacity)
+        self.updated = now
+        """Time up to which ``tokens`` is accounted; in the future while paused."""
+        self.paused_until = -math.inf
+        self.seq = 0
+
+    def _advance(self, now: float) -> None:
+        if now > self.updated:
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def available(self, now: float) -> float:
+        """Tokens there would be at ``now`` (negative: reservations still queued)."""
+        if now <= self.updated:
+            return self.tokens
+        return min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+
+    def reserve(self, now: float, cost: float = 1.0, max_wait: float | None = None) -> Grant:
+        self._advance(now)
+        start = max(now, self.updated)
+        wait = (start - now) + max(0.0, cost - self.tokens) / self.rate
+        if max_wait is not None and wait > max_wait:
+            return Grant(wait, self.seq, granted=False)
+        self.tokens -= cost
+        self.seq += 1
+        return Grant(wait, self.seq)
+
+    def refund(self, cost: float = 1.0) -> None:
+        """Give back a reservation that will not be used."""
+        self.tokens = min(self.capacity, self.tokens + cost)
+
+    def observe(self, remaining: float, seq: int, now: float) -> bool:
+        """The upstream said ``remaining`` right after the request of reservation ``seq``.
+
+        Requests reserved since then were not counted upstream yet, so the upstream's true
+        balance is at most ``remaining - (self.seq - seq)``. Only ever lowers the bucket: the
+        upstream knows about traffic we do not (other processes, other tools on the same key);
+        raising it on the upstream's word would let a stale answer overdraw. Returns whether
+        the bucket was lowered.
+        """
+        self._advance(now)
+        estimate = remaining - max(0, self.seq - seq)
+        if estimate < self.tokens:
+            self.tokens = estimate
+            return True
+        return False
+
+    def pause(self, until: float, now: float) -> None:
+        """Nothing is granted before ``until``, and the bucket restarts empty then (a 429 says
+        the upstream's bucket is empty, whatever ours believed)."""
+        self._advance(now)
+        self.tokens = min(self.tokens, 0.0)
+        self.updated = max(self.updated, until)
+        self.paused_until = max(self.paused_until, until)
+
+    def set_limits(self, rate: float, capacity: float, now: float) -> None:
+        if rate <= 0 or capacity < 1:
+            raise ValueError(f"TokenBucket needs rate > 0 and capacity >= 1, got {rate}, {capacity}")
+        self._advance(now)
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = min(self.tokens, capacity)
+
+    def __repr__(self) -> str:
+        return (
+            f"<TokenBucket rate={self.rate:g}/s capacity={self.capacity:g} "
+            f"tokens={self.tokens:.2f} seq={self.seq}>"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    """What to do after a response: apply new limits, lower the balance, pause the upstream."""
+
+    rate: float
+    capacity: float
+    limits_changed: bool = False
+    remaining: float | None = None
+    pause: float | None = None
+    """Seconds during which the whole upstream (this key) must not be called."""
+    low: bool = False
+    """Remaining dropped below ``warn_below`` of the limit (seed 000 alerts at 20 %)."""
+
+
+# When a 429 names no time at all, wait this long before trying again.
+DEFAULT_429_PAUSE = 1.0
+
+
+class Pacer:
+    """The adaptive half of a rate limit: turns responses into limits for the bucket.
+
+    ``per_second`` / ``burst`` are the configured upstream limits (None when unknown: the pacer
+    then probes with one request per second until a response teaches it the real quota).
+    ``assumed_window`` is the window given to an ``X-RateLimit-Limit`` that does not say its own.
+    """
+
+    def __init__(
+        self,
+        per_second: float | None,
+        burst: float | None = None,
+        *,
+        adaptive: bool = True,
+        headroom: float = 0.01,
+        reserve: float = 0.1,
+        assumed_window: float = 1.0,
+        warn_below: float = 0.2,
+    ) -> None:
+        if per_second is None and not adaptive:
+            raise ValueError("a rate limit without per_second must be adaptive")
+        self.adaptive = adaptive
+        self.headroom = headroom
+        self.reserve = reserve
+        self.assumed_window = assumed_window
+        self.warn_below = warn_below
+        self.configured_rate = per_second
+        self.configured_burst = burst
+        self.limit: float | None = None
+        """The upstream's limit per window, as last announced."""
+        self.window: float | None = None
+        self.learned = False
+        self.remaining: float | None = None
+        self.rate, self.capacity = self._effective(per_second, burst)
+
+    def _effective(self, rate: float | None, burst: float | None) -> tuple[float, float]:
+        if rate is None:
+            return 1.0, 1.0  # probing: one request at a time until the quota is known
+        capacity = burst if burst is not None else max(1.0, rate)
+        kept = max(1.0, math.floor(capacity * self.reserve)) if capacity > 1 else 0.0
+        return rate * (1.0 - self.headroom), max(1.0, capacity - kept)
+
+    def on_response(self, status: int, quota: Quota | None) -> Advice:
+        changed = False
+        remaining: float | None = None
+        pause: float | None = None
+        low = False
+        if quota is not None and self.adaptive:
+            if quota.limit is not None and quota.limit > 0:
+                window = quota.window or self.assumed_window
+                if (quota.limit, window) != (self.limit, self.window):
+                    self.limit, self.window, self.learned = quota.limit, window, True
+                    burst = self.configured_burst if self.configured_burst is not None else quota.limit
+                    rate, capacity = self._effective(quota.limit / window, burst)
+                    changed = (rate, capacity) != (self.rate, self.capacity)
+                    self.rate, self.capacity = rate, capacity
+            if quota.remaining is not None:
+                remaining = self.remaining = max(0.0, quota.remaining)
+                limit = self.limit
+                low = limit is not None and remaining < self.warn_below * limit
+                if remaining <= 0 and quota.reset_after is not None and status != 429:
+                    # Empty: obey the upstream's own word on when Remaining goes up again.
+                    pause = quota.reset_after
+        if status == 429:
+            if quota is not None and quota.retry_after is not None:
+                pause = quota.retry_after
+            elif quota is not None and quota.reset_after is not None:
+                pause = quota.reset_after
+            else:
+                pause = DEFAULT_429_PAUSE
+        return Advice(self.rate, self.capacity, changed, remaining, pause, low)
+
+    def __repr__(self) -> str:
+        learned = f" learned={self.limit:g}/{self.window:g}s" if self.limit and self.window else ""
+        return f"<Pacer rate={self.rate:g}/s capacity={self.capacity:g}{learned}>"
