@@ -153,18 +153,27 @@ async def test_deadline_stops_retrying() -> None:
     assert isinstance(caught.value, TimeoutError)
 
 
-async def test_attempt_timeout_is_bounded_by_the_remaining_deadline() -> None:
-    clock = FakeClock()
+@pytest.mark.parametrize(
+    ("timeout", "expected_total"),
+    [
+        (Timeout(connect=1, read=2, total=5, attempt=10), 3.0),  # connect + read is tightest
+        (Timeout(connect=1, read=2, total=5, attempt=1.5), 1.5),  # explicit per-attempt cap
+        (Timeout(connect=1, read=20, total=5), 5.0),  # the call's remaining deadline
+        (Timeout(connect=None, read=None, total=None), None),  # no limit at all
+    ],
+)
+async def test_attempt_timeout_is_the_tightest_bound(timeout: Timeout, expected_total: float | None) -> None:
     seen: list[AttemptTimeout] = []
-    client, transport = make(200, clock=clock, timeout=Timeout(connect=1, read=2, total=5, attempt=10))
+    client, transport = make(200, timeout=timeout)
 
-    async def send(request: Request, timeout: AttemptTimeout) -> Response:
-        seen.append(timeout)
-        return await ScriptedTransport(200).send(request, timeout)
+    async def send(request: Request, attempt_timeout: AttemptTimeout) -> Response:
+        seen.append(attempt_timeout)
+        return await ScriptedTransport(200).send(request, attempt_timeout)
 
     transport.send = send  # type: ignore[method-assign]
     await client.get("/x")
-    assert seen[0].connect == 1 and seen[0].read == 2 and seen[0].total == pytest.approx(5)
+    assert seen[0].connect == timeout.connect
+    assert seen[0].total == (pytest.approx(expected_total) if expected_total else None)
 
 
 async def test_breaker_opens_and_fails_fast() -> None:

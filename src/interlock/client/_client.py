@@ -6,7 +6,7 @@ import json as _json
 import logging
 import random
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._ids import current_correlation_id, new_id
-from .._metrics import CLIENT_LATENCY, CLIENT_REQUESTS, CLIENT_RETRIES, latency_quantiles
+from .._metrics import track_client, upstream_stats
 from .._models import Request, Response
 from ..core.breaker import CircuitBreaker
 from ..core.retry import BudgetLedger, Failure, GiveUp, Retry
@@ -33,10 +33,16 @@ from ..errors import (
     Timeout as TimeoutError_,
 )
 from ._config import Concurrency, Timeout
-from ._pipeline import Handler, Policy, compose
+from ._options import Batch, Cache, RateLimit, check_batches
+from ._paginate import Paginator
+from ._pipeline import Gate, Handler, Policy, compose
 from ._routes import RouteNamer
+from .policies.batch import BatchPolicy
 from .policies.breaker import BreakerPolicy
+from .policies.cache import CachePolicy
+from .policies.coalesce import CoalescePolicy
 from .policies.concurrency import ConcurrencyLimiter
+from .policies.ratelimit import RateLimitPolicy
 from .transports import AttemptTimeout, Transport
 from .transports._aiohttp import AiohttpTransport
 
@@ -84,6 +90,10 @@ class Client:
         retry: Retry | None = Retry(),
         breaker: CircuitBreaker | None = CircuitBreaker(),
         concurrency: int | Concurrency | None = Concurrency(),
+        rate_limit: RateLimit | None = None,
+        cache: Cache | None = None,
+        coalesce: bool = True,
+        batch: Batch | Sequence[Batch] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotency_keys: bool = True,
         idempotency_header: str = "Idempotency-Key",
@@ -108,33 +118,65 @@ class Client:
         self._headers: CIMultiDict[str] = CIMultiDict(headers or {})
         self._clock = clock or SYSTEM_CLOCK
         self._rng = rng
-        self._routes = RouteNamer(routes)
+        batches = check_batches(batch)
+        declared = [*(t for b in batches for t in (b.route, b.via)), *(cache.templates if cache else ())]
+        self._routes = RouteNamer([*routes, *declared])
         self._transport: Transport = transport or AiohttpTransport(tracking_headers=tracking_headers)
         self._budget = BudgetLedger(retry.budget) if retry and retry.budget else None
         self._breaker = BreakerPolicy(breaker, self.name, self._clock) if breaker else None
-        self._limiter = ConcurrencyLimiter(self.concurrency, self.name) if self.concurrency else None
-        self._metric_children: dict[tuple[str, ...], Any] = {}
-        self._call_policies: list[Policy] = []
-        self._attempt_policies: list[Policy] = [p for p in (self._limiter, self._breaker) if p]
+        self._limiter = ConcurrencyLimiter(self.concurrency) if self.concurrency else None
+        self._stats = upstream_stats(self.name)
+        # Work avoided: cache -> coalesce -> batch once per call; the rate limit once per attempt,
+        # first, so retries draw from the same quota.
+        ignored = (request_id_header, idempotency_header)
+        self.cache = CachePolicy(cache, self.name, self._clock) if cache else None
+        self._coalesce = CoalescePolicy(self.name, (*ignored, "Traceparent", "Tracestate")) if coalesce else None
+        self._batch = (
+            BatchPolicy(batches, self.name, self._clock, request_id_header=request_id_header, ignored_headers=ignored)
+            if batches
+            else None
+        )
+        self.rate_limit = RateLimitPolicy(rate_limit, self.name, self._clock) if rate_limit else None
+        self._call_policies: list[Policy] = [p for p in (self.cache, self._coalesce, self._batch) if p]
+        self._attempt_policies: list[Policy] = [p for p in (self.rate_limit,) if p]
+        self._gates: list[Gate] = [g for g in (self._limiter, self._breaker) if g is not None]
         self._rebuild()
         self._closed = False
+        track_client(self)
 
     # -- pipeline -------------------------------------------------------------------------------
     def _rebuild(self) -> None:
-        self._attempt: Handler = compose(self._attempt_policies, self._send)
+        self._attempt: Handler = compose(self._attempt_policies, self._send_gated)
         self._call: Handler = compose(self._call_policies, self._send_with_retries)
 
-    async def _send(self, request: Request) -> Response:
-        now = self._clock.monotonic()
-        total = self.timeout.attempt
+    async def _send_gated(self, request: Request) -> Response:
+        """Pass the gates (concurrency, breaker), send one attempt, tell the gates how it ended."""
+        gates = self._gates
+        entered = 0
+        try:
+            for gate in gates:
+                if not gate.try_enter(request):
+                    await gate.enter(request)
+                entered += 1
+            response = await self._send(request)
+        except BaseException as exc:
+            for gate in reversed(gates[:entered]):
+                gate.exit(request, None, exc)
+            raise
+        for gate in reversed(gates):
+            gate.exit(request, response, None)
+        return response
+
+    def _send(self, request: Request) -> Coroutine[Any, Any, Response]:
+        # A plain function handing back the transport's coroutine: one frame less per attempt.
+        timeout = self.timeout
+        total = timeout.per_attempt
         if request.deadline is not None:
-            remaining = request.deadline - now
+            remaining = request.deadline - self._clock.monotonic()
             if remaining <= 0:
                 raise DeadlineExceeded("deadline reached before the attempt could start")
             total = remaining if total is None else min(total, remaining)
-        return await self._transport.send(
-            request, AttemptTimeout(self.timeout.connect, self.timeout.read, total)
-        )
+        return self._transport.send(request, AttemptTimeout(timeout.connect, None, total))
 
     async def _send_with_retries(self, request: Request) -> Response:
         retry, clock = self.retry, self._clock
@@ -179,7 +221,7 @@ class Client:
             )
             if isinstance(decision, GiveUp):
                 return self._give_up(request, decision, attempt, response, error)
-            self._metric(CLIENT_RETRIES, request.route).inc()
+            self._stats.route(request.route).retries += 1
             await clock.sleep(decision.delay)
 
     def _give_up(
@@ -217,13 +259,6 @@ class Client:
         words = _GIVE_UP_WORDS.get(decision.reason, decision.reason)
         raise RetriesExhausted(f"gave up: {words}; {last}", **context) from error
 
-    def _metric(self, family: Any, *labels: str) -> Any:
-        key = (family._name, *labels)
-        child = self._metric_children.get(key)
-        if child is None:
-            child = self._metric_children[key] = family.labels(self.name, *labels)
-        return child
-
     # -- building requests ----------------------------------------------------------------------
     def build_request(
         self,
@@ -237,6 +272,7 @@ class Client:
         idempotency_key: str | None = None,
         route: str | None = None,
         timeout: float | None = None,
+        fields: Iterable[str] | None = None,
     ) -> Request:
         method = method.upper()
         if path.startswith(("http://", "https://")):
@@ -251,6 +287,8 @@ class Client:
             query.update(parse_qsl(raw_query, keep_blank_values=True))
         if params:
             query.update((k, _param(v)) for k, v in params.items())
+        if fields is not None:  # sparse fieldsets: only these fields of each record
+            query["fields"] = fields if isinstance(fields, str) else ",".join(fields)
         merged: CIMultiDict[str] = self._headers.copy()
         if headers:
             merged.update(headers)
@@ -324,8 +362,7 @@ class Client:
         return response
 
     def _observe(self, request: Request, outcome: str, elapsed: float) -> None:
-        self._metric(CLIENT_REQUESTS, request.route, request.method, outcome).inc()
-        self._metric(CLIENT_LATENCY, request.route).observe(elapsed)
+        self._stats.route(request.route).observe(request.method, outcome, elapsed)
 
     def _log_fields(
         self, request: Request, response: Response | None, elapsed: float, error: CallError | None
@@ -343,26 +380,27 @@ class Client:
             "error": type(error).__name__ if error else None,
         }
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> Response:
-        return await self.send(self.build_request(method, path, **kwargs))
+    def request(self, method: str, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        """Build and send one call; ``get``, ``post``... are shorthands. Returns a coroutine."""
+        return self.send(self.build_request(method, path, **kwargs))
 
-    async def get(self, path: str, **kwargs: Any) -> Response:
-        return await self.request("GET", path, **kwargs)
+    def get(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        return self.send(self.build_request("GET", path, **kwargs))
 
-    async def head(self, path: str, **kwargs: Any) -> Response:
-        return await self.request("HEAD", path, **kwargs)
+    def head(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        return self.send(self.build_request("HEAD", path, **kwargs))
 
-    async def post(self, path: str, **kwargs: Any) -> Response:
-        return await self.request("POST", path, **kwargs)
+    def post(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        return self.send(self.build_request("POST", path, **kwargs))
 
-    async def put(self, path: str, **kwargs: Any) -> Response:
-        return await self.request("PUT", path, **kwargs)
+    def put(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        return self.send(self.build_request("PUT", path, **kwargs))
 
-    async def patch(self, path: str, **kwargs: Any) -> Response:
-        return await self.request("PATCH", path, **kwargs)
+    def patch(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        return self.send(self.build_request("PATCH", path, **kwargs))
 
-    async def delete(self, path: str, **kwargs: Any) -> Response:
-        return await self.request("DELETE", path, **kwargs)
+    def delete(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        return self.send(self.build_request("DELETE", path, **kwargs))
 
     # -- state and lifecycle --------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -371,11 +409,29 @@ class Client:
             "upstream": self.name,
             "breaker": self._breaker.breaker.state.value if self._breaker else None,
             "in_flight": self._limiter.in_flight if self._limiter else None,
-            "latency": latency_quantiles(self.name),
+            "latency": self._stats.latency_quantiles(),
         }
+
+    def gauges(self) -> dict[str, float]:
+        """Read by the metrics collector at scrape time (not kept up to date per call)."""
+        gauges: dict[str, float] = {}
+        if self._limiter is not None:
+            gauges["in_flight"] = self._limiter.in_flight
+        if self._breaker is not None:
+            gauges["breaker_state"] = self._breaker.breaker.state.gauge
+        return gauges
+
+    def paginate(self, path: str, **options: Any) -> Paginator:
+        """Every item of a listing: ``async for item in client.paginate("/customers")``. Cursor,
+        offset, page and Link-header styles (``style="auto"`` detects), the next page fetched
+        while the current one is processed, loop guards. See ``Paginator`` for the options."""
+        return Paginator(self, path, **options)
 
     async def aclose(self) -> None:
         self._closed = True
+        for policy in (self._batch, self.cache, self.rate_limit):
+            if policy is not None:
+                await policy.aclose()
         await self._transport.aclose()
 
     async def __aenter__(self) -> Client:

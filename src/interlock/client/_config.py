@@ -15,9 +15,18 @@ def _positive_or_none(owner: str, name: str, value: float | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Timeout:
-    """Time limits, in seconds. ``connect`` and ``read`` bound one socket operation, ``attempt``
-    one whole attempt, and ``total`` the whole call: every attempt and every backoff together
-    (the deadline after which no retry starts)."""
+    """Time limits, in seconds.
+
+    - ``connect``: to open a connection;
+    - ``read``: to receive the whole answer once connected (so one attempt lasts at most
+      ``connect + read``);
+    - ``attempt``: an explicit cap on one attempt, when tighter than ``connect + read``;
+    - ``total``: the whole call, every attempt and every backoff together: the deadline after
+      which no retry starts.
+
+    ``read`` bounds the whole answer rather than each socket read: API answers arrive in one or
+    two reads, and a per-read timer costs two event-loop timer operations per call.
+    """
 
     connect: float | None = 3.0
     read: float | None = 10.0
@@ -27,6 +36,12 @@ class Timeout:
     def __post_init__(self) -> None:
         for name in ("connect", "read", "attempt", "total"):
             _positive_or_none("Timeout", name, getattr(self, name))
+
+    @property
+    def per_attempt(self) -> float | None:
+        """The longest one attempt may take, before the call's deadline is applied."""
+        caps = [c for c in (self.attempt, (self.connect or 0.0) + self.read if self.read else None) if c]
+        return min(caps) if caps else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,11 @@ runs the attempt-level policies (rate limit, concurrency, breaker) and the trans
 attempt. This is DESIGN.md's order, with retry placed so that each attempt draws from the quota,
 takes a concurrency slot only while it is on the wire (not while it backs off) and is judged by
 the breaker.
+
+Attempt-level policies that only admit and observe are ``Gate``s rather than wrappers: every
+suspension inside the transport resumes through each coroutine frame above it, so gates run as
+plain calls before and after the one frame that awaits the transport. On loopback this is the
+difference between a pipeline that costs a few microseconds and one that halves throughput.
 """
 
 from __future__ import annotations
@@ -20,6 +25,21 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 class Policy(Protocol):
     async def handle(self, request: Request, call_next: Handler) -> Response: ...
+
+
+class Gate(Protocol):
+    """Admits an attempt before it is sent and hears how it ended.
+
+    ``try_enter`` is the fast path: admit now (True), or say the caller must wait (False), after
+    which ``enter`` is awaited; either may raise to refuse. ``exit`` is called exactly once for
+    every admitted attempt, with the response or the exception.
+    """
+
+    def try_enter(self, request: Request) -> bool: ...
+
+    async def enter(self, request: Request) -> None: ...
+
+    def exit(self, request: Request, response: Response | None, error: BaseException | None) -> None: ...
 
 
 def compose(policies: Sequence[Policy], terminal: Handler) -> Handler:
