@@ -61,9 +61,31 @@ async def test_flushes_after_max_delay(sqlite_path: str) -> None:
     make_table(sqlite_path)
     sink = counting(sqlite_path)
     writer = interlock.BatchWriter(sink, max_rows=1000, max_delay=0.05)
-    await writer.write(("p1", "c", 1))  # returns after the timer-driven flush
-    assert sink.batches == [1]
+    writer.add(("p1", "c", 1))
+    writer.add(("p2", "c", 2))
+    assert sink.batches == []
+    for _ in range(200):
+        if sink.batches:
+            break
+        await asyncio.sleep(0.01)
+    assert sink.batches == [2]  # written by the timer, nobody called flush
     await writer.aclose()
+
+
+async def test_awaited_writes_group_into_batches_while_the_sink_is_busy(sqlite_path: str) -> None:
+    make_table(sqlite_path)
+    sink = counting(sqlite_path)
+    writer = interlock.BatchWriter(sink, max_rows=1000, max_delay=60)  # the timer never fires
+
+    async def handler(n: int) -> None:
+        for i in range(20):
+            await writer.write((f"h{n}-{i}", "c", i))
+
+    await asyncio.gather(*(handler(n) for n in range(10)))
+    await writer.aclose()
+    assert sum(sink.batches) == 200
+    assert len(sink.batches) < 100  # concurrent writers shared batches
+    assert len(rows_in(sqlite_path)) == 200
 
 
 async def test_upserts_are_idempotent_and_last_write_wins(sqlite_path: str) -> None:

@@ -2,8 +2,10 @@
 
 ``await writer.write(row)`` returns once the batch holding the row is committed, so a handler
 that awaits it and then returns (acking its event) never acks an event whose rows were lost.
-``writer.add(row)`` queues without waiting; ``flush()`` and ``aclose()`` (also on shutdown)
-write what is left. Rows with the same key inside one batch are collapsed to the last one:
+An awaited write starts a batch at once when the sink is idle; rows arriving while a batch is
+being written form the next one (group commit), so batches grow with concurrency without a
+timer adding latency. ``writer.add(row)`` queues without waiting and is flushed at ``max_rows``
+or after ``max_delay``; ``flush()`` and ``aclose()`` (also on shutdown) write what is left. Rows with the same key inside one batch are collapsed to the last one:
 PostgreSQL refuses to upsert one row twice in a statement, and the last write wins anyway.
 """
 
@@ -68,6 +70,11 @@ class BatchWriter:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         self.add(row)
+        if self._flushing is None:
+            # Someone is waiting and the sink is idle: write now rather than at the timer.
+            # Rows arriving during this write form the next batch (group commit), so batches
+            # grow with the number of concurrent writers and nobody waits for a timer.
+            self._start_flush()
         await fut
 
     async def write_many(self, rows: Sequence[Mapping[str, Any] | Sequence[Any]]) -> None:
@@ -77,6 +84,8 @@ class BatchWriter:
         self._waiters.append(fut)
         for row in rows:
             self.add(row)
+        if self._flushing is None:
+            self._start_flush()
         await fut
 
     def _start_flush(self) -> None:
