@@ -76,17 +76,23 @@ class TokenBucket:
         """Give back a reservation that will not be used."""
         self.tokens = min(self.capacity, self.tokens + cost)
 
-    def observe(self, remaining: float, seq: int, now: float) -> bool:
+    def observe(self, remaining: float, seq: int, now: float, *, adopt: bool = False) -> bool:
         """The upstream said ``remaining`` right after the request of reservation ``seq``.
 
         Requests reserved since then were not counted upstream yet, so the upstream's true
-        balance is at most ``remaining - (self.seq - seq)``. Only ever lowers the bucket: the
-        upstream knows about traffic we do not (other processes, other tools on the same key);
-        raising it on the upstream's word would let a stale answer overdraw. Returns whether
-        the bucket was lowered.
+        balance is at most ``remaining - (self.seq - seq)``. Normally this only ever lowers the
+        bucket: the upstream knows about traffic we do not (other processes, other tools on the
+        same key), while raising it on every answer would let a stale one overdraw. ``adopt``
+        (used once, when the quota is first learned) takes the estimate as the new balance,
+        up or down. Returns whether the balance changed.
         """
         self._advance(now)
         estimate = remaining - max(0, self.seq - seq)
+        if adopt:
+            estimate = min(self.capacity, estimate)
+            changed = estimate != self.tokens
+            self.tokens = estimate
+            return changed
         if estimate < self.tokens:
             self.tokens = estimate
             return True
@@ -123,6 +129,9 @@ class Advice:
     capacity: float
     limits_changed: bool = False
     remaining: float | None = None
+    adopt: bool = False
+    """The quota was just learned: ``remaining`` (reserve already taken off) is the new
+    balance, not only a ceiling."""
     pause: float | None = None
     """Seconds during which the whole upstream (this key) must not be called."""
     low: bool = False
@@ -168,15 +177,25 @@ class Pacer:
         self.remaining: float | None = None
         self.rate, self.capacity = self._effective(per_second, burst)
 
+    @property
+    def probing(self) -> bool:
+        """No rate configured and none learned yet."""
+        return self.configured_rate is None and not self.learned
+
     def _effective(self, rate: float | None, burst: float | None) -> tuple[float, float]:
         if rate is None:
             return 1.0, 1.0  # probing: one request at a time until the quota is known
         capacity = burst if burst is not None else max(1.0, rate)
-        kept = max(1.0, math.floor(capacity * self.reserve)) if capacity > 1 else 0.0
-        return rate * (1.0 - self.headroom), max(1.0, capacity - kept)
+        return rate * (1.0 - self.headroom), max(1.0, capacity - self._kept(capacity))
+
+    def _kept(self, capacity: float | None) -> float:
+        """Requests of the upstream's burst held back (``reserve``, at least one)."""
+        if capacity is None:
+            capacity = self.configured_burst or 1.0
+        return max(1.0, math.floor(capacity * self.reserve)) if capacity > 1 else 0.0
 
     def on_response(self, status: int, quota: Quota | None) -> Advice:
-        changed = False
+        changed = adopt = False
         remaining: float | None = None
         pause: float | None = None
         low = False
@@ -193,6 +212,11 @@ class Pacer:
                 remaining = self.remaining = max(0.0, quota.remaining)
                 limit = self.limit
                 low = limit is not None and remaining < self.warn_below * limit
+                if changed:
+                    adopt = True
+                    remaining = max(
+                        0.0, remaining - self._kept(limit if self.configured_burst is None else None)
+                    )
                 if remaining <= 0 and quota.reset_after is not None and status != 429:
                     # Empty: obey the upstream's own word on when Remaining goes up again.
                     pause = quota.reset_after
@@ -203,7 +227,7 @@ class Pacer:
                 pause = quota.reset_after
             else:
                 pause = DEFAULT_429_PAUSE
-        return Advice(self.rate, self.capacity, changed, remaining, pause, low)
+        return Advice(self.rate, self.capacity, changed, remaining, adopt, pause, low)
 
     def __repr__(self) -> str:
         learned = f" learned={self.limit:g}/{self.window:g}s" if self.limit and self.window else ""

@@ -19,7 +19,7 @@ end, for a token bucket the next token. X-RateLimit headers do not say how long 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from .retry_after import parse_retry_after
@@ -170,6 +170,27 @@ def _prefixed(
     return None
 
 
+class _CaseInsensitive(Mapping[str, str]):
+    """Header names compare case-insensitively (RFC 9110 section 5.1), whatever mapping came in."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._d: dict[str, str] = {}
+        for key, value in headers.items():
+            self._d.setdefault(key.lower(), value)
+
+    def __getitem__(self, key: str) -> str:
+        return self._d[key.lower()]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._d
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
 def parse_quota(headers: Mapping[str, str], now_wall: float) -> Quota | None:
     """Read the quota headers of a response; None when there are none at all.
 
@@ -178,6 +199,7 @@ def parse_quota(headers: Mapping[str, str], now_wall: float) -> Quota | None:
     clock and are immune to a skew between the caller's and the server's clocks beyond the
     single subtraction made here.
     """
+    headers = _CaseInsensitive(headers)
     quota = (
         _prefixed(headers, ("RateLimit-",), "ietf-05", now_wall)
         if "RateLimit-Remaining" in headers or "RateLimit-Limit" in headers

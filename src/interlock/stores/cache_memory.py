@@ -124,8 +124,10 @@ class MemoryQuotaStore:
     async def refund(self, key: str, *, rate: float, capacity: float) -> None:
         self.bucket(key, rate, capacity).refund()
 
-    async def observe(self, key: str, *, remaining: float, seq: int, rate: float, capacity: float) -> None:
-        self.bucket(key, rate, capacity).observe(remaining, seq, self._clock.monotonic())
+    async def observe(
+        self, key: str, *, remaining: float, seq: int, rate: float, capacity: float, adopt: bool = False
+    ) -> None:
+        self.bucket(key, rate, capacity).observe(remaining, seq, self._clock.monotonic(), adopt=adopt)
 
     async def pause(self, key: str, seconds: float, *, rate: float, capacity: float) -> float:
         now = self._clock.monotonic()

@@ -59,8 +59,11 @@ class QuotaStore(Protocol):
 
     async def refund(self, key: str, *, rate: float, capacity: float) -> None: ...
 
-    async def observe(self, key: str, *, remaining: float, seq: int, rate: float, capacity: float) -> None:
-        """The upstream reported ``remaining`` after the request of reservation ``seq``."""
+    async def observe(
+        self, key: str, *, remaining: float, seq: int, rate: float, capacity: float, adopt: bool = False
+    ) -> None:
+        """The upstream reported ``remaining`` after the request of reservation ``seq``
+        (``TokenBucket.observe``: lowers the balance, or with ``adopt`` sets it)."""
         ...
 
     async def pause(self, key: str, seconds: float, *, rate: float, capacity: float) -> float:

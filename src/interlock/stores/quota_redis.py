@@ -30,7 +30,7 @@ local updated = tonumber(state[2])
 local paused = tonumber(state[3]) or 0
 local seq = tonumber(state[4]) or 0
 if op == 'paused_for' then
-  return {0, tostring(math.max(0, paused - now)), seq}
+  return {0, string.format('%.17g', math.max(0, paused - now)), seq}
 end
 if tokens == nil then
   tokens = capacity
@@ -46,28 +46,34 @@ if op == 'acquire' then
   local start = math.max(now, updated)
   local wait = (start - now) + math.max(0, 1 - tokens) / rate
   if arg >= 0 and wait > arg then
-    return {0, tostring(wait), seq}
+    return {0, string.format('%.17g', wait), seq}
   end
   tokens = tokens - 1
   seq = seq + 1
-  result = {1, tostring(wait), seq}
+  result = {1, string.format('%.17g', wait), seq}
 elseif op == 'refund' then
   tokens = math.min(capacity, tokens + 1)
   result = {1, '0', seq}
-elseif op == 'observe' then
+elseif op == 'observe' or op == 'adopt' then
   local estimate = arg - math.max(0, seq - tonumber(ARGV[5]))
-  if estimate < tokens then tokens = estimate end
+  if op == 'adopt' then
+    tokens = math.min(capacity, estimate)
+  elseif estimate < tokens then
+    tokens = estimate
+  end
   result = {1, '0', seq}
 elseif op == 'pause' then
   tokens = math.min(tokens, 0)
   updated = math.max(updated, now + arg)
   paused = math.max(paused, now + arg)
-  result = {1, tostring(math.max(0, paused - now)), seq}
+  result = {1, string.format('%.17g', math.max(0, paused - now)), seq}
 else
   return redis.error_reply('unknown quota op ' .. op)
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(updated),
-  'paused', tostring(paused), 'seq', seq)
+-- %.17g: tostring keeps 14 digits, which rounds epoch seconds to 0.1 ms (sometimes upwards,
+-- into the future, which would make the next caller wait for nothing).
+local function num(v) return string.format('%.17g', v) end
+redis.call('HSET', KEYS[1], 'tokens', num(tokens), 'updated', num(updated), 'paused', num(paused), 'seq', seq)
 redis.call('PEXPIRE', KEYS[1], math.floor(math.max(0, updated - now) * 1000) + tonumber(ARGV[6]))
 return result
 """
@@ -110,8 +116,10 @@ class RedisQuotaStore:
     async def refund(self, key: str, *, rate: float, capacity: float) -> None:
         await self._run(key, "refund", rate, capacity, 0.0)
 
-    async def observe(self, key: str, *, remaining: float, seq: int, rate: float, capacity: float) -> None:
-        await self._run(key, "observe", rate, capacity, remaining, seq)
+    async def observe(
+        self, key: str, *, remaining: float, seq: int, rate: float, capacity: float, adopt: bool = False
+    ) -> None:
+        await self._run(key, "adopt" if adopt else "observe", rate, capacity, remaining, seq)
 
     async def pause(self, key: str, seconds: float, *, rate: float, capacity: float) -> float:
         _, left, _ = await self._run(key, "pause", rate, capacity, max(0.0, seconds))

@@ -3,6 +3,7 @@ its turn from the quota, every answer teaches the pacer, a 429 pauses the whole 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ class _KeyState:
     label: str
     last_warning: float = -1e18
     low: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    probe: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class RateLimitPolicy:
@@ -84,6 +85,15 @@ class RateLimitPolicy:
 
     async def handle(self, request: Request, call_next: Handler) -> Response:
         state = self._state(request)
+        if state.pacer.probing:
+            # Quota unknown: one call at a time until an answer tells it, rather than queueing
+            # everyone at a guessed pace they would keep after the real one is known.
+            async with state.probe:
+                if state.pacer.probing:
+                    return await self._paced(state, request, call_next)
+        return await self._paced(state, request, call_next)
+
+    async def _paced(self, state: _KeyState, request: Request, call_next: Handler) -> Response:
         pacer, clock = state.pacer, self._clock
         max_wait = self.config.max_wait
         deadline_left = None if request.deadline is None else request.deadline - clock.monotonic()
@@ -145,7 +155,12 @@ class RateLimitPolicy:
         if advice.remaining is not None:
             self._work.ratelimit_remaining = advice.remaining
             await self.store.observe(
-                state.bucket, remaining=advice.remaining, seq=seq, rate=advice.rate, capacity=advice.capacity
+                state.bucket,
+                remaining=advice.remaining,
+                seq=seq,
+                rate=advice.rate,
+                capacity=advice.capacity,
+                adopt=advice.adopt,
             )
             self._warn_if_low(state, advice)
         if response.status == 429:

@@ -1,0 +1,101 @@
+"""The QuotaStore contract, run against the in-process bucket and the Redis Lua script.
+
+Rates are tiny (one token per 100 s) so the real time a Redis round trip takes cannot move the
+figures the assertions look at: no timing asserts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from interlock.stores.cache_memory import MemoryQuotaStore
+from interlock.stores.cache_protocols import QuotaStore
+from interlock.stores.quota_redis import RedisQuotaStore
+
+SLOW = 0.01  # tokens per second: one per 100 s
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[QuotaStore]:
+    if request.param == "memory":
+        yield MemoryQuotaStore()
+        return
+    url = request.getfixturevalue("redis_url")
+    prefix = request.getfixturevalue("redis_prefix")
+    redis_store = RedisQuotaStore(url, namespace=prefix + "quota:")
+    try:
+        yield redis_store
+    finally:
+        await redis_store.aclose()
+
+
+async def test_is_a_quota_store(store: QuotaStore) -> None:
+    assert isinstance(store, QuotaStore)
+
+
+async def test_burst_then_queue(store: QuotaStore) -> None:
+    grants = [await store.acquire("k", rate=SLOW, capacity=3) for _ in range(5)]
+    assert [g.granted for g in grants] == [True] * 5
+    assert [g.seq for g in grants] == [1, 2, 3, 4, 5]
+    assert [g.wait == 0 for g in grants[:3]] == [True] * 3
+    assert 99 < grants[3].wait <= 100
+    assert 199 < grants[4].wait <= 200
+
+
+async def test_keys_are_independent(store: QuotaStore) -> None:
+    await store.acquire("a", rate=SLOW, capacity=1)
+    assert (await store.acquire("b", rate=SLOW, capacity=1)).wait == 0
+
+
+async def test_max_wait_refuses_without_taking(store: QuotaStore) -> None:
+    await store.acquire("k", rate=SLOW, capacity=1)
+    refused = await store.acquire("k", rate=SLOW, capacity=1, max_wait=10)
+    assert not refused.granted and refused.wait > 10
+    again = await store.acquire("k", rate=SLOW, capacity=1, max_wait=150)
+    assert again.granted and 99 < again.wait <= 100  # the refusal reserved nothing
+
+
+async def test_refund(store: QuotaStore) -> None:
+    await store.acquire("k", rate=SLOW, capacity=1)
+    await store.refund("k", rate=SLOW, capacity=1)
+    assert (await store.acquire("k", rate=SLOW, capacity=1)).wait == 0
+
+
+async def test_observe_lowers_counting_later_reservations(store: QuotaStore) -> None:
+    first = await store.acquire("k", rate=SLOW, capacity=10)
+    await store.acquire("k", rate=SLOW, capacity=10)
+    # The upstream has 2 left after `first`; one reservation came after it: 1 left for us.
+    await store.observe("k", remaining=2, seq=first.seq, rate=SLOW, capacity=10)
+    assert (await store.acquire("k", rate=SLOW, capacity=10)).wait == 0
+    assert (await store.acquire("k", rate=SLOW, capacity=10)).wait > 99
+    # A higher remaining never raises the balance...
+    await store.observe("k", remaining=10, seq=first.seq, rate=SLOW, capacity=10)
+    assert (await store.acquire("k", rate=SLOW, capacity=10)).wait > 199
+
+
+async def test_observe_adopt_sets_the_balance(store: QuotaStore) -> None:
+    for _ in range(3):
+        await store.acquire("k", rate=SLOW, capacity=3)
+    last = await store.acquire("k", rate=SLOW, capacity=3)
+    await store.observe("k", remaining=2, seq=last.seq, rate=SLOW, capacity=3, adopt=True)
+    waits = [(await store.acquire("k", rate=SLOW, capacity=3)).wait for _ in range(3)]
+    assert waits[:2] == [0, 0] and waits[2] > 99
+
+
+async def test_pause_stops_grants_for_everyone(store: QuotaStore) -> None:
+    assert await store.paused_for("k") == 0
+    left = await store.pause("k", 50, rate=100, capacity=10)
+    assert 49 < left <= 50
+    assert 49 < await store.paused_for("k") <= 50
+    grant = await store.acquire("k", rate=100, capacity=10)
+    assert 49 < grant.wait <= 50.02
+    shorter = await store.pause("k", 5, rate=100, capacity=10)
+    assert shorter > 49  # the longest pause wins
+
+
+async def test_concurrent_acquires_never_share_a_token(store: QuotaStore) -> None:
+    grants = await asyncio.gather(*[store.acquire("k", rate=SLOW, capacity=5) for _ in range(20)])
+    assert sum(1 for g in grants if g.wait == 0) == 5
+    assert sorted(g.seq for g in grants) == list(range(1, 21))

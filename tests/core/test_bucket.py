@@ -1,0 +1,119 @@
+"""Token bucket reservations and adaptive pacing, driven by hand-fed times."""
+
+from __future__ import annotations
+
+import pytest
+
+from interlock.core.bucket import DEFAULT_429_PAUSE, Pacer, TokenBucket
+from interlock.core.quota_headers import Quota
+
+
+def test_burst_then_paced_reservations_in_order() -> None:
+    b = TokenBucket(rate=10, capacity=3, now=0.0)
+    waits = [b.reserve(0.0).wait for _ in range(5)]
+    assert waits == pytest.approx([0, 0, 0, 0.1, 0.2])
+    assert b.seq == 5
+
+
+def test_refill_is_capped_at_capacity() -> None:
+    b = TokenBucket(rate=10, capacity=2, now=0.0)
+    b.reserve(0.0)
+    b.reserve(0.0)
+    assert b.available(100.0) == 2
+    assert [b.reserve(100.0).wait for _ in range(3)] == pytest.approx([0, 0, 0.1])
+
+
+def test_max_wait_refuses_without_reserving() -> None:
+    b = TokenBucket(rate=1, capacity=1, now=0.0)
+    assert b.reserve(0.0).granted
+    refused = b.reserve(0.0, max_wait=0.5)
+    assert not refused.granted and refused.wait == pytest.approx(1.0)
+    assert b.reserve(0.0, max_wait=1.0).wait == pytest.approx(1.0)  # the refusal cost nothing
+
+
+def test_observe_only_lowers_and_counts_later_reservations() -> None:
+    b = TokenBucket(rate=1, capacity=10, now=0.0)
+    first = b.reserve(0.0)  # tokens 9
+    b.reserve(0.0)  # tokens 8, one reservation after `first`
+    assert not b.observe(remaining=20, seq=first.seq, now=0.0)
+    assert b.tokens == 8
+    assert b.observe(remaining=3, seq=first.seq, now=0.0)  # upstream saw others: 3 - 1 later
+    assert b.tokens == 2
+
+
+def test_observe_adopt_sets_the_balance_both_ways() -> None:
+    b = TokenBucket(rate=1, capacity=10, now=0.0)
+    b.tokens = 0
+    assert b.observe(remaining=7, seq=b.seq, now=0.0, adopt=True)
+    assert b.tokens == 7
+    b.observe(remaining=50, seq=b.seq, now=0.0, adopt=True)
+    assert b.tokens == 10
+
+
+def test_pause_blocks_until_then_restarts_empty() -> None:
+    b = TokenBucket(rate=10, capacity=5, now=0.0)
+    b.pause(until=2.0, now=0.0)
+    assert b.reserve(0.5).wait == pytest.approx(1.5 + 0.1)
+    assert b.paused_until == 2.0
+    assert b.reserve(2.0).wait == pytest.approx(0.2)
+
+
+def test_set_limits_keeps_balance_within_capacity() -> None:
+    b = TokenBucket(rate=1, capacity=10, now=0.0)
+    b.set_limits(rate=5, capacity=4, now=0.0)
+    assert (b.rate, b.capacity, b.tokens) == (5, 4, 4)
+    with pytest.raises(ValueError):
+        b.set_limits(rate=0, capacity=4, now=0.0)
+
+
+def test_pacer_keeps_headroom_and_reserve() -> None:
+    p = Pacer(50)
+    assert p.rate == pytest.approx(49.5)
+    assert p.capacity == 45
+    assert Pacer(50, burst=10).capacity == 9
+    assert Pacer(0.5).capacity == 1
+
+
+def test_pacer_learns_ietf_quota_and_adopts_remaining_once() -> None:
+    p = Pacer(10)
+    advice = p.on_response(200, Quota(limit=50, window=1, remaining=40, reset_after=1))
+    assert advice.limits_changed and advice.adopt
+    assert (advice.rate, advice.capacity) == (pytest.approx(49.5), 45)
+    assert advice.remaining == 35  # 40 announced, 5 held in reserve
+    again = p.on_response(200, Quota(limit=50, window=1, remaining=30, reset_after=1))
+    assert not again.limits_changed and not again.adopt and again.remaining == 30
+
+
+def test_pacer_x_ratelimit_assumes_the_configured_window() -> None:
+    p = Pacer(None, assumed_window=60)
+    assert p.probing and (p.rate, p.capacity) == (1.0, 1.0)
+    p.on_response(200, Quota(limit=600, remaining=599, reset_after=1))
+    assert not p.probing and p.rate == pytest.approx(9.9)
+
+
+def test_pacer_429_pauses_for_retry_after_then_reset_then_default() -> None:
+    p = Pacer(10)
+    assert p.on_response(429, Quota(retry_after=3)).pause == 3
+    assert p.on_response(429, Quota(remaining=0, reset_after=2)).pause == 2
+    assert p.on_response(429, None).pause == DEFAULT_429_PAUSE
+
+
+def test_pacer_pauses_when_the_upstream_says_empty() -> None:
+    p = Pacer(10)
+    assert p.on_response(200, Quota(limit=10, remaining=0, reset_after=0.7)).pause == 0.7
+    assert p.on_response(200, Quota(limit=10, remaining=1, reset_after=0.7)).pause is None
+
+
+def test_pacer_low_quota_flag() -> None:
+    p = Pacer(None)
+    assert p.on_response(200, Quota(limit=100, window=1, remaining=19)).low
+    assert not p.on_response(200, Quota(limit=100, window=1, remaining=20)).low
+
+
+def test_non_adaptive_pacer_ignores_headers_but_not_429() -> None:
+    p = Pacer(10, adaptive=False)
+    advice = p.on_response(200, Quota(limit=1000, window=1, remaining=0, reset_after=5))
+    assert not advice.limits_changed and advice.remaining is None and advice.pause is None
+    assert p.on_response(429, Quota(retry_after=4)).pause == 4
+    with pytest.raises(ValueError):
+        Pacer(None, adaptive=False)

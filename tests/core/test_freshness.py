@@ -1,0 +1,138 @@
+"""RFC 9111 / RFC 5861 decisions of the cache, with hand-fed wall-clock times."""
+
+from __future__ import annotations
+
+import pytest
+
+from interlock.core import freshness as fr
+
+NOW = 1_700_000_000.0
+DEFAULT_HEADERS = {"ETag": '"v1"', "Content-Type": "application/json"}
+
+
+def entry(
+    ttl: float = 60, headers: dict[str, str] | None = None, respect: bool = False, **kw: float
+) -> fr.CacheEntry:
+    return fr.new_entry(
+        status=200,
+        headers=list((DEFAULT_HEADERS if headers is None else headers).items()),
+        content=b'{"id": 1}',
+        now=NOW,
+        ttl=ttl,
+        respect_headers=respect,
+        stale_while_revalidate=kw.get("swr", 0.0),
+        stale_if_error=kw.get("sie", 0.0),
+        request_headers={},
+    )
+
+
+def test_fresh_then_stale_while_revalidate_then_stale() -> None:
+    e = entry(ttl=60, swr=30)
+    assert fr.assess(e, NOW + 59.9) is fr.Freshness.FRESH
+    assert fr.assess(e, NOW + 60) is fr.Freshness.STALE_REVALIDATE
+    assert fr.assess(e, NOW + 90) is fr.Freshness.STALE
+
+
+def test_stale_if_error_window() -> None:
+    e = entry(ttl=10, sie=100)
+    assert fr.serve_stale_on_error(e, NOW + 50)
+    assert not fr.serve_stale_on_error(e, NOW + 110)
+
+
+def test_age_header_counts_against_freshness() -> None:
+    e = entry(ttl=60, headers={"Age": "50"})
+    assert fr.assess(e, NOW + 9) is fr.Freshness.FRESH
+    assert fr.assess(e, NOW + 11) is fr.Freshness.STALE
+
+
+def test_rule_ttl_wins_unless_headers_are_respected() -> None:
+    headers = {"Cache-Control": "max-age=5"}
+    assert entry(ttl=60, headers=headers).lifetime == 60
+    assert entry(ttl=60, headers=headers, respect=True).lifetime == 5
+    assert entry(ttl=60, headers={"Cache-Control": "no-cache"}, respect=True).lifetime == 0
+    assert entry(ttl=60, headers={}, respect=True).lifetime == 60  # upstream silent: the rule
+
+
+def test_expires_minus_date_and_invalid_expires() -> None:
+    headers = {"Date": "Tue, 14 Nov 2023 22:13:20 GMT", "Expires": "Tue, 14 Nov 2023 22:13:50 GMT"}
+    assert fr.freshness_lifetime(60, headers, True) == 30
+    assert fr.freshness_lifetime(60, {"Expires": "0"}, True) == 0
+
+
+def test_storable() -> None:
+    assert fr.storable(200, {}, respect_headers=False)
+    assert not fr.storable(500, {}, respect_headers=False)
+    assert not fr.storable(404, {}, respect_headers=False)
+    assert fr.storable(200, {"Cache-Control": "no-store"}, respect_headers=False)
+    assert not fr.storable(200, {"Cache-Control": "no-store"}, respect_headers=True)
+    assert not fr.storable(200, {"Vary": "*"}, respect_headers=False)
+
+
+def test_must_revalidate_forbids_stale_serving() -> None:
+    e = entry(ttl=0, headers={"Cache-Control": "max-age=10, must-revalidate"}, respect=True, swr=60, sie=60)
+    assert fr.assess(e, NOW + 11) is fr.Freshness.STALE
+    assert not fr.serve_stale_on_error(e, NOW + 11)
+
+
+def test_upstream_grants_stale_windows_when_respected() -> None:
+    e = entry(
+        headers={"Cache-Control": "max-age=1, stale-while-revalidate=9, stale-if-error=99"}, respect=True
+    )
+    assert (e.lifetime, e.stale_while_revalidate, e.stale_if_error) == (1, 9, 99)
+
+
+def test_conditional_headers_from_validators() -> None:
+    e = entry(headers={"ETag": '"abc"', "Last-Modified": "Tue, 14 Nov 2023 22:13:20 GMT"})
+    assert fr.conditional_headers(e) == {
+        "If-None-Match": '"abc"',
+        "If-Modified-Since": "Tue, 14 Nov 2023 22:13:20 GMT",
+    }
+    assert fr.conditional_headers(entry(headers={})) == {}
+
+
+def test_refresh_after_304_updates_headers_and_restarts_freshness() -> None:
+    e = entry(ttl=10, headers={"ETag": '"v1"', "Content-Length": "9", "X-Trace": "a"})
+    later = NOW + 100
+    r = fr.refresh(e, [("ETag", '"v1"'), ("X-Trace", "b"), ("Content-Length", "0")], later, 10, False)
+    assert r.content == e.content
+    assert r.header("X-Trace") == "b"
+    assert r.header("Content-Length") == "9"  # describes the stored body, not the empty 304
+    assert fr.assess(r, later + 5) is fr.Freshness.FRESH
+
+
+def test_vary_matching() -> None:
+    e = fr.new_entry(
+        status=200,
+        headers=[("Vary", "Accept-Language")],
+        content=b"",
+        now=NOW,
+        ttl=5,
+        respect_headers=False,
+        stale_while_revalidate=0,
+        stale_if_error=0,
+        request_headers={"accept-language": "fr"},
+    )
+    assert fr.vary_matches(e, {"accept-language": "fr"})
+    assert not fr.vary_matches(e, {"accept-language": "de"})
+
+
+@pytest.mark.parametrize("size", [10, 5000])
+def test_serialisation_round_trip(size: int) -> None:
+    e = fr.CacheEntry(
+        status=200,
+        headers=(("ETag", '"x"'),),
+        content=b"a" * size,
+        stored_at=NOW,
+        lifetime=5,
+        stale_if_error=3,
+        vary=(("accept", "json"),),
+        tags=("t1",),
+    )
+    data = e.to_bytes(compress_over=1024)
+    assert data[:1] == (b"z" if size > 1024 else b"r")
+    assert fr.CacheEntry.from_bytes(data) == e
+
+
+def test_retention_keeps_validated_entries_for_revalidation() -> None:
+    assert entry(ttl=10).retention() >= 10 + fr.REVALIDATION_RETENTION
+    assert entry(ttl=10, headers={}, sie=20).retention() == 30
