@@ -156,7 +156,7 @@ async def test_deadline_stops_retrying() -> None:
 @pytest.mark.parametrize(
     ("timeout", "expected_total"),
     [
-        (Timeout(connect=1, read=2, total=5, attempt=10), 3.0),  # connect + read is tightest
+        (Timeout(connect=1, read=2, total=5, attempt=10), 2.0),  # read is tightest
         (Timeout(connect=1, read=2, total=5, attempt=1.5), 1.5),  # explicit per-attempt cap
         (Timeout(connect=1, read=20, total=5), 5.0),  # the call's remaining deadline
         (Timeout(connect=None, read=None, total=None), None),  # no limit at all

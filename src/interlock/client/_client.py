@@ -110,6 +110,7 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self.name = name or parts.netloc
         self.timeout = timeout or Timeout()
+        self._per_attempt = self.timeout.per_attempt
         self.retry = retry
         self.concurrency = Concurrency.coerce(concurrency)
         self.idempotency_keys = idempotency_keys
@@ -169,14 +170,13 @@ class Client:
 
     def _send(self, request: Request) -> Coroutine[Any, Any, Response]:
         # A plain function handing back the transport's coroutine: one frame less per attempt.
-        timeout = self.timeout
-        total = timeout.per_attempt
+        total = self._per_attempt
         if request.deadline is not None:
             remaining = request.deadline - self._clock.monotonic()
             if remaining <= 0:
                 raise DeadlineExceeded("deadline reached before the attempt could start")
             total = remaining if total is None else min(total, remaining)
-        return self._transport.send(request, AttemptTimeout(timeout.connect, None, total))
+        return self._transport.send(request, AttemptTimeout(self.timeout.connect, None, total))
 
     async def _send_with_retries(self, request: Request) -> Response:
         retry, clock = self.retry, self._clock

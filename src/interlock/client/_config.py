@@ -18,9 +18,9 @@ class Timeout:
     """Time limits, in seconds.
 
     - ``connect``: to open a connection;
-    - ``read``: to receive the whole answer once connected (so one attempt lasts at most
-      ``connect + read``);
-    - ``attempt``: an explicit cap on one attempt, when tighter than ``connect + read``;
+    - ``read``: for one attempt's complete answer, counted from the moment the attempt starts
+      (a new connection's setup included);
+    - ``attempt``: an explicit per-attempt cap, when tighter than ``read``;
     - ``total``: the whole call, every attempt and every backoff together: the deadline after
       which no retry starts.
 
@@ -40,7 +40,7 @@ class Timeout:
     @property
     def per_attempt(self) -> float | None:
         """The longest one attempt may take, before the call's deadline is applied."""
-        caps = [c for c in (self.attempt, (self.connect or 0.0) + self.read if self.read else None) if c]
+        caps = [c for c in (self.attempt, self.read) if c is not None]
         return min(caps) if caps else None
 
 

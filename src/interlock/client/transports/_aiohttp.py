@@ -33,10 +33,17 @@ class AiohttpTransport:
         connector = aiohttp.TCPConnector(
             limit=self._pool_size, keepalive_timeout=self._keepalive, ttl_dns_cache=300
         )
-        self._session = aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector, auto_decompress=True, skip_auto_headers=(), raise_for_status=False
         )
-        return self._session
+        # aiohttp silently re-sends an idempotent request once when a pooled connection drops.
+        # Every attempt must pass through Interlock's own policies (retry budget, breaker, rate
+        # limit, attempt counts), whose retry covers that case, so the hidden one is switched off.
+        # There is no public setting for it (aiohttp 3.9-3.14).
+        if hasattr(session, "_retry_connection"):
+            session._retry_connection = False
+        self._session = session
+        return session
 
     async def send(self, request: Request, timeout: AttemptTimeout) -> Response:
         session = self._session or self._open()
