@@ -17,6 +17,9 @@ T = TypeVar("T")
 
 
 class SyncClient:
+    """``Client`` for synchronous code: the same options and verbs, answers returned directly.
+    Thread-safe: every thread using one SyncClient shares its breaker, limits and connections."""
+
     def __init__(self, base_url: str, **options: Any) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="interlock-sync", daemon=True)
