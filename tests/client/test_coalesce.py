@@ -1,0 +1,85 @@
+"""Coalescing: identical reads in flight share one upstream call."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import interlock
+from interlock.testbed import Faults, Latency, Testbed, TestbedConfig
+
+
+@pytest.fixture
+async def tb() -> Testbed:  # type: ignore[misc]
+    async with Testbed(TestbedConfig(records=50, faults=Faults(latency=Latency.fixed(50)))) as testbed:
+        yield testbed
+
+
+async def test_100_identical_reads_cost_one_call(tb: Testbed) -> None:
+    async with interlock.Client(tb.url) as api:
+        responses = await asyncio.gather(*[api.get("/customers/1") for _ in range(100)])
+    assert tb.counters.requests == 1
+    assert len({id(r) for r in responses}) == 100  # every caller its own Response
+    assert {r.status for r in responses} == {200}
+    assert len({r.request_id for r in responses}) == 100
+    responses[0].json()["name"] = "mutated"  # one caller's parsed body is not another's
+    assert responses[1].json()["name"] != "mutated"
+
+
+async def test_coalescing_protects_a_cold_cache(tb: Testbed) -> None:
+    async with interlock.Client(tb.url, cache=interlock.Cache(routes={"/customers/{id}": 60})) as api:
+        await asyncio.gather(*[api.get("/customers/2") for _ in range(100)])
+        assert (await api.get("/customers/2")).from_cache
+    assert tb.counters.requests == 1
+
+
+async def test_different_requests_are_not_merged(tb: Testbed) -> None:
+    async with interlock.Client(tb.url) as api:
+        await asyncio.gather(
+            api.get("/customers/1"),
+            api.get("/customers/2"),
+            api.get("/customers/1", params={"fields": "name"}),
+            api.get("/customers/1", headers={"Authorization": "Bearer other"}),
+            api.get("/customers/1"),
+        )
+    assert tb.counters.requests == 4
+
+
+async def test_writes_are_never_merged(tb: Testbed) -> None:
+    async with interlock.Client(tb.url) as api:
+        await asyncio.gather(*[api.put("/customers/1", json={"name": "same"}) for _ in range(3)])
+    assert tb.counters.requests == 3
+
+
+async def test_coalescing_can_be_turned_off(tb: Testbed) -> None:
+    async with interlock.Client(tb.url, coalesce=False) as api:
+        await asyncio.gather(*[api.get("/customers/1") for _ in range(10)])
+    assert tb.counters.requests == 10
+
+
+async def test_errors_reach_every_caller(tb: Testbed) -> None:
+    tb.configure(faults=Faults(latency=Latency.fixed(50), reset_rate=1.0))
+    async with interlock.Client(tb.url, retry=None) as api:
+        results = await asyncio.gather(*[api.get("/customers/1") for _ in range(20)], return_exceptions=True)
+    assert all(isinstance(r, interlock.errors.TransportError) for r in results)
+    assert tb.counters.resets == 1
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_others(tb: Testbed) -> None:
+    async with interlock.Client(tb.url) as api:
+        first = asyncio.ensure_future(api.get("/customers/3"))
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(api.get("/customers/3"))
+        await asyncio.sleep(0.01)
+        first.cancel()
+        response = await second
+    assert response.status == 200 and first.cancelled()
+    assert tb.counters.requests == 1
+
+
+async def test_sequential_reads_are_separate_calls(tb: Testbed) -> None:
+    async with interlock.Client(tb.url) as api:
+        await api.get("/customers/1")
+        await api.get("/customers/1")
+    assert tb.counters.requests == 2
