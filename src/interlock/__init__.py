@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging as _logging
 
-from . import errors
+from . import errors, metrics
 from ._ids import correlation_id, current_correlation_id
 from ._models import Request, Response
-from .client import Client, Concurrency, SyncClient, Timeout
+from .client import Batch, Cache, CacheRule, Client, Concurrency, Paginator, RateLimit, SyncClient, Timeout
 from .core.backoff import Backoff
 from .core.breaker import CircuitBreaker
 from .core.retry import Retry, RetryBudget
@@ -16,12 +16,17 @@ from .sink import BatchWriter
 
 __all__ = [
     "Backoff",
+    "Batch",
     "BatchWriter",
+    "Cache",
+    "CacheRule",
     "CircuitBreaker",
     "Client",
     "Concurrency",
     "Event",
     "Inbox",
+    "Paginator",
+    "RateLimit",
     "Redelivery",
     "Request",
     "Response",
@@ -32,6 +37,7 @@ __all__ = [
     "correlation_id",
     "current_correlation_id",
     "errors",
+    "metrics",
     "signatures",
 ]
 
