@@ -102,9 +102,13 @@ async def test_stale_if_error_when_the_breaker_is_open(tb: Testbed) -> None:
     async with interlock.Client(tb.url, cache=cache, retry=None, breaker=breaker) as api:
         await api.get("/customers/1")
         tb.start_outage(60)
-        with pytest.raises(interlock.errors.CircuitOpen):
+
+        async def until_open() -> None:
             for _ in range(10):
                 await api.get("/customers/2")  # uncached: 503s until the breaker opens
+
+        with pytest.raises(interlock.errors.CircuitOpen):
+            await until_open()
         rejections = tb.counters.outage_rejections
         served = await api.get("/customers/1")
         assert served.stale and served.status == 200
