@@ -71,7 +71,6 @@ def serve_celery(port: int) -> None:
 
     app = FastAPI()
 
-    @app.post("/hooks/github")
     async def hook(request: Request) -> dict[str, str]:
         body = await request.body()
         sig = request.headers.get("x-hub-signature-256", "")
@@ -80,6 +79,10 @@ def serve_celery(port: int) -> None:
             raise HTTPException(401, "bad signature")
         handle.delay(body.decode(), request.headers.get("x-github-delivery", ""))
         return {"status": "accepted"}
+
+    # This module uses postponed annotations; give FastAPI the real class to inject.
+    hook.__annotations__["request"] = Request
+    app.post("/hooks/github")(hook)
 
     uvicorn.run(
         app, host="127.0.0.1", port=port, http="httptools", loop="uvloop",

@@ -225,16 +225,17 @@ class PostgresQueue:
 
     async def _insert(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[bool]]]) -> set[tuple[str, str]]:
         columns = list(zip(*(row for row, _ in batch), strict=True))
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                f"INSERT INTO {self._qualified}"
-                " (source, id, type, body, headers, received_at, ordering_key)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[],"
-                " $6::float8[], $7::text[]) ON CONFLICT (source, id) DO NOTHING RETURNING source, id",
-                *(list(c) for c in columns),
-            )
-            if rows:
-                await self._notify(conn)
+        # One statement, one round trip, its own transaction: insert what is new and notify
+        # the workers (PostgreSQL folds identical notifications of a transaction into one).
+        rows = await self.pool.fetch(
+            f"WITH ins AS (INSERT INTO {self._qualified}"
+            " (source, id, type, body, headers, received_at, ordering_key)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[],"
+            " $6::float8[], $7::text[]) ON CONFLICT (source, id) DO NOTHING RETURNING source, id)"
+            " SELECT source, id, pg_notify($8, '') FROM ins",
+            *(list(c) for c in columns),
+            self.channel,
+        )
         return {(r["source"], r["id"]) for r in rows}
 
     # -- work queue ------------------------------------------------------------------------------
