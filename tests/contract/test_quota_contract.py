@@ -99,3 +99,13 @@ async def test_concurrent_acquires_never_share_a_token(store: QuotaStore) -> Non
     grants = await asyncio.gather(*[store.acquire("k", rate=SLOW, capacity=5) for _ in range(20)])
     assert sum(1 for g in grants if g.wait == 0) == 5
     assert sorted(g.seq for g in grants) == list(range(1, 21))
+
+
+async def test_a_caller_without_limits_keeps_the_stored_ones(store: QuotaStore) -> None:
+    fresh = await store.acquire("new", rate=0, capacity=0)  # unknown everywhere: 1/s, burst 1
+    assert fresh.wait == 0
+    assert 0.9 < (await store.acquire("new", rate=0, capacity=0)).wait <= 1.0
+    for _ in range(3):
+        await store.acquire("k", rate=SLOW, capacity=3)
+    probing = await store.acquire("k", rate=0, capacity=0)
+    assert 99 < probing.wait <= 100  # the stored 1-per-100s pace, not a guessed one

@@ -111,7 +111,9 @@ class MemoryQuotaStore:
         now = self._clock.monotonic()
         bucket = self.buckets.get(key)
         if bucket is None:
-            bucket = self.buckets[key] = TokenBucket(rate, capacity, now)
+            bucket = self.buckets[key] = TokenBucket(rate if rate > 0 else 1.0, max(1.0, capacity), now)
+        elif rate <= 0:
+            pass  # a caller still probing keeps the limits already known
         elif bucket.rate != rate or bucket.capacity != capacity:
             bucket.set_limits(rate, capacity, now)
         return bucket

@@ -50,7 +50,8 @@ class QuotaStore(Protocol):
     relative (seconds from now on the store's own clock), so callers' clocks never meet.
 
     ``rate`` and ``capacity`` are passed on every call: whoever learned the latest limits from
-    the upstream applies them for everyone.
+    the upstream applies them for everyone. ``rate <= 0`` means "not known here yet": keep the
+    stored limits (one request per second, burst 1, for a new bucket).
     """
 
     async def acquire(

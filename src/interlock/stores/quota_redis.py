@@ -24,11 +24,16 @@ local op = ARGV[1]
 local rate = tonumber(ARGV[2])
 local capacity = tonumber(ARGV[3])
 local arg = tonumber(ARGV[4])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated', 'paused', 'seq')
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated', 'paused', 'seq', 'rate', 'capacity')
 local tokens = tonumber(state[1])
 local updated = tonumber(state[2])
 local paused = tonumber(state[3]) or 0
 local seq = tonumber(state[4]) or 0
+if rate <= 0 then
+  -- A caller still probing for the quota: keep the limits whoever learned them stored.
+  rate = tonumber(state[5]) or 1
+  capacity = tonumber(state[6]) or 1
+end
 if op == 'paused_for' then
   return {0, string.format('%.17g', math.max(0, paused - now)), seq}
 end
@@ -73,7 +78,8 @@ end
 -- %.17g: tostring keeps 14 digits, which rounds epoch seconds to 0.1 ms (sometimes upwards,
 -- into the future, which would make the next caller wait for nothing).
 local function num(v) return string.format('%.17g', v) end
-redis.call('HSET', KEYS[1], 'tokens', num(tokens), 'updated', num(updated), 'paused', num(paused), 'seq', seq)
+redis.call('HSET', KEYS[1], 'tokens', num(tokens), 'updated', num(updated), 'paused', num(paused), 'seq', seq,
+  'rate', num(rate), 'capacity', num(capacity))
 redis.call('PEXPIRE', KEYS[1], math.floor(math.max(0, updated - now) * 1000) + tonumber(ARGV[6]))
 return result
 """

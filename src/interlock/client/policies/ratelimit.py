@@ -99,9 +99,8 @@ class RateLimitPolicy:
         deadline_left = None if request.deadline is None else request.deadline - clock.monotonic()
         bounds = [b for b in (max_wait, deadline_left) if b is not None]
         bound = max(0.0, min(bounds)) if bounds else None
-        grant = await self.store.acquire(
-            state.bucket, rate=pacer.rate, capacity=pacer.capacity, max_wait=bound
-        )
+        rate, capacity = (0.0, 0.0) if pacer.probing else (pacer.rate, pacer.capacity)
+        grant = await self.store.acquire(state.bucket, rate=rate, capacity=capacity, max_wait=bound)
         if not grant.granted:
             context: dict[str, Any] = {
                 "upstream": request.upstream,
@@ -139,6 +138,7 @@ class RateLimitPolicy:
             return
         pacer = state.pacer
         advice: Advice = pacer.on_response(response.status, quota)
+        rate, capacity = (0.0, 0.0) if pacer.probing else (advice.rate, advice.capacity)
         if advice.limits_changed and pacer.limit and pacer.window:
             self._work.ratelimit_limit = pacer.limit / pacer.window
             _log.info(
@@ -158,8 +158,8 @@ class RateLimitPolicy:
                 state.bucket,
                 remaining=advice.remaining,
                 seq=seq,
-                rate=advice.rate,
-                capacity=advice.capacity,
+                rate=rate,
+                capacity=capacity,
                 adopt=advice.adopt,
             )
             self._warn_if_low(state, advice)
@@ -167,9 +167,7 @@ class RateLimitPolicy:
             self.throttled += 1
             self._work.ratelimit_throttled += 1
         if advice.pause is not None and advice.pause > 0:
-            left = await self.store.pause(
-                state.bucket, advice.pause, rate=advice.rate, capacity=advice.capacity
-            )
+            left = await self.store.pause(state.bucket, advice.pause, rate=rate, capacity=capacity)
             if response.status == 429:
                 _log.warning(
                     "%s%s: 429 Too Many Requests; pausing every call to %s for %.2fs",

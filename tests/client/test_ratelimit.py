@@ -1,0 +1,175 @@
+"""The rate limit against the testbed's server-side quota: 0 x 429 in every header dialect, a
+429 pauses the whole upstream, per-credential quotas, and 4 processes sharing one Redis quota."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+
+import pytest
+
+import interlock
+from interlock.testbed import RateLimitConfig, Testbed, TestbedConfig
+
+DIALECTS = ["x-ratelimit-epoch", "x-ratelimit-delta", "ietf", "retry-after-seconds", "retry-after-date"]
+ANNOUNCED = {"x-ratelimit-epoch", "x-ratelimit-delta", "ietf"}
+
+
+async def hammer(
+    api: interlock.Client, calls: int, workers: int = 10, path: str = "/customers/1"
+) -> list[int]:
+    statuses: list[int] = []
+    queue = iter(range(calls))
+
+    async def worker() -> None:
+        for _ in queue:
+            statuses.append((await api.get(path)).status)
+
+    await asyncio.gather(*[worker() for _ in range(workers)])
+    return statuses
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_zero_429_in_every_dialect(dialect: str) -> None:
+    # 60 calls against 30/s with a burst of 30: the second half must be paced. Dialects that
+    # announce their quota are given no rate at all and must learn it; Retry-After-only ones
+    # announce nothing until it is too late, so they are configured.
+    limit = RateLimitConfig(limit=30, window=1.0, dialect=dialect)  # type: ignore[arg-type]
+    per_second = None if dialect in ANNOUNCED else 30
+    async with (
+        Testbed(TestbedConfig(records=10, rate_limit=limit)) as tb,
+        interlock.Client(
+            tb.url, rate_limit=interlock.RateLimit(per_second=per_second), coalesce=False
+        ) as api,
+    ):
+        statuses = await hammer(api, 60)
+        assert api.rate_limit is not None
+        pacer = next(iter(api.rate_limit._keys.values())).pacer
+    assert statuses == [200] * 60
+    assert tb.counters.rate_limited == 0
+    assert tb.counters.requests == 60  # no retries needed, none hidden
+    assert pacer.rate == pytest.approx(30 * 0.99)
+    if dialect in ANNOUNCED:
+        assert pacer.learned and pacer.limit == 30
+
+
+async def test_a_429_pauses_the_whole_upstream() -> None:
+    # Configured far above the real quota and not adaptive: 429s happen, then everyone waits
+    # for the announced time instead of hammering (each 429'd call retries after the pause).
+    limit = RateLimitConfig(limit=5, window=1.0, dialect="retry-after-seconds")
+    rate = interlock.RateLimit(per_second=1000, burst=1000, adaptive=False)
+    async with (
+        Testbed(TestbedConfig(records=10, rate_limit=limit)) as tb,
+        interlock.Client(tb.url, rate_limit=rate, coalesce=False, retry=interlock.Retry(attempts=5)) as api,
+    ):
+        responses = await asyncio.gather(*[api.get("/customers/1") for _ in range(10)])
+        assert api.rate_limit is not None and api.rate_limit.throttled == tb.counters.rate_limited
+    assert {r.status for r in responses} == {200}
+    assert 5 <= tb.counters.rate_limited <= 10  # the first wave only: after it, the pause held
+
+
+async def test_max_wait_fails_fast_with_rate_limited() -> None:
+    async with Testbed(TestbedConfig(records=10)) as tb:
+        rate = interlock.RateLimit(per_second=0.1, burst=1, max_wait=0.5)
+        async with interlock.Client(tb.url, rate_limit=rate) as api:
+            await api.get("/customers/1")
+            with pytest.raises(interlock.errors.RateLimited) as info:
+                await api.get("/customers/2")
+    assert info.value.retry_in > 0.5
+    assert tb.counters.requests == 1
+
+
+async def test_each_credential_has_its_own_quota() -> None:
+    limit = RateLimitConfig(limit=10, window=1.0, key_header="Authorization", dialect="ietf")
+    rate = interlock.RateLimit(key="Authorization")
+    async with (
+        Testbed(TestbedConfig(records=10, rate_limit=limit)) as tb,
+        interlock.Client(tb.url, rate_limit=rate, coalesce=False) as api,
+    ):
+
+        async def as_user(token: str) -> list[int]:
+            return [
+                (await api.get("/customers/1", headers={"Authorization": token})).status for _ in range(9)
+            ]
+
+        results = await asyncio.gather(as_user("Bearer a"), as_user("Bearer b"))
+        assert api.rate_limit is not None
+        keys = api.rate_limit._keys
+    assert results == [[200] * 9, [200] * 9]
+    assert tb.counters.rate_limited == 0
+    assert len(keys) == 2 and all("Bearer" not in k for k in keys)
+
+
+async def test_retries_draw_from_the_same_quota() -> None:
+    from interlock.testbed import Faults
+
+    limit = RateLimitConfig(limit=20, window=1.0, dialect="ietf")
+    faults = Faults(error_rates={503: 0.3})
+    async with (
+        Testbed(TestbedConfig(records=10, rate_limit=limit, faults=faults)) as tb,
+        interlock.Client(
+            tb.url, rate_limit=interlock.RateLimit(), coalesce=False, retry=interlock.Retry(attempts=10)
+        ) as api,
+    ):
+        statuses = await hammer(api, 30, workers=5)
+    assert statuses == [200] * 30
+    assert tb.counters.requests > 30  # retries happened...
+    assert tb.counters.rate_limited == 0  # ...and were paced like every other attempt
+
+
+WORKER = r"""
+import asyncio, json, sys, time
+import interlock
+
+async def main(url, redis_url, namespace, seconds):
+    rate = interlock.RateLimit(store=redis_url, namespace=namespace)
+    statuses = {}
+    async with interlock.Client(url, name="shared-upstream", rate_limit=rate, coalesce=False) as api:
+        stop = time.monotonic() + seconds
+        async def worker():
+            while time.monotonic() < stop:
+                status = (await api.get("/customers/1")).status
+                statuses[status] = statuses.get(status, 0) + 1
+        await asyncio.gather(*[worker() for _ in range(8)])
+    print(json.dumps(statuses))
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])))
+"""
+
+
+@pytest.mark.slow
+async def test_four_processes_sharing_redis_stay_within_one_quota(redis_url: str, redis_prefix: str) -> None:
+    limit = RateLimitConfig(limit=40, window=1.0, dialect="x-ratelimit-epoch")
+    seconds = 3.0
+    async with Testbed(TestbedConfig(records=10, rate_limit=limit)) as tb:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        started = time.monotonic()
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                WORKER,
+                tb.url,
+                redis_url,
+                redis_prefix,
+                str(seconds),
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
+            )
+            for _ in range(4)
+        ]
+        outputs = [await p.communicate() for p in procs]
+        elapsed = time.monotonic() - started
+        counters = tb.counters
+    assert all(p.returncode == 0 for p in procs)
+    per_process = [json.loads(out) for out, _ in outputs]
+    assert all(set(s) == {"200"} for s in per_process)  # every call of every process succeeded
+    assert all(s["200"] > 10 for s in per_process)  # all four really took part
+    assert counters.rate_limited == 0
+    # One quota for all four: never more than the bucket plus its refill over the whole run
+    # (a ceiling, measured from before the first process started).
+    assert counters.requests <= 40 + 40 * elapsed
+    assert counters.requests > 40 * 2  # and well past the burst: the shared pacing carried it
