@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -61,6 +61,20 @@ class SyncClient:
 
     def delete(self, path: str, **kwargs: Any) -> Response:
         return self.request("DELETE", path, **kwargs)
+
+    def paginate(self, path: str, **options: Any) -> Iterator[Any]:
+        """Every item of a listing (see ``Client.paginate``); the next page is fetched on the
+        client's loop while this thread works on the current one."""
+        paginator = self._client.paginate(path, **options)
+        try:
+            while True:
+                try:
+                    yield self._run(paginator.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            if self._thread.is_alive():
+                self._run(paginator.aclose())
 
     def stats(self) -> dict[str, Any]:
         return self._client.stats()
