@@ -4,7 +4,8 @@
 the contenders (so machine noise hits each alike); the median req/s of each is compared:
   - bare aiohttp (one session, no policies): the baseline;
   - interlock.Client with every policy of the foundation on (retry + budget, breaker,
-    concurrency bound, timeouts and deadline, correlation ids, metrics);
+    concurrency bound, timeouts and deadline, correlation ids, metrics), and the same with
+    coalescing of identical reads (on by default since the work-avoided policies);
   - a DIY stack: httpx + tenacity + pybreaker + aiolimiter.
 Target: Client >= 0.90x bare aiohttp.
 
@@ -57,19 +58,31 @@ async def bare_aiohttp(url: str, n: int, c: int, records: int) -> float:
         return await drive(get, n, c, records)
 
 
-async def interlock_client(url: str, n: int, c: int, records: int) -> float:
-    async with interlock.Client(
-        url,
-        timeout=interlock.Timeout(connect=1.0, read=5.0, total=15.0),
-        retry=interlock.Retry(attempts=4),
-        breaker=interlock.CircuitBreaker(failure_ratio=0.5, min_calls=20, window=10.0, open_for=10.0),
-        concurrency=interlock.Concurrency(limit=64, writes=5),
-    ) as client:
+FOUNDATION = {
+    "timeout": interlock.Timeout(connect=1.0, read=5.0, total=15.0),
+    "retry": interlock.Retry(attempts=4),
+    "breaker": interlock.CircuitBreaker(failure_ratio=0.5, min_calls=20, window=10.0, open_for=10.0),
+    "concurrency": interlock.Concurrency(limit=64, writes=5),
+}
+
+
+async def run_client(url: str, n: int, c: int, records: int, **options: object) -> float:
+    async with interlock.Client(url, **options) as client:  # type: ignore[arg-type]
 
         async def get(path: str) -> int:
             return (await client.get(path)).status
 
         return await drive(get, n, c, records)
+
+
+async def interlock_client(url: str, n: int, c: int, records: int) -> float:
+    """The foundation's policies: timeouts and deadline, retry with budget, breaker, concurrency."""
+    return await run_client(url, n, c, records, coalesce=False, **FOUNDATION)
+
+
+async def interlock_coalescing(url: str, n: int, c: int, records: int) -> float:
+    """The same plus coalescing of identical reads (on by default)."""
+    return await run_client(url, n, c, records, **FOUNDATION)
 
 
 async def diy_stack(url: str, n: int, c: int, records: int) -> float:
@@ -105,6 +118,7 @@ async def diy_stack(url: str, n: int, c: int, records: int) -> float:
 CONTENDERS = {
     "bare aiohttp": bare_aiohttp,
     "interlock.Client": interlock_client,
+    "interlock.Client + coalescing": interlock_coalescing,
     "httpx+tenacity+pybreaker+aiolimiter": diy_stack,
 }
 
