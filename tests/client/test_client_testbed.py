@@ -211,3 +211,21 @@ def test_sync_client_from_several_threads() -> None:
         server.join()
     assert statuses == [200] * 8
     assert holder["max"] == "2"  # the bound is shared by every thread using the SyncClient
+
+
+async def test_one_structured_log_record_per_call(caplog: pytest.LogCaptureFixture) -> None:
+    async with Testbed(TestbedConfig(faults=Faults(error_rates={503: 1.0}))) as tb:
+        async with Client(tb.url, name="logged", retry=Retry(attempts=2, backoff=FAST_BACKOFF)) as client:
+            with caplog.at_level("INFO", logger="interlock.client"):
+                tb.configure(faults=Faults())
+                await client.get("/customers/5")
+                tb.configure(faults=Faults(error_rates={503: 1.0}))
+                with pytest.raises(RetriesExhausted):
+                    await client.get("/customers/6")
+    records = [r for r in caplog.records if r.name == "interlock.client"]
+    assert [r.levelname for r in records] == ["INFO", "WARNING"]
+    ok, failed = (r.interlock for r in records)  # type: ignore[attr-defined]
+    assert ok["route"] == "/customers/{id}" and ok["status"] == 200 and ok["attempts"] == 1
+    assert ok["tracking_id"] and ok["duration_ms"] > 0 and ok["upstream"] == "logged"
+    assert failed["status"] == 503 and failed["attempts"] == 2 and failed["error"] == "RetriesExhausted"
+    assert failed["tracking_id"]
