@@ -24,4 +24,17 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-__all__ = ["AttemptTimeout", "Transport"]
+def __getattr__(name: str) -> object:
+    # Transports load on first use, so their HTTP libraries stay optional.
+    if name == "AiohttpTransport":
+        from ._aiohttp import AiohttpTransport
+
+        return AiohttpTransport
+    if name == "HttpxTransport":
+        from ._httpx import HttpxTransport
+
+        return HttpxTransport
+    raise AttributeError(name)
+
+
+__all__ = ["AiohttpTransport", "AttemptTimeout", "HttpxTransport", "Transport"]

@@ -1,0 +1,78 @@
+"""An httpx transport, for HTTP/2 or where httpx is already the house client. aiohttp stays the
+default: it measured about 10x httpx's throughput on 50-way loopback GETs here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ..._models import Request, Response
+from ...errors import ConnectError, Timeout, TransportError
+from . import AttemptTimeout
+
+try:
+    import httpx
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("HttpxTransport needs httpx: pip install 'interlock[httpx]'") from exc
+
+
+class HttpxTransport:
+    def __init__(
+        self,
+        *,
+        http2: bool = False,
+        pool_size: int = 100,
+        tracking_headers: Sequence[str] = (),
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._own_client = client is None
+        limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
+        # retries=0: every attempt must go through Interlock's own retry and breaker.
+        self._client = client or httpx.AsyncClient(
+            http2=http2,
+            limits=limits,
+            transport=httpx.AsyncHTTPTransport(retries=0, http2=http2, limits=limits),
+        )
+        self._tracking_headers = tuple(tracking_headers)
+
+    async def send(self, request: Request, timeout: AttemptTimeout) -> Response:
+        # httpx has no whole-attempt timeout; its pool/read/write timeouts are each bounded by it.
+        bound: Any = timeout.total
+        limits = httpx.Timeout(bound, connect=timeout.connect or bound)
+        try:
+            resp = await self._client.request(
+                request.method,
+                request.url,
+                params=request.params or None,
+                headers=list(request.headers.items()),
+                content=request.body,
+                timeout=limits,
+            )
+        except httpx.TimeoutException as exc:
+            raise Timeout("timed out waiting for the upstream") from exc
+        except httpx.ConnectError as exc:
+            raise ConnectError(f"could not connect: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise TransportError(f"connection failed: {type(exc).__name__}: {exc}") from exc
+        headers = CIMultiDictProxy(CIMultiDict(resp.headers.multi_items()))
+        tracking_id = next((v for n in self._tracking_headers if (v := headers.get(n))), None)
+        return Response(
+            status=resp.status_code,
+            headers=headers,
+            content=resp.content,
+            method=request.method,
+            url=request.url,
+            route=request.route,
+            upstream=request.upstream,
+            tracking_id=tracking_id,
+            request_id=request.request_id,
+        )
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    def __repr__(self) -> str:
+        return f"<HttpxTransport {self._client!r}>"
