@@ -40,7 +40,8 @@ async def closed_loop(get, operations: int, concurrency: int) -> int:  # type: i
     async def worker() -> None:
         nonlocal successes
         for i in ids:
-            successes += await get(f"/customers/{i % 1000 + 1}")
+            ok = await get(f"/customers/{i % 1000 + 1}")
+            successes += ok  # not `successes += await ...`: that reads the total before awaiting
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return successes
