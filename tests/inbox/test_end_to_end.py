@@ -48,7 +48,7 @@ async def test_duplicate_deliveries_are_processed_once(store: str) -> None:
     box.source("github", interlock.signatures.GitHub(SECRET))
     handled: list[str] = []
     box.add_handler("github", "push", lambda e: handled.append(e.id))
-    pool = box.start_workers(concurrency=4)
+    box.start_workers(concurrency=4)  # stopped by box.aclose()
     app = box.asgi()
     body = json.dumps({"ref": "refs/heads/main"}).encode()
     try:
@@ -88,7 +88,7 @@ async def test_dead_letter_then_replay_after_the_fix(store: str) -> None:
     body = json.dumps({"id": "evt_9", "type": "invoice.paid", "data": {"customer": "cus_1"}}).encode()
     reply = await call(box.asgi(), "/hooks/stripe", body, {"X-Sig": hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()})
     assert reply.status == 200
-    pool = box.start_workers()
+    box.start_workers()  # stopped by box.aclose()
     try:
         await until(lambda: box.metrics.dead_lettered["stripe"] == 1)
         (dead,) = await box.dlq.list(source="stripe")
