@@ -409,6 +409,7 @@ class Client:
             "upstream": self.name,
             "breaker": self._breaker.breaker.state.value if self._breaker else None,
             "in_flight": self._limiter.in_flight if self._limiter else None,
+            "retries": sum(route.retries for route in self._stats.routes.values()),
             "latency": self._stats.latency_quantiles(),
         }
 
