@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from multidict import CIMultiDictProxy
 
 from ..._models import Request, Response
 
@@ -24,6 +27,32 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
+def answer(
+    request: Request,
+    status: int,
+    headers: CIMultiDictProxy[str],
+    content: bytes,
+    tracking_headers: Sequence[str],
+) -> Response:
+    """The Response for one attempt, with the upstream's tracking id from the first header set."""
+    tracking_id = None
+    for name in tracking_headers:
+        tracking_id = headers.get(name)
+        if tracking_id:
+            break
+    return Response(
+        status=status,
+        headers=headers,
+        content=content,
+        method=request.method,
+        url=request.url,
+        route=request.route,
+        upstream=request.upstream,
+        tracking_id=tracking_id,
+        request_id=request.request_id,
+    )
+
+
 def __getattr__(name: str) -> object:
     # Transports load on first use, so their HTTP libraries stay optional.
     if name == "AiohttpTransport":
@@ -37,4 +66,4 @@ def __getattr__(name: str) -> object:
     raise AttributeError(name)
 
 
-__all__ = ["AiohttpTransport", "AttemptTimeout", "HttpxTransport", "Transport"]
+__all__ = ["AiohttpTransport", "AttemptTimeout", "HttpxTransport", "Transport", "answer"]

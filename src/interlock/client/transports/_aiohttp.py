@@ -10,7 +10,7 @@ import aiohttp
 
 from ..._models import Request, Response
 from ...errors import ConnectError, Timeout, TransportError
-from . import AttemptTimeout
+from . import AttemptTimeout, answer
 
 
 class AiohttpTransport:
@@ -69,22 +69,7 @@ class AiohttpTransport:
             raise ConnectError(f"could not connect: {exc.os_error or exc}") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError(f"connection failed: {type(exc).__name__}: {exc}") from exc
-        tracking_id = None
-        for name in self._tracking_headers:
-            tracking_id = headers.get(name)
-            if tracking_id:
-                break
-        return Response(
-            status=status,
-            headers=headers,
-            content=content,
-            method=request.method,
-            url=request.url,
-            route=request.route,
-            upstream=request.upstream,
-            tracking_id=tracking_id,
-            request_id=request.request_id,
-        )
+        return answer(request, status, headers, content, self._tracking_headers)
 
     async def aclose(self) -> None:
         if self._session is not None and self._own_session:

@@ -10,7 +10,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..._models import Request, Response
 from ...errors import ConnectError, Timeout, TransportError
-from . import AttemptTimeout
+from . import AttemptTimeout, answer
 
 try:
     import httpx
@@ -57,18 +57,7 @@ class HttpxTransport:
         except httpx.TransportError as exc:
             raise TransportError(f"connection failed: {type(exc).__name__}: {exc}") from exc
         headers = CIMultiDictProxy(CIMultiDict(resp.headers.multi_items()))
-        tracking_id = next((v for n in self._tracking_headers if (v := headers.get(n))), None)
-        return Response(
-            status=resp.status_code,
-            headers=headers,
-            content=resp.content,
-            method=request.method,
-            url=request.url,
-            route=request.route,
-            upstream=request.upstream,
-            tracking_id=tracking_id,
-            request_id=request.request_id,
-        )
+        return answer(request, resp.status_code, headers, resp.content, self._tracking_headers)
 
     async def aclose(self) -> None:
         if self._own_client:
