@@ -1,0 +1,177 @@
+"""``CheckpointStore`` on a SQLite file (WAL, group commit: concurrent ledger writes share one
+fsync). Usually the same file as the inbox's queue."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
+from .checkpoint_protocols import Checkpoint, LedgerEntry
+
+__all__ = ["SQLiteCheckpointStore"]
+
+T = TypeVar("T")
+_ENTRY = "record_id, version, outcome, attempts, tracking_id, error, at, applied_version"
+# SQLite limits bound parameters per statement (32766 since 3.32); stay well below.
+_CHUNK = 900
+
+
+def upsert_ledger_sql(table: str, placeholders: Sequence[str]) -> str:
+    """The monotonic upsert shared with the PostgreSQL store: newer (or equal) versions replace
+    the outcome; ``applied_version`` only grows."""
+    newer = "excluded.version >= l.version"
+    columns = ("version", "outcome", "attempts", "tracking_id", "error", "at")
+    sets = ", ".join(f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE l.{c} END" for c in columns)
+    return (
+        f"INSERT INTO {table} AS l (job, {_ENTRY}) VALUES ({', '.join(placeholders)})"
+        f" ON CONFLICT (job, record_id) DO UPDATE SET {sets}, applied_version = CASE"
+        " WHEN l.applied_version IS NULL OR excluded.applied_version > l.applied_version"
+        " THEN excluded.applied_version ELSE l.applied_version END"
+    )
+
+
+def entry_row(job: str, e: LedgerEntry) -> tuple[Any, ...]:
+    applied = e.version if e.outcome == "applied" else None
+    at = e.at or time.time()
+    return (job, e.record_id, e.version, e.outcome, e.attempts, e.tracking_id, e.error, at, applied)
+
+
+def entry_of(row: Sequence[Any]) -> LedgerEntry:
+    return LedgerEntry(
+        record_id=row[0],
+        version=int(row[1]),
+        outcome=row[2],
+        attempts=int(row[3]),
+        tracking_id=row[4],
+        error=row[5],
+        at=float(row[6]),
+        applied_version=None if row[7] is None else int(row[7]),
+    )
+
+
+class SQLiteCheckpointStore:
+    """Tables ``{prefix}_checkpoints`` and ``{prefix}_ledger`` in a SQLite file."""
+
+    def __init__(
+        self,
+        url: str = "sqlite:///interlock.db",
+        *,
+        prefix: str = "interlock_sync",
+        synchronous: Synchronous = "FULL",
+    ) -> None:
+        if not prefix.replace("_", "").isalnum():
+            raise ConfigError("SQLiteCheckpointStore", "prefix", f"must be letters, digits and _, got {prefix!r}")
+        self.path = sqlite_path_from_url(url)
+        self.synchronous: Synchronous = synchronous
+        self._cp = f"{prefix}_checkpoints"
+        self._ledger = f"{prefix}_ledger"
+        self._upsert = upsert_ledger_sql(self._ledger, ["?"] * 9)
+        self._writer: GroupCommitter | None = None
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        schema = f"""
+        CREATE TABLE IF NOT EXISTS {self._cp} (
+            job TEXT PRIMARY KEY,
+            updated_at INTEGER NOT NULL,
+            record_id TEXT NOT NULL,
+            saved_at REAL NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS {self._ledger} (
+            job TEXT NOT NULL,
+            record_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            tracking_id TEXT,
+            error TEXT,
+            at REAL NOT NULL,
+            applied_version INTEGER,
+            PRIMARY KEY (job, record_id)
+        );
+        CREATE INDEX IF NOT EXISTS {self._ledger}_outcome ON {self._ledger} (job, outcome, at);
+        """
+
+        def init(conn: sqlite3.Connection) -> None:
+            conn.executescript(schema)
+
+        self._writer = await asyncio.to_thread(GroupCommitter, self.path, synchronous=self.synchronous, init=init)
+
+    async def aclose(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await asyncio.to_thread(writer.close)
+
+    def _run(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        if self._writer is None:
+            raise RuntimeError("SQLiteCheckpointStore is not open: call `await store.open()` first")
+        return self._writer.submit(op)
+
+    async def load_checkpoint(self, job: str) -> Checkpoint | None:
+        sql = f"SELECT updated_at, record_id, saved_at FROM {self._cp} WHERE job = ?"
+        row = await self._run(lambda conn: conn.execute(sql, (job,)).fetchone())
+        return None if row is None else Checkpoint(int(row[0]), row[1], float(row[2]))
+
+    async def save_checkpoint(self, job: str, checkpoint: Checkpoint) -> None:
+        sql = (
+            f"INSERT INTO {self._cp} (job, updated_at, record_id, saved_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (job) DO UPDATE SET updated_at = excluded.updated_at,"
+            " record_id = excluded.record_id, saved_at = excluded.saved_at"
+        )
+        row = (job, checkpoint.updated_at, checkpoint.record_id, checkpoint.saved_at or time.time())
+        await self._run(lambda conn: conn.execute(sql, row))
+
+    async def lookup(self, job: str, record_ids: Sequence[str]) -> dict[str, LedgerEntry]:
+        ids = list(dict.fromkeys(record_ids))
+        table = self._ledger
+
+        def op(conn: sqlite3.Connection) -> dict[str, LedgerEntry]:
+            found: dict[str, LedgerEntry] = {}
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                sql = f"SELECT {_ENTRY} FROM {table} WHERE job = ? AND record_id IN ({','.join('?' * len(chunk))})"
+                for row in conn.execute(sql, (job, *chunk)):
+                    found[row[0]] = entry_of(row)
+            return found
+
+        return await self._run(op) if ids else {}
+
+    async def record(self, job: str, entries: Sequence[LedgerEntry]) -> None:
+        if not entries:
+            return
+        rows = [entry_row(job, e) for e in entries]
+        sql = self._upsert
+        await self._run(lambda conn: conn.executemany(sql, rows))
+
+    async def entries(
+        self, job: str, *, outcome: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[LedgerEntry]:
+        where = "job = ?" + (" AND outcome = ?" if outcome else "")
+        params: tuple[Any, ...] = (job, outcome) if outcome else (job,)
+        sql = f"SELECT {_ENTRY} FROM {self._ledger} WHERE {where} ORDER BY at DESC, record_id LIMIT ? OFFSET ?"
+        rows = await self._run(lambda conn: conn.execute(sql, (*params, limit, offset)).fetchall())
+        return [entry_of(r) for r in rows]
+
+    async def counts(self, job: str) -> dict[str, int]:
+        sql = f"SELECT outcome, count(*) FROM {self._ledger} WHERE job = ? GROUP BY outcome"
+        rows = await self._run(lambda conn: conn.execute(sql, (job,)).fetchall())
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    async def reset(self, job: str) -> None:
+        cp, ledger = self._cp, self._ledger
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(f"DELETE FROM {cp} WHERE job = ?", (job,))
+            conn.execute(f"DELETE FROM {ledger} WHERE job = ?", (job,))
+
+        await self._run(op)
+
+    def __repr__(self) -> str:
+        state = "open" if self._writer is not None else "closed"
+        return f"SQLiteCheckpointStore(path={self.path!r}, {state})"
