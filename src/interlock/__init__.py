@@ -13,6 +13,7 @@ from .core.breaker import CircuitBreaker
 from .core.retry import Retry, RetryBudget
 from .inbox import Event, Inbox, Redelivery, signatures
 from .sink import BatchWriter
+from .sync import Sync, SyncRecord, SyncSource, ToHandler, ToTable, WriteBack
 
 __all__ = [
     "Backoff",
@@ -32,8 +33,14 @@ __all__ = [
     "Response",
     "Retry",
     "RetryBudget",
+    "Sync",
     "SyncClient",
+    "SyncRecord",
+    "SyncSource",
     "Timeout",
+    "ToHandler",
+    "ToTable",
+    "WriteBack",
     "correlation_id",
     "current_correlation_id",
     "errors",

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "interlock._demo",
         "run a workload against a faulty simulated API, naive vs Interlock",
     ),
+    "sync": ("interlock.sync._cli", "run a sync job now, show its checkpoint and ledger, replay its dead records"),
     "testbed": ("interlock.testbed._cli", "run the simulated third-party API"),
 }
 

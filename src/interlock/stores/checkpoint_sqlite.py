@@ -65,7 +65,9 @@ class SQLiteCheckpointStore:
         synchronous: Synchronous = "FULL",
     ) -> None:
         if not prefix.replace("_", "").isalnum():
-            raise ConfigError("SQLiteCheckpointStore", "prefix", f"must be letters, digits and _, got {prefix!r}")
+            raise ConfigError(
+                "SQLiteCheckpointStore", "prefix", f"must be letters, digits and _, got {prefix!r}"
+            )
         self.path = sqlite_path_from_url(url)
         self.synchronous: Synchronous = synchronous
         self._cp = f"{prefix}_checkpoints"
@@ -101,7 +103,9 @@ class SQLiteCheckpointStore:
         def init(conn: sqlite3.Connection) -> None:
             conn.executescript(schema)
 
-        self._writer = await asyncio.to_thread(GroupCommitter, self.path, synchronous=self.synchronous, init=init)
+        self._writer = await asyncio.to_thread(
+            GroupCommitter, self.path, synchronous=self.synchronous, init=init
+        )
 
     async def aclose(self) -> None:
         writer, self._writer = self._writer, None
@@ -154,7 +158,9 @@ class SQLiteCheckpointStore:
     ) -> list[LedgerEntry]:
         where = "job = ?" + (" AND outcome = ?" if outcome else "")
         params: tuple[Any, ...] = (job, outcome) if outcome else (job,)
-        sql = f"SELECT {_ENTRY} FROM {self._ledger} WHERE {where} ORDER BY at DESC, record_id LIMIT ? OFFSET ?"
+        sql = (
+            f"SELECT {_ENTRY} FROM {self._ledger} WHERE {where} ORDER BY at DESC, record_id LIMIT ? OFFSET ?"
+        )
         rows = await self._run(lambda conn: conn.execute(sql, (*params, limit, offset)).fetchall())
         return [entry_of(r) for r in rows]
 

@@ -66,6 +66,4 @@ async def put_dead_letter(queue: Queue, message: Message, failures: Sequence[Fai
             *row,
         )
         return
-    raise TypeError(
-        f"cannot dead-letter into {queue!r}: it has no put_dead(message, failures=...) method"
-    )
+    raise TypeError(f"cannot dead-letter into {queue!r}: it has no put_dead(message, failures=...) method")

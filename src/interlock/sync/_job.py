@@ -153,7 +153,9 @@ class Sync:
         if not isinstance(window, int) or window < 1:
             raise ConfigError(owner, "window", f"must be an integer >= 1, got {window!r}")
         if not min_trigger_interval >= 0:
-            raise ConfigError(owner, "min_trigger_interval", f"must be >= 0 seconds, got {min_trigger_interval!r}")
+            raise ConfigError(
+                owner, "min_trigger_interval", f"must be >= 0 seconds, got {min_trigger_interval!r}"
+            )
         self.name = name
         self.source = source
         self.destination: Destination = as_destination(destination)
@@ -295,14 +297,20 @@ class Sync:
             error = failures[-1].error
             if replay:
                 await self._record(LedgerEntry(rid, record.version, DEAD, calls, tracking, error, now))
-                raise RuntimeError(f"sync {self.name}: record {rid} version {record.version} failed again: {error}")
+                raise RuntimeError(
+                    f"sync {self.name}: record {rid} version {record.version} failed again: {error}"
+                )
             await self._dead_letter(record, failures, tracking)
             await self._record(LedgerEntry(rid, record.version, DEAD, calls, tracking, error, now))
             if report is not None:
                 report.dead += 1
             log.error(
                 "sync %s: record %s (version %s) dead-lettered after %d attempt(s): %s",
-                self.name, rid, record.version, attempt, error,
+                self.name,
+                rid,
+                record.version,
+                attempt,
+                error,
                 extra={"interlock": {"sync": self.name, "record": rid, "tracking_id": tracking}},
             )
             return "dead"
@@ -310,7 +318,9 @@ class Sync:
             del self._busy[rid]
             mine.set_result(None)
 
-    async def _dead_letter(self, record: SyncRecord, failures: Sequence[Failure], tracking: str | None) -> None:
+    async def _dead_letter(
+        self, record: SyncRecord, failures: Sequence[Failure], tracking: str | None
+    ) -> None:
         headers = {"x-interlock-sync": self.name, "x-interlock-version": str(record.version)}
         if tracking:
             headers["x-interlock-tracking-id"] = tracking
@@ -382,7 +392,12 @@ class Sync:
         params[source.since_param] = report.since
         options: dict[str, Any] = {"id_field": source.id_field(), **source.paginate}
         paginator = source.client.paginate(
-            source.path, params=params, style=source.style, items=source.items, page_size=source.page_size, **options
+            source.path,
+            params=params,
+            style=source.style,
+            items=source.items,
+            page_size=source.page_size,
+            **options,
         )
         window = asyncio.Semaphore(self.window)
         tasks: set[asyncio.Task[None]] = set()
@@ -425,7 +440,9 @@ class Sync:
 
         async def ticker() -> None:
             while True:
-                await asyncio.sleep(min(progress_every, self.checkpoint_every) if progress else self.checkpoint_every)
+                await asyncio.sleep(
+                    min(progress_every, self.checkpoint_every) if progress else self.checkpoint_every
+                )
                 report.elapsed = clock.monotonic() - started
                 report.in_flight = watermark.in_flight
                 maybe_save()
@@ -483,7 +500,9 @@ class Sync:
         self.last_report = report
         if progress is not None:
             progress(report)
-        log.info("%s", report, extra={"interlock": {"sync": self.name, "read": report.read, "dead": report.dead}})
+        log.info(
+            "%s", report, extra={"interlock": {"sync": self.name, "read": report.read, "dead": report.dead}}
+        )
         return report
 
     # -- scheduling ------------------------------------------------------------------------------
@@ -510,7 +529,9 @@ class Sync:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.error("sync %s: poll failed, next one in %.1f s: %s", self.name, interval, _describe(exc))
+                    log.error(
+                        "sync %s: poll failed, next one in %.1f s: %s", self.name, interval, _describe(exc)
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), interval)
                 rest = self.min_trigger_interval - (self._clock.monotonic() - polled_at)
@@ -545,7 +566,9 @@ class Sync:
         ``interlock dlq replay`` sends one back: applied unless the same or a newer version was
         applied meanwhile, so replaying twice applies once."""
         if event.type != "record":
-            raise ValueError(f"dead letter {event.id} is not a record ({event.type}); fix the source and purge it")
+            raise ValueError(
+                f"dead letter {event.id} is not a record ({event.type}); fix the source and purge it"
+            )
         await self.open()
         await self._process(SyncRecord.from_json(self.name, event.body), None, replay=True)
 
@@ -556,7 +579,9 @@ class Sync:
 
         await self.open()
         queue = self.queue
-        letters = await queue.dead_letters(DeadLetterFilter(source=self.dlq_source, type="record"), limit=limit)
+        letters = await queue.dead_letters(
+            DeadLetterFilter(source=self.dlq_source, type="record"), limit=limit
+        )
         outcome = {"applied": 0, "skipped": 0, "failed": 0}
         for letter in letters:
             record = SyncRecord.from_json(self.name, letter.message.body)
@@ -614,4 +639,6 @@ def _open_store(url: str) -> CheckpointStore:
         from ..stores.checkpoint_postgres import PostgresCheckpointStore
 
         return PostgresCheckpointStore(url)
-    raise ConfigError("Sync", "store", f"unsupported store URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+    raise ConfigError(
+        "Sync", "store", f"unsupported store URL scheme {scheme!r}: use sqlite:/// or postgresql://"
+    )

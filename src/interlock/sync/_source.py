@@ -119,14 +119,18 @@ class SyncSource:
         if not self.since_param:
             raise ConfigError(owner, "since_param", "must name the query parameter, e.g. 'updated_since'")
         if self.time_format not in TIME_FORMATS:
-            raise ConfigError(owner, "time_format", f"must be one of {', '.join(TIME_FORMATS)}, got {self.time_format!r}")
+            raise ConfigError(
+                owner, "time_format", f"must be one of {', '.join(TIME_FORMATS)}, got {self.time_format!r}"
+            )
         if self.style not in _STYLES:
             raise ConfigError(owner, "style", f"must be one of {', '.join(_STYLES)}, got {self.style!r}")
         if self.page_size is not None and (not isinstance(self.page_size, int) or self.page_size < 1):
             raise ConfigError(owner, "page_size", f"must be an integer >= 1 or None, got {self.page_size!r}")
         object.__setattr__(self, "_id_steps", _steps(owner, "id", self.id))
         object.__setattr__(self, "_ts_steps", _steps(owner, "updated_at", self.updated_at))
-        object.__setattr__(self, "_version_steps", _steps(owner, "version", self.version) if self.version else ())
+        object.__setattr__(
+            self, "_version_steps", _steps(owner, "version", self.version) if self.version else ()
+        )
         if self.start is not None:
             try:
                 parse_time(self.start, self.time_format)
@@ -186,13 +190,24 @@ class SyncRecord:
         return f"sync:{self.job}:{self.id}:{self.version}"
 
     def to_json(self) -> bytes:
-        doc = {"id": self.id, "version": self.version, "updated_at": self.position.updated_at, "data": self.data}
+        doc = {
+            "id": self.id,
+            "version": self.version,
+            "updated_at": self.position.updated_at,
+            "data": self.data,
+        }
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, job: str, body: bytes) -> SyncRecord:
         doc = json.loads(body)
-        return cls(job, str(doc["id"]), int(doc["version"]), Position.of(int(doc["updated_at"]), doc["id"]), doc["data"])
+        return cls(
+            job,
+            str(doc["id"]),
+            int(doc["version"]),
+            Position.of(int(doc["updated_at"]), doc["id"]),
+            doc["data"],
+        )
 
     def __repr__(self) -> str:
         return f"<SyncRecord {self.job}/{self.id} version={self.version}>"
