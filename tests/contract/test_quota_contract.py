@@ -102,9 +102,8 @@ async def test_concurrent_acquires_never_share_a_token(store: QuotaStore) -> Non
 
 
 async def test_a_caller_without_limits_keeps_the_stored_ones(store: QuotaStore) -> None:
-    fresh = await store.acquire("new", rate=0, capacity=0)  # unknown everywhere: 1/s, burst 1
-    assert fresh.wait == 0
-    assert 0.9 < (await store.acquire("new", rate=0, capacity=0)).wait <= 1.0
+    for _ in range(3):  # unknown everywhere: probes are not paced (the caller serialises them)
+        assert (await store.acquire("new", rate=0, capacity=0)).wait == 0
     for _ in range(3):
         await store.acquire("k", rate=SLOW, capacity=3)
     probing = await store.acquire("k", rate=0, capacity=0)

@@ -121,6 +121,8 @@ class MemoryQuotaStore:
     async def acquire(
         self, key: str, *, rate: float, capacity: float, max_wait: float | None = None
     ) -> Grant:
+        if rate <= 0 and key not in self.buckets:
+            return Grant(0.0, 0)  # probing and nothing known yet: nothing to pace by
         return self.bucket(key, rate, capacity).reserve(self._clock.monotonic(), max_wait=max_wait)
 
     async def refund(self, key: str, *, rate: float, capacity: float) -> None:

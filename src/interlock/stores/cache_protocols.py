@@ -51,7 +51,8 @@ class QuotaStore(Protocol):
 
     ``rate`` and ``capacity`` are passed on every call: whoever learned the latest limits from
     the upstream applies them for everyone. ``rate <= 0`` means "not known here yet": keep the
-    stored limits (one request per second, burst 1, for a new bucket).
+    stored limits, or, for a bucket nobody has set limits on, grant at once without pacing
+    (callers probe one request at a time until they learn the quota).
     """
 
     async def acquire(

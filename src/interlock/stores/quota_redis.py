@@ -30,9 +30,13 @@ local updated = tonumber(state[2])
 local paused = tonumber(state[3]) or 0
 local seq = tonumber(state[4]) or 0
 if rate <= 0 then
-  -- A caller still probing for the quota: keep the limits whoever learned them stored.
-  rate = tonumber(state[5]) or 1
-  capacity = tonumber(state[6]) or 1
+  -- A caller still probing for the quota: keep the limits whoever learned them stored; with
+  -- none stored yet, nothing is known to pace by (each process probes one call at a time).
+  rate = tonumber(state[5])
+  capacity = tonumber(state[6])
+  if rate == nil then
+    return {1, '0', seq}
+  end
 end
 if op == 'paused_for' then
   return {0, string.format('%.17g', math.max(0, paused - now)), seq}
