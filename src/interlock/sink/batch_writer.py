@@ -25,6 +25,16 @@ log = logging.getLogger("interlock.sink")
 
 
 class BatchWriter:
+    """Group rows into batched, idempotent upserts: ``max_rows`` per batch, ``max_delay``
+    seconds at most for rows queued with ``add()``; ``await write(row)`` returns once durable.
+
+    ::
+
+        sink = interlock.sink.PostgresSink("payments", ["id", "customer", "amount"], key=["id"], dsn=DSN)
+        async with interlock.BatchWriter(sink, max_rows=1000, max_delay=0.05) as writer:
+            await writer.write({"id": "pay_1", "customer": "cus_9", "amount": 1200})
+    """
+
     def __init__(self, sink: Sink, *, max_rows: int = 1000, max_delay: float = 0.05) -> None:
         if max_rows < 1:
             raise ConfigError("BatchWriter", "max_rows", f"must be >= 1, got {max_rows!r}")
