@@ -1,0 +1,88 @@
+"""``interlock sync``: run a job on demand, show its state and ledger, replay, reset."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from interlock.cli import main
+from interlock.testbed import TestbedConfig, spawn_testbed
+
+JOBS = """
+import os
+import interlock
+
+def jobs():
+    client = interlock.Client(os.environ["SYNC_TEST_URL"])
+    broken = os.environ.get("SYNC_TEST_BROKEN")
+
+    async def write(record):
+        if broken and record.id == broken:
+            raise ValueError("destination refused " + record.id)
+        response = await client.put(f"/mirror/{record.id}", json=record.data, idempotency_key=record.idempotency_key)
+        response.raise_for_status()
+        return response.tracking_id
+
+    source = interlock.SyncSource(client, "/customers", page_size=20)
+    return [interlock.Sync("customers", source=source, destination=write, store=os.environ["SYNC_TEST_STORE"], attempts=1)]
+"""
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_path: str) -> str:
+    (tmp_path / "my_sync_jobs.py").write_text(textwrap.dedent(JOBS))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SYNC_TEST_STORE", f"sqlite:///{sqlite_path}")
+    return "my_sync_jobs:jobs"
+
+
+def test_run_status_ledger_replay_reset(
+    app: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with spawn_testbed(TestbedConfig(records=50, kinds=("customers", "mirror"))) as tb:
+        monkeypatch.setenv("SYNC_TEST_URL", tb.url)
+        monkeypatch.setenv("SYNC_TEST_BROKEN", "7")
+        assert main(["sync", "--app", app, "run", "customers", "--json"]) == 1  # one record dead
+        report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert (report["read"], report["applied"], report["dead"]) == (50, 49, 1)
+
+        assert main(["sync", "--app", app, "status", "customers"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        assert status["ledger"] == {"applied": 49, "dead": 1} and status["dead_letters"] == 1
+
+        assert main(["sync", "--app", app, "ledger", "customers", "--outcome", "dead"]) == 0
+        out = capsys.readouterr().out
+        assert " 7 " in out and "destination refused 7" in out
+
+        monkeypatch.delenv("SYNC_TEST_BROKEN")
+        assert main(["sync", "--app", app, "replay", "customers"]) == 0
+        assert "applied 1" in capsys.readouterr().out
+        assert {rid for (kind, rid) in tb.counters().applied_writes if kind == "mirror"} == set(range(1, 51))
+
+        # With the progress bar (the default): nothing changed, nothing written.
+        assert main(["sync", "--app", app, "run", "customers"]) == 0
+        assert "applied 0" in capsys.readouterr().out
+
+        assert main(["sync", "--app", app, "reset", "customers", "--yes"]) == 0
+        capsys.readouterr()
+        assert main(["sync", "--app", app, "run", "customers", "--max-records", "10", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert (report["read"], report["applied"], report["stop_reason"]) == (10, 10, "max_records")
+
+
+def test_unknown_job_and_bad_app(
+    app: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNC_TEST_URL", "http://127.0.0.1:9")
+    assert main(["sync", "--app", app, "status", "nope"]) == 2
+    assert "known: customers" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="cannot import"):
+        main(["sync", "--app", "no_such_module_here:jobs", "status", "x"])
+    monkeypatch.delenv("INTERLOCK_SYNC_APP", raising=False)
+    with pytest.raises(SystemExit, match="--app"):
+        main(["sync", "status", "x"])
+    assert os.environ.get("SYNC_TEST_URL")
