@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import pytest
@@ -80,3 +81,21 @@ def test_since_parsing() -> None:
     assert abs(parse_since("2h") - (time.time() - 7200)) < 5
     assert parse_since("2024-01-01T00:00:00+00:00") == 1704067200.0
     assert parse_since("1700000000") == 1700000000.0
+
+
+@pytest.mark.parametrize("store_first", [True, False])
+def test_missing_store_is_an_error_not_a_new_empty_one(
+    tmp_path: object, store_first: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = f"{tmp_path}/typo.db"
+    store = ["--store", f"sqlite:///{missing}"]
+    argv = ["dlq", *store, "list"] if store_first else ["dlq", "list", *store]
+    assert main(argv) == 2
+    assert "no inbox store" in capsys.readouterr().out
+    assert not os.path.exists(missing)
+
+
+def test_store_after_the_action_is_honoured(sqlite_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(fill(sqlite_path, 3))
+    assert main(["dlq", "list", "--store", f"sqlite:///{sqlite_path}", "--json"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3

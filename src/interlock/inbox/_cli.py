@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..stores import DeadLetterFilter, Queue, open_queue
+from ..stores._sqlite import sqlite_path_from_url
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
@@ -49,6 +50,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("INTERLOCK_STORE", "sqlite:///interlock.db"),
         help="queue URL (default: $INTERLOCK_STORE or sqlite:///interlock.db)",
     )
+    # --store is accepted after the action too (``interlock dlq list --store ...``); SUPPRESS keeps
+    # an action's absent flag from overwriting one given before it.
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", default=argparse.SUPPRESS, help="queue URL")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def filters(p: argparse.ArgumentParser) -> None:
@@ -58,22 +63,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--until", type=parse_since)
         p.add_argument("--error", help="substring of the error history")
 
-    ls = sub.add_parser("list", help="list dead letters, oldest first")
+    ls = sub.add_parser("list", help="list dead letters, oldest first", parents=[store])
     filters(ls)
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    ins = sub.add_parser("inspect", help="show one dead letter: headers, body, error history")
+    ins = sub.add_parser("inspect", help="show one dead letter: headers, body, error history", parents=[store])
     ins.add_argument("id")
     ins.add_argument("--source")
 
-    rp = sub.add_parser("replay", help="send dead letters back to the workers")
+    rp = sub.add_parser("replay", help="send dead letters back to the workers", parents=[store])
     rp.add_argument("ids", nargs="*")
     filters(rp)
     rp.add_argument("--all", action="store_true", help="replay every dead letter matching the filters")
     rp.add_argument("--batch", type=int, default=100)
 
-    pg = sub.add_parser("purge", help="delete dead letters for good")
+    pg = sub.add_parser("purge", help="delete dead letters for good", parents=[store])
     pg.add_argument("ids", nargs="*")
     filters(pg)
     pg.add_argument("--all", action="store_true")
@@ -96,6 +101,12 @@ def _when(ts: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.store.startswith("sqlite:"):
+        path = sqlite_path_from_url(args.store)
+        if path != ":memory:" and not os.path.exists(path):
+            # Inspecting a store must never create one: a typo would show an empty, healthy DLQ.
+            print(f"no inbox store at {path!r} (from --store {args.store}); check the path")
+            return 2
     return asyncio.run(_run(args))
 
 
