@@ -15,11 +15,13 @@
     │   └── UpstreamError            the upstream answered with an error status (``.status``)
     │       └── RetriesExhausted     every allowed attempt failed; ``.status`` is the last one's
     │                                (None when the last failure was a network error)
-    └── WebhookError                 an inbound webhook was refused (``.http_status``)
-        ├── SignatureInvalid         401: missing, wrong or stale signature
-        ├── PayloadTooLarge          413: body over the source's limit
-        ├── UnknownSource            404: no source of that name
-        └── MalformedPayload         400: body is not what the source promises
+    ├── WebhookError                 an inbound webhook was refused (``.http_status``)
+    │   ├── SignatureInvalid         401: missing, wrong or stale signature
+    │   ├── PayloadTooLarge          413: body over the source's limit
+    │   ├── UnknownSource            404: no source of that name
+    │   └── MalformedPayload         400: body is not what the source promises
+    └── PermanentFailure             raised by a handler: the event can never succeed, so it goes
+                                     to the dead-letter queue at once instead of being retried
 
 Third-party exceptions (aiohttp, asyncpg, redis) are translated at the boundary with
 ``raise ... from exc`` so callers only ever need to catch this tree.
@@ -39,6 +41,7 @@ __all__ = [
     "InterlockError",
     "MalformedPayload",
     "PayloadTooLarge",
+    "PermanentFailure",
     "RateLimited",
     "RetriesExhausted",
     "SignatureInvalid",
@@ -183,3 +186,9 @@ class UnknownSource(WebhookError):
 
 class MalformedPayload(WebhookError):
     http_status = 400
+
+
+class PermanentFailure(InterlockError):
+    """Raise from an inbox handler when retrying cannot help (a payload that fails validation, a
+    record the destination rejects for good): the event is dead-lettered at once with this
+    message, to be replayed by hand once the cause is fixed."""

@@ -223,3 +223,21 @@ async def test_run_workers_until_cancelled_and_prometheus(box: interlock.Inbox) 
     text = generate_latest(registry).decode()
     assert 'interlock_webhooks_processed_total{source="stripe"} 1.0' in text
     assert "interlock_webhook_queue_depth 0.0" in text
+
+
+async def test_permanent_failure_is_dead_lettered_at_once(box: interlock.Inbox) -> None:
+    attempts: list[int] = []
+
+    @box.handler("stripe", "*")
+    async def validate(event: interlock.Event) -> None:
+        attempts.append(event.attempt)
+        raise interlock.errors.PermanentFailure(f"amount missing in {event.id}")
+
+    await box.put(message(7))
+    pool = box.start_workers(concurrency=1)
+    await until(lambda: box.metrics.dead_lettered["stripe"] == 1)
+    await pool.aclose()
+    assert attempts == [1]  # no retry: FAST_RETRY would have allowed 3
+    (dead,) = await box.dlq.list()
+    assert "PermanentFailure: amount missing in evt_7" in dead.last_error
+    assert (await box.stats())["retries"] == 0

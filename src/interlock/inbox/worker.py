@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._ids import correlation_id
-from ..errors import ConfigError
+from ..errors import ConfigError, PermanentFailure
 from ..stores.protocols import Lease
 from ._event import Event
 
@@ -167,6 +167,7 @@ class WorkerPool:
         slow = loop.call_later(inbox.slow_after, self._warn_slow, event)
         started = time.perf_counter()
         error: str | None = None
+        permanent = False
         try:
             with correlation_id(event.id):
                 for handler in handlers:
@@ -178,6 +179,7 @@ class WorkerPool:
             raise
         except Exception as exc:
             error = describe(exc)
+            permanent = isinstance(exc, PermanentFailure)
         finally:
             elapsed = time.perf_counter() - started
         heartbeat.cancel()
@@ -191,7 +193,7 @@ class WorkerPool:
                 await queue.ack(lease)
                 metrics.processed[source] += 1
                 return
-            delay = redelivery.next_delay(lease.attempt)
+            delay = None if permanent else redelivery.next_delay(lease.attempt)
             if delay is None:
                 await queue.dead_letter(lease, error=error)
                 metrics.dead_lettered[source] += 1
