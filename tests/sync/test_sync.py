@@ -458,3 +458,47 @@ async def test_configuration_errors_are_explained(client: interlock.Client, stor
         interlock.Sync("j", source=source, destination=print, store="mysql://x")
     sync = interlock.Sync("j", source=source, destination=print, store=store_url)
     assert "concurrency=5" in repr(sync)
+
+
+# -- failures of the source and races between paths ---------------------------------------------
+
+
+@pytest.mark.testbed(records=200)
+async def test_a_source_outage_mid_listing_keeps_the_progress_made(tb: Testbed, make_sync: MakeSync) -> None:
+    applied: list[str] = []
+
+    async def collect(record: SyncRecord) -> None:
+        applied.append(record.id)
+        if len(applied) == 30:
+            tb.start_outage(3.0)  # the next page request fails, retries included
+
+    # A window of 10: the listing cannot run ahead of the writes, so the outage hits a page read.
+    async with make_sync(destination=collect, window=10, source={"page_size": 25}) as sync:
+        with pytest.raises(interlock.errors.CallError):
+            await sync.run_once()
+        checkpoint = (await sync.status())["checkpoint"]
+        assert checkpoint is not None  # what finished before the failure is not read again
+        assert len(applied) >= 30
+        tb.configure(faults=None)  # the outage ends
+        report = await sync.run_once()
+    assert sorted(set(applied), key=int) == [str(i) for i in range(1, 201)]
+    assert len(applied) == 200  # nothing applied twice
+    assert report.since == checkpoint["updated_at"]
+
+
+@pytest.mark.testbed(records=5)
+async def test_the_same_record_from_two_paths_at_once_is_applied_once(
+    tb: Testbed, make_sync: MakeSync
+) -> None:
+    calls = 0
+
+    async def slow(record: SyncRecord) -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+
+    async with make_sync(destination=slow) as sync:
+        item = tb.data.get("customers", 3)
+        outcomes = await asyncio.gather(sync.apply(item), sync.apply(item), sync.apply(dict(item or {})))
+    assert sorted(outcomes) == ["applied", "skipped", "skipped"]
+    assert calls == 1
