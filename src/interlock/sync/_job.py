@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import traceback
@@ -337,8 +338,6 @@ class Sync:
     async def _dead_letter_item(self, item: Any, error: str, report: SyncReport) -> None:
         """An item the job cannot key (no id or timestamp): to the DLQ, for a human."""
         body = json.dumps(item, separators=(",", ":"), default=str).encode()
-        import hashlib
-
         message = Message(
             source=self.dlq_source,
             id=f"invalid:{hashlib.sha256(body).hexdigest()[:16]}",
