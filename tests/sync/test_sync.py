@@ -502,3 +502,31 @@ async def test_the_same_record_from_two_paths_at_once_is_applied_once(
         outcomes = await asyncio.gather(sync.apply(item), sync.apply(item), sync.apply(dict(item or {})))
     assert sorted(outcomes) == ["applied", "skipped", "skipped"]
     assert calls == 1
+
+
+@pytest.mark.testbed(records=10)
+async def test_a_replay_that_fails_again_goes_straight_back_to_the_dlq(
+    tb: Testbed, make_sync: MakeSync, store_url: str
+) -> None:
+    async def refuse(record: SyncRecord) -> None:
+        if record.id == "4":
+            raise ValueError("still refused")
+
+    inbox = interlock.Inbox(store=store_url)
+    sync = make_sync(destination=refuse, inbox=inbox, attempts=1)
+    async with sync:
+        await sync.run_once()
+        (letter,) = await inbox.dlq.list(source="sync:crm")
+        assert await inbox.dlq.replay(letter.message.id, source="sync:crm") == 1
+        pool = inbox.start_workers(concurrency=1)
+        try:
+            await wait_for(lambda: inbox.metrics.dead_lettered["sync:crm"] == 1)
+        finally:
+            await pool.aclose()
+        (again,) = await inbox.dlq.list(source="sync:crm")
+        assert again.attempts == 1 and "still refused" in again.last_error  # not retried 8 times
+
+        bad = interlock.Event("evt-x", "crm", "customer.updated", b'{"name": "no id"}', {}, time.time())
+        with pytest.raises(interlock.errors.PermanentFailure, match="no usable record"):
+            await sync.on_webhook(bad)
+    await inbox.aclose()

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from .._clock import SYSTEM_CLOCK, Clock
 from ..core.backoff import Backoff
 from ..core.checkpoint import APPLIED, DEAD, FlushSchedule, Position, Watermark, ledger_decision
-from ..errors import CallError, ConfigError
+from ..errors import CallError, ConfigError, PermanentFailure
 from ..stores.checkpoint_protocols import Checkpoint, CheckpointStore, LedgerEntry
 from ..stores.protocols import Failure, Message, Queue
 from ._destinations import Destination, as_destination
@@ -298,7 +298,9 @@ class Sync:
             error = failures[-1].error
             if replay:
                 await self._record(LedgerEntry(rid, record.version, DEAD, calls, tracking, error, now))
-                raise RuntimeError(
+                # The job already spent its attempts (and the Client its retries): straight back
+                # to the DLQ rather than through the inbox's redelivery schedule.
+                raise PermanentFailure(
                     f"sync {self.name}: record {rid} version {record.version} failed again: {error}"
                 )
             await self._dead_letter(record, failures, tracking)
@@ -546,10 +548,17 @@ class Sync:
         poll (a version already applied by either path is skipped), then poll early.
 
         ``inbox.add_handler("crm", "customer.updated", sync.on_webhook)``. The record is at
-        ``webhook_record`` in the body; a failure raises, so the inbox retries the event.
+        ``webhook_record`` in the body. A record that still fails after the job's attempts is
+        dead-lettered as this job's record (source ``sync:NAME``), exactly as a polled one; an
+        event without a usable id or timestamp raises ``PermanentFailure`` (straight to the DLQ).
         """
         item = dig(event.json(), self.webhook_steps) if self.webhook_steps else event.json()
-        record = self.source.record(self.name, item)
+        try:
+            record = self.source.record(self.name, item)
+        except ValueError as exc:
+            raise PermanentFailure(
+                f"sync {self.name}: webhook {event.id} carries no usable record: {exc}"
+            ) from exc
         await self.open()
         await self._process(record, None)
         self.trigger()
@@ -565,7 +574,7 @@ class Sync:
         ``interlock dlq replay`` sends one back: applied unless the same or a newer version was
         applied meanwhile, so replaying twice applies once."""
         if event.type != "record":
-            raise ValueError(
+            raise PermanentFailure(
                 f"dead letter {event.id} is not a record ({event.type}); fix the source and purge it"
             )
         await self.open()
