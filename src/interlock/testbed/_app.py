@@ -137,6 +137,7 @@ class TestbedApp:
         self._idempotency: OrderedDict[str, _Stored] = OrderedDict()
         self._accept_cache: dict[str, str | None] = {}
         self._routes: dict[tuple[str, str, bool], str] = {}
+        self._lateness = 0.0  # how late asyncio timers wake, learned by _hold
         self._apply_live_fields()
 
     def _apply_live_fields(self) -> None:
@@ -286,7 +287,7 @@ class TestbedApp:
             status, body, headers = _error(draw.status, injected=True)
         else:
             if draw.delay > 0:
-                await asyncio.sleep(draw.delay)
+                await self._hold(draw.delay)
             answered = await self._dispatch(request, method, kind, rid_text)
             if answered is None:
                 return None
@@ -294,6 +295,16 @@ class TestbedApp:
         if quota:
             headers.update(quota)
         return status, body, headers
+
+    async def _hold(self, delay: float) -> None:
+        """Wait ``delay`` seconds as a client would measure it. asyncio timers wake up to a
+        millisecond late (epoll waits in whole milliseconds), which turns a configured 20 ms into
+        about 21; an integral correction of the observed lateness keeps the mean on target."""
+        loop = asyncio.get_running_loop()
+        target = loop.time() + delay
+        await asyncio.sleep(max(0.0, delay - self._lateness))
+        late = loop.time() - target
+        self._lateness = min(0.002, max(0.0, self._lateness + 0.1 * late))
 
     async def _dispatch(
         self, request: web.BaseRequest, method: str, kind: str, rid_text: str | None
