@@ -75,6 +75,19 @@ async def test_a_cancelled_caller_does_not_cancel_the_others(tb: Testbed) -> Non
         first.cancel()
         response = await second
     assert response.status == 200 and first.cancelled()
+    # The leader's call went with it; its follower, instead of failing, called again itself.
+    assert tb.counters.requests == 2
+
+
+async def test_a_cancelled_follower_leaves_the_call_to_the_others(tb: Testbed) -> None:
+    async with interlock.Client(tb.url) as api:
+        leader = asyncio.ensure_future(api.get("/customers/4"))
+        await asyncio.sleep(0.01)
+        follower = asyncio.ensure_future(api.get("/customers/4"))
+        await asyncio.sleep(0.01)
+        follower.cancel()
+        response = await leader
+    assert response.status == 200 and follower.cancelled()
     assert tb.counters.requests == 1
 
 
