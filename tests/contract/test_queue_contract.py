@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from interlock.stores import DeadLetterFilter, Message, Queue
+from interlock.stores.protocols import Failure
 
 VIS = 30.0
 
@@ -154,6 +155,26 @@ async def test_dead_letter_inspect_replay_purge(queue: Queue) -> None:
     assert await queue.purge(DeadLetterFilter(source="s2")) == 1
     assert await queue.count_dead() == 1
     assert await queue.purge(DeadLetterFilter()) == 1
+    assert await queue.count_dead() == 0
+
+
+async def test_put_dead_stores_a_dead_letter_directly_and_replays_once(queue: Queue) -> None:
+    failures = [Failure(1, time.time(), "HTTP 400: bad zip"), Failure(2, time.time(), "HTTP 400: bad zip")]
+    await queue.put_dead(msg("rec-7@3", source="sync:crm"), failures=failures)
+    await queue.put(msg(8))  # live work is untouched
+    (dead,) = await queue.dead_letters()
+    assert (dead.message.source, dead.message.id, dead.attempts) == ("sync:crm", "mrec-7@3", 2)
+    assert dead.last_error == "HTTP 400: bad zip"
+    assert (await queue.stats()).pending == 1
+
+    # the same record failing again replaces its dead letter, never duplicates it
+    await queue.put_dead(msg("rec-7@3", source="sync:crm"), failures=[*failures, Failure(3, time.time(), "again")])
+    (again,) = await queue.dead_letters()
+    assert (again.attempts, again.last_error) == (3, "again")
+
+    assert await queue.replay(DeadLetterFilter(source="sync:crm")) == 1
+    leased = sorted(lease.message.id for lease in await queue.lease(5, VIS))
+    assert leased == ["m8", "mrec-7@3"]
     assert await queue.count_dead() == 0
 
 

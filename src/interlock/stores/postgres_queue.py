@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigError
@@ -23,6 +24,7 @@ from .protocols import (
     Lease,
     Message,
     QueueStats,
+    dead_letter_row,
     failures_from_json,
 )
 
@@ -223,7 +225,9 @@ class PostgresQueue:
         finally:
             self._flusher = None
 
-    async def _insert(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[bool]]]) -> set[tuple[str, str]]:
+    async def _insert(
+        self, batch: list[tuple[tuple[Any, ...], asyncio.Future[bool]]]
+    ) -> set[tuple[str, str]]:
         columns = list(zip(*(row for row, _ in batch), strict=True))
         # One statement, one round trip, its own transaction: insert what is new and notify
         # the workers (PostgreSQL folds identical notifications of a transaction into one).
@@ -268,8 +272,7 @@ class PostgresQueue:
         )
         rows = sorted(rows, key=lambda r: r["seq"])
         return [
-            Lease(_message(r), r["attempts"], r["lease_token"], expires, _failures(r["errors"]))
-            for r in rows
+            Lease(_message(r), r["attempts"], r["lease_token"], expires, _failures(r["errors"])) for r in rows
         ]
 
     @staticmethod
@@ -328,6 +331,16 @@ class PostgresQueue:
                 await self._notify(conn)
         return bool(status == "UPDATE 1")
 
+    async def put_dead(self, message: Message, *, failures: Sequence[Failure]) -> None:
+        await self.pool.execute(
+            f"INSERT INTO {self._qualified} (source, id, type, body, headers, received_at, ordering_key, errors, finished_at, attempts, state, visible_at)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, {DEAD}, 0)"
+            f" ON CONFLICT (source, id) DO UPDATE SET state = {DEAD}, type = excluded.type, body = excluded.body,"
+            " headers = excluded.headers, errors = excluded.errors, finished_at = excluded.finished_at,"
+            " attempts = excluded.attempts, lease_token = NULL",
+            *dead_letter_row(message, failures),
+        )
+
     async def wait(self, timeout: float) -> None:
         if self._new_work is None:
             self._new_work = asyncio.Event()
@@ -357,7 +370,9 @@ class PostgresQueue:
 
     async def count_dead(self, where: DeadLetterFilter = DeadLetterFilter()) -> int:
         clause, params = _where(where)
-        return int(await self.pool.fetchval(f"SELECT count(*) FROM {self._qualified} WHERE {clause}", *params))
+        return int(
+            await self.pool.fetchval(f"SELECT count(*) FROM {self._qualified} WHERE {clause}", *params)
+        )
 
     async def replay(self, where: DeadLetterFilter) -> int:
         clause, params = _where(where, first=2)

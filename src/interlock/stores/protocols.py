@@ -19,6 +19,7 @@ Guarantees a backend must give:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -152,6 +153,11 @@ class Queue(Protocol):
         """Record the failure and move the message to the dead-letter queue."""
         ...
 
+    async def put_dead(self, message: Message, *, failures: Sequence[Failure]) -> None:
+        """Store a message that failed elsewhere (a sync's poison record) straight in the
+        dead-letter queue, replacing a dead letter with the same (source, id)."""
+        ...
+
     async def wait(self, timeout: float) -> None:
         """Return when new messages may be leasable, or after ``timeout`` s."""
         ...
@@ -177,3 +183,19 @@ class Queue(Protocol):
     async def prune(self, done_before: float) -> int:
         """Forget acked messages settled before this time (their ids stop deduping)."""
         ...
+
+
+def dead_letter_row(message: Message, failures: Sequence[Failure]) -> tuple[Any, ...]:
+    """Column values for ``put_dead``, in the order both SQL queues insert them."""
+    return (
+        message.source,
+        message.id,
+        message.type,
+        message.body,
+        json.dumps(dict(message.headers), separators=(",", ":")),
+        message.received_at or time.time(),
+        message.ordering_key,
+        json.dumps([f.to_json() for f in failures], separators=(",", ":")),
+        time.time(),
+        max((f.attempt for f in failures), default=1),
+    )

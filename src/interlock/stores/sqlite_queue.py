@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
@@ -26,6 +26,7 @@ from .protocols import (
     Lease,
     Message,
     QueueStats,
+    dead_letter_row,
     failures_from_json,
 )
 
@@ -139,9 +140,7 @@ class SQLiteQueue:
             f"SELECT 1 FROM {t} AS p WHERE p.state = 0 AND p.ordering_key = e.ordering_key"
             " AND p.seq < e.seq)) ORDER BY seq LIMIT ?"
         )
-        self._sql_fail = (
-            "errors = json_insert(coalesce(errors, '[]'), '$[#]', json(?))"
-        )
+        self._sql_fail = "errors = json_insert(coalesce(errors, '[]'), '$[#]', json(?))"
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -212,12 +211,9 @@ class SQLiteQueue:
             for row in rows:
                 token = f"{row[0]}:{os.urandom(8).hex()}"
                 updates.append((expires, token, row[0]))
-                leases.append(
-                    Lease(_message(row), row[8] + 1, token, expires, failures_from_json(row[9]))
-                )
+                leases.append(Lease(_message(row), row[8] + 1, token, expires, failures_from_json(row[9])))
             conn.executemany(
-                f"UPDATE {table} SET visible_at = ?, lease_token = ?, attempts = attempts + 1"
-                " WHERE seq = ?",
+                f"UPDATE {table} SET visible_at = ?, lease_token = ?, attempts = attempts + 1 WHERE seq = ?",
                 updates,
             )
             return leases
@@ -272,6 +268,17 @@ class SQLiteQueue:
         if dead and lease.message.ordering_key is not None:
             self._wake()
         return dead
+
+    async def put_dead(self, message: Message, *, failures: Sequence[Failure]) -> None:
+        sql = (
+            f"INSERT INTO {self.table} (source, id, type, body, headers, received_at, ordering_key, errors, finished_at, attempts, state, visible_at)"
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {DEAD}, 0)"
+            f" ON CONFLICT (source, id) DO UPDATE SET state = {DEAD}, type = excluded.type, body = excluded.body,"
+            " headers = excluded.headers, errors = excluded.errors, finished_at = excluded.finished_at,"
+            " attempts = excluded.attempts, lease_token = NULL"
+        )
+        row = dead_letter_row(message, failures)
+        await self._run(lambda conn: conn.execute(sql, row))
 
     async def wait(self, timeout: float) -> None:
         if self._new_work is None:
@@ -331,14 +338,15 @@ class SQLiteQueue:
                 f"SELECT count(*), min(seq) FROM {t} WHERE state = 0"
             ).fetchone()
             in_flight = conn.execute(
-                f"SELECT count(*) FROM {t} WHERE state = 0 AND lease_token IS NOT NULL"
-                " AND visible_at > ?",
+                f"SELECT count(*) FROM {t} WHERE state = 0 AND lease_token IS NOT NULL AND visible_at > ?",
                 (now,),
             ).fetchone()[0]
             dead = conn.execute(f"SELECT count(*) FROM {t} WHERE state = 2").fetchone()[0]
             oldest = None
             if oldest_seq is not None:
-                oldest = conn.execute(f"SELECT received_at FROM {t} WHERE seq = ?", (oldest_seq,)).fetchone()[0]
+                oldest = conn.execute(f"SELECT received_at FROM {t} WHERE seq = ?", (oldest_seq,)).fetchone()[
+                    0
+                ]
             return QueueStats(int(pending), int(in_flight), int(dead), oldest)
 
         return await self._run(op)

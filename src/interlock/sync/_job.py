@@ -35,7 +35,6 @@ from ..errors import CallError, ConfigError, PermanentFailure
 from ..stores.checkpoint_protocols import Checkpoint, CheckpointStore, LedgerEntry
 from ..stores.protocols import Failure, Message, Queue
 from ._destinations import Destination, as_destination
-from ._dlq import put_dead_letter
 from ._group import GroupCall
 from ._source import SyncRecord, SyncSource, dig, format_time
 
@@ -335,7 +334,7 @@ class Sync:
             headers=headers,
             received_at=self._clock.time(),
         )
-        await put_dead_letter(self.queue, message, failures)
+        await self.queue.put_dead(message, failures=failures)
 
     async def _dead_letter_item(self, item: Any, error: str, report: SyncReport) -> None:
         """An item the job cannot key (no id or timestamp): to the DLQ, for a human."""
@@ -348,7 +347,7 @@ class Sync:
             headers={"x-interlock-sync": self.name},
             received_at=self._clock.time(),
         )
-        await put_dead_letter(self.queue, message, [Failure(1, self._clock.time(), error)])
+        await self.queue.put_dead(message, failures=[Failure(1, self._clock.time(), error)])
         report.invalid += 1
         log.error("sync %s: unusable item dead-lettered: %s", self.name, error)
 
