@@ -8,7 +8,6 @@ unnest(...) ON CONFLICT DO NOTHING`` per transaction, so a burst of requests cos
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import time
@@ -17,6 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ._postgres import create_pool, quote_ident, split_schema
+from ._signal import WorkSignal
 from .protocols import (
     DeadLetter,
     DeadLetterFilter,
@@ -103,7 +103,7 @@ class PostgresQueue:
         self._pool = pool
         self._own_pool = pool is None
         self._listener: Any = None
-        self._new_work: asyncio.Event | None = None
+        self._signal = WorkSignal(poll_interval)
         self._pending_puts: list[tuple[tuple[Any, ...], asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -147,13 +147,11 @@ class PostgresQueue:
                     WHERE state = 1;
                 """
             )
-        self._new_work = asyncio.Event()
         self._listener = await self._pool.acquire()
         await self._listener.add_listener(self.channel, self._on_notify)
 
     def _on_notify(self, *args: Any) -> None:
-        if self._new_work is not None:
-            self._new_work.set()
+        self._signal.wake()
 
     async def aclose(self) -> None:
         if self._flusher is not None:
@@ -342,13 +340,7 @@ class PostgresQueue:
         )
 
     async def wait(self, timeout: float) -> None:
-        if self._new_work is None:
-            self._new_work = asyncio.Event()
-        event = self._new_work
-        if not event.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), min(timeout, self.poll_interval))
-        event.clear()
+        await self._signal.wait(timeout)
 
     # -- dead letters ----------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ worker dies its lease simply expires and the row becomes leasable again. Done ro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import sqlite3
@@ -18,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
+from ._signal import WorkSignal
 from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
 from .protocols import (
     DeadLetter,
@@ -128,7 +128,7 @@ class SQLiteQueue:
         self.poll_interval = poll_interval
         self.max_batch = max_batch
         self._writer: GroupCommitter | None = None
-        self._new_work: asyncio.Event | None = None
+        self._signal = WorkSignal(poll_interval)
         t = table
         self._sql_put = (
             f"INSERT INTO {t} (source, id, type, body, headers, received_at, ordering_key, visible_at)"
@@ -174,8 +174,7 @@ class SQLiteQueue:
         return self._writer.submit(op)
 
     def _wake(self) -> None:
-        if self._new_work is not None:
-            self._new_work.set()
+        self._signal.wake()
 
     # -- inbox -----------------------------------------------------------------------------------
 
@@ -281,13 +280,7 @@ class SQLiteQueue:
         await self._run(lambda conn: conn.execute(sql, row))
 
     async def wait(self, timeout: float) -> None:
-        if self._new_work is None:
-            self._new_work = asyncio.Event()
-        event = self._new_work
-        if not event.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), min(timeout, self.poll_interval))
-        event.clear()
+        await self._signal.wait(timeout)
 
     # -- dead letters ----------------------------------------------------------------------------
 
