@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from interlock.testing import temporary_schema
+
 RUN_ID = uuid.uuid4().hex[:10]
 REDIS_URL = os.environ.get("INTERLOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_DSN = os.environ.get("INTERLOCK_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -66,19 +68,10 @@ def postgres_dsn() -> str:
 @pytest.fixture
 async def postgres_schema(postgres_dsn: str) -> AsyncIterator[str]:
     """A fresh schema for one test, dropped afterwards."""
-    import asyncpg
-
-    schema = f"itest_{RUN_ID}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(postgres_dsn)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
+    async with temporary_schema(postgres_dsn, f"itest_{RUN_ID}") as schema:
         yield schema
-    finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
 
 
 @pytest.fixture
 def sqlite_path(tmp_path: object) -> str:
-    path = os.path.join(str(tmp_path), "interlock.db")
-    return path
+    return os.path.join(str(tmp_path), "interlock.db")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "temporary_schema"]
 
 
 class FakeClock:
@@ -33,3 +36,25 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(monotonic={self._now:.3f})"
+
+
+@asynccontextmanager
+async def temporary_schema(dsn: str, prefix: str = "itest") -> AsyncIterator[str]:
+    """A fresh PostgreSQL schema for one test (``prefix_<random>``), dropped with all it holds
+    afterwards, so test runs never see each other's tables. Needs ``interlock[postgres]``."""
+    import asyncpg
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await conn.close()
+    try:
+        yield schema
+    finally:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()

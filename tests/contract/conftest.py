@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 
 import pytest
 
 from interlock.stores import Queue
+from interlock.testing import temporary_schema
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def queue_factory(request: pytest.FixtureRequest, sqlite_path: str) -> AsyncIterator[Callable[[], Queue]]:
+async def queue_factory(
+    request: pytest.FixtureRequest, sqlite_path: str
+) -> AsyncIterator[Callable[[], Queue]]:
     """Makes queues on one shared store (several instances = several processes); closes them."""
+    schemas = AsyncExitStack()
     made: list[Queue] = []
     if request.param == "sqlite":
         from interlock.stores.sqlite_queue import SQLiteQueue
@@ -22,15 +26,12 @@ async def queue_factory(request: pytest.FixtureRequest, sqlite_path: str) -> Asy
             made.append(q)
             return q
     else:
-        import asyncpg
-
         from interlock.stores.postgres_queue import PostgresQueue
 
         dsn = request.getfixturevalue("postgres_dsn")  # skips (or fails under CI) without a server
-        schema = f"contract_{request.getfixturevalue('run_id')}_{uuid.uuid4().hex[:8]}"
-        conn = await asyncpg.connect(dsn)
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.close()
+        schema = await schemas.enter_async_context(
+            temporary_schema(dsn, f"contract_{request.getfixturevalue('run_id')}")
+        )
 
         def factory() -> Queue:
             q = PostgresQueue(dsn, schema=schema, poll_interval=0.05, pool_size=4)
@@ -42,10 +43,7 @@ async def queue_factory(request: pytest.FixtureRequest, sqlite_path: str) -> Asy
     finally:
         for q in made:
             await q.aclose()
-        if request.param == "postgres":
-            conn = await asyncpg.connect(dsn)
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            await conn.close()
+        await schemas.aclose()
 
 
 @pytest.fixture

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 
 import pytest
 
 from interlock.stores.checkpoint_protocols import APPLIED, DEAD, Checkpoint, CheckpointStore, LedgerEntry
+from interlock.testing import temporary_schema
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -16,6 +17,7 @@ async def store_factory(
     request: pytest.FixtureRequest, sqlite_path: str
 ) -> AsyncIterator[Callable[[], CheckpointStore]]:
     """Makes stores on one shared database (several instances = several processes)."""
+    schemas = AsyncExitStack()
     made: list[CheckpointStore] = []
     if request.param == "sqlite":
         from interlock.stores.checkpoint_sqlite import SQLiteCheckpointStore
@@ -25,15 +27,12 @@ async def store_factory(
             made.append(store)
             return store
     else:
-        import asyncpg
-
         from interlock.stores.checkpoint_postgres import PostgresCheckpointStore
 
         dsn = request.getfixturevalue("postgres_dsn")  # skips (or fails under CI) without a server
-        schema = f"ledger_{request.getfixturevalue('run_id')}_{uuid.uuid4().hex[:8]}"
-        conn = await asyncpg.connect(dsn)
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        await conn.close()
+        schema = await schemas.enter_async_context(
+            temporary_schema(dsn, f"ledger_{request.getfixturevalue('run_id')}")
+        )
 
         def factory() -> CheckpointStore:
             store = PostgresCheckpointStore(dsn, schema=schema, pool_size=2)
@@ -45,10 +44,7 @@ async def store_factory(
     finally:
         for store in made:
             await store.aclose()
-        if request.param == "postgres":
-            conn = await asyncpg.connect(dsn)
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            await conn.close()
+        await schemas.aclose()
 
 
 @pytest.fixture
