@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.freshness import CacheEntry
+from ._redis import redis_client
 from .cache_protocols import glob_escape
 
 __all__ = ["RedisCacheStore"]
@@ -46,15 +47,11 @@ class RedisCacheStore:
         compress_over: int = 1024,
         client: Any = None,
     ) -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError("RedisCacheStore needs redis: pip install 'interlock[redis]'") from exc
         self.url = url
         self.namespace = namespace
         self.compress_over = compress_over
         self._own = client is None
-        self._redis: Any = client if client is not None else aioredis.Redis.from_url(url)
+        self._redis: Any = redis_client(url, client, "RedisCacheStore")
         self._set = self._redis.register_script(_SET)
         self._delete_tag = self._redis.register_script(_DELETE_TAG)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.bucket import Grant
+from ._redis import redis_client
 
 __all__ = ["RedisQuotaStore"]
 
@@ -98,15 +99,11 @@ class RedisQuotaStore:
         idle_ttl: float = 3600.0,
         client: Any = None,
     ) -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError("RedisQuotaStore needs redis: pip install 'interlock[redis]'") from exc
         self.url = url
         self.namespace = namespace
         self._idle_ms = int(idle_ttl * 1000)
         self._own = client is None
-        self._redis: Any = client if client is not None else aioredis.Redis.from_url(url)
+        self._redis: Any = redis_client(url, client, "RedisQuotaStore")
         self._script = self._redis.register_script(_BUCKET)
 
     async def _run(self, key: str, op: str, rate: float, capacity: float, arg: float, seq: int = 0) -> Any:
