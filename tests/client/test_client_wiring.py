@@ -271,3 +271,36 @@ async def test_waiting_for_an_open_breaker_when_asked() -> None:
     assert response.status == 200
     assert clock.sleeps[-1] == pytest.approx(3.0)
     assert len(transport.requests) == 3  # the refused attempt sent nothing
+
+
+async def test_waiting_for_a_concurrency_slot_is_bounded_by_the_deadline() -> None:
+    release = asyncio.Event()
+
+    async def send(request: Request, timeout: AttemptTimeout) -> Response:
+        await release.wait()  # the first call holds the only slot
+        return Response(status=200, headers=CIMultiDictProxy(CIMultiDict()), content=b"")
+
+    client, transport = make(
+        200, concurrency=interlock.Concurrency(limit=1), clock=interlock._clock.SYSTEM_CLOCK
+    )  # type: ignore[arg-type]
+    transport.send = send  # type: ignore[method-assign]
+    holder = asyncio.ensure_future(client.get("/slow"))
+    await asyncio.sleep(0)
+    with pytest.raises(DeadlineExceeded, match="concurrency slot"):
+        await client.get("/queued", timeout=0.05)
+    assert client.stats()["breaker"] == "closed"
+    release.set()
+    assert (await holder).status == 200
+
+
+async def test_a_deadline_spent_before_sending_does_not_count_against_the_upstream() -> None:
+    clock = FakeClock()
+    client, transport = make(
+        200, clock=clock, retry=None, breaker=CircuitBreaker(min_calls=1, failure_ratio=0.5)
+    )
+    request = client.build_request("GET", "/x", timeout=1.0)
+    clock.advance(2.0)  # e.g. the call waited for its turn longer than its deadline
+    with pytest.raises(DeadlineExceeded):
+        await client.send(request)
+    assert transport.requests == []
+    assert client.stats()["breaker"] == "closed"

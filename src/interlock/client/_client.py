@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json as _json
 import logging
 import random
@@ -131,9 +132,13 @@ class Client:
         # first, so retries draw from the same quota.
         ignored = (request_id_header, idempotency_header)
         self.cache = CachePolicy(cache, self.name, self._clock) if cache else None
-        self._coalesce = CoalescePolicy(self.name, (*ignored, "Traceparent", "Tracestate")) if coalesce else None
+        self._coalesce = (
+            CoalescePolicy(self.name, (*ignored, "Traceparent", "Tracestate")) if coalesce else None
+        )
         self._batch = (
-            BatchPolicy(batches, self.name, self._clock, request_id_header=request_id_header, ignored_headers=ignored)
+            BatchPolicy(
+                batches, self.name, self._clock, request_id_header=request_id_header, ignored_headers=ignored
+            )
             if batches
             else None
         )
@@ -157,7 +162,7 @@ class Client:
         try:
             for gate in gates:
                 if not gate.try_enter(request):
-                    await gate.enter(request)
+                    await self._enter_by_deadline(gate, request)
                 entered += 1
             response = await self._send(request)
         except BaseException as exc:
@@ -167,6 +172,18 @@ class Client:
         for gate in reversed(gates):
             gate.exit(request, response, None)
         return response
+
+    async def _enter_by_deadline(self, gate: Gate, request: Request) -> None:
+        """Wait for a gate (a concurrency slot), but never past the call's deadline."""
+        if request.deadline is None:
+            await gate.enter(request)
+            return
+        remaining = request.deadline - self._clock.monotonic()
+        try:
+            async with asyncio.timeout(max(0.0, remaining)):
+                await gate.enter(request)
+        except TimeoutError:
+            raise DeadlineExceeded("deadline reached while waiting for a concurrency slot") from None
 
     def _send(self, request: Request) -> Coroutine[Any, Any, Response]:
         # A plain function handing back the transport's coroutine: one frame less per attempt.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..._clock import Clock
 from ..._models import Request, Response
 from ...core.breaker import Admit, CircuitBreaker
-from ...errors import CircuitOpen, Timeout, TransportError
+from ...errors import CircuitOpen, DeadlineExceeded, Timeout, TransportError
 
 _ADMITTED = "interlock.breaker"
 
@@ -38,10 +38,11 @@ class BreakerPolicy:
         admitted, start = request.extensions.pop(_ADMITTED)
         if response is not None and response.status != 429:
             failed = response.status >= 500
-        elif isinstance(error, TransportError | Timeout):
+        elif isinstance(error, TransportError | Timeout) and not isinstance(error, DeadlineExceeded):
             failed = True
         else:
-            # A 429 or a cancellation says nothing about the upstream's health.
+            # A 429, a cancellation, or a deadline spent before sending says nothing about the
+            # upstream's health.
             self.breaker.release(admitted)
             return
         now = self._clock.monotonic()
