@@ -74,12 +74,14 @@ def make(
 async def test_retries_503_then_succeeds_with_backoff() -> None:
     clock = FakeClock()
     client, transport = make(503, 503, 200, clock=clock)
+    retries_before = client.stats()["retries"]  # stats live per upstream name, across clients
     response = await client.get("/customers/42")
     assert response.status == 200
     assert response.attempts == 3
     assert len(transport.requests) == 3
     assert clock.sleeps == [0.5, 1.0]
     assert response.route == "/customers/{id}"
+    assert client.stats()["retries"] == retries_before + 2
 
 
 async def test_retry_after_seconds_and_http_date_are_honoured() -> None:
@@ -267,10 +269,12 @@ async def test_waiting_for_an_open_breaker_when_asked() -> None:
     await client.get("/b")
     assert client.stats()["breaker"] == "open"
     client.retry = retry
+    retries_before = client.stats()["retries"]  # stats live per upstream name, across clients
     response = await client.get("/c")
     assert response.status == 200
     assert clock.sleeps[-1] == pytest.approx(3.0)
     assert len(transport.requests) == 3  # the refused attempt sent nothing
+    assert client.stats()["retries"] == retries_before  # ...and is no retry: /c went out once
 
 
 async def test_waiting_for_a_concurrency_slot_is_bounded_by_the_deadline() -> None:

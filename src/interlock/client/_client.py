@@ -164,6 +164,8 @@ class Client:
                 if not gate.try_enter(request):
                     await self._enter_by_deadline(gate, request)
                 entered += 1
+            if request.attempt > 1:  # counted when sent: waiting out an open breaker sends nothing
+                self._stats.route(request.route).retries += 1
             response = await self._send(request)
         except BaseException as exc:
             for gate in reversed(gates[:entered]):
@@ -238,7 +240,6 @@ class Client:
             )
             if isinstance(decision, GiveUp):
                 return self._give_up(request, decision, attempt, response, error)
-            self._stats.route(request.route).retries += 1
             await clock.sleep(decision.delay)
 
     def _give_up(
