@@ -1,5 +1,7 @@
-"""The ``interlock`` command. Each subcommand lives beside the code it drives and registers
-itself here; modules are imported only when their command runs, so ``--help`` stays fast."""
+"""Interlock: resilient API calls, durable webhooks and incremental sync, from the command line.
+
+Each subcommand lives beside the code it drives and registers itself here; its module is
+imported only when it runs, so ``--help`` stays fast."""
 
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "interlock._demo",
         "run a workload against a faulty simulated API, naive vs Interlock",
     ),
-    "sync": ("interlock.sync._cli", "run a sync job now, show its checkpoint and ledger, replay its dead records"),
+    "sync": (
+        "interlock.sync._cli",
+        "run a sync job now, show its checkpoint and ledger, replay its dead records",
+    ),
     "testbed": ("interlock.testbed._cli", "run the simulated third-party API"),
 }
 

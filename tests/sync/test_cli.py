@@ -80,6 +80,8 @@ def test_unknown_job_and_bad_app(
     monkeypatch.setenv("SYNC_TEST_URL", "http://127.0.0.1:9")
     assert main(["sync", "--app", app, "status", "nope"]) == 2
     assert "known: customers" in capsys.readouterr().err
+    assert main(["sync", "status", "nope", "--app", app]) == 2  # as the usage shows it: after the action
+    assert "known: customers" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="cannot import"):
         main(["sync", "--app", "no_such_module_here:jobs", "status", "x"])
     monkeypatch.delenv("INTERLOCK_SYNC_APP", raising=False)

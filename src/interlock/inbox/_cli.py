@@ -1,9 +1,9 @@
 """``interlock dlq``: list, inspect, replay and purge dead letters.
 
-    interlock dlq list    --store sqlite:///interlock.db [--source S] [--type T] [--since 1h]
-    interlock dlq inspect EVENT_ID [--source S]
-    interlock dlq replay  EVENT_ID...            # or --all / filters, with a progress bar
-    interlock dlq purge   [EVENT_ID...] [filters] --yes
+interlock dlq list    --store sqlite:///interlock.db [--source S] [--type T] [--since 1h]
+interlock dlq inspect EVENT_ID [--source S]
+interlock dlq replay  EVENT_ID...            # or --all / filters, with a progress bar
+interlock dlq purge   [EVENT_ID...] [filters] --yes
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from .._argparse import option_anywhere
 from ..stores import DeadLetterFilter, Queue, open_queue
 from ..stores._sqlite import sqlite_path_from_url
 
@@ -45,15 +46,12 @@ def parse_since(value: str) -> float:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    store = option_anywhere(
+        parser,
         "--store",
         default=os.environ.get("INTERLOCK_STORE", "sqlite:///interlock.db"),
         help="queue URL (default: $INTERLOCK_STORE or sqlite:///interlock.db)",
     )
-    # --store is accepted after the action too (``interlock dlq list --store ...``); SUPPRESS keeps
-    # an action's absent flag from overwriting one given before it.
-    store = argparse.ArgumentParser(add_help=False)
-    store.add_argument("--store", default=argparse.SUPPRESS, help="queue URL")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def filters(p: argparse.ArgumentParser) -> None:
@@ -68,7 +66,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    ins = sub.add_parser("inspect", help="show one dead letter: headers, body, error history", parents=[store])
+    ins = sub.add_parser(
+        "inspect", help="show one dead letter: headers, body, error history", parents=[store]
+    )
     ins.add_argument("id")
     ins.add_argument("--source")
 
@@ -137,17 +137,29 @@ async def _list(queue: Queue, args: argparse.Namespace, console: Any) -> int:
     total = await queue.count_dead(where)
     if args.json:
         for d in letters:
-            print(json.dumps({
-                "id": d.message.id, "source": d.message.source, "type": d.message.type,
-                "attempts": d.attempts, "dead_at": d.dead_at, "last_error": d.last_error,
-            }))
+            print(
+                json.dumps(
+                    {
+                        "id": d.message.id,
+                        "source": d.message.source,
+                        "type": d.message.type,
+                        "attempts": d.attempts,
+                        "dead_at": d.dead_at,
+                        "last_error": d.last_error,
+                    }
+                )
+            )
         return 0
     table = Table(title=f"dead letters: {len(letters)} of {total}")
     for col in ("id", "source", "type", "attempts", "dead at (UTC)", "last error"):
         table.add_column(col, overflow="fold")
     for d in letters:
         table.add_row(
-            d.message.id, d.message.source, d.message.type, str(d.attempts), _when(d.dead_at),
+            d.message.id,
+            d.message.source,
+            d.message.type,
+            str(d.attempts),
+            _when(d.dead_at),
             d.last_error[:120],
         )
     console.print(table)
@@ -162,8 +174,10 @@ async def _inspect(queue: Queue, args: argparse.Namespace, console: Any) -> int:
     for d in found:
         m = d.message
         console.rule(f"{m.source} / {m.id}")
-        console.print(f"type: {m.type}\nattempts: {d.attempts}\nreceived: {_when(m.received_at)} UTC"
-                      f"\ndead since: {_when(d.dead_at)} UTC")
+        console.print(
+            f"type: {m.type}\nattempts: {d.attempts}\nreceived: {_when(m.received_at)} UTC"
+            f"\ndead since: {_when(d.dead_at)} UTC"
+        )
         console.print("headers:", dict(m.headers))
         try:
             console.print_json(m.body.decode())
@@ -208,8 +222,14 @@ async def _bulk(queue: Queue, args: argparse.Namespace, console: Any, *, replay:
             for source in {d.message.source for d in batch}:
                 sub_ids = [d.message.id for d in batch if d.message.source == source]
                 moved += await queue.replay(
-                    DeadLetterFilter(source=source, ids=sub_ids, type=where.type, since=where.since,
-                                     until=where.until, error_contains=where.error_contains)
+                    DeadLetterFilter(
+                        source=source,
+                        ids=sub_ids,
+                        type=where.type,
+                        since=where.since,
+                        until=where.until,
+                        error_contains=where.error_contains,
+                    )
                 )
             done += moved
             progress.update(task, completed=done)

@@ -23,32 +23,36 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from .._argparse import option_anywhere
 from ._job import Sync, SyncReport
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    app = option_anywhere(
+        parser,
         "--app",
         default=os.environ.get("INTERLOCK_SYNC_APP"),
         help="module:attribute holding the sync jobs (default: $INTERLOCK_SYNC_APP)",
     )
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    run = sub.add_parser("run", help="poll once now, with a progress bar")
+    run = sub.add_parser("run", help="poll once now, with a progress bar", parents=[app])
     run.add_argument("name")
     run.add_argument("--full", action="store_true", help="ignore the checkpoint: read everything since start")
     run.add_argument("--max-records", type=int, default=None, help="stop after reading this many records")
     run.add_argument("--no-progress", action="store_true", help="print only the summary")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    status = sub.add_parser("status", help="checkpoint, ledger counts, dead letters")
+    status = sub.add_parser("status", help="checkpoint, ledger counts, dead letters", parents=[app])
     status.add_argument("name")
-    ledger = sub.add_parser("ledger", help="the last outcomes per record, most recent first")
+    ledger = sub.add_parser("ledger", help="the last outcomes per record, most recent first", parents=[app])
     ledger.add_argument("name")
     ledger.add_argument("--outcome", choices=["applied", "dead"])
     ledger.add_argument("--limit", type=int, default=20)
-    replay = sub.add_parser("replay", help="re-apply the job's dead letters; those applied leave the DLQ")
+    replay = sub.add_parser(
+        "replay", help="re-apply the job's dead letters; those applied leave the DLQ", parents=[app]
+    )
     replay.add_argument("name")
     replay.add_argument("--limit", type=int, default=1000)
-    reset = sub.add_parser("reset", help="forget the job's checkpoint and ledger")
+    reset = sub.add_parser("reset", help="forget the job's checkpoint and ledger", parents=[app])
     reset.add_argument("name")
     reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
