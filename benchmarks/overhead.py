@@ -7,7 +7,8 @@ the contenders (so machine noise hits each alike); the median req/s of each is c
     concurrency bound, timeouts and deadline, correlation ids, metrics), and the same with
     coalescing of identical reads (on by default since the work-avoided policies);
   - a DIY stack: httpx + tenacity + pybreaker + aiolimiter.
-Target: Client >= 0.90x bare aiohttp.
+Target: Client >= 0.90x bare aiohttp. Also printed: this process's CPU time per request, which
+is what the pipeline costs when the upstream answers instantly (throughput is CPU-bound then).
 
     .venv/bin/python benchmarks/overhead.py [--requests 5000] [--rounds 5] [--concurrency 50]
 """
@@ -133,25 +134,42 @@ def main() -> None:
     records = 1000
     contenders = {k: v for k, v in CONTENDERS.items() if not (args.skip_diy and k.startswith("httpx"))}
     rates: dict[str, list[float]] = {name: [] for name in contenders}
+    cpu_us: dict[str, list[float]] = {name: [] for name in contenders}  # this process's CPU per request
     with spawn_testbed(TestbedConfig(records=records)) as testbed:
         for run in contenders.values():  # warm-up: connections, imports, JIT-free caches
             asyncio.run(run(testbed.url, 500, args.concurrency, records))
         for round_no in range(args.rounds):
             for name, run in contenders.items():
+                cpu_before = time.process_time()
                 rates[name].append(asyncio.run(run(testbed.url, args.requests, args.concurrency, records)))
+                cpu_us[name].append((time.process_time() - cpu_before) / args.requests * 1e6)
             print(
                 f"round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()),
                 flush=True,
             )
     baseline = _common.median(rates["bare aiohttp"])
+    base_cpu = _common.median(cpu_us["bare aiohttp"])
     rows = [
-        (name, _common.median(v), min(v), max(v), _common.median(v) / baseline) for name, v in rates.items()
+        (
+            name,
+            _common.median(v),
+            min(v),
+            max(v),
+            _common.median(v) / baseline,
+            f"{_common.median(cpu_us[name]):.1f}",
+            f"{_common.median(cpu_us[name]) - base_cpu:+.1f}",
+        )
+        for name, v in rates.items()
     ]
     print()
     print(
         f"{args.requests} GETs x {args.rounds} rounds, {args.concurrency}-way concurrency, testbed in a child process"
     )
-    print(_common.table(["contender", "median req/s", "min", "max", "ratio to bare"], rows))
+    print(
+        _common.table(
+            ["contender", "median req/s", "min", "max", "ratio to bare", "client CPU us/req", "vs bare"], rows
+        )
+    )
     _common.emit(
         "overhead",
         {
@@ -160,6 +178,7 @@ def main() -> None:
             "concurrency": args.concurrency,
             "median_rps": {name: round(_common.median(v), 1) for name, v in rates.items()},
             "ratio_to_bare": {name: round(_common.median(v) / baseline, 3) for name, v in rates.items()},
+            "client_cpu_us_per_request": {name: round(_common.median(v), 1) for name, v in cpu_us.items()},
         },
     )
 
