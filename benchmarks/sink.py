@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 
 import interlock
-from interlock.sink import PostgresSink
+from interlock.stores import PostgresSink
 
 DSN = os.environ.get("INTERLOCK_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 COLUMNS = ["id", "customer", "amount", "status", "payload"]

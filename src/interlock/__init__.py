@@ -12,7 +12,7 @@ from .core.backoff import Backoff
 from .core.breaker import CircuitBreaker
 from .core.retry import Retry, RetryBudget
 from .inbox import Event, Inbox, Redelivery, signatures
-from .sink import BatchWriter
+from .stores.batch_writer import BatchWriter
 from .sync import Sync, SyncRecord, SyncSource, ToHandler, ToTable, WriteBack
 
 __all__ = [

@@ -1,8 +1,28 @@
-"""Plain-text tables for terminal output (the demo, benchmarks): no dependency, aligned columns."""
+"""Text for people: ``describe(exc)`` for error histories and logs, aligned plain-text tables for
+terminal output (the demo, benchmarks)."""
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Sequence
+
+from .errors import CallError
+
+MAX_ERROR = 4000
+"""The longest error description kept in an error history (longer ones are cut)."""
+
+
+def describe(exc: BaseException, *, limit: int = MAX_ERROR) -> str:
+    """One line for an error history: an Interlock call error's own message (it already says
+    which upstream, route, attempt and tracking id), otherwise type, message and where it was
+    raised; cut to ``limit`` characters."""
+    if isinstance(exc, CallError):
+        text = str(exc)
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+        text = f"{type(exc).__name__}: {exc}{where}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _cell(value: object) -> str:

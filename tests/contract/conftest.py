@@ -19,14 +19,14 @@ async def queue_factory(
     schemas = AsyncExitStack()
     made: list[Queue] = []
     if request.param == "sqlite":
-        from interlock.stores.sqlite_queue import SQLiteQueue
+        from interlock.stores.queue_sqlite import SQLiteQueue
 
         def factory() -> Queue:
             q = SQLiteQueue(f"sqlite:///{sqlite_path}", poll_interval=0.05)
             made.append(q)
             return q
     else:
-        from interlock.stores.postgres_queue import PostgresQueue
+        from interlock.stores.queue_postgres import PostgresQueue
 
         dsn = request.getfixturevalue("postgres_dsn")  # skips (or fails under CI) without a server
         schema = await schemas.enter_async_context(

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from interlock.core.freshness import CacheEntry
+from interlock.stores.cache import CacheStore
 from interlock.stores.cache_memory import MemoryCacheStore
-from interlock.stores.cache_protocols import CacheStore
 from interlock.stores.cache_redis import RedisCacheStore
 from interlock.testing import FakeClock
 

@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from interlock.stores.checkpoint_protocols import APPLIED, DEAD, Checkpoint, CheckpointStore, LedgerEntry
+from interlock.stores.checkpoint import APPLIED, DEAD, Checkpoint, CheckpointStore, LedgerEntry
 from interlock.testing import temporary_schema
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from interlock.stores import DeadLetterFilter, Message, Queue
-from interlock.stores.protocols import Failure
+from interlock.stores.queue import Failure
 
 VIS = 30.0
 

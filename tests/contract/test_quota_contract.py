@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from interlock.stores.cache_memory import MemoryQuotaStore
-from interlock.stores.cache_protocols import QuotaStore
+from interlock.stores.quota import QuotaStore
+from interlock.stores.quota_memory import MemoryQuotaStore
 from interlock.stores.quota_redis import RedisQuotaStore
 
 SLOW = 0.01  # tokens per second: one per 100 s

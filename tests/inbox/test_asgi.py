@@ -12,7 +12,7 @@ import uvicorn
 
 import interlock
 from interlock.stores import Message
-from interlock.stores.sqlite_queue import SQLiteQueue
+from interlock.stores.queue_sqlite import SQLiteQueue
 
 from .conftest import SECRET, call, github_headers
 

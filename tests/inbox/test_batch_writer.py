@@ -13,7 +13,7 @@ import pytest
 
 import interlock
 from interlock.errors import ConfigError
-from interlock.sink import PostgresSink, SQLiteSink
+from interlock.stores import PostgresSink, SQLiteSink
 
 
 def make_table(path: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from interlock.cli import main
 from interlock.stores import Message
-from interlock.stores.sqlite_queue import SQLiteQueue
+from interlock.stores.queue_sqlite import SQLiteQueue
 
 
 async def fill(path: str, n: int) -> None:
@@ -76,7 +76,7 @@ def test_purge(sqlite_path: str, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_since_parsing() -> None:
-    from interlock.inbox._cli import parse_since
+    from interlock.cli.dlq import parse_since
 
     assert abs(parse_since("2h") - (time.time() - 7200)) < 5
     assert parse_since("2024-01-01T00:00:00+00:00") == 1704067200.0

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 
 from interlock.stores import Message
-from interlock.stores.sqlite_queue import SQLiteQueue
+from interlock.stores.queue_sqlite import SQLiteQueue
 
 from .conftest import github_headers
 

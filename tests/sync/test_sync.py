@@ -13,7 +13,7 @@ import pytest
 
 import interlock
 from interlock.core.checkpoint import Position
-from interlock.stores.protocols import DeadLetterFilter, Message
+from interlock.stores.queue import DeadLetterFilter, Message
 from interlock.sync import SyncRecord, format_time, parse_time
 from interlock.testbed import Testbed
 
@@ -271,7 +271,7 @@ async def test_interlock_dlq_lists_sync_dead_letters(
         await sync.run_once()
     import argparse
 
-    from interlock.inbox import _cli as dlq_cli
+    from interlock.cli import dlq as dlq_cli
 
     parser = argparse.ArgumentParser()
     dlq_cli.configure(parser)

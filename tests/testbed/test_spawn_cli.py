@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from interlock.cli import build_parser
+from interlock.cli.testbed import build_config
 from interlock.errors import ConfigError
 from interlock.testbed import Faults, RateLimitConfig, TestbedConfig, spawn_testbed
-from interlock.testbed._cli import build_config
 
 
 def fetch(url: str) -> tuple[int, bytes]:
@@ -86,7 +86,7 @@ def test_cli_arguments_build_the_config(tmp_path: Path) -> None:
         "--seed",
         "9",
     ]
-    args = build_parser(argv).parse_args(argv)
+    args = build_parser().parse_args(argv)
     assert args.port == 0
     config = build_config(args)
     assert config.records == 7 and config.seed == 9
@@ -95,7 +95,7 @@ def test_cli_arguments_build_the_config(tmp_path: Path) -> None:
     assert config.rate_limit == RateLimitConfig(limit=50, window=2.0, dialect="ietf")
 
     inline = ["testbed", "--config", '{"records": 3}', "--records", "4"]
-    assert build_config(build_parser(inline).parse_args(inline)).records == 4
+    assert build_config(build_parser().parse_args(inline)).records == 4
 
 
 @pytest.mark.parametrize(
@@ -108,17 +108,17 @@ def test_cli_arguments_build_the_config(tmp_path: Path) -> None:
 )
 def test_cli_rejects_malformed_flags(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        build_parser(argv).parse_args(argv)
+        build_parser().parse_args(argv)
     assert "error" in capsys.readouterr().err
 
 
 def test_cli_reports_invalid_values() -> None:
     argv = ["testbed", "--error-rate", "503=1.5"]
     with pytest.raises(ConfigError, match="error_rates"):
-        build_config(build_parser(argv).parse_args(argv))
+        build_config(build_parser().parse_args(argv))
     argv = ["testbed", "--dialect", "ietf"]
     with pytest.raises(ConfigError, match="--rate-limit"):
-        build_config(build_parser(argv).parse_args(argv))
+        build_config(build_parser().parse_args(argv))
 
 
 def test_interlock_testbed_command_serves_and_prints_url() -> None:

@@ -11,11 +11,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._jsonpath import JsonPath
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from .._models import Request
-    from ..stores.cache_protocols import CacheStore, QuotaStore
+    from ..stores.cache import CacheStore
+    from ..stores.quota import QuotaStore
 
 __all__ = ["Batch", "Cache", "CacheRule", "RateLimit", "RoutePattern"]
 
@@ -180,6 +182,7 @@ class Batch:
     id_field: str = "id"
     separator: str = ","
     pattern: RoutePattern = field(init=False, repr=False, compare=False)
+    items: JsonPath = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         try:
@@ -200,6 +203,7 @@ class Batch:
         if not self.ids_param or not self.id_field:
             raise ConfigError("Batch", "ids_param", "ids_param and id_field must be non-empty")
         object.__setattr__(self, "pattern", pattern)
+        object.__setattr__(self, "items", JsonPath.parse(self.items_path, owner="Batch", field="items_path"))
 
     @property
     def id_name(self) -> str:

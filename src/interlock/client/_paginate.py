@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._jsonpath import JsonPath
 from .._models import Response
 
 if TYPE_CHECKING:
@@ -43,13 +44,6 @@ def next_link(header: str | None) -> str | None:
                 return target
     return None
 
-
-def _dig(body: Any, path: str) -> Any:
-    for part in path.split(".") if path else ():
-        if not isinstance(body, dict):
-            return None
-        body = body.get(part)
-    return body
 
 
 class Paginator:
@@ -85,7 +79,7 @@ class Paginator:
         self._client = client
         self.path = path
         self.style = style
-        self._items_path = items
+        self._items_path = JsonPath.parse(items, owner="Paginator", field="items")
         self._page_size = page_size
         self._cursor_param, self._cursor_field, self._has_more_field = (
             cursor_param,
@@ -179,7 +173,7 @@ class Paginator:
     def _take(self, response: Response) -> None:
         self.pages += 1
         body = response.json()
-        found = _dig(body, self._items_path) if isinstance(body, dict) else body
+        found = self._items_path.find(body) if isinstance(body, dict) else body
         items: list[Any] = found if isinstance(found, list) else []
         new = items
         if self._id_field is not None:

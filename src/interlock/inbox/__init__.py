@@ -6,7 +6,7 @@ Importing this package does not import starlette or asyncpg; the ASGI app is raw
 from __future__ import annotations
 
 from ..core.redelivery import Redelivery
-from ..stores.protocols import DeadLetter, DeadLetterFilter, Failure
+from ..stores.queue import DeadLetter, DeadLetterFilter, Failure
 from . import signatures
 from ._event import Event
 from ._inbox import Inbox

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..stores.protocols import Failure, Lease
+from ..stores.queue import Failure, Lease
 
 
 @dataclass(slots=True, eq=False)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from ..core.redelivery import Redelivery
 from ..errors import ConfigError
 from ..stores import open_queue
-from ..stores.protocols import Message, Queue, QueueStats
+from ..stores.queue import Message, Queue, QueueStats
 from ._metrics import SLOW_AFTER, InboxMetrics
 from ._source import DEFAULT_MAX_BODY, Source
 from .asgi import InboxApp

@@ -11,7 +11,7 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from typing import Any
 
-from ..stores.protocols import QueueStats
+from ..stores.queue import QueueStats
 
 log = logging.getLogger("interlock.inbox")
 

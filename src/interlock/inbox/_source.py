@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, MalformedPayload, SignatureInvalid, WebhookError
-from ..stores.protocols import Message
-from ._paths import Locator
+from ..stores.queue import Message
+from ._locator import Locator
 from .signatures import SignatureScheme
 
 DEFAULT_MAX_BODY = 1_048_576

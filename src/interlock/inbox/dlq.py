@@ -7,7 +7,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Sequence
 
-from ..stores.protocols import DeadLetter, DeadLetterFilter, Queue
+from ..stores.queue import DeadLetter, DeadLetterFilter, Queue
 
 __all__ = ["DeadLetter", "DeadLetterFilter", "DeadLetters"]
 

@@ -14,13 +14,13 @@ import contextlib
 import inspect
 import logging
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._ids import correlation_id
+from .._text import describe
 from ..errors import ConfigError, PermanentFailure
-from ..stores.protocols import Lease
+from ..stores.queue import Lease
 from ._event import Event
 
 if TYPE_CHECKING:
@@ -29,15 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("interlock.inbox")
 
 Handler = Callable[[Event], Awaitable[None] | None]
-_MAX_ERROR = 4000
 
-
-def describe(exc: BaseException) -> str:
-    """One line for the error history: type, message and where it was raised."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
-    text = f"{type(exc).__name__}: {exc}{where}"
-    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 3] + "..."
 
 
 class WorkerPool:

@@ -1,15 +1,13 @@
-"""In-process backends: ``MemoryCacheStore`` (LRU bounded by entries and bytes) and
-``MemoryQuotaStore`` (one ``TokenBucket`` per key). The defaults when no store URL is given."""
+"""In-process ``CacheStore``: LRU bounded by entries and bytes. The default when no store URL is given."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
 from .._clock import SYSTEM_CLOCK, Clock
-from ..core.bucket import Grant, TokenBucket
 from ..core.freshness import CacheEntry
 
-__all__ = ["MemoryCacheStore", "MemoryQuotaStore"]
+__all__ = ["MemoryCacheStore"]
 
 
 class MemoryCacheStore:
@@ -98,53 +96,3 @@ class MemoryCacheStore:
             f"<MemoryCacheStore entries={len(self._entries)}/{self.max_entries} "
             f"bytes={self.bytes}/{self.max_bytes} evictions={self.evictions}>"
         )
-
-
-class MemoryQuotaStore:
-    """Buckets of one process. Time is the clock's monotonic seconds."""
-
-    def __init__(self, clock: Clock | None = None) -> None:
-        self._clock = clock or SYSTEM_CLOCK
-        self.buckets: dict[str, TokenBucket] = {}
-
-    def bucket(self, key: str, rate: float, capacity: float) -> TokenBucket:
-        now = self._clock.monotonic()
-        bucket = self.buckets.get(key)
-        if bucket is None:
-            bucket = self.buckets[key] = TokenBucket(rate if rate > 0 else 1.0, max(1.0, capacity), now)
-        elif rate <= 0:
-            pass  # a caller still probing keeps the limits already known
-        elif bucket.rate != rate or bucket.capacity != capacity:
-            bucket.set_limits(rate, capacity, now)
-        return bucket
-
-    async def acquire(
-        self, key: str, *, rate: float, capacity: float, max_wait: float | None = None
-    ) -> Grant:
-        if rate <= 0 and key not in self.buckets:
-            return Grant(0.0, 0)  # probing and nothing known yet: nothing to pace by
-        return self.bucket(key, rate, capacity).reserve(self._clock.monotonic(), max_wait=max_wait)
-
-    async def refund(self, key: str, *, rate: float, capacity: float) -> None:
-        self.bucket(key, rate, capacity).refund()
-
-    async def observe(
-        self, key: str, *, remaining: float, seq: int, rate: float, capacity: float, adopt: bool = False
-    ) -> None:
-        self.bucket(key, rate, capacity).observe(remaining, seq, self._clock.monotonic(), adopt=adopt)
-
-    async def pause(self, key: str, seconds: float, *, rate: float, capacity: float) -> float:
-        now = self._clock.monotonic()
-        bucket = self.bucket(key, rate, capacity)
-        bucket.pause(now + seconds, now)
-        return max(0.0, bucket.paused_until - now)
-
-    async def paused_for(self, key: str) -> float:
-        bucket = self.buckets.get(key)
-        return 0.0 if bucket is None else max(0.0, bucket.paused_until - self._clock.monotonic())
-
-    async def aclose(self) -> None:
-        return None
-
-    def __repr__(self) -> str:
-        return f"<MemoryQuotaStore buckets={len(self.buckets)}>"

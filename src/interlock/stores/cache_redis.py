@@ -13,7 +13,7 @@ from typing import Any
 
 from ..core.freshness import CacheEntry
 from ._redis import redis_client
-from .cache_protocols import glob_escape
+from .cache import glob_escape
 
 __all__ = ["RedisCacheStore"]
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._postgres import create_pool, quote_ident, split_schema
-from .checkpoint_protocols import Checkpoint, LedgerEntry
+from .checkpoint import Checkpoint, LedgerEntry
 from .checkpoint_sqlite import _ENTRY, entry_of, entry_row, upsert_ledger_sql
 
 __all__ = ["PostgresCheckpointStore"]

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError
 from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
-from .checkpoint_protocols import Checkpoint, LedgerEntry
+from .checkpoint import Checkpoint, LedgerEntry
 
 __all__ = ["SQLiteCheckpointStore"]
 

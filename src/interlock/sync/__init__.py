@@ -8,7 +8,7 @@ Importing this package does not import asyncpg; the PostgreSQL store is loaded o
 from __future__ import annotations
 
 from ..core.checkpoint import FlushSchedule, Position, Watermark, ledger_decision
-from ..stores.checkpoint_protocols import Checkpoint, CheckpointStore, LedgerEntry
+from ..stores.checkpoint import Checkpoint, CheckpointStore, LedgerEntry
 from ._destinations import Destination, ToHandler, ToTable, WriteBack
 from ._job import Sync, SyncReport
 from ._source import SyncRecord, SyncSource, format_time, parse_time

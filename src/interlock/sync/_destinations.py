@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from ..errors import ConfigError
-from ..sink import BatchWriter
+from ..stores import BatchWriter
 from ._source import SyncRecord
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class ToTable:
         row: Callable[[SyncRecord], Mapping[str, Any] | Sequence[Any]] | None = None,
         max_rows: int = 1000,
     ) -> ToTable:
-        from ..sink import SQLiteSink
+        from ..stores import SQLiteSink
 
         return cls(BatchWriter(SQLiteSink(url, table, columns, key), max_rows=max_rows), row=row, owned=True)
 
@@ -156,7 +156,7 @@ class ToTable:
         max_rows: int = 1000,
         method: Literal["copy", "executemany"] = "copy",
     ) -> ToTable:
-        from ..sink.postgres import PostgresSink
+        from ..stores.sink_postgres import PostgresSink
 
         sink = PostgresSink(table, columns, key, dsn=dsn, schema=schema, method=method)
         return cls(BatchWriter(sink, max_rows=max_rows), row=row, owned=True)

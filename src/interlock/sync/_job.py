@@ -23,20 +23,21 @@ import contextlib
 import hashlib
 import json
 import logging
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._group import GroupCall
+from .._jsonpath import JsonPath
+from .._text import describe
 from ..core.backoff import Backoff
 from ..core.checkpoint import APPLIED, DEAD, FlushSchedule, Position, Watermark, ledger_decision
-from ..errors import CallError, ConfigError, PermanentFailure
-from ..stores.checkpoint_protocols import Checkpoint, CheckpointStore, LedgerEntry
-from ..stores.protocols import Failure, Message, Queue
+from ..errors import ConfigError, PermanentFailure
+from ..stores.checkpoint import Checkpoint, CheckpointStore, LedgerEntry
+from ..stores.queue import Failure, Message, Queue
 from ._destinations import Destination, as_destination
-from ._group import GroupCall
-from ._source import SyncRecord, SyncSource, dig, format_time
+from ._source import SyncRecord, SyncSource, format_time
 
 if TYPE_CHECKING:
     from ..inbox import Event, Inbox
@@ -44,17 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["Sync", "SyncReport"]
 
 log = logging.getLogger("interlock.sync")
-_MAX_ERROR = 2000
 
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, CallError):
-        text = str(exc)
-    else:
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-        text = f"{type(exc).__name__}: {exc}{where}"
-    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 3] + "..."
 
 
 @dataclass(slots=True)
@@ -173,7 +164,7 @@ class Sync:
         self.lookback = lookback
         self.checkpoint_every = checkpoint_every
         self.min_trigger_interval = min_trigger_interval
-        self.webhook_steps = tuple(s for s in webhook_record.lstrip("$").split(".") if s)
+        self.webhook_path = JsonPath.parse(webhook_record, owner=owner, field="webhook_record")
         self.dlq_source = f"sync:{name}"
         self._clock = clock or SYSTEM_CLOCK
         self.store: CheckpointStore = _open_store(store) if isinstance(store, str) else store
@@ -284,7 +275,7 @@ class Sync:
                 except Exception as exc:
                     calls += getattr(exc, "attempts", 0) or 1
                     tracking = getattr(exc, "tracking_id", None) or tracking
-                    failures.append(Failure(attempt, self._clock.time(), _describe(exc)))
+                    failures.append(Failure(attempt, self._clock.time(), describe(exc)))
                     if attempt >= self.attempts:
                         break
                     await self._clock.sleep(self.backoff.delay(attempt))
@@ -530,7 +521,7 @@ class Sync:
                     raise
                 except Exception as exc:
                     log.error(
-                        "sync %s: poll failed, next one in %.1f s: %s", self.name, interval, _describe(exc)
+                        "sync %s: poll failed, next one in %.1f s: %s", self.name, interval, describe(exc)
                     )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), interval)
@@ -551,7 +542,7 @@ class Sync:
         dead-lettered as this job's record (source ``sync:NAME``), exactly as a polled one; an
         event without a usable id or timestamp raises ``PermanentFailure`` (straight to the DLQ).
         """
-        item = dig(event.json(), self.webhook_steps) if self.webhook_steps else event.json()
+        item = self.webhook_path.find(event.json())
         try:
             record = self.source.record(self.name, item)
         except ValueError as exc:
@@ -582,7 +573,7 @@ class Sync:
     async def replay_dead_letters(self, *, limit: int = 1000) -> dict[str, int]:
         """Re-apply this job's dead records directly (no inbox workers needed): each one
         applied (or found already applied) is purged from the DLQ; one failing again stays."""
-        from ..stores.protocols import DeadLetterFilter
+        from ..stores.queue import DeadLetterFilter
 
         await self.open()
         queue = self.queue
@@ -606,7 +597,7 @@ class Sync:
 
     async def status(self) -> dict[str, Any]:
         """Checkpoint, ledger counts and dead letters waiting, for the CLI and dashboards."""
-        from ..stores.protocols import DeadLetterFilter
+        from ..stores.queue import DeadLetterFilter
 
         await self.open()
         checkpoint = await self.store.load_checkpoint(self.name)

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from .._jsonpath import JsonPath
 from ..core.checkpoint import Position
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..client import Client
 
-__all__ = ["SyncRecord", "SyncSource", "TimeFormat", "dig", "format_time", "parse_time"]
+__all__ = ["SyncRecord", "SyncSource", "TimeFormat", "format_time", "parse_time"]
 
 TimeFormat = Literal["rfc3339", "epoch", "epoch_ms"]
 TIME_FORMATS: tuple[str, ...] = ("rfc3339", "epoch", "epoch_ms")
@@ -64,23 +65,11 @@ def format_time(micros: int, fmt: str = "rfc3339") -> str:
     return f"{when}.{rest:06d}Z"
 
 
-def _steps(owner: str, name: str, path: str) -> tuple[str, ...]:
-    text = path.strip()
-    if text.startswith("$"):
-        text = text[1:].lstrip(".")
-    steps = tuple(s for s in text.split(".") if s) if text else ()
-    if not steps and name in ("id", "updated_at"):
-        raise ConfigError(owner, name, f"needs a JSON path like 'id' or '$.data.id', got {path!r}")
-    return steps
-
-
-def dig(doc: Any, steps: tuple[str, ...]) -> Any:
-    """Follow dotted ``steps`` through nested objects; None when a step is missing."""
-    for step in steps:
-        if not isinstance(doc, dict):
-            return None
-        doc = doc.get(step)
-    return doc
+def _path(owner: str, name: str, spec: str) -> JsonPath:
+    path = JsonPath.parse(spec, owner=owner, field=name)
+    if path.is_root and name in ("id", "updated_at"):
+        raise ConfigError(owner, name, f"needs a JSON path like 'id' or '$.data.id', got {spec!r}")
+    return path
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,10 +115,10 @@ class SyncSource:
             raise ConfigError(owner, "style", f"must be one of {', '.join(_STYLES)}, got {self.style!r}")
         if self.page_size is not None and (not isinstance(self.page_size, int) or self.page_size < 1):
             raise ConfigError(owner, "page_size", f"must be an integer >= 1 or None, got {self.page_size!r}")
-        object.__setattr__(self, "_id_steps", _steps(owner, "id", self.id))
-        object.__setattr__(self, "_ts_steps", _steps(owner, "updated_at", self.updated_at))
+        object.__setattr__(self, "_id_path", _path(owner, "id", self.id))
+        object.__setattr__(self, "_ts_path", _path(owner, "updated_at", self.updated_at))
         object.__setattr__(
-            self, "_version_steps", _steps(owner, "version", self.version) if self.version else ()
+            self, "_version_path", _path(owner, "version", self.version) if self.version else None
         )
         if self.start is not None:
             try:
@@ -143,24 +132,24 @@ class SyncSource:
 
     def id_field(self) -> str | None:
         """The top-level id key the paginator may dedupe on (None for a nested id)."""
-        steps: tuple[str, ...] = self._id_steps  # type: ignore[attr-defined]
-        return steps[0] if len(steps) == 1 else None
+        steps = self._id_path.steps  # type: ignore[attr-defined]
+        return steps[0] if len(steps) == 1 and isinstance(steps[0], str) else None
 
     def record(self, job: str, item: Any) -> SyncRecord:
         """The ``SyncRecord`` for one listed item; ``ValueError`` when it has no usable id or
         timestamp (the job dead-letters such an item)."""
-        rid = dig(item, self._id_steps)  # type: ignore[attr-defined]
+        rid = self._id_path.find(item)  # type: ignore[attr-defined]
         if rid is None or isinstance(rid, dict | list | bool) or rid == "":
             raise ValueError(f"item has no id at {self.id!r}")
-        raw_ts = dig(item, self._ts_steps)  # type: ignore[attr-defined]
+        raw_ts = self._ts_path.find(item)  # type: ignore[attr-defined]
         try:
             updated_at = parse_time(raw_ts, self.time_format)
         except ValueError as exc:
             raise ValueError(f"item {rid!r}: {self.updated_at!r} is {exc}") from None
         version = updated_at
-        version_steps: tuple[str, ...] = self._version_steps  # type: ignore[attr-defined]
-        if version_steps:
-            raw_version = dig(item, version_steps)
+        version_path: JsonPath | None = self._version_path  # type: ignore[attr-defined]
+        if version_path is not None:
+            raw_version = version_path.find(item)
             if not isinstance(raw_version, int) or isinstance(raw_version, bool):
                 raise ValueError(f"item {rid!r}: {self.version!r} is {raw_version!r}, not an integer")
             version = raw_version

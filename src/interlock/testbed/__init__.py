@@ -20,13 +20,14 @@ Admin API (never subject to faults): ``GET /_testbed/counters``, ``POST /_testbe
 
 from __future__ import annotations
 
-from ._config import Faults, Latency, Outage, RateLimitConfig, TestbedConfig
+from ._config import DIALECTS, Faults, Latency, Outage, RateLimitConfig, TestbedConfig
 from ._counters import Counters, RecentRequest
 from ._data import DataStore
 from ._server import Testbed
 from ._spawn import SpawnedTestbed, spawn_testbed
 
 __all__ = [
+    "DIALECTS",
     "Counters",
     "DataStore",
     "Faults",

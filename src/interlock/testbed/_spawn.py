@@ -1,7 +1,7 @@
 """``spawn_testbed``: the simulated API in a child process, driven over its admin HTTP API.
 
 Benchmarks need it: a testbed sharing the client's event loop (and core) would slow the
-client down and blur the figures. The child is ``python -m interlock.testbed``; it prints
+client down and blur the figures. The child is ``python -m interlock testbed``; it prints
 its URL on the first stdout line and exits when its stdin closes, so it dies with its parent
 even when the parent is killed.
 """
@@ -164,7 +164,8 @@ def spawn_testbed(
     command = [
         python or sys.executable,
         "-m",
-        "interlock.testbed",
+        "interlock",
+        "testbed",
         "--host",
         host,
         "--port",

@@ -50,14 +50,6 @@ class _Member:
     future: asyncio.Future[Any]
 
 
-def dig(body: Any, path: str) -> Any:
-    """``data.items`` style lookup; ``""`` is the body itself."""
-    for part in path.split(".") if path else ():
-        if not isinstance(body, dict):
-            return None
-        body = body.get(part)
-    return body
-
 
 class BatchPolicy:
     def __init__(
@@ -217,7 +209,7 @@ class BatchPolicy:
         if response.status != 200:
             return None
         try:
-            found = dig(response.json(), spec.items_path)
+            found = spec.items.find(response.json())
         except ValueError:
             return None
         if not isinstance(found, list):

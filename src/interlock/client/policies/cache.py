@@ -23,7 +23,7 @@ from ..._metrics import CACHE_RESULTS, work_stats
 from ..._models import Request, Response
 from ...core import freshness as fr
 from ...errors import CallError
-from ...stores.cache_protocols import CacheStore
+from ...stores.cache import CacheStore
 from .._options import Cache, CacheRule
 from .._pipeline import Handler
 

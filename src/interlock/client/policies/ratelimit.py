@@ -15,7 +15,7 @@ from ..._models import Request, Response
 from ...core.bucket import Advice, Pacer
 from ...core.quota_headers import parse_quota
 from ...errors import DeadlineExceeded, RateLimited
-from ...stores.cache_protocols import QuotaStore
+from ...stores.quota import QuotaStore
 from .._options import RateLimit
 from .._pipeline import Handler
 
@@ -27,7 +27,7 @@ WARN_EVERY = 60.0
 def open_quota_store(config: RateLimit, clock: Clock) -> QuotaStore:
     store = config.store
     if store is None or store == "memory":
-        from ...stores.cache_memory import MemoryQuotaStore
+        from ...stores.quota_memory import MemoryQuotaStore
 
         return MemoryQuotaStore(clock)
     if isinstance(store, str):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..stores._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
 from ._sql import check_columns, upsert_sql
-from .protocols import Row
+from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
+from .sink import Row
 
 __all__ = ["SQLiteSink"]
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ConfigError
 from ._postgres import create_pool, quote_ident, split_schema
 from ._signal import WorkSignal
-from .protocols import (
+from .queue import (
     DeadLetter,
     DeadLetterFilter,
     Failure,

@@ -23,9 +23,10 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .._argparse import option_anywhere
-from ._job import Sync, SyncReport
+from ..sync import Sync, SyncReport
+from ._argparse import option_anywhere
 
+HELP = "run a sync job now, show its checkpoint and ledger, replay its dead records"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     app = option_anywhere(

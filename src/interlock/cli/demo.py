@@ -15,8 +15,11 @@ from dataclasses import dataclass
 import aiohttp
 
 import interlock
-from interlock._text import render_table
-from interlock.testbed import Faults, Latency, RateLimitConfig, Testbed, TestbedConfig
+
+from .._text import render_table
+from ..testbed import Faults, Latency, RateLimitConfig, Testbed, TestbedConfig
+
+HELP = "run a workload against a faulty simulated API, naive vs Interlock"
 
 
 @dataclass

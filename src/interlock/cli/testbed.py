@@ -1,4 +1,4 @@
-"""``interlock testbed`` and ``python -m interlock.testbed``: serve the simulated API.
+"""``interlock testbed``: serve the simulated API.
 
 The first line on stdout is the bound URL and nothing else, so a parent process
 (``spawn_testbed``) can read it; a human-readable summary goes to stderr.
@@ -15,16 +15,16 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from interlock.errors import ConfigError
 
-from ._config import DIALECTS, Latency, RateLimitConfig, TestbedConfig
-from ._server import Testbed
+from ..testbed import DIALECTS, Latency, RateLimitConfig, Testbed, TestbedConfig
 
-__all__ = ["build_config", "configure", "main", "run"]
+HELP = "run the simulated third-party API"
+
+__all__ = ["HELP", "build_config", "configure", "run"]
 
 
 def _error_rate(text: str) -> tuple[int, float]:
@@ -173,10 +173,3 @@ def run(args: argparse.Namespace) -> int:
         pass
     return 0
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m interlock.testbed", description="Run the simulated third-party API."
-    )
-    configure(parser)
-    return run(parser.parse_args(argv))

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from ..errors import ConfigError
 from ._signal import WorkSignal
 from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
-from .protocols import (
+from .queue import (
     DeadLetter,
     DeadLetterFilter,
     Failure,

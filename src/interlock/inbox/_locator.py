@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._jsonpath import JsonPath
 from ..errors import ConfigError
-
-_STEP = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]|\[['\"]([^'\"]+)['\"]\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +16,7 @@ class Locator:
 
     spec: str
     header: str | None
-    steps: tuple[str | int, ...]
+    path: JsonPath | None
 
     @classmethod
     def parse(cls, owner: str, field: str, spec: str) -> Locator:
@@ -26,17 +24,8 @@ class Locator:
         if not spec:
             raise ConfigError(owner, field, "is empty; give a header name or a JSON path like $.id")
         if not spec.startswith("$"):
-            return cls(spec, spec.lower(), ())
-        steps: list[str | int] = []
-        pos = 1
-        while pos < len(spec):
-            m = _STEP.match(spec, pos)
-            if m is None:
-                raise ConfigError(owner, field, f"cannot parse JSON path {spec!r} at position {pos}")
-            name, index, quoted = m.groups()
-            steps.append(int(index) if index is not None else (name or quoted))
-            pos = m.end()
-        return cls(spec, None, tuple(steps))
+            return cls(spec, spec.lower(), None)
+        return cls(spec, None, JsonPath.parse(spec, owner=owner, field=field))
 
     @property
     def needs_json(self) -> bool:
@@ -45,16 +34,7 @@ class Locator:
     def find(self, headers: Mapping[str, str], doc: Any) -> str | None:
         if self.header is not None:
             return headers.get(self.header) or None
-        node = doc
-        for step in self.steps:
-            if isinstance(step, int):
-                if not isinstance(node, list) or step >= len(node):
-                    return None
-                node = node[step]
-            else:
-                if not isinstance(node, dict) or step not in node:
-                    return None
-                node = node[step]
+        node = self.path.find(doc) if self.path is not None else None
         if node is None or isinstance(node, dict | list):
             return None
         if isinstance(node, bool):

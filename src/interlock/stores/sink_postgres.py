@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from ..stores._postgres import create_pool, quote_ident, split_schema
+from ._postgres import create_pool, quote_ident, split_schema
 from ._sql import check_columns, upsert_sql
-from .protocols import Row
+from .sink import Row
 
 __all__ = ["PostgresSink"]
 

@@ -17,9 +17,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from .._argparse import option_anywhere
 from ..stores import DeadLetterFilter, Queue, open_queue
 from ..stores._sqlite import sqlite_path_from_url
+from ._argparse import option_anywhere
+
+HELP = "list, inspect, replay and purge the inbox's dead letters"
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 

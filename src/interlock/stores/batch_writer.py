@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigError
-from .protocols import Row, Sink
+from .sink import Row, Sink
 
 __all__ = ["BatchWriter"]
 
@@ -30,7 +30,7 @@ class BatchWriter:
 
     ::
 
-        sink = interlock.sink.PostgresSink("payments", ["id", "customer", "amount"], key=["id"], dsn=DSN)
+        sink = interlock.stores.PostgresSink("payments", ["id", "customer", "amount"], key=["id"], dsn=DSN)
         async with interlock.BatchWriter(sink, max_rows=1000, max_delay=0.05) as writer:
             await writer.write({"id": "pay_1", "customer": "cus_9", "amount": 1200})
     """
