@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from .._clock import SYSTEM_CLOCK, Clock
 from ..core.redelivery import Redelivery
 from ..errors import ConfigError
 from ..stores import open_queue
@@ -47,9 +47,10 @@ class Inbox:
         slow_after: float = SLOW_AFTER,
         retention: float | None = 7 * 86400.0,
         path_prefix: str = "/hooks/",
+        clock: Clock | None = None,
     ) -> None:
         if isinstance(store, str):
-            self.queue: Queue = open_queue(store)
+            self.queue: Queue = open_queue(store, clock=clock)
         elif isinstance(store, Queue):
             self.queue = store
         else:
@@ -60,6 +61,8 @@ class Inbox:
             raise ConfigError("Inbox", "slow_after", f"must be > 0 seconds, got {slow_after!r}")
         if retention is not None and retention <= 0:
             raise ConfigError("Inbox", "retention", f"must be > 0 seconds or None, got {retention!r}")
+        self.clock = clock or SYSTEM_CLOCK
+        """Wall-clock readings for receipt times, stats and pruning; the queue it opens shares it."""
         self.redelivery = redelivery or Redelivery()
         self.visibility = visibility
         self.slow_after = slow_after
@@ -194,7 +197,7 @@ class Inbox:
     async def refresh_stats(self) -> QueueStats:
         await self.open()
         self.last_stats = await self.queue.stats()
-        now = time.time()
+        now = self.clock.time()
         if self.retention is not None and now - self._pruned_at > 600:
             self._pruned_at = now
             await self.queue.prune(now - self.retention)
@@ -203,7 +206,7 @@ class Inbox:
     async def stats(self) -> dict[str, Any]:
         """Counters, processing percentiles, queue depth, oldest event age and DLQ size."""
         stats = await self.refresh_stats()
-        return self.metrics.snapshot(stats, time.time())
+        return self.metrics.snapshot(stats, self.clock.time())
 
     def register_prometheus(self, registry: Any = None) -> None:
         """Expose the inbox metrics to prometheus-client (queue gauges refresh every 5 s
@@ -214,7 +217,7 @@ class Inbox:
 
         class _Collector:
             def collect(self) -> Iterator[Any]:
-                return inbox.metrics.prometheus_metrics(inbox.last_stats, time.time())
+                return inbox.metrics.prometheus_metrics(inbox.last_stats, inbox.clock.time())
 
         (registry or REGISTRY).register(_Collector())
 

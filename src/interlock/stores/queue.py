@@ -19,7 +19,6 @@ Guarantees a backend must give:
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -185,7 +184,7 @@ class Queue(Protocol):
         ...
 
 
-def dead_letter_row(message: Message, failures: Sequence[Failure]) -> tuple[Any, ...]:
+def dead_letter_row(message: Message, failures: Sequence[Failure], now: float) -> tuple[Any, ...]:
     """Column values for ``put_dead``, in the order both SQL queues insert them."""
     return (
         message.source,
@@ -193,9 +192,9 @@ def dead_letter_row(message: Message, failures: Sequence[Failure]) -> tuple[Any,
         message.type,
         message.body,
         json.dumps(dict(message.headers), separators=(",", ":")),
-        message.received_at or time.time(),
+        message.received_at or now,
         message.ordering_key,
         json.dumps([f.to_json() for f in failures], separators=(",", ":")),
-        time.time(),
+        now,
         max((f.attempt for f in failures), default=1),
     )

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from collections.abc import Sequence
 from typing import Any
 
+from .._clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigError
 from ._postgres import create_pool, quote_ident, split_schema
 from ._signal import WorkSignal
@@ -86,6 +86,7 @@ class PostgresQueue:
         pool_size: int = 10,
         poll_interval: float = 1.0,
         max_batch: int = 4096,
+        clock: Clock | None = None,
     ) -> None:
         if poll_interval <= 0:
             raise ConfigError("PostgresQueue", "poll_interval", f"must be > 0 seconds, got {poll_interval!r}")
@@ -94,6 +95,8 @@ class PostgresQueue:
         self.table = table
         self.poll_interval = poll_interval
         self.max_batch = max_batch
+        self._clock = clock or SYSTEM_CLOCK
+        """Wall-clock readings for received, visible, leased and dead-lettered times."""
         self.pool_size = pool_size
         self._qualified = (
             f"{quote_ident(self.schema)}.{quote_ident(table)}" if self.schema else quote_ident(table)
@@ -192,7 +195,7 @@ class PostgresQueue:
             message.type,
             message.body,
             json.dumps(dict(message.headers), separators=(",", ":")),
-            message.received_at or time.time(),
+            message.received_at or self._clock.time(),
             message.ordering_key,
         )
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -244,7 +247,7 @@ class PostgresQueue:
 
     async def lease(self, max_messages: int, visibility: float) -> list[Lease]:
         t = self._qualified
-        now = time.time()
+        now = self._clock.time()
         expires = now + visibility
         rows = await self.pool.fetch(
             f"""
@@ -280,7 +283,7 @@ class PostgresQueue:
     async def extend(self, lease: Lease, visibility: float) -> bool:
         status = await self.pool.execute(
             f"UPDATE {self._qualified} SET visible_at = $1 WHERE seq = $2 AND lease_token = $3 AND state = 0",
-            time.time() + visibility,
+            self._clock.time() + visibility,
             self._seq(lease),
             lease.token,
         )
@@ -292,16 +295,16 @@ class PostgresQueue:
             " WHERE seq = $2 AND lease_token = $3 AND state = 0"
         )
         if lease.message.ordering_key is None:
-            status = await self.pool.execute(sql, time.time(), self._seq(lease), lease.token)
+            status = await self.pool.execute(sql, self._clock.time(), self._seq(lease), lease.token)
             return bool(status == "UPDATE 1")
         async with self.pool.acquire() as conn, conn.transaction():
-            status = await conn.execute(sql, time.time(), self._seq(lease), lease.token)
+            status = await conn.execute(sql, self._clock.time(), self._seq(lease), lease.token)
             if status == "UPDATE 1":
                 await self._notify(conn)  # the next message with this key is leasable now
         return bool(status == "UPDATE 1")
 
     async def nack(self, lease: Lease, *, delay: float, error: str) -> bool:
-        now = time.time()
+        now = self._clock.time()
         failure = json.dumps([Failure(lease.attempt, now, error).to_json()])
         status = await self.pool.execute(
             f"UPDATE {self._qualified} SET visible_at = $1, lease_token = NULL,"
@@ -314,7 +317,7 @@ class PostgresQueue:
         return bool(status == "UPDATE 1")
 
     async def dead_letter(self, lease: Lease, *, error: str) -> bool:
-        now = time.time()
+        now = self._clock.time()
         failure = json.dumps([Failure(lease.attempt, now, error).to_json()])
         async with self.pool.acquire() as conn, conn.transaction():
             status = await conn.execute(
@@ -336,7 +339,7 @@ class PostgresQueue:
             f" ON CONFLICT (source, id) DO UPDATE SET state = {DEAD}, type = excluded.type, body = excluded.body,"
             " headers = excluded.headers, errors = excluded.errors, finished_at = excluded.finished_at,"
             " attempts = excluded.attempts, lease_token = NULL",
-            *dead_letter_row(message, failures),
+            *dead_letter_row(message, failures, self._clock.time()),
         )
 
     async def wait(self, timeout: float) -> None:
@@ -372,7 +375,7 @@ class PostgresQueue:
             status = await conn.execute(
                 f"UPDATE {self._qualified} SET state = {PENDING}, attempts = 0, visible_at = $1,"
                 f" finished_at = NULL WHERE {clause}",
-                time.time(),
+                self._clock.time(),
                 *params,
             )
             count = int(status.split()[-1])
@@ -398,7 +401,7 @@ class PostgresQueue:
               (SELECT count(*) FROM {t} WHERE state = 2) AS dead,
               (SELECT received_at FROM {t} WHERE state = 0 ORDER BY seq LIMIT 1) AS oldest
             """,
-            time.time(),
+            self._clock.time(),
         )
         return QueueStats(int(row["pending"]), int(row["in_flight"]), int(row["dead"]), row["oldest"])
 

@@ -12,10 +12,10 @@ import asyncio
 import json
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from .._clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigError
 from ._signal import WorkSignal
 from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
@@ -117,6 +117,7 @@ class SQLiteQueue:
         synchronous: Synchronous = "FULL",
         poll_interval: float = 0.2,
         max_batch: int = 4096,
+        clock: Clock | None = None,
     ) -> None:
         if not table.replace("_", "").isalnum():
             raise ConfigError("SQLiteQueue", "table", f"must be letters, digits and _, got {table!r}")
@@ -127,6 +128,8 @@ class SQLiteQueue:
         self.synchronous: Synchronous = synchronous
         self.poll_interval = poll_interval
         self.max_batch = max_batch
+        self._clock = clock or SYSTEM_CLOCK
+        """Wall-clock readings for received, visible, leased and dead-lettered times."""
         self._writer: GroupCommitter | None = None
         self._signal = WorkSignal(poll_interval)
         t = table
@@ -185,7 +188,7 @@ class SQLiteQueue:
             message.type,
             message.body,
             json.dumps(dict(message.headers), separators=(",", ":")),
-            message.received_at or time.time(),
+            message.received_at or self._clock.time(),
             message.ordering_key,
             0.0,
         )
@@ -201,7 +204,7 @@ class SQLiteQueue:
         sql, table = self._sql_lease, self.table
 
         def op(conn: sqlite3.Connection) -> list[Lease]:
-            now = time.time()
+            now = self._clock.time()
             rows = conn.execute(sql, (now, max_messages)).fetchall()
             if not rows:
                 return []
@@ -223,7 +226,7 @@ class SQLiteQueue:
         sql = f"UPDATE {self.table} SET visible_at = ? WHERE seq = ? AND lease_token = ? AND state = 0"
         seq = _split_token(lease)
         return await self._run(
-            lambda conn: conn.execute(sql, (time.time() + visibility, seq, lease.token)).rowcount == 1
+            lambda conn: conn.execute(sql, (self._clock.time() + visibility, seq, lease.token)).rowcount == 1
         )
 
     async def ack(self, lease: Lease) -> bool:
@@ -232,7 +235,7 @@ class SQLiteQueue:
             " WHERE seq = ? AND lease_token = ? AND state = 0"
         )
         seq = _split_token(lease)
-        done = await self._run(lambda conn: conn.execute(sql, (time.time(), seq, lease.token)).rowcount == 1)
+        done = await self._run(lambda conn: conn.execute(sql, (self._clock.time(), seq, lease.token)).rowcount == 1)
         if done and lease.message.ordering_key is not None:
             self._wake()  # the next message with this key is leasable now
         return done
@@ -245,7 +248,7 @@ class SQLiteQueue:
         seq = _split_token(lease)
 
         def op(conn: sqlite3.Connection) -> bool:
-            now = time.time()
+            now = self._clock.time()
             failure = json.dumps(Failure(lease.attempt, now, error).to_json())
             return conn.execute(sql, (now + max(0.0, delay), failure, seq, lease.token)).rowcount == 1
 
@@ -259,7 +262,7 @@ class SQLiteQueue:
         seq = _split_token(lease)
 
         def op(conn: sqlite3.Connection) -> bool:
-            now = time.time()
+            now = self._clock.time()
             failure = json.dumps(Failure(lease.attempt, now, error).to_json())
             return conn.execute(sql, (now, failure, seq, lease.token)).rowcount == 1
 
@@ -276,7 +279,7 @@ class SQLiteQueue:
             " headers = excluded.headers, errors = excluded.errors, finished_at = excluded.finished_at,"
             " attempts = excluded.attempts, lease_token = NULL"
         )
-        row = dead_letter_row(message, failures)
+        row = dead_letter_row(message, failures, self._clock.time())
         await self._run(lambda conn: conn.execute(sql, row))
 
     async def wait(self, timeout: float) -> None:
@@ -310,7 +313,7 @@ class SQLiteQueue:
             f"UPDATE {self.table} SET state = {PENDING}, attempts = 0, visible_at = ?,"
             f" finished_at = NULL WHERE {clause}"
         )
-        count = await self._run(lambda conn: conn.execute(sql, [time.time(), *params]).rowcount)
+        count = await self._run(lambda conn: conn.execute(sql, [self._clock.time(), *params]).rowcount)
         if count:
             self._wake()
         return count
@@ -326,7 +329,7 @@ class SQLiteQueue:
         t = self.table
 
         def op(conn: sqlite3.Connection) -> QueueStats:
-            now = time.time()
+            now = self._clock.time()
             pending, oldest_seq = conn.execute(
                 f"SELECT count(*), min(seq) FROM {t} WHERE state = 0"
             ).fetchone()
