@@ -36,3 +36,11 @@ def test_errors_module_documents_its_tree() -> None:
     doc = interlock.errors.__doc__ or ""
     for name in interlock.errors.__all__:
         assert name in doc, f"{name} missing from the tree drawn in interlock.errors"
+
+
+def test_no_name_has_two_meanings() -> None:
+    """``interlock.Timeout`` is the client's limits; the error an attempt raises is ``TimedOut``."""
+    assert set(interlock.__all__).isdisjoint(interlock.errors.__all__)
+    assert not issubclass(interlock.Timeout, BaseException)
+    assert issubclass(interlock.errors.TimedOut, TimeoutError)
+    assert issubclass(interlock.errors.DeadlineExceeded, interlock.errors.TimedOut)

@@ -8,7 +8,7 @@
     │   │                            tracking id and request id
     │   ├── TransportError           the network failed (reset, DNS, TLS) after connecting
     │   │   └── ConnectError         no connection could be made: nothing was sent
-    │   ├── Timeout                  an attempt ran out of time (also a builtin TimeoutError)
+    │   ├── TimedOut                 an attempt ran out of time (also a builtin TimeoutError)
     │   │   └── DeadlineExceeded     the whole call, retries included, ran out of time
     │   ├── CircuitOpen              the breaker is open: failed fast without calling upstream
     │   ├── RateLimited              the local quota wait would exceed max_wait
@@ -45,7 +45,7 @@ __all__ = [
     "RateLimited",
     "RetriesExhausted",
     "SignatureInvalid",
-    "Timeout",
+    "TimedOut",
     "TransportError",
     "UnknownSource",
     "UpstreamError",
@@ -123,22 +123,34 @@ class CallError(InterlockError):
 
 
 class TransportError(CallError):
+    """The network failed (reset, DNS, TLS) after connecting: the request may have been applied."""
+
     hint = "check that the upstream is reachable; network errors are retried by default"
 
 
 class ConnectError(TransportError):
+    """No connection could be made: nothing was sent, so any method may be retried."""
+
     hint = "the upstream refused or could not be reached; nothing was sent, so retrying is safe"
 
 
-class Timeout(CallError, builtins.TimeoutError):
+class TimedOut(CallError, builtins.TimeoutError):
+    """An attempt ran out of time. Named apart from ``interlock.Timeout``, the limits that
+    decide when this is raised."""
+
     hint = "raise interlock.Timeout(...) limits if the upstream is legitimately slow"
 
 
-class DeadlineExceeded(Timeout):
+class DeadlineExceeded(TimedOut):
+    """The whole call, every attempt and backoff together, ran out of time (``Timeout.total``)."""
+
     hint = "the call's total time budget ran out; raise Timeout(total=...) or lower retries"
 
 
 class CircuitOpen(CallError):
+    """The breaker is open: failed fast without calling upstream. ``retry_in``: seconds until
+    it lets a probe through."""
+
     hint = "the upstream failed too often recently; calls resume after the breaker's open_for"
 
     def __init__(self, message: str, *, retry_in: float = 0.0, **kwargs: Any) -> None:
@@ -147,6 +159,9 @@ class CircuitOpen(CallError):
 
 
 class RateLimited(CallError):
+    """The local quota wait would exceed ``RateLimit.max_wait``. ``retry_in``: seconds until
+    the next turn."""
+
     hint = "the local quota is exhausted; raise RateLimit(max_wait=...) to wait longer"
 
     def __init__(self, message: str, *, retry_in: float = 0.0, **kwargs: Any) -> None:
@@ -155,10 +170,15 @@ class RateLimited(CallError):
 
 
 class UpstreamError(CallError):
+    """The upstream answered with an error status (``.status``)."""
+
     hint = ""
 
 
 class RetriesExhausted(UpstreamError):
+    """Every allowed attempt failed; ``.status`` is the last one's (None when the last failure
+    was a network error), ``__cause__`` the last error."""
+
     hint = "the upstream kept failing; see __cause__ for the last error"
 
 
@@ -173,18 +193,26 @@ class WebhookError(InterlockError):
 
 
 class SignatureInvalid(WebhookError):
+    """401: the webhook's signature is missing, wrong or stale."""
+
     http_status = 401
 
 
 class PayloadTooLarge(WebhookError):
+    """413: the webhook's body is over its source's limit."""
+
     http_status = 413
 
 
 class UnknownSource(WebhookError):
+    """404: no webhook source of that name."""
+
     http_status = 404
 
 
 class MalformedPayload(WebhookError):
+    """400: the webhook's body is not what its source promises."""
+
     http_status = 400
 
 

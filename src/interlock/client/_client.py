@@ -19,7 +19,7 @@ from .._ids import current_correlation_id, new_id
 from .._metrics import track_client, upstream_stats
 from .._models import Request, Response
 from ..core.breaker import CircuitBreaker
-from ..core.retry import BudgetLedger, Failure, GiveUp, Retry
+from ..core.retry import BudgetLedger, FailureKind, GiveUp, Retry
 from ..core.retry_after import parse_retry_after
 from ..errors import (
     CallError,
@@ -28,15 +28,13 @@ from ..errors import (
     ConnectError,
     DeadlineExceeded,
     RetriesExhausted,
+    TimedOut,
     TransportError,
-)
-from ..errors import (
-    Timeout as TimeoutError_,
 )
 from ._config import Concurrency, Timeout
 from ._options import Batch, Cache, RateLimit, check_batches
 from ._paginate import Paginator
-from ._pipeline import Gate, Handler, Policy, compose
+from ._pipeline import Gate, Policy, Send, compose
 from ._routes import RouteNamer
 from .policies.batch import BatchPolicy
 from .policies.breaker import BreakerPolicy
@@ -152,8 +150,8 @@ class Client:
 
     # -- pipeline -------------------------------------------------------------------------------
     def _rebuild(self) -> None:
-        self._attempt: Handler = compose(self._attempt_policies, self._send_gated)
-        self._call: Handler = compose(self._call_policies, self._send_with_retries)
+        self._attempt: Send = compose(self._attempt_policies, self._send_gated)
+        self._call: Send = compose(self._call_policies, self._send_with_retries)
 
     async def _send_gated(self, request: Request) -> Response:
         """Pass the gates (concurrency, breaker), send one attempt, tell the gates how it ended."""
@@ -211,19 +209,19 @@ class Client:
             try:
                 response = await self._attempt(request)
             except ConnectError as exc:
-                error, failure = exc, Failure.CONNECT
+                error, failure = exc, FailureKind.CONNECT
             except TransportError as exc:
-                error, failure = exc, Failure.NETWORK
-            except TimeoutError_ as exc:
-                error, failure = exc, Failure.TIMEOUT
+                error, failure = exc, FailureKind.NETWORK
+            except TimedOut as exc:
+                error, failure = exc, FailureKind.TIMEOUT
             except CircuitOpen as exc:
-                error, failure, retry_after = exc, Failure.CIRCUIT_OPEN, exc.retry_in
+                error, failure, retry_after = exc, FailureKind.CIRCUIT_OPEN, exc.retry_in
                 attempt -= 1  # refused before sending: not an attempt
             if response is not None:
                 response.attempts = attempt
                 if retry is None or not retry.is_retryable_status(response.status):
                     return response
-                failure = Failure.THROTTLED if response.status == 429 else Failure.STATUS
+                failure = FailureKind.THROTTLED if response.status == 429 else FailureKind.STATUS
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), clock.time())
             if retry is None:
                 return self._give_up(request, GiveUp("not_retryable"), attempt, response, error)

@@ -20,11 +20,11 @@ from typing import Protocol
 
 from .._models import Request, Response
 
-Handler = Callable[[Request], Awaitable[Response]]
+Send = Callable[[Request], Awaitable[Response]]
 
 
 class Policy(Protocol):
-    async def handle(self, request: Request, call_next: Handler) -> Response: ...
+    async def handle(self, request: Request, call_next: Send) -> Response: ...
 
 
 class Gate(Protocol):
@@ -42,7 +42,7 @@ class Gate(Protocol):
     def exit(self, request: Request, response: Response | None, error: BaseException | None) -> None: ...
 
 
-def compose(policies: Sequence[Policy], terminal: Handler) -> Handler:
+def compose(policies: Sequence[Policy], terminal: Send) -> Send:
     """Chain policies so the first one listed runs first."""
     handler = terminal
     for policy in reversed(policies):

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from .backoff import Backoff
 
 
-class Failure(Enum):
+class FailureKind(Enum):
     """What went wrong with one attempt, as far as retrying is concerned."""
 
     STATUS = "status"  # the upstream answered with a retryable status
@@ -138,7 +138,7 @@ class Retry:
         attempt: int,
         method: str,
         has_idempotency_key: bool,
-        failure: Failure,
+        failure: FailureKind,
         retry_after: float | None,
         now: float,
         deadline: float | None,
@@ -146,15 +146,15 @@ class Retry:
         rng: random.Random | None = None,
     ) -> Decision:
         """Decide what follows failed attempt number ``attempt`` (1-based)."""
-        if failure is Failure.NETWORK and not self.network_errors:
+        if failure is FailureKind.NETWORK and not self.network_errors:
             return GiveUp("not_retryable")
-        if failure is Failure.CONNECT and not self.network_errors:
+        if failure is FailureKind.CONNECT and not self.network_errors:
             return GiveUp("not_retryable")
-        if failure is Failure.TIMEOUT and not self.timeouts:
+        if failure is FailureKind.TIMEOUT and not self.timeouts:
             return GiveUp("not_retryable")
-        if failure is Failure.CIRCUIT_OPEN and not self.circuit_open:
+        if failure is FailureKind.CIRCUIT_OPEN and not self.circuit_open:
             return GiveUp("not_retryable")
-        nothing_sent = failure in (Failure.CONNECT, Failure.THROTTLED, Failure.CIRCUIT_OPEN)
+        nothing_sent = failure in (FailureKind.CONNECT, FailureKind.THROTTLED, FailureKind.CIRCUIT_OPEN)
         # A refused connection or an open breaker sent nothing and a 429 was refused before
         # processing, but any other failure may have been applied: repeat it only when harmless.
         repeatable = method in self.methods or has_idempotency_key or nothing_sent
@@ -162,7 +162,7 @@ class Retry:
             return GiveUp("unsafe_method")
         # A refusal by the open breaker is not an attempt (nothing was sent): the deadline, not
         # ``attempts``, bounds how long a caller waits for the upstream to recover.
-        if failure is not Failure.CIRCUIT_OPEN and attempt >= self.attempts:
+        if failure is not FailureKind.CIRCUIT_OPEN and attempt >= self.attempts:
             return GiveUp("attempts")
         delay = self.backoff.delay(attempt, rng)
         if retry_after is not None and self.respect_retry_after:
@@ -173,8 +173,8 @@ class Retry:
             return GiveUp("deadline")
         # The budget guards against retry storms. Waiting out an open breaker sends nothing, and
         # a 429 that says when to come back is paced by the server itself: neither spends it.
-        server_paced = failure is Failure.THROTTLED and retry_after is not None
-        spends_budget = failure is not Failure.CIRCUIT_OPEN and not server_paced
+        server_paced = failure is FailureKind.THROTTLED and retry_after is not None
+        spends_budget = failure is not FailureKind.CIRCUIT_OPEN and not server_paced
         if spends_budget and budget is not None and not budget.try_spend(now):
             return GiveUp("budget")
         return RetryIn(delay)

@@ -24,7 +24,7 @@ from ..._metrics import work_stats
 from ..._models import Request, Response
 from ...core.batching import Batcher, Flush, Opened
 from .._options import Batch
-from .._pipeline import Handler
+from .._pipeline import Send
 
 _log = logging.getLogger("interlock.batch")
 # Fields of the list answer that describe the list, not the item a member receives.
@@ -82,7 +82,7 @@ class BatchPolicy:
                 return index, params[spec.id_name]
         return None
 
-    async def handle(self, request: Request, call_next: Handler) -> Response:
+    async def handle(self, request: Request, call_next: Send) -> Response:
         found = self._match(request)
         if found is None:
             return await call_next(request)
@@ -116,12 +116,12 @@ class BatchPolicy:
         assert isinstance(outcome, Response)
         return outcome
 
-    def _launch(self, index: int, flush: Flush[_Member], call_next: Handler) -> None:
+    def _launch(self, index: int, flush: Flush[_Member], call_next: Send) -> None:
         task = asyncio.ensure_future(self._run(self.batches[index], flush, call_next))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, spec: Batch, flush: Flush[_Member], call_next: Handler) -> None:
+    async def _run(self, spec: Batch, flush: Flush[_Member], call_next: Send) -> None:
         ids = list(flush.ids)
         members = [m for waiting in flush.members.values() for m in waiting]
         if len(ids) == 1:

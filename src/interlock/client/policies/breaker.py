@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..._clock import Clock
 from ..._models import Request, Response
 from ...core.breaker import Admit, CircuitBreaker
-from ...errors import CircuitOpen, DeadlineExceeded, Timeout, TransportError
+from ...errors import CircuitOpen, DeadlineExceeded, TimedOut, TransportError
 
 _ADMITTED = "interlock.breaker"
 
@@ -38,7 +38,7 @@ class BreakerPolicy:
         admitted, start = request.extensions.pop(_ADMITTED)
         if response is not None and response.status != 429:
             failed = response.status >= 500
-        elif isinstance(error, TransportError | Timeout) and not isinstance(error, DeadlineExceeded):
+        elif isinstance(error, TransportError | TimedOut) and not isinstance(error, DeadlineExceeded):
             failed = True
         else:
             # A 429, a cancellation, or a deadline spent before sending says nothing about the

@@ -25,7 +25,7 @@ from ...core import freshness as fr
 from ...errors import CallError
 from ...stores.cache import CacheStore
 from .._options import Cache, CacheRule
-from .._pipeline import Handler
+from .._pipeline import Send
 
 _log = logging.getLogger("interlock.cache")
 # The caller asked for a fresh answer or made its own conditional request: not ours to answer.
@@ -76,7 +76,7 @@ class CachePolicy:
         return f"{self._base(request.path)}{query}|{'&'.join(vary)}"
 
     # -- the policy -------------------------------------------------------------------------
-    async def handle(self, request: Request, call_next: Handler) -> Response:
+    async def handle(self, request: Request, call_next: Send) -> Response:
         if request.method != "GET":
             response = await call_next(request)
             if self.config.invalidate_on_write and not request.is_safe and response.status < 400:
@@ -110,7 +110,7 @@ class CachePolicy:
         entry: fr.CacheEntry | None,
         rule: CacheRule,
         params: Mapping[str, str],
-        call_next: Handler,
+        call_next: Send,
         *,
         store: bool = True,
         background: bool = False,
@@ -181,7 +181,7 @@ class CachePolicy:
         entry: fr.CacheEntry,
         rule: CacheRule,
         params: Mapping[str, str],
-        call_next: Handler,
+        call_next: Send,
     ) -> None:
         if key in self._refreshing:
             return  # RFC 5861 section 3: one refresh at a time, the others keep serving stale

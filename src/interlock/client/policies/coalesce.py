@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from ..._metrics import work_stats
 from ..._models import Request, Response
-from .._pipeline import Handler
+from .._pipeline import Send
 
 COALESCED_METHODS = frozenset({"GET", "HEAD"})
 DEFAULT_IGNORED_HEADERS = ("X-Request-ID", "Traceparent", "Tracestate", "Idempotency-Key")
@@ -55,7 +55,7 @@ class CoalescePolicy:
     def in_flight(self) -> int:
         return len(self._flights)
 
-    async def handle(self, request: Request, call_next: Handler) -> Response:
+    async def handle(self, request: Request, call_next: Send) -> Response:
         if request.method not in COALESCED_METHODS or request.body:
             return await call_next(request)
         key = request_identity(request, self._ignored)

@@ -17,7 +17,7 @@ from ...core.quota_headers import parse_quota
 from ...errors import DeadlineExceeded, RateLimited
 from ...stores.quota import QuotaStore
 from .._options import RateLimit
-from .._pipeline import Handler
+from .._pipeline import Send
 
 _log = logging.getLogger("interlock.ratelimit")
 # The low-quota warning repeats at most this often per key, however long the quota stays low.
@@ -83,7 +83,7 @@ class RateLimitPolicy:
             state = self._keys[credential] = _KeyState(pacer, bucket, credential or "-")
         return state
 
-    async def handle(self, request: Request, call_next: Handler) -> Response:
+    async def handle(self, request: Request, call_next: Send) -> Response:
         state = self._state(request)
         if state.pacer.probing:
             # Quota unknown: one call at a time until an answer tells it, rather than queueing
@@ -93,7 +93,7 @@ class RateLimitPolicy:
                     return await self._paced(state, request, call_next)
         return await self._paced(state, request, call_next)
 
-    async def _paced(self, state: _KeyState, request: Request, call_next: Handler) -> Response:
+    async def _paced(self, state: _KeyState, request: Request, call_next: Send) -> Response:
         pacer, clock = state.pacer, self._clock
         max_wait = self.config.max_wait
         deadline_left = None if request.deadline is None else request.deadline - clock.monotonic()

@@ -19,7 +19,7 @@ class AttemptTimeout:
 
 
 class Transport(Protocol):
-    """Sends one attempt. Raises ``ConnectError``, ``TransportError`` or ``Timeout`` (never a
+    """Sends one attempt. Raises ``ConnectError``, ``TransportError`` or ``TimedOut`` (never a
     library's own exceptions) and returns the full response, body read."""
 
     async def send(self, request: Request, timeout: AttemptTimeout) -> Response: ...

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import aiohttp
 
 from ..._models import Request, Response
-from ...errors import ConnectError, Timeout, TransportError
+from ...errors import ConnectError, TimedOut, TransportError
 from . import AttemptTimeout, answer
 
 
@@ -64,7 +64,7 @@ class AiohttpTransport:
                 headers = resp.headers
                 status = resp.status
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise Timeout("timed out waiting for the upstream") from exc
+            raise TimedOut("timed out waiting for the upstream") from exc
         except aiohttp.ClientConnectorError as exc:
             raise ConnectError(f"could not connect: {exc.os_error or exc}") from exc
         except (aiohttp.ClientError, OSError) as exc:

@@ -9,7 +9,7 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..._models import Request, Response
-from ...errors import ConnectError, Timeout, TransportError
+from ...errors import ConnectError, TimedOut, TransportError
 from . import AttemptTimeout, answer
 
 try:
@@ -51,7 +51,7 @@ class HttpxTransport:
                 timeout=limits,
             )
         except httpx.TimeoutException as exc:
-            raise Timeout("timed out waiting for the upstream") from exc
+            raise TimedOut("timed out waiting for the upstream") from exc
         except httpx.ConnectError as exc:
             raise ConnectError(f"could not connect: {exc}") from exc
         except httpx.TransportError as exc:
