@@ -1,8 +1,7 @@
 """The outbound face: ``Client`` (async) and ``SyncClient``."""
 
 from ._client import Client
-from ._config import Concurrency, Timeout
-from ._options import Batch, Cache, CacheRule, RateLimit
+from ._config import Batch, Cache, CacheRule, Concurrency, RateLimit, Timeout
 from ._paginate import Paginator
 from ._sync import SyncClient
 

@@ -31,8 +31,7 @@ from ..errors import (
     TimedOut,
     TransportError,
 )
-from ._config import Concurrency, Timeout
-from ._options import Batch, Cache, RateLimit, check_batches
+from ._config import Batch, Cache, Concurrency, RateLimit, Timeout, batches_of
 from ._paginate import Paginator
 from ._pipeline import Gate, Policy, Send, compose
 from ._routes import RouteNamer
@@ -118,9 +117,12 @@ class Client:
         self._headers: CIMultiDict[str] = CIMultiDict(headers or {})
         self._clock = clock or SYSTEM_CLOCK
         self._rng = rng
-        batches = check_batches(batch)
+        batches = batches_of(batch)
         declared = [*(t for b in batches for t in (b.route, b.via)), *(cache.templates if cache else ())]
-        self._routes = RouteNamer([*routes, *declared])
+        try:
+            self._routes = RouteNamer([*routes, *declared])
+        except ValueError as exc:
+            raise ConfigError("Client", "routes", str(exc)) from None
         self._transport: Transport = transport or AiohttpTransport(tracking_headers=tracking_headers)
         self._budget = BudgetLedger(retry.budget) if retry and retry.budget else None
         self._breaker = BreakerPolicy(breaker, self.name, self._clock) if breaker else None

@@ -23,7 +23,7 @@ from ..._ids import new_id
 from ..._metrics import work_stats
 from ..._models import Request, Response
 from ...core.batching import Batcher, Flush, Opened
-from .._options import Batch
+from .._config import Batch
 from .._pipeline import Send
 
 _log = logging.getLogger("interlock.batch")

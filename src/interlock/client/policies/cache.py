@@ -24,7 +24,7 @@ from ..._models import Request, Response
 from ...core import freshness as fr
 from ...errors import CallError
 from ...stores.cache import CacheStore
-from .._options import Cache, CacheRule
+from .._config import Cache, CacheRule
 from .._pipeline import Send
 
 _log = logging.getLogger("interlock.cache")

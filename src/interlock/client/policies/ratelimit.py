@@ -16,7 +16,7 @@ from ...core.bucket import Advice, Pacer
 from ...core.quota_headers import parse_quota
 from ...errors import DeadlineExceeded, RateLimited
 from ...stores.quota import QuotaStore
-from .._options import RateLimit
+from .._config import RateLimit
 from .._pipeline import Send
 
 _log = logging.getLogger("interlock.ratelimit")
