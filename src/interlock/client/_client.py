@@ -1,15 +1,15 @@
-"""``interlock.Client``: one upstream, every call through the resilience pipeline."""
+"""``interlock.Client``: one upstream, every call through the pipeline ``interlock.client``
+describes."""
 
 from __future__ import annotations
 
-import asyncio
 import json as _json
 import logging
 import random
 import uuid
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypedDict, Unpack
 from urllib.parse import parse_qsl, urlsplit
 
 from multidict import CIMultiDict
@@ -19,21 +19,11 @@ from .._ids import current_correlation_id, new_id
 from .._metrics import track_client, upstream_stats
 from .._models import Request, Response
 from ..core.breaker import CircuitBreaker
-from ..core.retry import BudgetLedger, FailureKind, GiveUp, Retry
-from ..core.retry_after import parse_retry_after
-from ..errors import (
-    CallError,
-    CircuitOpen,
-    ConfigError,
-    ConnectError,
-    DeadlineExceeded,
-    RetriesExhausted,
-    TimedOut,
-    TransportError,
-)
+from ..core.retry import Retry
+from ..errors import CallError, ConfigError, DeadlineExceeded
 from ._config import Batch, Cache, Concurrency, RateLimit, Timeout, batches_of
 from ._paginate import Paginator
-from ._pipeline import Gate, Policy, Send, compose
+from ._pipeline import compose_pipeline
 from ._routes import RouteNamer
 from .policies.batch import BatchPolicy
 from .policies.breaker import BreakerPolicy
@@ -41,26 +31,38 @@ from .policies.cache import CachePolicy
 from .policies.coalesce import CoalescePolicy
 from .policies.concurrency import ConcurrencyLimiter
 from .policies.ratelimit import RateLimitPolicy
-from .transports import AttemptTimeout, Transport
+from .policies.retry import RetryPolicy
+from .transports import DEFAULT_TRACKING_HEADERS, AttemptTimeout, Transport
 from .transports._aiohttp import AiohttpTransport
+
+__all__ = ["Client", "ParamValue", "RequestOptions"]
 
 _log = logging.getLogger("interlock.client")
 
 ParamValue = str | int | float | bool | Sequence[str | int]
+"""A query parameter's value: a sequence is sent comma-joined, a bool as ``true`` / ``false``."""
 UNSAFE_KEYED_METHODS = frozenset({"POST", "PUT", "PATCH"})
-DEFAULT_TRACKING_HEADERS = (
-    "Trackingid",
-    "X-Tracking-Id",
-    "X-Amzn-Requestid",
-    "X-Amz-Request-Id",
-    "Request-Id",
-    "X-Request-Id",
-)
-_GIVE_UP_WORDS = {
-    "attempts": "no attempts left",
-    "budget": "retry budget exhausted (the upstream is failing a large share of calls)",
-    "retry_after_too_long": "Retry-After is longer than Retry.max_retry_after",
-}
+
+
+class RequestOptions(TypedDict, total=False):
+    """The keyword arguments of one call: ``Client.get``, ``post``, ``put``, ``patch``,
+    ``delete``, ``head`` and ``request`` take these (editors complete them), as does
+    ``build_request``, which documents each.
+
+    ``params`` (query parameters), ``headers``, ``json`` or ``content`` (the body),
+    ``idempotency_key``, ``route`` (the route name, when the automatic one is wrong),
+    ``timeout`` (seconds for the whole call, over ``Timeout.total``), ``fields`` (sparse
+    fieldsets: ``?fields=id,email``).
+    """
+
+    params: Mapping[str, ParamValue] | None
+    headers: Mapping[str, str] | None
+    json: Any
+    content: bytes | str | None
+    idempotency_key: str | None
+    route: str | None
+    timeout: float | None
+    fields: Iterable[str] | None
 
 
 def _param(value: ParamValue) -> str:
@@ -75,9 +77,18 @@ def _outcome(status: int) -> str:
     return f"{status // 100}xx"
 
 
-class Client:
-    """An upstream API, called through cache, coalescing, batching, rate limit, concurrency,
-    breaker, retry and timeout policies. Use as ``async with Client(...) as api:``."""
+class Client(AbstractAsyncContextManager["Client"]):
+    """One upstream API, every call through the resilience pipeline (``interlock.client``
+    states its order and why).
+
+    Use as ``async with Client("https://api.example.com") as api: await api.get("/x")``.
+    Every option is a keyword: ``timeout`` (a ``Timeout``), ``retry``, ``breaker``,
+    ``concurrency``, ``rate_limit``, ``cache``, ``coalesce``, ``batch`` switch and tune the
+    policies (None switches one off); ``headers`` go with every call; ``idempotency_keys``
+    adds a generated ``Idempotency-Key`` to POST, PUT and PATCH so that they may be retried;
+    ``routes`` declares route templates for metrics and logs; ``transport``, ``clock`` and
+    ``rng`` replace the network, time and jitter (tests: ``interlock.testing``).
+    """
 
     def __init__(
         self,
@@ -109,14 +120,12 @@ class Client:
         self.name = name or parts.netloc
         self.timeout = timeout or Timeout()
         self._per_attempt = self.timeout.per_attempt
-        self.retry = retry
         self.concurrency = Concurrency.coerce(concurrency)
         self.idempotency_keys = idempotency_keys
         self._idempotency_header = idempotency_header
         self._request_id_header = request_id_header
         self._headers: CIMultiDict[str] = CIMultiDict(headers or {})
         self._clock = clock or SYSTEM_CLOCK
-        self._rng = rng
         batches = batches_of(batch)
         declared = [*(t for b in batches for t in (b.route, b.via)), *(cache.templates if cache else ())]
         try:
@@ -124,12 +133,7 @@ class Client:
         except ValueError as exc:
             raise ConfigError("Client", "routes", str(exc)) from None
         self._transport: Transport = transport or AiohttpTransport(tracking_headers=tracking_headers)
-        self._budget = BudgetLedger(retry.budget) if retry and retry.budget else None
-        self._breaker = BreakerPolicy(breaker, self.name, self._clock) if breaker else None
-        self._limiter = ConcurrencyLimiter(self.concurrency) if self.concurrency else None
         self._stats = upstream_stats(self.name)
-        # Work avoided: cache -> coalesce -> batch once per call; the rate limit once per attempt,
-        # first, so retries draw from the same quota.
         ignored = (request_id_header, idempotency_header)
         self.cache = CachePolicy(cache, self.name, self._clock) if cache else None
         self._coalesce = (
@@ -142,51 +146,35 @@ class Client:
             if batches
             else None
         )
+        self._retry = RetryPolicy(retry, self._clock, rng)
         self.rate_limit = RateLimitPolicy(rate_limit, self.name, self._clock) if rate_limit else None
-        self._call_policies: list[Policy] = [p for p in (self.cache, self._coalesce, self._batch) if p]
-        self._attempt_policies: list[Policy] = [p for p in (self.rate_limit,) if p]
-        self._gates: list[Gate] = [g for g in (self._limiter, self._breaker) if g is not None]
-        self._rebuild()
+        self._limiter = ConcurrencyLimiter(self.concurrency) if self.concurrency else None
+        self._breaker = BreakerPolicy(breaker, self.name, self._clock) if breaker else None
+        self._call = compose_pipeline(
+            cache=self.cache,
+            coalesce=self._coalesce,
+            batch=self._batch,
+            retry=self._retry,
+            rate_limit=self.rate_limit,
+            concurrency=self._limiter,
+            breaker=self._breaker,
+            transport=self._send,
+            clock=self._clock,
+            on_resend=self._count_retry,
+        )
         self._closed = False
         track_client(self)
 
-    # -- pipeline -------------------------------------------------------------------------------
-    def _rebuild(self) -> None:
-        self._attempt: Send = compose(self._attempt_policies, self._send_gated)
-        self._call: Send = compose(self._call_policies, self._send_with_retries)
+    @property
+    def retry(self) -> Retry | None:
+        """How calls are retried (None: never). May be replaced on a live client."""
+        return self._retry.config
 
-    async def _send_gated(self, request: Request) -> Response:
-        """Pass the gates (concurrency, breaker), send one attempt, tell the gates how it ended."""
-        gates = self._gates
-        entered = 0
-        try:
-            for gate in gates:
-                if not gate.try_enter(request):
-                    await self._enter_by_deadline(gate, request)
-                entered += 1
-            if request.attempt > 1:  # counted when sent: waiting out an open breaker sends nothing
-                self._stats.route(request.route).retries += 1
-            response = await self._send(request)
-        except BaseException as exc:
-            for gate in reversed(gates[:entered]):
-                gate.exit(request, None, exc)
-            raise
-        for gate in reversed(gates):
-            gate.exit(request, response, None)
-        return response
+    @retry.setter
+    def retry(self, value: Retry | None) -> None:
+        self._retry.config = value
 
-    async def _enter_by_deadline(self, gate: Gate, request: Request) -> None:
-        """Wait for a gate (a concurrency slot), but never past the call's deadline."""
-        if request.deadline is None:
-            await gate.enter(request)
-            return
-        remaining = request.deadline - self._clock.monotonic()
-        try:
-            async with asyncio.timeout(max(0.0, remaining)):
-                await gate.enter(request)
-        except TimeoutError:
-            raise DeadlineExceeded("deadline reached while waiting for a concurrency slot") from None
-
+    # -- the transport end of the pipeline -----------------------------------------------------
     def _send(self, request: Request) -> Coroutine[Any, Any, Response]:
         # A plain function handing back the transport's coroutine: one frame less per attempt.
         total = self._per_attempt
@@ -197,85 +185,8 @@ class Client:
             total = remaining if total is None else min(total, remaining)
         return self._transport.send(request, AttemptTimeout(self.timeout.connect, None, total))
 
-    async def _send_with_retries(self, request: Request) -> Response:
-        retry, clock = self.retry, self._clock
-        if self._budget is not None:
-            self._budget.record_call(clock.monotonic())
-        attempt = 0
-        while True:
-            attempt += 1
-            request.attempt = attempt
-            response: Response | None = None
-            error: CallError | None = None
-            retry_after: float | None = None
-            try:
-                response = await self._attempt(request)
-            except ConnectError as exc:
-                error, failure = exc, FailureKind.CONNECT
-            except TransportError as exc:
-                error, failure = exc, FailureKind.NETWORK
-            except TimedOut as exc:
-                error, failure = exc, FailureKind.TIMEOUT
-            except CircuitOpen as exc:
-                error, failure, retry_after = exc, FailureKind.CIRCUIT_OPEN, exc.retry_in
-                attempt -= 1  # refused before sending: not an attempt
-            if response is not None:
-                response.attempts = attempt
-                if retry is None or not retry.is_retryable_status(response.status):
-                    return response
-                failure = FailureKind.THROTTLED if response.status == 429 else FailureKind.STATUS
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), clock.time())
-            if retry is None:
-                return self._give_up(request, GiveUp("not_retryable"), attempt, response, error)
-            decision = retry.decide(
-                attempt=attempt,
-                method=request.method,
-                has_idempotency_key=request.idempotency_key is not None,
-                failure=failure,
-                retry_after=retry_after,
-                now=clock.monotonic(),
-                deadline=request.deadline,
-                budget=self._budget,
-                rng=self._rng,
-            )
-            if isinstance(decision, GiveUp):
-                return self._give_up(request, decision, attempt, response, error)
-            await clock.sleep(decision.delay)
-
-    def _give_up(
-        self,
-        request: Request,
-        decision: GiveUp,
-        attempts: int,
-        response: Response | None,
-        error: CallError | None,
-    ) -> Response:
-        """End a call whose last attempt failed: return the answer or raise the right error."""
-        context: dict[str, Any] = {
-            "upstream": request.upstream,
-            "method": request.method,
-            "route": request.route,
-            "attempts": attempts,
-            "request_id": request.request_id,
-            "tracking_id": response.tracking_id if response else None,
-            "status": response.status if response else None,
-        }
-        if decision.reason in ("not_retryable", "unsafe_method"):
-            if response is not None:
-                return response
-            assert error is not None
-            if decision.reason == "unsafe_method":
-                error.hint = "not retried: it may have been applied; pass idempotency_key= to retry it"
-            raise error.with_context(**context) from error.__cause__
-        last = f"last answer {response.status}" if response else f"last error: {error}"
-        if decision.reason == "deadline":
-            raise DeadlineExceeded(
-                f"deadline reached, no time for another retry; {last}", **context
-            ) from error
-        if error is not None and attempts == 1 and decision.reason == "attempts":
-            raise error.with_context(**context) from error.__cause__
-        words = _GIVE_UP_WORDS.get(decision.reason, decision.reason)
-        raise RetriesExhausted(f"gave up: {words}; {last}", **context) from error
+    def _count_retry(self, request: Request) -> None:
+        self._stats.route(request.route).retries += 1
 
     # -- building requests ----------------------------------------------------------------------
     def build_request(
@@ -292,6 +203,20 @@ class Client:
         timeout: float | None = None,
         fields: Iterable[str] | None = None,
     ) -> Request:
+        """The ``Request`` for one call, ready for ``send`` (``get``, ``post``... build and send
+        in one step). ``path`` is relative to ``base_url`` (or an absolute URL) and may carry a
+        query string.
+
+        - ``params``: query parameters, merged over the path's own;
+        - ``headers``: merged over the client's;
+        - ``json`` (serialised compactly, with ``Content-Type: application/json``) or
+          ``content`` (bytes or text, sent as is): the body;
+        - ``idempotency_key``: sent as the idempotency header; POST, PUT and PATCH get a
+          generated one unless the client has ``idempotency_keys=False``;
+        - ``route``: the route name for metrics, logs and rules, when the automatic one is wrong;
+        - ``timeout``: seconds for the whole call, replacing ``Timeout.total``;
+        - ``fields``: sparse fieldsets, sent as ``?fields=a,b``.
+        """
         method = method.upper()
         if path.startswith(("http://", "https://")):
             url, relative = path, urlsplit(path).path
@@ -335,9 +260,9 @@ class Client:
             params=query,
             headers=merged,
             body=body,
+            deadline=self._clock.monotonic() + total if total else None,
             request_id=request_id,
             idempotency_key=key,
-            deadline=self._clock.monotonic() + total if total else None,
         )
 
     # -- calling --------------------------------------------------------------------------------
@@ -350,13 +275,7 @@ class Client:
             response = await self._call(request)
         except CallError as exc:
             elapsed = self._clock.monotonic() - start
-            exc.with_context(
-                upstream=request.upstream,
-                method=request.method,
-                route=request.route,
-                request_id=request.request_id,
-                attempts=request.attempt,
-            )
+            exc.with_context(**request.context(), attempts=request.attempt)
             self._observe(request, type(exc).__name__.lower(), elapsed)
             if _log.isEnabledFor(logging.WARNING):
                 _log.warning("%s", exc, extra={"interlock": self._log_fields(request, None, elapsed, exc)})
@@ -398,27 +317,43 @@ class Client:
             "error": type(error).__name__ if error else None,
         }
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        """Build and send one call; ``get``, ``post``... are shorthands. Returns a coroutine."""
-        return self.send(self.build_request(method, path, **kwargs))
+    def request(
+        self, method: str, path: str, **options: Unpack[RequestOptions]
+    ) -> Coroutine[Any, Any, Response]:
+        """Build and send one call with any method (``get``, ``post``... are its shorthands);
+        the options are ``build_request``'s. Returns a coroutine: ``await api.request(...)``."""
+        return self.send(self.build_request(method, path, **options))
 
-    def get(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.send(self.build_request("GET", path, **kwargs))
+    def get(self, path: str, **options: Unpack[RequestOptions]) -> Coroutine[Any, Any, Response]:
+        """GET ``path``, the call every policy serves: a cached route may be answered from the
+        cache, identical GETs in flight share one upstream call, and a declared ``Batch`` route
+        becomes part of a list call. Retried on failure."""
+        return self.send(self.build_request("GET", path, **options))
 
-    def head(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.send(self.build_request("HEAD", path, **kwargs))
+    def head(self, path: str, **options: Unpack[RequestOptions]) -> Coroutine[Any, Any, Response]:
+        """HEAD ``path``: a GET without the body; shared while in flight, never cached."""
+        return self.send(self.build_request("HEAD", path, **options))
 
-    def post(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.send(self.build_request("POST", path, **kwargs))
+    def post(self, path: str, **options: Unpack[RequestOptions]) -> Coroutine[Any, Any, Response]:
+        """POST ``path``. It may apply twice if repeated, so it is retried only when it carries
+        an idempotency key: one is generated for each call unless the client has
+        ``idempotency_keys=False`` or ``idempotency_key=`` gives the caller's own. A success
+        forgets the cached copies of ``path`` (RFC 9111 section 4.4)."""
+        return self.send(self.build_request("POST", path, **options))
 
-    def put(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.send(self.build_request("PUT", path, **kwargs))
+    def put(self, path: str, **options: Unpack[RequestOptions]) -> Coroutine[Any, Any, Response]:
+        """PUT ``path``: idempotent (RFC 9110 section 9.2.2), so retried like a read; a success
+        forgets the cached copies of ``path``."""
+        return self.send(self.build_request("PUT", path, **options))
 
-    def patch(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.send(self.build_request("PATCH", path, **kwargs))
+    def patch(self, path: str, **options: Unpack[RequestOptions]) -> Coroutine[Any, Any, Response]:
+        """PATCH ``path``: like ``post``, retried only with its (generated or given) idempotency
+        key."""
+        return self.send(self.build_request("PATCH", path, **options))
 
-    def delete(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.send(self.build_request("DELETE", path, **kwargs))
+    def delete(self, path: str, **options: Unpack[RequestOptions]) -> Coroutine[Any, Any, Response]:
+        """DELETE ``path``: idempotent, retried like a read; a success forgets the cached copies."""
+        return self.send(self.build_request("DELETE", path, **options))
 
     # -- state and lifecycle --------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -447,6 +382,8 @@ class Client:
         return Paginator(self, path, **options)
 
     async def aclose(self) -> None:
+        """Close the client: stop background work (batch timers, cache refreshes), close the
+        stores it opened and the transport's connections. Calls after this raise."""
         self._closed = True
         for policy in (self._batch, self.cache, self.rate_limit):
             if policy is not None:
@@ -456,12 +393,7 @@ class Client:
     async def __aenter__(self) -> Client:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def __repr__(self) -> str:

@@ -33,16 +33,21 @@ class FailureKind(Enum):
 
 @dataclass(frozen=True, slots=True)
 class RetryIn:
+    """Decision: wait ``delay`` seconds, then send the next attempt."""
+
     delay: float
 
 
 @dataclass(frozen=True, slots=True)
 class GiveUp:
+    """Decision: no further attempt; the driver ends the call with the last answer or error."""
+
     reason: str
     """One of: not_retryable, unsafe_method, attempts, deadline, budget, retry_after_too_long."""
 
 
 Decision = RetryIn | GiveUp
+"""What follows a failed attempt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +71,7 @@ class RetryBudget:
 
 
 class BudgetLedger:
-    """Counts first attempts and retries in a sliding window to enforce a ``RetryBudget``."""
+    """Counts calls and retries in a sliding window to enforce a ``RetryBudget``."""
 
     def __init__(self, budget: RetryBudget) -> None:
         self.budget = budget
@@ -80,6 +85,7 @@ class BudgetLedger:
                 times.popleft()
 
     def record_call(self, now: float) -> None:
+        """Count a call (its first attempt) made at ``now``."""
         self._calls.append(now)
 
     def try_spend(self, now: float) -> bool:
@@ -130,7 +136,15 @@ class Retry:
         object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
 
     def is_retryable_status(self, status: int) -> bool:
+        """True when an answer with ``status`` is worth another attempt."""
         return status in self.statuses
+
+    def failure_of_status(self, status: int) -> FailureKind | None:
+        """What an answer with ``status`` means for retrying: None when the answer stands (a
+        success, or an error retrying cannot fix), else the kind of failure to ``decide`` on."""
+        if status not in self.statuses:
+            return None
+        return FailureKind.THROTTLED if status == 429 else FailureKind.STATUS
 
     def decide(
         self,

@@ -1,8 +1,7 @@
 """Drives ``core.batching.Batcher``: single reads of a declared route wait a few milliseconds,
 then one list call fetches every pending id and each caller gets its own item as a Response.
 
-The list call goes down the rest of the pipeline like any call (retries, rate limit,
-concurrency, breaker). Ids absent from the answer are a 404 for their own caller. If the list
+The list call goes down the rest of the pipeline like any call, retries included. Ids absent from the answer are a 404 for their own caller. If the list
 call fails (an error, a non-200, a body without the items), every member falls back to its own
 single call, with its own retries: one bad id or one failed batch never fails its neighbours.
 """
@@ -188,21 +187,10 @@ class BatchPolicy:
             else:
                 status, content = 200, json.dumps(item, separators=(",", ":")).encode()
             for m in waiting:
-                _settle(
-                    m,
-                    Response(
-                        status=status,
-                        headers=frozen,
-                        content=content,
-                        method="GET",
-                        url=m.request.url,
-                        route=m.request.route,
-                        upstream=m.request.upstream,
-                        attempts=response.attempts,
-                        tracking_id=response.tracking_id,
-                        request_id=m.request.request_id,
-                    ),
+                answer = Response.answering(
+                    m.request, status, frozen, content, attempts=response.attempts, tracking_id=response.tracking_id
                 )
+                _settle(m, answer)
 
     @staticmethod
     def _items(spec: Batch, response: Response) -> dict[str, Any] | None:

@@ -199,18 +199,8 @@ class CachePolicy:
     def _serve(self, entry: fr.CacheEntry, request: Request, now: float, *, stale: bool) -> Response:
         headers: CIMultiDict[str] = CIMultiDict(entry.headers)
         headers["Age"] = str(int(entry.age(now)))  # RFC 9111 section 5.1
-        return Response(
-            status=entry.status,
-            headers=CIMultiDictProxy(headers),
-            content=entry.content,
-            method=request.method,
-            url=request.url,
-            route=request.route,
-            upstream=request.upstream,
-            attempts=0,
-            request_id=request.request_id,
-            from_cache=True,
-            stale=stale,
+        return Response.answering(
+            request, entry.status, CIMultiDictProxy(headers), entry.content, attempts=0, from_cache=True, stale=stale
         )
 
     # -- rules ------------------------------------------------------------------------------

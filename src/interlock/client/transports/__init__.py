@@ -10,9 +10,22 @@ from multidict import CIMultiDictProxy
 
 from ..._models import Request, Response
 
+DEFAULT_TRACKING_HEADERS = (
+    "Trackingid",
+    "X-Tracking-Id",
+    "X-Amzn-Requestid",
+    "X-Amz-Request-Id",
+    "Request-Id",
+    "X-Request-Id",
+)
+"""Where upstreams put the id of a call on their side (the first one present wins)."""
+
 
 @dataclass(frozen=True, slots=True)
 class AttemptTimeout:
+    """The limits of one attempt, in seconds (None: no limit): to connect, per read, and in all
+    (the tightest of ``Timeout.read``, ``Timeout.attempt`` and what is left of the deadline)."""
+
     connect: float | None
     read: float | None
     total: float | None
@@ -22,9 +35,13 @@ class Transport(Protocol):
     """Sends one attempt. Raises ``ConnectError``, ``TransportError`` or ``TimedOut`` (never a
     library's own exceptions) and returns the full response, body read."""
 
-    async def send(self, request: Request, timeout: AttemptTimeout) -> Response: ...
+    async def send(self, request: Request, timeout: AttemptTimeout) -> Response:
+        """Send one attempt of ``request`` within ``timeout`` and read the whole answer."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Close the connections this transport opened."""
+        ...
 
 
 def answer(
@@ -40,17 +57,7 @@ def answer(
         tracking_id = headers.get(name)
         if tracking_id:
             break
-    return Response(
-        status=status,
-        headers=headers,
-        content=content,
-        method=request.method,
-        url=request.url,
-        route=request.route,
-        upstream=request.upstream,
-        tracking_id=tracking_id,
-        request_id=request.request_id,
-    )
+    return Response.answering(request, status, headers, content, tracking_id=tracking_id)
 
 
 def __getattr__(name: str) -> object:
@@ -66,4 +73,11 @@ def __getattr__(name: str) -> object:
     raise AttributeError(name)
 
 
-__all__ = ["AiohttpTransport", "AttemptTimeout", "HttpxTransport", "Transport", "answer"]
+__all__ = [
+    "DEFAULT_TRACKING_HEADERS",
+    "AiohttpTransport",
+    "AttemptTimeout",
+    "HttpxTransport",
+    "Transport",
+    "answer",
+]
