@@ -50,7 +50,7 @@ class Request:
         """True for methods that change nothing upstream (RFC 9110 section 9.2.1)."""
         return self.method in SAFE_METHODS
 
-    def context(self) -> dict[str, str]:
+    def context(self) -> dict[str, Any]:
         """Where this call goes, for an error raised on its way: upstream, method, route and
         request id (see ``CallError``)."""
         return {

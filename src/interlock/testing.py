@@ -19,17 +19,21 @@ class FakeClock:
         self.sleeps: list[float] = []
 
     def monotonic(self) -> float:
+        """The fake monotonic time, in seconds."""
         return self._now
 
     def time(self) -> float:
+        """The fake wall-clock time (epoch seconds), moving with ``monotonic``."""
         return self._now + self._wall_offset
 
     def advance(self, seconds: float) -> None:
+        """Move both clocks forward by ``seconds``."""
         if seconds < 0:
             raise ValueError("a clock cannot go backwards")
         self._now += seconds
 
     async def sleep(self, seconds: float) -> None:
+        """Record the sleep in ``sleeps``, advance the clock by it and yield once."""
         self.sleeps.append(seconds)
         self.advance(max(0.0, seconds))
         await asyncio.sleep(0)

@@ -60,9 +60,6 @@ class FaultInjector:
         self._windows = [w for w in self._windows if w[1] > now]
         return active
 
-    def outage_remaining(self, now: float) -> float:
-        return max((end - now for start, end in self._windows if start <= now < end), default=0.0)
-
     def draw(self) -> Draw:
         if self._clean:
             return _CLEAN

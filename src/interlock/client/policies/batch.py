@@ -49,8 +49,10 @@ class _Member:
     future: asyncio.Future[Any]
 
 
-
 class BatchPolicy:
+    """The batch stage of the pipeline: gathers single reads of each declared ``Batch`` route
+    for its window, then answers them from one list call."""
+
     def __init__(
         self,
         batches: Sequence[Batch],
@@ -82,6 +84,8 @@ class BatchPolicy:
         return None
 
     async def handle(self, request: Request, call_next: Send) -> Response:
+        """Answer a single read of a batched route from a list call shared with its neighbours
+        (or, should that fail, from its own call); other requests pass through."""
         found = self._match(request)
         if found is None:
             return await call_next(request)
@@ -209,6 +213,7 @@ class BatchPolicy:
         return out
 
     async def aclose(self) -> None:
+        """Cancel pending windows and list calls; their members fall back to single calls."""
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()

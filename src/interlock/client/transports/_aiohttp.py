@@ -14,6 +14,9 @@ from . import AttemptTimeout, answer
 
 
 class AiohttpTransport:
+    """The default ``Transport``: one aiohttp session (its own, or ``session``) with a pool of
+    ``pool_size`` keep-alive connections, opened on first use inside the running loop."""
+
     def __init__(
         self,
         *,
@@ -46,6 +49,8 @@ class AiohttpTransport:
         return session
 
     async def send(self, request: Request, timeout: AttemptTimeout) -> Response:
+        """Send one attempt; aiohttp's errors become ``ConnectError``, ``TransportError`` or
+        ``TimedOut``."""
         session = self._session or self._open()
         client_timeout = aiohttp.ClientTimeout(
             total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
@@ -72,6 +77,7 @@ class AiohttpTransport:
         return answer(request, status, headers, content, self._tracking_headers)
 
     async def aclose(self) -> None:
+        """Close the session, if this transport created it."""
         if self._session is not None and self._own_session:
             await self._session.close()
         self._session = None
