@@ -44,3 +44,20 @@ def test_no_name_has_two_meanings() -> None:
     assert not issubclass(interlock.Timeout, BaseException)
     assert issubclass(interlock.errors.TimedOut, TimeoutError)
     assert issubclass(interlock.errors.DeadlineExceeded, interlock.errors.TimedOut)
+
+
+def test_testing_helpers_are_exported_and_documented() -> None:
+    import inspect
+
+    import interlock.testing as testing
+
+    assert testing.__all__ == sorted(testing.__all__)
+    for name in ("MockTransport", "set_testing", "FakeClock", "respond"):
+        assert name in testing.__all__, name
+    undocumented = [
+        name
+        for name in testing.__all__
+        if (inspect.isclass(getattr(testing, name)) or inspect.isfunction(getattr(testing, name)))
+        and not getattr(testing, name).__doc__
+    ]
+    assert undocumented == []

@@ -1,4 +1,14 @@
-"""Helpers for testing code that uses Interlock: a fake clock and the simulated upstream."""
+"""Helpers for testing code that uses Interlock.
+
+- ``MockTransport(handler)`` (with ``respond``): a Client whose upstream is a function of the
+  request; every policy still runs.
+- ``set_testing(True, attempts=...)``: testing mode for every client, no waits between
+  attempts and few attempts, so code that retries finishes at once (also a context manager).
+- ``FakeClock``: time that moves only when told to, for ``clock=`` arguments.
+- ``temporary_schema``: a throwaway PostgreSQL schema.
+
+The simulated third-party API for end-to-end tests is ``interlock.testbed``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,19 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-__all__ = ["FakeClock", "temporary_schema"]
+from .client.policies.retry import TestingMode, set_testing, testing_mode
+from .client.transports import MockTransport, Responder, respond
+
+__all__ = [
+    "FakeClock",
+    "MockTransport",
+    "Responder",
+    "TestingMode",
+    "respond",
+    "set_testing",
+    "temporary_schema",
+    "testing_mode",
+]
 
 
 class FakeClock:

@@ -133,8 +133,22 @@ class _TestingSwitch:
 
 
 def set_testing(enabled: bool = True, *, attempts: int = 1) -> _TestingSwitch:
-    """Switch testing mode on or off for every client in the process (every thread too: a
-    ``SyncClient``'s loop runs in its own). See ``interlock.testing.set_testing``."""
+    """Switch testing mode on (or off) for every ``Client`` and ``SyncClient`` in the process.
+
+    In testing mode a call makes at most ``attempts`` attempts (1, the default: no retries)
+    and never waits between them: the backoff is zero and a ``Retry-After`` is neither waited
+    for nor refused as too long. So code under test that retries finishes at once, while the
+    other policies (breaker, cache, rate limit...) behave as usual. The mode is process-wide
+    (a SyncClient's loop runs in a thread of its own) and read as each call starts.
+
+    Returns a context manager that puts the previous mode back on exit::
+
+        with set_testing(True, attempts=2):
+            ...  # every call here is tried at most twice, without waiting
+        # back to normal here
+
+    or call ``set_testing(False)`` to switch it off (in a pytest fixture's teardown, say).
+    """
     global _testing
     if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
         raise ConfigError("set_testing", "attempts", f"must be an integer >= 1, got {attempts!r}")

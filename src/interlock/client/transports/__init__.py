@@ -1,67 +1,21 @@
-"""Transports: the seam between the pipeline and an HTTP library."""
+"""Transports: the seam between the pipeline and an HTTP library. ``AiohttpTransport`` is the
+default, ``HttpxTransport`` the alternative (``interlock[httpx]``), ``MockTransport`` the one
+for unit tests (also ``interlock.testing.MockTransport``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-from multidict import CIMultiDictProxy
+from ._base import DEFAULT_TRACKING_HEADERS, AttemptTimeout, Transport, answer
+from ._mock import MockTransport, Responder, respond
 
-from ..._models import Request, Response
-
-DEFAULT_TRACKING_HEADERS = (
-    "Trackingid",
-    "X-Tracking-Id",
-    "X-Amzn-Requestid",
-    "X-Amz-Request-Id",
-    "Request-Id",
-    "X-Request-Id",
-)
-"""Where upstreams put the id of a call on their side (the first one present wins)."""
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptTimeout:
-    """The limits of one attempt, in seconds (None: no limit): to connect, per read, and in all
-    (the tightest of ``Timeout.read``, ``Timeout.attempt`` and what is left of the deadline)."""
-
-    connect: float | None
-    read: float | None
-    total: float | None
-
-
-class Transport(Protocol):
-    """Sends one attempt. Raises ``ConnectError``, ``TransportError`` or ``TimedOut`` (never a
-    library's own exceptions) and returns the full response, body read."""
-
-    async def send(self, request: Request, timeout: AttemptTimeout) -> Response:
-        """Send one attempt of ``request`` within ``timeout`` and read the whole answer."""
-        ...
-
-    async def aclose(self) -> None:
-        """Close the connections this transport opened."""
-        ...
-
-
-def answer(
-    request: Request,
-    status: int,
-    headers: CIMultiDictProxy[str],
-    content: bytes,
-    tracking_headers: Sequence[str],
-) -> Response:
-    """The Response for one attempt, with the upstream's tracking id from the first header set."""
-    tracking_id = None
-    for name in tracking_headers:
-        tracking_id = headers.get(name)
-        if tracking_id:
-            break
-    return Response.answering(request, status, headers, content, tracking_id=tracking_id)
+if TYPE_CHECKING:
+    from ._aiohttp import AiohttpTransport
+    from ._httpx import HttpxTransport
 
 
 def __getattr__(name: str) -> object:
-    # Transports load on first use, so their HTTP libraries stay optional.
+    # These transports load on first use, so their HTTP libraries stay optional.
     if name == "AiohttpTransport":
         from ._aiohttp import AiohttpTransport
 
@@ -78,6 +32,9 @@ __all__ = [
     "AiohttpTransport",
     "AttemptTimeout",
     "HttpxTransport",
+    "MockTransport",
+    "Responder",
     "Transport",
     "answer",
+    "respond",
 ]

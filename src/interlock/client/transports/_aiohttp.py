@@ -10,7 +10,7 @@ import aiohttp
 
 from ..._models import Request, Response
 from ...errors import ConnectError, TimedOut, TransportError
-from . import AttemptTimeout, answer
+from ._base import AttemptTimeout, answer
 
 
 class AiohttpTransport:

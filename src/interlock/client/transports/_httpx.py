@@ -10,7 +10,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..._models import Request, Response
 from ...errors import ConnectError, TimedOut, TransportError
-from . import AttemptTimeout, answer
+from ._base import AttemptTimeout, answer
 
 try:
     import httpx
