@@ -20,6 +20,11 @@ def normal_mode() -> Iterator[None]:
     set_testing(False)
 
 
+def client_of(upstream: FlakyUpstream, clock: FakeClock) -> Client:
+    """A client with a slow retry policy whose upstream is ``upstream``."""
+    return Client("https://api.test", transport=MockTransport(upstream), retry=SLOW_RETRY, clock=clock)
+
+
 class FlakyUpstream:
     """Fails ``failures`` times with 503, then answers 200."""
 
@@ -73,9 +78,7 @@ async def test_mock_transport_errors_go_through_the_policies() -> None:
 async def test_testing_mode_makes_a_retrying_client_finish_at_once_then_normal_again() -> None:
     clock = FakeClock()
     upstream = FlakyUpstream(failures=3)
-    async with Client(
-        "https://api.test", transport=MockTransport(upstream), retry=SLOW_RETRY, clock=clock
-    ) as api:
+    async with client_of(upstream, clock) as api:
         set_testing(True, attempts=4)
         response = await api.get("/x")
         assert (response.status, response.attempts, upstream.calls) == (200, 4, 4)
@@ -91,9 +94,7 @@ async def test_testing_mode_makes_a_retrying_client_finish_at_once_then_normal_a
 async def test_testing_mode_caps_attempts_and_restores_as_a_context_manager() -> None:
     clock = FakeClock()
     upstream = FlakyUpstream(failures=10)
-    async with Client(
-        "https://api.test", transport=MockTransport(upstream), retry=SLOW_RETRY, clock=clock
-    ) as api:
+    async with client_of(upstream, clock) as api:
         with set_testing(True, attempts=2):
             assert testing_mode() is not None
             with pytest.raises(RetriesExhausted) as caught:

@@ -11,7 +11,11 @@ DEFAULT_HEADERS = {"ETag": '"v1"', "Content-Type": "application/json"}
 
 
 def entry(
-    ttl: float = 60, headers: dict[str, str] | None = None, respect: bool = False, **kw: float
+    ttl: float = 60,
+    headers: dict[str, str] | None = None,
+    respect: bool = False,
+    request_headers: dict[str, str] | None = None,
+    **kw: float,
 ) -> fr.CacheEntry:
     return fr.new_entry(
         status=200,
@@ -22,7 +26,7 @@ def entry(
         respect_headers=respect,
         stale_while_revalidate=kw.get("swr", 0.0),
         stale_if_error=kw.get("sie", 0.0),
-        request_headers={},
+        request_headers=request_headers or {},
     )
 
 
@@ -203,17 +207,7 @@ def test_request_no_cache_fetches_and_no_store_stores_nothing() -> None:
 
 
 def test_a_vary_mismatch_is_a_miss_without_fallback() -> None:
-    stored = fr.new_entry(
-        status=200,
-        headers=[("Vary", "Accept-Language")],
-        content=b"",
-        now=NOW,
-        ttl=60,
-        respect_headers=False,
-        stale_while_revalidate=0,
-        stale_if_error=300,
-        request_headers={"accept-language": "fr"},
-    )
+    stored = entry(headers={"Vary": "Accept-Language"}, sie=300, request_headers={"accept-language": "fr"})
     read = fr.CacheRead({"accept-language": "de"}, TERMS)
     assert read.stored(stored, NOW) == fr.Fetch()
     assert read.failed("TransportError: reset", NOW) == fr.PassOn()

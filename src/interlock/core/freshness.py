@@ -530,17 +530,11 @@ class CacheRead:
             return Freshened(refresh(sent.entry, pairs, now, terms.ttl, terms.respect_headers))
         if self._may_store and storable(status, lookup_mapping(pairs), terms.respect_headers):
             entry = new_entry(
-                status=status,
-                headers=pairs,
-                content=content,
-                now=now,
-                ttl=terms.ttl,
-                respect_headers=terms.respect_headers,
+                status=status, headers=pairs, content=content, now=now, ttl=terms.ttl,
+                respect_headers=terms.respect_headers, request_headers=self._request_headers,
                 stale_while_revalidate=terms.stale_while_revalidate,
-                stale_if_error=terms.stale_if_error,
-                request_headers=self._request_headers,
-                tags=self._tags,
-            )
+                stale_if_error=terms.stale_if_error, tags=self._tags,
+            )  # fmt: skip
             return Store(entry)
         return PassOn()
 

@@ -31,11 +31,12 @@ class FailureKind(Enum):
     CIRCUIT_OPEN = "circuit_open"  # the breaker refused the attempt: nothing was sent
 
 
-@dataclass(frozen=True, slots=True)
-class RetryIn:
-    """Decision: wait ``delay`` seconds, then send the next attempt."""
-
-    delay: float
+_GIVE_UP_WORDS = {
+    "attempts": "no attempts left",
+    "budget": "retry budget exhausted (the upstream is failing a large share of calls)",
+    "retry_after_too_long": "Retry-After is longer than Retry.max_retry_after",
+    "deadline": "deadline reached, no time for another retry",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,24 @@ class GiveUp:
 
     reason: str
     """One of: not_retryable, unsafe_method, attempts, deadline, budget, retry_after_too_long."""
+
+    @property
+    def answer_stands(self) -> bool:
+        """True when retrying was never the cure (a failure not worth retrying, or a request
+        unsafe to repeat): the caller gets the last answer, or the attempt's own error."""
+        return self.reason in ("not_retryable", "unsafe_method")
+
+    @property
+    def words(self) -> str:
+        """The reason in words, for the error that ends the call."""
+        return _GIVE_UP_WORDS.get(self.reason, self.reason.replace("_", " "))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryIn:
+    """Decision: wait ``delay`` seconds, then send the next attempt."""
+
+    delay: float
 
 
 Decision = RetryIn | GiveUp

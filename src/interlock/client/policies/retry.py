@@ -45,11 +45,6 @@ _KIND_OF_ERROR: tuple[tuple[type[CallError], FailureKind], ...] = (
 )
 _RETRIED_ERRORS = tuple(error for error, _ in _KIND_OF_ERROR)
 _NOT_RETRYABLE = GiveUp("not_retryable")
-_GIVE_UP_WORDS = {
-    "attempts": "no attempts left",
-    "budget": "retry budget exhausted (the upstream is failing a large share of calls)",
-    "retry_after_too_long": "Retry-After is longer than Retry.max_retry_after",
-}
 
 
 @dataclass(slots=True)
@@ -231,7 +226,7 @@ def _give_up(state: RetryCallState, decision: GiveUp) -> Response:
         "tracking_id": response.tracking_id if response else None,
         "status": response.status if response else None,
     }
-    if decision.reason in ("not_retryable", "unsafe_method"):
+    if decision.answer_stands:
         if response is not None:
             return response
         assert error is not None
@@ -240,8 +235,7 @@ def _give_up(state: RetryCallState, decision: GiveUp) -> Response:
         raise error.with_context(**context) from error.__cause__
     last = f"last answer {response.status}" if response else f"last error: {error}"
     if decision.reason == "deadline":
-        raise DeadlineExceeded(f"deadline reached, no time for another retry; {last}", **context) from error
+        raise DeadlineExceeded(f"{decision.words}; {last}", **context) from error
     if error is not None and state.attempt == 1 and decision.reason == "attempts":
         raise error.with_context(**context) from error.__cause__
-    words = _GIVE_UP_WORDS.get(decision.reason, decision.reason)
-    raise RetriesExhausted(f"gave up: {words}; {last}", **context) from error
+    raise RetriesExhausted(f"gave up: {decision.words}; {last}", **context) from error
