@@ -118,7 +118,6 @@ class Sync:
         self._clock = clock or SYSTEM_CLOCK
         self.store: CheckpointStore = _open_store(store) if isinstance(store, str) else store
         self.inbox = inbox
-        self._queue: Queue
         self._own_queue = False
         if inbox is None:
             if dlq is None and not isinstance(store, str):

@@ -110,7 +110,7 @@ class PollRun:
     most ``limits.window`` records in flight, and save the watermark to ``store`` every
     ``limits.checkpoint_every`` s and at the end.
 
-    Created by ``Sync.run_once`` for one poll, then ``await run.run()``; ``report`` fills in as
+    Created by ``Sync.run_once`` for one poll, then ``await poll.run()``; ``report`` fills in as
     the poll goes (``progress(report)`` every ``progress_every`` s).
     """
 
@@ -155,8 +155,9 @@ class PollRun:
 
     async def run(self) -> SyncReport:
         """Poll to the end of the listing (or ``max_records``), wait for every record read, save
-        the checkpoint, tell ``progress`` and the log, and return the report. When the source fails (or the poll is cancelled),
-        what is in flight finishes and the checkpoint covers it before the error propagates."""
+        the checkpoint, tell ``progress`` and the log, and return the report. When the source
+        fails (or the poll is cancelled), what is in flight finishes and the checkpoint covers
+        it before the error propagates. Call it once: a ``PollRun`` is one poll."""
         tick = asyncio.ensure_future(self._tick())
         try:
             await self._list()
