@@ -31,6 +31,7 @@ class Pending(Generic[M]):
 
     @property
     def ids(self) -> list[str]:
+        """The distinct ids asked for so far, in first-asked order."""
         return list(self.members)
 
 
@@ -51,6 +52,12 @@ class Flush(Generic[M]):
 
 
 class Batcher(Generic[M]):
+    """Open batch windows, one per group (a route and its fixed parameters).
+
+    At most ``max_size`` distinct ids per window; a window lasts ``window`` seconds (0: every
+    ``add`` flushes at once). ``ValueError`` for a size below 1 or a negative window.
+    """
+
     def __init__(self, max_size: int, window: float) -> None:
         if max_size < 1:
             raise ValueError(f"max_size must be >= 1, got {max_size}")
@@ -95,6 +102,7 @@ class Batcher(Generic[M]):
 
     @property
     def open_windows(self) -> int:
+        """How many windows are open now (waiting for their timer or for more ids)."""
         return len(self._open)
 
     def __repr__(self) -> str:

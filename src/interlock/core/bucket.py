@@ -63,6 +63,11 @@ class TokenBucket:
         return min(self.capacity, self.tokens + (now - self.updated) * self.rate)
 
     def reserve(self, now: float, cost: float = 1.0, max_wait: float | None = None) -> Grant:
+        """Take ``cost`` tokens now and say how long to wait before using them.
+
+        Reservations queue in arrival order (tokens go negative); when the wait would exceed
+        ``max_wait`` nothing is taken and the grant says ``granted=False``.
+        """
         self._advance(now)
         start = max(now, self.updated)
         wait = (start - now) + max(0.0, cost - self.tokens) / self.rate
@@ -107,6 +112,7 @@ class TokenBucket:
         self.paused_until = max(self.paused_until, until)
 
     def set_limits(self, rate: float, capacity: float, now: float) -> None:
+        """Refill at ``rate`` per second into ``capacity`` from ``now`` on (tokens kept, capped)."""
         if rate <= 0 or capacity < 1:
             raise ValueError(f"TokenBucket needs rate > 0 and capacity >= 1, got {rate}, {capacity}")
         self._advance(now)
@@ -195,6 +201,11 @@ class Pacer:
         return max(1.0, math.floor(capacity * self.reserve)) if capacity > 1 else 0.0
 
     def on_response(self, status: int, quota: Quota | None) -> Advice:
+        """Learn from one response's status and parsed quota headers; what the bucket should do.
+
+        A new limit (when ``adaptive``) changes rate and capacity; ``remaining`` lowers the
+        balance; a 429, or an empty quota with a reset time, pauses the upstream.
+        """
         changed = adopt = False
         remaining: float | None = None
         pause: float | None = None

@@ -33,6 +33,8 @@ _EPSILON = 1e-9
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """The quota's verdict on one request: ``allowed``, what ``remaining`` to announce, and ``reset_after`` (seconds until Remaining goes up)."""
+
     allowed: bool
     remaining: int
     reset_after: float  # seconds until Remaining increases (a token, or the window's end)
@@ -52,6 +54,7 @@ class RateLimiter:
         self._policy = f'"default";q={config.limit};w={self._window_int}'
 
     def check(self, key: str, now: float) -> Decision:
+        """Charge one request to ``key`` at wall-clock ``now``: admitted or not, and what to announce."""
         if self.config.algorithm == "token_bucket":
             return self._token_bucket(key, now)
         return self._fixed_window(key, now)
@@ -111,6 +114,7 @@ class RateLimiter:
         return str(max(1, math.ceil(decision.reset_after)))
 
     def reset(self) -> None:
+        """Forget every key's usage: all quotas start full again."""
         self._buckets.clear()
         self._windows.clear()
 

@@ -57,6 +57,7 @@ class Testbed:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Bind the socket and start serving (nothing when already started); ``OSError`` when the port is taken."""
         if self._runner is not None:
             return
         # access_log=None: per-request logging would cost more than the request itself.
@@ -79,6 +80,7 @@ class Testbed:
         self._runner = runner
 
     async def aclose(self) -> None:
+        """Stop serving and close the socket; safe to call twice."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -99,6 +101,7 @@ class Testbed:
 
     @property
     def host(self) -> str:
+        """The address the testbed binds."""
         return self._host
 
     @property
@@ -108,6 +111,7 @@ class Testbed:
 
     @property
     def url(self) -> str:
+        """``http://host:port`` of the running testbed; ``RuntimeError`` before it is started."""
         if self._runner is None:
             raise RuntimeError("the testbed is not started: use `async with Testbed(...)`")
         host = f"[{self._host}]" if ":" in self._host else self._host
@@ -115,6 +119,7 @@ class Testbed:
 
     @property
     def running(self) -> bool:
+        """Whether it is serving now."""
         return self._runner is not None
 
     # -- observation -----------------------------------------------------------------------
@@ -130,6 +135,7 @@ class Testbed:
         return self._app.stats.snapshot()
 
     def reset_counters(self) -> None:
+        """Start the counters again from zero."""
         self._app.stats.reset()
 
     def recent(self, limit: int | None = None) -> list[RecentRequest]:
@@ -166,6 +172,7 @@ class Testbed:
 
     @property
     def outage_active(self) -> bool:
+        """Whether an outage is on now (configured window or ``start_outage``)."""
         return self._app.outage_active()
 
     def touch(self, kind: str, ids: Iterable[int], updated_at: str | float | None = None) -> list[Record]:
