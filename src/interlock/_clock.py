@@ -8,8 +8,10 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """What everything that waits or measures time reads: ``SystemClock`` in production,
-    ``interlock.testing.FakeClock`` in tests, passed as ``clock=``."""
+    """What everything that waits or measures time reads, passed as ``clock=``.
+
+    ``SystemClock`` in production, ``interlock.testing.FakeClock`` in tests.
+    """
 
     def monotonic(self) -> float:
         """Seconds on a clock that never goes backwards; for durations and deadlines."""

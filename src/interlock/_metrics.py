@@ -50,8 +50,10 @@ class RouteStats:
 
 
 class UpstreamStats:
-    """Per-upstream counters; shared by every Client that calls the same upstream name, and kept
-    for the life of the process so Prometheus counters never go backwards."""
+    """Per-upstream counters, shared by every Client that calls the same upstream name.
+
+    Kept for the life of the process so Prometheus counters never go backwards.
+    """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -180,9 +182,11 @@ CACHE_RESULTS = ("hit", "stale", "revalidated", "miss")
 
 
 class WorkStats:
-    """Per-upstream counts of work avoided. ``cache[route][result]`` with result one of
-    ``CACHE_RESULTS``: hit (fresh), stale (served stale), revalidated (a 304 refreshed the
-    entry), miss (fetched in full)."""
+    """Per-upstream counts of work avoided: cache results, invalidations, coalescing, batching, quota.
+
+    ``cache[route][result]`` with result one of ``CACHE_RESULTS``: hit (fresh), stale (served
+    stale), revalidated (a 304 refreshed the entry), miss (fetched in full).
+    """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -204,8 +208,10 @@ class WorkStats:
         counts[result] += 1
 
     def hit_rate(self, route: str | None = None) -> float:
-        """Share of cache lookups answered without a full upstream fetch (hit, stale or
-        revalidated); NaN before any lookup. Seed 000 wants > 0.9 on cached routes."""
+        """Share of cache lookups answered without a full upstream fetch (hit, stale or revalidated).
+
+        NaN before any lookup. Seed 000 wants > 0.9 on cached routes.
+        """
         chosen = [self.cache[route]] if route in self.cache else [] if route else list(self.cache.values())
         total = sum(sum(c.values()) for c in chosen)
         misses = sum(c["miss"] for c in chosen)

@@ -135,7 +135,7 @@ class ConnectError(TransportError):
 
 
 class Timeout(CallError, builtins.TimeoutError):
-    """An attempt ran out of time (``Timeout.read``); also a builtin ``TimeoutError``."""
+    """An attempt ran out of time (the client's per-attempt limit); also a builtin ``TimeoutError``."""
 
     hint = "raise interlock.Timeout(...) limits if the upstream is legitimately slow"
 
@@ -222,6 +222,8 @@ class MalformedPayload(WebhookError):
 
 
 class PermanentFailure(InterlockError):
-    """Raise from an inbox handler when retrying cannot help (a payload that fails validation, a
-    record the destination rejects for good): the event is dead-lettered at once with this
-    message, to be replayed by hand once the cause is fixed."""
+    """Raise from an inbox handler when retrying cannot help: the event is dead-lettered at once.
+
+    For a payload that fails validation, or a record the destination rejects for good. The event
+    keeps this message in its error history, to be replayed by hand once the cause is fixed.
+    """

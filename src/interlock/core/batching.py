@@ -68,8 +68,11 @@ class Batcher(Generic[M]):
         self._open: dict[Hashable, Pending[M]] = {}
 
     def add(self, group: Hashable, item_id: str, member: M, now: float) -> Opened | Flush[M] | None:
-        """Queue ``member`` for ``item_id``. Returns ``Opened`` when this starts a window (set a
-        timer), ``Flush`` when it fills one (send now), else None (just wait)."""
+        """Queue ``member`` for ``item_id``; what the driver must do now.
+
+        ``Opened`` when this starts a window (set a timer for ``close_at``), ``Flush`` when it fills
+        one (send now), else None (just wait).
+        """
         pending = self._open.get(group)
         opened = pending is None
         if pending is None:
@@ -86,8 +89,10 @@ class Batcher(Generic[M]):
 
     def due(self, group: Hashable, now: float) -> Flush[M] | None:
         """The timer for ``group`` fired: the window to send, if it is still open and due.
-        (A window that filled up was already flushed; a timer left from it finds nothing, or a
-        newer window whose own timer is still to come.)"""
+
+        A window that filled up was already flushed; a timer left from it finds nothing, or a newer
+        window whose own timer is still to come.
+        """
         pending = self._open.get(group)
         if pending is None or now < pending.close_at:
             return None

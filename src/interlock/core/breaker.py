@@ -29,8 +29,13 @@ class BreakerState(Enum):
 
 @dataclass(frozen=True, slots=True)
 class CircuitBreaker:
-    """Breaker configuration. A call fails when it raises a network error or timeout, or the
-    upstream answers 5xx; with ``slow_call`` set, a call slower than that counts as failed too."""
+    """Circuit breaker configuration: when to stop calling a failing upstream, and for how long.
+
+    A call fails when it raises a network error or timeout, or the upstream answers 5xx; with
+    ``slow_call`` set, a call slower than that counts as failed too. The breaker opens once
+    ``min_calls`` calls in the last ``window`` seconds failed at ``failure_ratio`` or more, fails
+    fast for ``open_for`` seconds, then lets ``half_open_calls`` probes through.
+    """
 
     failure_ratio: float = 0.5
     min_calls: int = 20

@@ -27,9 +27,12 @@ __all__ = ["Advice", "Grant", "Pacer", "TokenBucket"]
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """A reservation: send after ``wait`` seconds. ``seq`` numbers reservations, so a later
-    ``Remaining`` can be matched with the requests sent after this one. ``granted`` is False
-    when the wait would exceed the caller's ``max_wait`` (then nothing was reserved)."""
+    """A reservation: send after ``wait`` seconds.
+
+    ``seq`` numbers reservations, so a later ``Remaining`` can be matched with the requests sent
+    after this one. ``granted`` is False when the wait would exceed the caller's ``max_wait``
+    (then nothing was reserved).
+    """
 
     wait: float
     seq: int
@@ -37,8 +40,10 @@ class Grant:
 
 
 class TokenBucket:
-    """``capacity`` tokens, refilled at ``rate`` per second. Tokens may go negative: that is the
-    queue of reservations waiting for their turn."""
+    """``capacity`` tokens, refilled at ``rate`` per second.
+
+    Tokens may go negative: that is the queue of reservations waiting for their turn.
+    """
 
     def __init__(self, rate: float, capacity: float, now: float, tokens: float | None = None) -> None:
         if rate <= 0 or capacity < 1:
@@ -104,8 +109,10 @@ class TokenBucket:
         return False
 
     def pause(self, until: float, now: float) -> None:
-        """Nothing is granted before ``until``, and the bucket restarts empty then (a 429 says
-        the upstream's bucket is empty, whatever ours believed)."""
+        """Grant nothing before ``until``, and restart empty then.
+
+        A 429 says the upstream's bucket is empty, whatever ours believed.
+        """
         self._advance(now)
         self.tokens = min(self.tokens, 0.0)
         self.updated = max(self.updated, until)

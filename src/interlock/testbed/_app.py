@@ -152,9 +152,11 @@ class TestbedApp:
     # -- live control ----------------------------------------------------------------------
 
     def configure(self, changes: Mapping[str, Any]) -> TestbedConfig:
-        """Change live fields (``TestbedConfig.LIVE_FIELDS``). New ``faults`` re-base their
-        outage windows on now and end any ``start_outage`` window; a new ``rate_limit``
-        starts with full quotas. ``faults=None`` means no faults."""
+        """Change live fields (``TestbedConfig.LIVE_FIELDS``); the configuration now in force.
+
+        New ``faults`` re-base their outage windows on now and end any ``start_outage`` window; a new
+        ``rate_limit`` starts with full quotas. ``faults=None`` means no faults.
+        """
         unknown = sorted(set(changes) - TestbedConfig.LIVE_FIELDS)
         if unknown:
             live = ", ".join(sorted(TestbedConfig.LIVE_FIELDS))

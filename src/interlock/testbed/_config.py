@@ -154,8 +154,11 @@ class Latency:
 
 @dataclass(frozen=True)
 class Outage:
-    """A window, in seconds after the testbed started (or after the last ``configure``),
-    during which every resource request fails with ``Faults.outage_status``."""
+    """A window during which every resource request fails with ``Faults.outage_status``.
+
+    ``start`` and ``duration`` are seconds after the testbed started (or after the last
+    ``configure``).
+    """
 
     start: float = 0.0
     duration: float = 1.0

@@ -62,10 +62,13 @@ class RecentRequest:
 
 @dataclass(frozen=True)
 class Counters:
-    """A snapshot. Status codes are string keys (as in the JSON form); ``by_route`` is keyed
-    by route template, e.g. ``"GET /customers/{id}"``. ``applied_writes`` maps
-    ``(kind, id)`` to how many times a write was really applied to that record (replays and
-    rejected requests excluded) -- the proof of "applied exactly once"."""
+    """A snapshot of what the testbed saw, the same in-process and over HTTP.
+
+    Status codes are string keys (as in the JSON form); ``by_route`` is keyed by route template,
+    e.g. ``"GET /customers/{id}"``. ``applied_writes`` maps ``(kind, id)`` to how many times a
+    write was really applied to that record (replays and rejected requests excluded): the proof
+    of "applied exactly once".
+    """
 
     requests: int = 0
     by_route: dict[str, dict[str, int]] = field(default_factory=dict)

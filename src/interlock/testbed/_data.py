@@ -31,8 +31,11 @@ _ORDER_STATUS = ("pending", "paid", "shipped", "delivered", "cancelled")
 
 
 class DataStore:
-    """Records per kind, keyed by id. Values handed out are the live dicts: copy before
-    mutating (``get`` copies; the app serialises them directly for speed)."""
+    """The records the testbed serves, per kind, keyed by id.
+
+    Values handed out are the live dicts: copy before mutating (``get`` copies; the app
+    serialises them directly for speed).
+    """
 
     def __init__(
         self,
@@ -126,8 +129,10 @@ class DataStore:
     def upsert(
         self, kind: str, rid: int, patch: Mapping[str, Any], now_ms: int | None = None
     ) -> tuple[Record, bool]:
-        """Merge ``patch`` into the record (creating it when absent); version + 1 and
-        ``updated_at`` = now. Returns the live record and whether it was created."""
+        """Merge ``patch`` into a record, creating it when absent; the live record, and if it is new.
+
+        The version goes up by one and ``updated_at`` becomes ``now_ms`` (default: now).
+        """
         records = self._records[kind]
         record = records.get(rid)
         created = record is None
@@ -163,8 +168,11 @@ class DataStore:
         return True
 
     def touch(self, kind: str, ids: Iterable[int], updated_at: str | float | None = None) -> list[Record]:
-        """Bump version and set ``updated_at`` (an RFC 3339 string, epoch seconds, or now) on
-        existing records, as if the upstream changed them. Unknown ids are skipped."""
+        """Change existing records as the upstream would; copies of the touched records.
+
+        The version goes up by one and ``updated_at`` is set (an RFC 3339 string, epoch seconds, or
+        now). Unknown ids are skipped.
+        """
         if updated_at is None:
             when = _now_ms()
         elif isinstance(updated_at, str):

@@ -41,8 +41,11 @@ class Decision:
 
 
 class RateLimiter:
-    """Token bucket or fixed window per key. ``now`` is wall-clock epoch seconds, the same
-    clock the epoch dialect announces, so decisions and headers cannot disagree."""
+    """Token bucket or fixed window per client key, and the headers that announce it.
+
+    ``now`` is wall-clock epoch seconds, the same clock the epoch dialect announces, so decisions
+    and headers cannot disagree.
+    """
 
     def __init__(self, config: RateLimitConfig) -> None:
         self.config = config

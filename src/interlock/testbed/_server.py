@@ -27,11 +27,12 @@ UNSET: Final = _Unset.UNSET
 
 
 class Testbed:
-    """The simulated third-party API, in-process. ``async with Testbed(cfg) as tb:`` binds
-    ``host`` on ``port`` (0: a free port) and serves until the block ends.
+    """The simulated third-party API, in-process.
 
-    Everything here is synchronous and instant (no HTTP round trip): use it from the test
-    that owns the event loop. For a server in another process, see ``spawn_testbed``.
+    ``async with Testbed(cfg) as tb:`` binds ``host`` on ``port`` (0: a free port) and serves
+    until the block ends. Everything here is synchronous and instant (no HTTP round trip): use it
+    from the test that owns the event loop. For a server in another process, see
+    ``spawn_testbed``.
     """
 
     __test__ = False  # not a pytest test class
@@ -156,9 +157,12 @@ class Testbed:
         rate_limit: RateLimitConfig | _Unset | None = UNSET,
         **live: Any,
     ) -> TestbedConfig:
-        """Change the running testbed: ``faults`` (``None``: no faults; outage windows
-        re-based on now), ``rate_limit`` (``None``: no limit; quotas start full), or another
-        of ``TestbedConfig.LIVE_FIELDS`` (``max_age``, ``pagination_bug``, ...)."""
+        """Change the running testbed; the configuration now in force.
+
+        ``faults`` (``None``: no faults; outage windows re-based on now), ``rate_limit`` (``None``: no
+        limit; quotas start full), or another of ``TestbedConfig.LIVE_FIELDS`` (``max_age``,
+        ``pagination_bug``, ...).
+        """
         changes: dict[str, Any] = dict(live)
         if faults is not UNSET:
             changes["faults"] = faults
@@ -176,8 +180,11 @@ class Testbed:
         return self._app.outage_active()
 
     def touch(self, kind: str, ids: Iterable[int], updated_at: str | float | None = None) -> list[Record]:
-        """Change records as the upstream would: version + 1, ``updated_at`` set (RFC 3339
-        string, epoch seconds, or now). Returns copies of the touched records."""
+        """Change records as the upstream would; copies of the touched records.
+
+        The version goes up by one and ``updated_at`` is set (RFC 3339 string, epoch seconds, or
+        now).
+        """
         return self._app.touch(kind, list(ids), updated_at)
 
     def __repr__(self) -> str:

@@ -31,8 +31,11 @@ __all__ = ["SpawnedTestbed", "spawn_testbed"]
 
 
 class SpawnedTestbed:
-    """A handle on a testbed child process. Synchronous (stdlib ``urllib``), so it works
-    from any code; every method is one admin request to the child."""
+    """A handle on a testbed child process.
+
+    Synchronous (stdlib ``urllib``), so it works from any code; every method is one admin
+    request to the child.
+    """
 
     __test__ = False
 
@@ -165,8 +168,11 @@ def spawn_testbed(
     startup_timeout: float = 20.0,
     python: str | None = None,
 ) -> SpawnedTestbed:
-    """Start a testbed in a child process and wait until it serves. Use as a context
-    manager (``with spawn_testbed(cfg) as handle:``) or call ``handle.close()``."""
+    """Start a testbed in a child process and wait until it serves.
+
+    Use as a context manager (``with spawn_testbed(cfg) as handle:``) or call
+    ``handle.close()``.
+    """
     config = config or TestbedConfig()
     if not isinstance(config, TestbedConfig):
         raise ConfigError("spawn_testbed", "config", f"must be a TestbedConfig, got {config!r}")
