@@ -18,6 +18,13 @@ R = TypeVar("R")
 
 
 class GroupCall(Generic[I, R]):
+    """Calls ``fn`` with every item asked for while the previous call was in flight.
+
+    ``await group(item)`` answers with ``fn``'s result at the item's position; ``fn`` takes a list
+    of at most ``max_batch`` items and returns one result per item, in order. When ``fn`` raises,
+    every caller of that batch gets the exception. ``batches`` and ``calls`` count what was done.
+    """
+
     def __init__(self, fn: Callable[[list[I]], Awaitable[Sequence[R]]], *, max_batch: int = 1000) -> None:
         self._fn = fn
         self.max_batch = max_batch

@@ -123,22 +123,35 @@ class CallError(InterlockError):
 
 
 class TransportError(CallError):
+    """The network failed (reset, DNS, TLS) after connecting; retried by default."""
+
     hint = "check that the upstream is reachable; network errors are retried by default"
 
 
 class ConnectError(TransportError):
+    """No connection could be made, so nothing was sent: always safe to retry."""
+
     hint = "the upstream refused or could not be reached; nothing was sent, so retrying is safe"
 
 
 class Timeout(CallError, builtins.TimeoutError):
+    """An attempt ran out of time (the client's per-attempt limit); also a builtin ``TimeoutError``."""
+
     hint = "raise interlock.Timeout(...) limits if the upstream is legitimately slow"
 
 
 class DeadlineExceeded(Timeout):
+    """The whole call, retries and backoffs included, ran out of its ``total`` time."""
+
     hint = "the call's total time budget ran out; raise Timeout(total=...) or lower retries"
 
 
 class CircuitOpen(CallError):
+    """The breaker is open: failed fast without calling the upstream.
+
+    ``retry_in`` is how many seconds remain until the breaker lets a probe through.
+    """
+
     hint = "the upstream failed too often recently; calls resume after the breaker's open_for"
 
     def __init__(self, message: str, *, retry_in: float = 0.0, **kwargs: Any) -> None:
@@ -147,6 +160,11 @@ class CircuitOpen(CallError):
 
 
 class RateLimited(CallError):
+    """Waiting for the local quota would take longer than ``RateLimit.max_wait``.
+
+    ``retry_in`` is how many seconds the next permit is away.
+    """
+
     hint = "the local quota is exhausted; raise RateLimit(max_wait=...) to wait longer"
 
     def __init__(self, message: str, *, retry_in: float = 0.0, **kwargs: Any) -> None:
@@ -155,10 +173,17 @@ class RateLimited(CallError):
 
 
 class UpstreamError(CallError):
+    """The upstream answered with an error status (``status``); ``Response.raise_for_status`` raises it."""
+
     hint = ""
 
 
 class RetriesExhausted(UpstreamError):
+    """Every allowed attempt failed; ``status`` is the last one's (None after a network error).
+
+    The last failure is chained as ``__cause__``.
+    """
+
     hint = "the upstream kept failing; see __cause__ for the last error"
 
 
@@ -173,22 +198,32 @@ class WebhookError(InterlockError):
 
 
 class SignatureInvalid(WebhookError):
+    """401: the signature is missing, wrong, or its timestamp is outside the tolerance."""
+
     http_status = 401
 
 
 class PayloadTooLarge(WebhookError):
+    """413: the body is over the source's size limit (refused before it is read)."""
+
     http_status = 413
 
 
 class UnknownSource(WebhookError):
+    """404: no source of that name is configured."""
+
     http_status = 404
 
 
 class MalformedPayload(WebhookError):
+    """400: the body is not what the source promises (not JSON, or no delivery id where expected)."""
+
     http_status = 400
 
 
 class PermanentFailure(InterlockError):
-    """Raise from an inbox handler when retrying cannot help (a payload that fails validation, a
-    record the destination rejects for good): the event is dead-lettered at once with this
-    message, to be replayed by hand once the cause is fixed."""
+    """Raise from an inbox handler when retrying cannot help: the event is dead-lettered at once.
+
+    For a payload that fails validation, or a record the destination rejects for good. The event
+    keeps this message in its error history, to be replayed by hand once the cause is fixed.
+    """
