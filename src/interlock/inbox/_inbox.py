@@ -153,10 +153,12 @@ class Inbox:
                 self._opened = True
 
     async def __aenter__(self) -> Inbox:
+        """``async with Inbox(...) as inbox:`` opens the queue on entry."""
         await self.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Closes everything on exit, as ``aclose()``: workers first, then handlers and queue."""
         await self.aclose()
 
     async def aclose(self) -> None:
