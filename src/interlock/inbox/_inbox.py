@@ -55,7 +55,7 @@ class Inbox:
         clock: Clock | None = None,
     ) -> None:
         if isinstance(store, str):
-            self.queue: Queue = open_queue(store, clock=clock)
+            self.queue: Queue = open_queue(store, clock=clock, owner="Inbox", field="store")
         elif isinstance(store, Queue):
             self.queue = store
         else:

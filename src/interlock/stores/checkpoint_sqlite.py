@@ -10,48 +10,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
+from ._ledger_sql import ENTRY, entry_of, entry_row, save_checkpoint_sql, upsert_ledger_sql
 from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
 from .checkpoint import Checkpoint, LedgerEntry
 
 __all__ = ["SQLiteCheckpointStore"]
 
 T = TypeVar("T")
-_ENTRY = "record_id, version, outcome, attempts, tracking_id, error, at, applied_version"
 # SQLite limits bound parameters per statement (32766 since 3.32); stay well below.
 _CHUNK = 900
-
-
-def upsert_ledger_sql(table: str, placeholders: Sequence[str]) -> str:
-    """The monotonic upsert shared with the PostgreSQL store: newer (or equal) versions replace
-    the outcome; ``applied_version`` only grows."""
-    newer = "excluded.version >= l.version"
-    columns = ("version", "outcome", "attempts", "tracking_id", "error", "at")
-    sets = ", ".join(f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE l.{c} END" for c in columns)
-    return (
-        f"INSERT INTO {table} AS l (job, {_ENTRY}) VALUES ({', '.join(placeholders)})"
-        f" ON CONFLICT (job, record_id) DO UPDATE SET {sets}, applied_version = CASE"
-        " WHEN l.applied_version IS NULL OR excluded.applied_version > l.applied_version"
-        " THEN excluded.applied_version ELSE l.applied_version END"
-    )
-
-
-def entry_row(job: str, e: LedgerEntry) -> tuple[Any, ...]:
-    applied = e.version if e.outcome == "applied" else None
-    at = e.at or time.time()
-    return (job, e.record_id, e.version, e.outcome, e.attempts, e.tracking_id, e.error, at, applied)
-
-
-def entry_of(row: Sequence[Any]) -> LedgerEntry:
-    return LedgerEntry(
-        record_id=row[0],
-        version=int(row[1]),
-        outcome=row[2],
-        attempts=int(row[3]),
-        tracking_id=row[4],
-        error=row[5],
-        at=float(row[6]),
-        applied_version=None if row[7] is None else int(row[7]),
-    )
 
 
 class SQLiteCheckpointStore:
@@ -123,11 +90,7 @@ class SQLiteCheckpointStore:
         return None if row is None else Checkpoint(int(row[0]), row[1], float(row[2]))
 
     async def save_checkpoint(self, job: str, checkpoint: Checkpoint) -> None:
-        sql = (
-            f"INSERT INTO {self._cp} (job, updated_at, record_id, saved_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (job) DO UPDATE SET updated_at = excluded.updated_at,"
-            " record_id = excluded.record_id, saved_at = excluded.saved_at"
-        )
+        sql = save_checkpoint_sql(self._cp, ["?"] * 4)
         row = (job, checkpoint.updated_at, checkpoint.record_id, checkpoint.saved_at or time.time())
         await self._run(lambda conn: conn.execute(sql, row))
 
@@ -139,7 +102,7 @@ class SQLiteCheckpointStore:
             found: dict[str, LedgerEntry] = {}
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
-                sql = f"SELECT {_ENTRY} FROM {table} WHERE job = ? AND record_id IN ({','.join('?' * len(chunk))})"
+                sql = f"SELECT {ENTRY} FROM {table} WHERE job = ? AND record_id IN ({','.join('?' * len(chunk))})"
                 for row in conn.execute(sql, (job, *chunk)):
                     found[row[0]] = entry_of(row)
             return found
@@ -159,7 +122,7 @@ class SQLiteCheckpointStore:
         where = "job = ?" + (" AND outcome = ?" if outcome else "")
         params: tuple[Any, ...] = (job, outcome) if outcome else (job,)
         sql = (
-            f"SELECT {_ENTRY} FROM {self._ledger} WHERE {where} ORDER BY at DESC, record_id LIMIT ? OFFSET ?"
+            f"SELECT {ENTRY} FROM {self._ledger} WHERE {where} ORDER BY at DESC, record_id LIMIT ? OFFSET ?"
         )
         rows = await self._run(lambda conn: conn.execute(sql, (*params, limit, offset)).fetchall())
         return [entry_of(r) for r in rows]

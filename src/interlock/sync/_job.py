@@ -20,6 +20,7 @@ from .._text import describe
 from .._validate import check_count, check_seconds
 from ..core.backoff import Backoff
 from ..errors import ConfigError, PermanentFailure
+from ..stores import open_checkpoint
 from ..stores.checkpoint import CheckpointStore
 from ..stores.queue import DeadLetterFilter, Queue
 from ._apply import Outcome, RecordApplier
@@ -116,7 +117,9 @@ class Sync:
         self.webhook_path = JsonPath.parse(webhook_record, owner=owner, field="webhook_record")
         self.dlq_source = dlq_source(name)
         self._clock = clock or SYSTEM_CLOCK
-        self.store: CheckpointStore = _open_store(store) if isinstance(store, str) else store
+        self.store: CheckpointStore = (
+            open_checkpoint(store, owner=owner, field="store") if isinstance(store, str) else store
+        )
         self.inbox = inbox
         self._own_queue = False
         if inbox is None:
@@ -331,18 +334,3 @@ class Sync:
             f"<Sync {self.name} {self.source.client.name}{self.source.path} -> {self.destination!r} "
             f"concurrency={self.concurrency} polls={self.polls}>"
         )
-
-
-def _open_store(url: str) -> CheckpointStore:
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    if scheme == "sqlite" or not scheme:
-        from ..stores.checkpoint_sqlite import SQLiteCheckpointStore
-
-        return SQLiteCheckpointStore(url)
-    if scheme in ("postgres", "postgresql"):
-        from ..stores.checkpoint_postgres import PostgresCheckpointStore
-
-        return PostgresCheckpointStore(url)
-    raise ConfigError(
-        "Sync", "store", f"unsupported store URL scheme {scheme!r}: use sqlite:/// or postgresql://"
-    )
