@@ -106,6 +106,8 @@ class GroupCommitter:
             self._checkpointer.start()
 
     def submit(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``op`` for the next transaction; the future resolves after its commit (with
+        ``op``'s result or exception). Raises RuntimeError once the writer is closed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         with self._lock:
@@ -116,6 +118,7 @@ class GroupCommitter:
         return fut
 
     async def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """``op``'s result, once the transaction that ran it is committed."""
         return await self.submit(op)
 
     def close(self) -> None:

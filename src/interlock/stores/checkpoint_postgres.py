@@ -79,12 +79,14 @@ class PostgresCheckpointStore(PostgresStore):
         return self._pool
 
     async def load_checkpoint(self, job: str) -> Checkpoint | None:
+        """The job's checkpoint row, if any."""
         row = await self.pool.fetchrow(
             f"SELECT updated_at, record_id, saved_at FROM {self._cp} WHERE job = $1", job
         )
         return None if row is None else Checkpoint(int(row[0]), row[1], float(row[2]))
 
     async def save_checkpoint(self, job: str, checkpoint: Checkpoint) -> None:
+        """Upsert the job's checkpoint row."""
         await self.pool.execute(
             save_checkpoint_sql(self._cp, ["$1", "$2", "$3", "$4"]),
             job,
@@ -94,6 +96,7 @@ class PostgresCheckpointStore(PostgresStore):
         )
 
     async def lookup(self, job: str, record_ids: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Read the records' ledger rows in one ``= ANY($2)`` query."""
         if not record_ids:
             return {}
         rows = await self.pool.fetch(
@@ -104,6 +107,7 @@ class PostgresCheckpointStore(PostgresStore):
         return {row[0]: entry_of(row) for row in rows}
 
     async def record(self, job: str, entries: Sequence[LedgerEntry]) -> None:
+        """Upsert the entries (monotonic per record) in one transaction."""
         if not entries:
             return
         rows = [entry_row(job, e) for e in entries]
@@ -115,6 +119,7 @@ class PostgresCheckpointStore(PostgresStore):
     async def entries(
         self, job: str, *, outcome: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[LedgerEntry]:
+        """The job's ledger rows by ``at`` descending (then record id)."""
         if outcome:
             rows = await self.pool.fetch(
                 f"SELECT {ENTRY} FROM {self._ledger} WHERE job = $1 AND outcome = $2"
@@ -134,12 +139,14 @@ class PostgresCheckpointStore(PostgresStore):
         return [entry_of(r) for r in rows]
 
     async def counts(self, job: str) -> dict[str, int]:
+        """One ``GROUP BY outcome`` over the job's ledger rows."""
         rows = await self.pool.fetch(
             f"SELECT outcome, count(*) FROM {self._ledger} WHERE job = $1 GROUP BY outcome", job
         )
         return {str(r[0]): int(r[1]) for r in rows}
 
     async def reset(self, job: str) -> None:
+        """Delete the job's checkpoint and ledger rows in one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(f"DELETE FROM {self._cp} WHERE job = $1", job)
             await conn.execute(f"DELETE FROM {self._ledger} WHERE job = $1", job)

@@ -43,6 +43,7 @@ class SQLiteCheckpointStore:
         self._writer: GroupCommitter | None = None
 
     async def open(self) -> None:
+        """Create the file and the tables if missing and start the writer thread (idempotent)."""
         if self._writer is not None:
             return
         schema = f"""
@@ -75,6 +76,7 @@ class SQLiteCheckpointStore:
         )
 
     async def aclose(self) -> None:
+        """Commit what was submitted, then stop the writer thread and close the file."""
         writer, self._writer = self._writer, None
         if writer is not None:
             await asyncio.to_thread(writer.close)
@@ -85,16 +87,19 @@ class SQLiteCheckpointStore:
         return self._writer.submit(op)
 
     async def load_checkpoint(self, job: str) -> Checkpoint | None:
+        """The job's checkpoint row, if any."""
         sql = f"SELECT updated_at, record_id, saved_at FROM {self._cp} WHERE job = ?"
         row = await self._run(lambda conn: conn.execute(sql, (job,)).fetchone())
         return None if row is None else Checkpoint(int(row[0]), row[1], float(row[2]))
 
     async def save_checkpoint(self, job: str, checkpoint: Checkpoint) -> None:
+        """Upsert the job's checkpoint row."""
         sql = save_checkpoint_sql(self._cp, ["?"] * 4)
         row = (job, checkpoint.updated_at, checkpoint.record_id, checkpoint.saved_at or time.time())
         await self._run(lambda conn: conn.execute(sql, row))
 
     async def lookup(self, job: str, record_ids: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Read the records' ledger rows, ``_CHUNK`` ids per query (SQLite's parameter limit)."""
         ids = list(dict.fromkeys(record_ids))
         table = self._ledger
 
@@ -110,6 +115,7 @@ class SQLiteCheckpointStore:
         return await self._run(op) if ids else {}
 
     async def record(self, job: str, entries: Sequence[LedgerEntry]) -> None:
+        """Upsert the entries (monotonic per record) in one shared transaction."""
         if not entries:
             return
         rows = [entry_row(job, e) for e in entries]
@@ -119,6 +125,7 @@ class SQLiteCheckpointStore:
     async def entries(
         self, job: str, *, outcome: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[LedgerEntry]:
+        """The job's ledger rows by ``at`` descending (then record id)."""
         where = "job = ?" + (" AND outcome = ?" if outcome else "")
         params: tuple[Any, ...] = (job, outcome) if outcome else (job,)
         sql = (
@@ -128,11 +135,13 @@ class SQLiteCheckpointStore:
         return [entry_of(r) for r in rows]
 
     async def counts(self, job: str) -> dict[str, int]:
+        """One ``GROUP BY outcome`` over the job's ledger rows."""
         sql = f"SELECT outcome, count(*) FROM {self._ledger} WHERE job = ? GROUP BY outcome"
         rows = await self._run(lambda conn: conn.execute(sql, (job,)).fetchall())
         return {str(r[0]): int(r[1]) for r in rows}
 
     async def reset(self, job: str) -> None:
+        """Delete the job's checkpoint and ledger rows in one transaction."""
         cp, ledger = self._cp, self._ledger
 
         def op(conn: sqlite3.Connection) -> None:

@@ -14,23 +14,8 @@ from typing import Any
 from .._clock import SYSTEM_CLOCK, Clock
 from .._group import GroupCall
 from ..errors import ConfigError
+from . import _queue_rows as model
 from ._postgres import PostgresStore, quote_ident
-from ._queue_rows import (
-    DEAD,
-    DEAD_COLUMNS,
-    DONE,
-    PENDING,
-    POSTGRES,
-    dead_letter_of,
-    dead_letter_row,
-    dead_letter_where,
-    failure_json,
-    failures_of,
-    lease_seq,
-    message_of,
-    put_dead_sql,
-    put_row,
-)
 from ._signal import WorkSignal
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, QueueStats
 
@@ -67,7 +52,7 @@ class PostgresQueue(PostgresStore):
         self._listener: Any = None
         self._signal = WorkSignal(poll_interval)
         self._puts: GroupCall[tuple[Any, ...], bool] = GroupCall(self._insert, max_batch=max_batch)
-        self._sql_put_dead = put_dead_sql(self._qualified, POSTGRES)
+        self._sql_put_dead = model.put_dead_sql(self._qualified, model.POSTGRES)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -146,7 +131,7 @@ class PostgresQueue(PostgresStore):
     async def put(self, message: Message) -> bool:
         """Insert unless (source, id) is known, in one statement with the puts made meanwhile."""
         self.pool  # noqa: B018 - raise early when not open
-        return await self._puts(put_row(message, self._clock.time()))
+        return await self._puts(model.put_row(message, self._clock.time()))
 
     async def _insert(self, rows: list[tuple[Any, ...]]) -> list[bool]:
         columns = list(zip(*rows, strict=True))
@@ -201,7 +186,7 @@ class PostgresQueue(PostgresStore):
         )
         rows = sorted(rows, key=lambda r: r["seq"])
         return [
-            Lease(message_of(r), r["attempts"], r["lease_token"], expires, failures_of(r["errors"])) for r in rows
+            Lease(model.message_of(r), r["attempts"], r["lease_token"], expires, model.failures_of(r["errors"])) for r in rows
         ]
 
     async def extend(self, lease: Lease, visibility: float) -> bool:
@@ -209,7 +194,7 @@ class PostgresQueue(PostgresStore):
         status = await self.pool.execute(
             f"UPDATE {self._qualified} SET visible_at = $1 WHERE seq = $2 AND lease_token = $3 AND state = 0",
             self._clock.time() + visibility,
-            lease_seq(lease),
+            model.lease_seq(lease),
             lease.token,
         )
         return bool(status == "UPDATE 1")
@@ -217,14 +202,14 @@ class PostgresQueue(PostgresStore):
     async def ack(self, lease: Lease) -> bool:
         """Mark the row done (kept until ``prune`` for dedupe), if the lease still holds."""
         sql = (
-            f"UPDATE {self._qualified} SET state = {DONE}, finished_at = $1, lease_token = NULL"
+            f"UPDATE {self._qualified} SET state = {model.DONE}, finished_at = $1, lease_token = NULL"
             " WHERE seq = $2 AND lease_token = $3 AND state = 0"
         )
         if lease.message.ordering_key is None:
-            status = await self.pool.execute(sql, self._clock.time(), lease_seq(lease), lease.token)
+            status = await self.pool.execute(sql, self._clock.time(), model.lease_seq(lease), lease.token)
             return bool(status == "UPDATE 1")
         async with self.pool.acquire() as conn, conn.transaction():
-            status = await conn.execute(sql, self._clock.time(), lease_seq(lease), lease.token)
+            status = await conn.execute(sql, self._clock.time(), model.lease_seq(lease), lease.token)
             if status == "UPDATE 1":
                 await self._notify(conn)  # the next message with this key is leasable now
         return bool(status == "UPDATE 1")
@@ -236,8 +221,8 @@ class PostgresQueue(PostgresStore):
             f"UPDATE {self._qualified} SET visible_at = $1, lease_token = NULL,"
             " errors = errors || $2::jsonb WHERE seq = $3 AND lease_token = $4 AND state = 0",
             now + max(0.0, delay),
-            failure_json(lease.attempt, now, error),
-            lease_seq(lease),
+            model.failure_json(lease.attempt, now, error),
+            model.lease_seq(lease),
             lease.token,
         )
         return bool(status == "UPDATE 1")
@@ -247,11 +232,11 @@ class PostgresQueue(PostgresStore):
         now = self._clock.time()
         async with self.pool.acquire() as conn, conn.transaction():
             status = await conn.execute(
-                f"UPDATE {self._qualified} SET state = {DEAD}, finished_at = $1, lease_token = NULL,"
+                f"UPDATE {self._qualified} SET state = {model.DEAD}, finished_at = $1, lease_token = NULL,"
                 " errors = errors || $2::jsonb WHERE seq = $3 AND lease_token = $4 AND state = 0",
                 now,
-                failure_json(lease.attempt, now, error),
-                lease_seq(lease),
+                model.failure_json(lease.attempt, now, error),
+                model.lease_seq(lease),
                 lease.token,
             )
             if status == "UPDATE 1" and lease.message.ordering_key is not None:
@@ -260,7 +245,7 @@ class PostgresQueue(PostgresStore):
 
     async def put_dead(self, message: Message, *, failures: Sequence[Failure]) -> None:
         """Insert (or overwrite) the message as a dead row carrying ``failures``."""
-        await self.pool.execute(self._sql_put_dead, *dead_letter_row(message, failures, self._clock.time()))
+        await self.pool.execute(self._sql_put_dead, *model.dead_letter_row(message, failures, self._clock.time()))
 
     async def wait(self, timeout: float) -> None:
         """Return on a NOTIFY from any process, or after ``min(timeout, poll_interval)`` s."""
@@ -272,30 +257,30 @@ class PostgresQueue(PostgresStore):
         self, where: DeadLetterFilter = DeadLetterFilter(), *, limit: int = 100, offset: int = 0
     ) -> list[DeadLetter]:
         """Matching dead rows, oldest dead first."""
-        clause, params = dead_letter_where(where, POSTGRES)
+        clause, params = model.dead_letter_where(where, model.POSTGRES)
         n = len(params)
         rows = await self.pool.fetch(
-            f"SELECT {DEAD_COLUMNS} FROM {self._qualified} WHERE {clause}"
+            f"SELECT {model.DEAD_COLUMNS} FROM {self._qualified} WHERE {clause}"
             f" ORDER BY finished_at, seq LIMIT ${n + 1} OFFSET ${n + 2}",
             *params,
             limit,
             offset,
         )
-        return [dead_letter_of(r) for r in rows]
+        return [model.dead_letter_of(r) for r in rows]
 
     async def count_dead(self, where: DeadLetterFilter = DeadLetterFilter()) -> int:
         """How many dead rows match."""
-        clause, params = dead_letter_where(where, POSTGRES)
+        clause, params = model.dead_letter_where(where, model.POSTGRES)
         return int(
             await self.pool.fetchval(f"SELECT count(*) FROM {self._qualified} WHERE {clause}", *params)
         )
 
     async def replay(self, where: DeadLetterFilter) -> int:
         """Make matching dead rows pending and visible now (attempts reset) and wake workers."""
-        clause, params = dead_letter_where(where, POSTGRES, first=2)
+        clause, params = model.dead_letter_where(where, model.POSTGRES, first=2)
         async with self.pool.acquire() as conn, conn.transaction():
             status = await conn.execute(
-                f"UPDATE {self._qualified} SET state = {PENDING}, attempts = 0, visible_at = $1,"
+                f"UPDATE {self._qualified} SET state = {model.PENDING}, attempts = 0, visible_at = $1,"
                 f" finished_at = NULL WHERE {clause}",
                 self._clock.time(),
                 *params,
@@ -307,7 +292,7 @@ class PostgresQueue(PostgresStore):
 
     async def purge(self, where: DeadLetterFilter) -> int:
         """Delete matching dead rows."""
-        clause, params = dead_letter_where(where, POSTGRES)
+        clause, params = model.dead_letter_where(where, model.POSTGRES)
         status = await self.pool.execute(f"DELETE FROM {self._qualified} WHERE {clause}", *params)
         return int(status.split()[-1])
 
@@ -332,7 +317,7 @@ class PostgresQueue(PostgresStore):
     async def prune(self, done_before: float) -> int:
         """Delete done rows finished before ``done_before``."""
         status = await self.pool.execute(
-            f"DELETE FROM {self._qualified} WHERE state = {DONE} AND finished_at < $1", done_before
+            f"DELETE FROM {self._qualified} WHERE state = {model.DONE} AND finished_at < $1", done_before
         )
         return int(status.split()[-1])
 

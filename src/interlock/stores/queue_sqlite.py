@@ -14,23 +14,7 @@ from typing import TypeVar
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigError
-from ._queue_rows import (
-    COLUMNS,
-    DEAD,
-    DEAD_COLUMNS,
-    DONE,
-    PENDING,
-    SQLITE,
-    dead_letter_of,
-    dead_letter_row,
-    dead_letter_where,
-    failure_json,
-    failures_of,
-    lease_seq,
-    message_of,
-    put_dead_sql,
-    put_row,
-)
+from . import _queue_rows as model
 from ._signal import WorkSignal
 from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, QueueStats
@@ -101,13 +85,13 @@ class SQLiteQueue:
             " VALUES (?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT (source, id) DO NOTHING"
         )
         self._sql_lease = (
-            f"SELECT {COLUMNS} FROM {t} AS e WHERE state = 0 AND visible_at <= ?"
+            f"SELECT {model.COLUMNS} FROM {t} AS e WHERE state = 0 AND visible_at <= ?"
             " AND (ordering_key IS NULL OR NOT EXISTS ("
             f"SELECT 1 FROM {t} AS p WHERE p.state = 0 AND p.ordering_key = e.ordering_key"
             " AND p.seq < e.seq)) ORDER BY seq LIMIT ?"
         )
         self._sql_fail = "errors = json_insert(coalesce(errors, '[]'), '$[#]', json(?))"
-        self._sql_put_dead = put_dead_sql(t, SQLITE)
+        self._sql_put_dead = model.put_dead_sql(t, model.SQLITE)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -149,7 +133,7 @@ class SQLiteQueue:
 
     async def put(self, message: Message) -> bool:
         """Insert the message unless its (source, id) is known; returns after the shared commit."""
-        row = put_row(message, self._clock.time())
+        row = model.put_row(message, self._clock.time())
         sql = self._sql_put
         inserted = await self._run(lambda conn: conn.execute(sql, row).rowcount == 1)
         if inserted:
@@ -172,7 +156,7 @@ class SQLiteQueue:
             for row in rows:
                 token = f"{row[0]}:{os.urandom(8).hex()}"
                 updates.append((expires, token, row[0]))
-                leases.append(Lease(message_of(row), row[8] + 1, token, expires, failures_of(row[9])))
+                leases.append(Lease(model.message_of(row), row[8] + 1, token, expires, model.failures_of(row[9])))
             conn.executemany(
                 f"UPDATE {table} SET visible_at = ?, lease_token = ?, attempts = attempts + 1 WHERE seq = ?",
                 updates,
@@ -184,7 +168,7 @@ class SQLiteQueue:
     async def extend(self, lease: Lease, visibility: float) -> bool:
         """Push the lease's row out of sight for ``visibility`` s more, if the lease still holds."""
         sql = f"UPDATE {self.table} SET visible_at = ? WHERE seq = ? AND lease_token = ? AND state = 0"
-        seq = lease_seq(lease)
+        seq = model.lease_seq(lease)
         return await self._run(
             lambda conn: conn.execute(sql, (self._clock.time() + visibility, seq, lease.token)).rowcount == 1
         )
@@ -192,10 +176,10 @@ class SQLiteQueue:
     async def ack(self, lease: Lease) -> bool:
         """Mark the row done (kept until ``prune`` for dedupe), if the lease still holds."""
         sql = (
-            f"UPDATE {self.table} SET state = {DONE}, finished_at = ?, lease_token = NULL"
+            f"UPDATE {self.table} SET state = {model.DONE}, finished_at = ?, lease_token = NULL"
             " WHERE seq = ? AND lease_token = ? AND state = 0"
         )
-        seq = lease_seq(lease)
+        seq = model.lease_seq(lease)
         done = await self._run(lambda conn: conn.execute(sql, (self._clock.time(), seq, lease.token)).rowcount == 1)
         if done and lease.message.ordering_key is not None:
             self._wake()  # the next message with this key is leasable now
@@ -207,11 +191,11 @@ class SQLiteQueue:
             f"UPDATE {self.table} SET visible_at = ?, lease_token = NULL, {self._sql_fail}"
             " WHERE seq = ? AND lease_token = ? AND state = 0"
         )
-        seq = lease_seq(lease)
+        seq = model.lease_seq(lease)
 
         def op(conn: sqlite3.Connection) -> bool:
             now = self._clock.time()
-            failure = failure_json(lease.attempt, now, error)
+            failure = model.failure_json(lease.attempt, now, error)
             return conn.execute(sql, (now + max(0.0, delay), failure, seq, lease.token)).rowcount == 1
 
         return await self._run(op)
@@ -219,14 +203,14 @@ class SQLiteQueue:
     async def dead_letter(self, lease: Lease, *, error: str) -> bool:
         """Append the failure to the row's history and mark it dead."""
         sql = (
-            f"UPDATE {self.table} SET state = {DEAD}, finished_at = ?, lease_token = NULL,"
+            f"UPDATE {self.table} SET state = {model.DEAD}, finished_at = ?, lease_token = NULL,"
             f" {self._sql_fail} WHERE seq = ? AND lease_token = ? AND state = 0"
         )
-        seq = lease_seq(lease)
+        seq = model.lease_seq(lease)
 
         def op(conn: sqlite3.Connection) -> bool:
             now = self._clock.time()
-            return conn.execute(sql, (now, failure_json(lease.attempt, now, error), seq, lease.token)).rowcount == 1
+            return conn.execute(sql, (now, model.failure_json(lease.attempt, now, error), seq, lease.token)).rowcount == 1
 
         dead = await self._run(op)
         if dead and lease.message.ordering_key is not None:
@@ -236,7 +220,7 @@ class SQLiteQueue:
     async def put_dead(self, message: Message, *, failures: Sequence[Failure]) -> None:
         """Insert (or overwrite) the message as a dead row carrying ``failures``."""
         sql = self._sql_put_dead
-        row = dead_letter_row(message, failures, self._clock.time())
+        row = model.dead_letter_row(message, failures, self._clock.time())
         await self._run(lambda conn: conn.execute(sql, row))
 
     async def wait(self, timeout: float) -> None:
@@ -249,28 +233,28 @@ class SQLiteQueue:
         self, where: DeadLetterFilter = DeadLetterFilter(), *, limit: int = 100, offset: int = 0
     ) -> list[DeadLetter]:
         """Matching dead rows, oldest dead first."""
-        clause, params = dead_letter_where(where, SQLITE)
+        clause, params = model.dead_letter_where(where, model.SQLITE)
         sql = (
-            f"SELECT {DEAD_COLUMNS} FROM {self.table} WHERE {clause}"
+            f"SELECT {model.DEAD_COLUMNS} FROM {self.table} WHERE {clause}"
             " ORDER BY finished_at, seq LIMIT ? OFFSET ?"
         )
 
         def op(conn: sqlite3.Connection) -> list[DeadLetter]:
-            return [dead_letter_of(r) for r in conn.execute(sql, [*params, limit, offset]).fetchall()]
+            return [model.dead_letter_of(r) for r in conn.execute(sql, [*params, limit, offset]).fetchall()]
 
         return await self._run(op)
 
     async def count_dead(self, where: DeadLetterFilter = DeadLetterFilter()) -> int:
         """How many dead rows match."""
-        clause, params = dead_letter_where(where, SQLITE)
+        clause, params = model.dead_letter_where(where, model.SQLITE)
         sql = f"SELECT count(*) FROM {self.table} WHERE {clause}"
         return await self._run(lambda conn: int(conn.execute(sql, params).fetchone()[0]))
 
     async def replay(self, where: DeadLetterFilter) -> int:
         """Make matching dead rows pending and visible now, attempts reset, history kept."""
-        clause, params = dead_letter_where(where, SQLITE)
+        clause, params = model.dead_letter_where(where, model.SQLITE)
         sql = (
-            f"UPDATE {self.table} SET state = {PENDING}, attempts = 0, visible_at = ?,"
+            f"UPDATE {self.table} SET state = {model.PENDING}, attempts = 0, visible_at = ?,"
             f" finished_at = NULL WHERE {clause}"
         )
         count = await self._run(lambda conn: conn.execute(sql, [self._clock.time(), *params]).rowcount)
@@ -280,7 +264,7 @@ class SQLiteQueue:
 
     async def purge(self, where: DeadLetterFilter) -> int:
         """Delete matching dead rows."""
-        clause, params = dead_letter_where(where, SQLITE)
+        clause, params = model.dead_letter_where(where, model.SQLITE)
         sql = f"DELETE FROM {self.table} WHERE {clause}"
         return await self._run(lambda conn: conn.execute(sql, params).rowcount)
 
@@ -311,7 +295,7 @@ class SQLiteQueue:
 
     async def prune(self, done_before: float) -> int:
         """Delete done rows finished before ``done_before``."""
-        sql = f"DELETE FROM {self.table} WHERE state = {DONE} AND finished_at < ?"
+        sql = f"DELETE FROM {self.table} WHERE state = {model.DONE} AND finished_at < ?"
         return await self._run(lambda conn: conn.execute(sql, (done_before,)).rowcount)
 
     def __repr__(self) -> str:

@@ -31,12 +31,14 @@ class SQLiteSink:
         self._writer: GroupCommitter | None = None
 
     async def open(self) -> None:
+        """Start the writer thread on the file (idempotent)."""
         if self._writer is None:
             import asyncio
 
             self._writer = await asyncio.to_thread(GroupCommitter, self.path, synchronous=self.synchronous)
 
     async def aclose(self) -> None:
+        """Commit what was submitted, then stop the writer thread."""
         writer, self._writer = self._writer, None
         if writer is not None:
             import asyncio
@@ -44,6 +46,7 @@ class SQLiteSink:
             await asyncio.to_thread(writer.close)
 
     async def write_rows(self, rows: Sequence[Row]) -> None:
+        """Upsert ``rows`` with one ``executemany`` in one (shared) transaction."""
         if self._writer is None:
             await self.open()
         assert self._writer is not None
