@@ -14,8 +14,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
+from .._clock import SYSTEM_CLOCK, Clock
+from ..errors import ConfigError
+from ._signal import WorkSignal
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message
 
 PENDING, DONE, DEAD = 0, 1, 2
@@ -42,6 +45,42 @@ SQLITE = Dialect(numbered=False, id_array=False, errors_contain="instr(errors, {
 POSTGRES = Dialect(
     numbered=True, id_array=True, errors_contain="strpos(errors::text, {}) > 0", json_param="{}::jsonb"
 )
+
+
+class SQLQueue:
+    """What the SQL queues do alike around their SQL: settings, the clock, waking consumers."""
+
+    def __init__(
+        self, owner: str, *, table: str, poll_interval: float, max_batch: int, clock: Clock | None
+    ) -> None:
+        if poll_interval <= 0:
+            raise ConfigError(owner, "poll_interval", f"must be > 0 seconds, got {poll_interval!r}")
+        self.table = table
+        self.poll_interval = poll_interval
+        self.max_batch = max_batch
+        self._clock = clock or SYSTEM_CLOCK
+        """Wall-clock readings for received, visible, leased and dead-lettered times."""
+        self._signal = WorkSignal(poll_interval)
+
+    async def open(self) -> None:
+        """Connect and create the table if missing (each backend its own way)."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release what ``open`` acquired (each backend its own way)."""
+        raise NotImplementedError
+
+    async def wait(self, timeout: float) -> None:
+        """Return when woken (a put, a settle that unblocks an ordering key, a replay), or
+        after ``min(timeout, poll_interval)`` s, to see work other processes put."""
+        await self._signal.wait(timeout)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def placeholders(dialect: Dialect, count: int, first: int = 1) -> list[str]:

@@ -3,15 +3,14 @@ fsync). Usually the same file as the inbox's queue."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
 from ._ledger_sql import ENTRY, entry_of, entry_row, save_checkpoint_sql, upsert_ledger_sql
-from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
+from ._sqlite import SQLiteStore, Synchronous
 from .checkpoint import Checkpoint, LedgerEntry
 
 __all__ = ["SQLiteCheckpointStore"]
@@ -21,7 +20,7 @@ T = TypeVar("T")
 _CHUNK = 900
 
 
-class SQLiteCheckpointStore:
+class SQLiteCheckpointStore(SQLiteStore):
     """Tables ``{prefix}_checkpoints`` and ``{prefix}_ledger`` in a SQLite file."""
 
     def __init__(
@@ -35,18 +34,14 @@ class SQLiteCheckpointStore:
             raise ConfigError(
                 "SQLiteCheckpointStore", "prefix", f"must be letters, digits and _, got {prefix!r}"
             )
-        self.path = sqlite_path_from_url(url)
-        self.synchronous: Synchronous = synchronous
+        super().__init__(url, synchronous=synchronous)
         self._cp = f"{prefix}_checkpoints"
         self._ledger = f"{prefix}_ledger"
         self._upsert = upsert_ledger_sql(self._ledger, ["?"] * 9)
-        self._writer: GroupCommitter | None = None
 
     async def open(self) -> None:
         """Create the file and the tables if missing and start the writer thread (idempotent)."""
-        if self._writer is not None:
-            return
-        schema = f"""
+        await self._open_writer(f"""
         CREATE TABLE IF NOT EXISTS {self._cp} (
             job TEXT PRIMARY KEY,
             updated_at INTEGER NOT NULL,
@@ -66,25 +61,7 @@ class SQLiteCheckpointStore:
             PRIMARY KEY (job, record_id)
         );
         CREATE INDEX IF NOT EXISTS {self._ledger}_outcome ON {self._ledger} (job, outcome, at);
-        """
-
-        def init(conn: sqlite3.Connection) -> None:
-            conn.executescript(schema)
-
-        self._writer = await asyncio.to_thread(
-            GroupCommitter, self.path, synchronous=self.synchronous, init=init
-        )
-
-    async def aclose(self) -> None:
-        """Commit what was submitted, then stop the writer thread and close the file."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await asyncio.to_thread(writer.close)
-
-    def _run(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        if self._writer is None:
-            raise RuntimeError("SQLiteCheckpointStore is not open: call `await store.open()` first")
-        return self._writer.submit(op)
+        """)
 
     async def load_checkpoint(self, job: str) -> Checkpoint | None:
         """The job's checkpoint row, if any."""

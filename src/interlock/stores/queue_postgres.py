@@ -11,18 +11,16 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._clock import Clock
 from .._group import GroupCall
-from ..errors import ConfigError
 from . import _queue_rows as model
 from ._postgres import PostgresStore, quote_ident
-from ._signal import WorkSignal
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, QueueStats
 
 __all__ = ["PostgresQueue"]
 
 
-class PostgresQueue(PostgresStore):
+class PostgresQueue(model.SQLQueue, PostgresStore):
     """``Queue`` on PostgreSQL. ``dsn`` may carry ``?schema=name`` to keep the table there.
     Pass ``pool`` to share an existing asyncpg pool (it is then not closed by ``aclose``)."""
 
@@ -38,19 +36,14 @@ class PostgresQueue(PostgresStore):
         max_batch: int = 4096,
         clock: Clock | None = None,
     ) -> None:
-        if poll_interval <= 0:
-            raise ConfigError("PostgresQueue", "poll_interval", f"must be > 0 seconds, got {poll_interval!r}")
-        super().__init__(dsn, schema=schema, pool=pool, pool_size=pool_size)
-        self.table = table
-        self.poll_interval = poll_interval
-        self.max_batch = max_batch
-        self._clock = clock or SYSTEM_CLOCK
-        """Wall-clock readings for received, visible, leased and dead-lettered times."""
+        model.SQLQueue.__init__(
+            self, "PostgresQueue", table=table, poll_interval=poll_interval, max_batch=max_batch, clock=clock
+        )
+        PostgresStore.__init__(self, dsn, schema=schema, pool=pool, pool_size=pool_size)
         self._qualified = self.qualify(table)
         # NOTIFY channels are database-wide; the schema keeps two inboxes from waking each other.
         self.channel = f"{self.schema or 'public'}.{table}"[:63]
         self._listener: Any = None
-        self._signal = WorkSignal(poll_interval)
         self._puts: GroupCall[tuple[Any, ...], bool] = GroupCall(self._insert, max_batch=max_batch)
         self._sql_put_dead = model.put_dead_sql(self._qualified, model.POSTGRES)
 
@@ -108,13 +101,6 @@ class PostgresQueue(PostgresStore):
                 await self._pool.release(self._listener)
                 self._listener = None
         await self._close_pool()
-
-    async def __aenter__(self) -> PostgresQueue:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     @property
     def pool(self) -> Any:
@@ -246,10 +232,6 @@ class PostgresQueue(PostgresStore):
     async def put_dead(self, message: Message, *, failures: Sequence[Failure]) -> None:
         """Insert (or overwrite) the message as a dead row carrying ``failures``."""
         await self.pool.execute(self._sql_put_dead, *model.dead_letter_row(message, failures, self._clock.time()))
-
-    async def wait(self, timeout: float) -> None:
-        """Return on a NOTIFY from any process, or after ``min(timeout, poll_interval)`` s."""
-        await self._signal.wait(timeout)
 
     # -- dead letters ----------------------------------------------------------------------------
 

@@ -6,17 +6,15 @@ with the PostgreSQL queue.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._clock import Clock
 from ..errors import ConfigError
 from . import _queue_rows as model
-from ._signal import WorkSignal
-from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
+from ._sqlite import SQLiteStore, Synchronous
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, QueueStats
 
 __all__ = ["SQLiteQueue"]
@@ -51,7 +49,7 @@ CREATE INDEX IF NOT EXISTS {table}_done ON {table} (finished_at) WHERE state = 1
 """
 
 
-class SQLiteQueue:
+class SQLiteQueue(SQLiteStore, model.SQLQueue):
     """``Queue`` on a SQLite file. ``url`` is ``sqlite:///relative.db``, ``sqlite:////abs.db``
     or a plain path. Several processes may share the file (ingress in one, workers in another);
     workers in other processes notice new messages by polling every ``poll_interval`` s."""
@@ -68,17 +66,10 @@ class SQLiteQueue:
     ) -> None:
         if not table.replace("_", "").isalnum():
             raise ConfigError("SQLiteQueue", "table", f"must be letters, digits and _, got {table!r}")
-        if poll_interval <= 0:
-            raise ConfigError("SQLiteQueue", "poll_interval", f"must be > 0 seconds, got {poll_interval!r}")
-        self.path = sqlite_path_from_url(url)
-        self.table = table
-        self.synchronous: Synchronous = synchronous
-        self.poll_interval = poll_interval
-        self.max_batch = max_batch
-        self._clock = clock or SYSTEM_CLOCK
-        """Wall-clock readings for received, visible, leased and dead-lettered times."""
-        self._writer: GroupCommitter | None = None
-        self._signal = WorkSignal(poll_interval)
+        model.SQLQueue.__init__(
+            self, "SQLiteQueue", table=table, poll_interval=poll_interval, max_batch=max_batch, clock=clock
+        )
+        SQLiteStore.__init__(self, url, synchronous=synchronous)
         t = table
         self._sql_put = (
             f"INSERT INTO {t} (source, id, type, body, headers, received_at, ordering_key, visible_at)"
@@ -97,34 +88,7 @@ class SQLiteQueue:
 
     async def open(self) -> None:
         """Create the file and the table if missing and start the writer thread (idempotent)."""
-        if self._writer is not None:
-            return
-        schema = _schema(self.table)
-
-        def init(conn: sqlite3.Connection) -> None:
-            conn.executescript(schema)
-
-        self._writer = await asyncio.to_thread(
-            GroupCommitter, self.path, synchronous=self.synchronous, max_batch=self.max_batch, init=init
-        )
-
-    async def aclose(self) -> None:
-        """Commit what was submitted, then stop the writer thread and close the file."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await asyncio.to_thread(writer.close)
-
-    async def __aenter__(self) -> SQLiteQueue:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def _run(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        if self._writer is None:
-            raise RuntimeError("SQLiteQueue is not open: call `await queue.open()` first")
-        return self._writer.submit(op)
+        await self._open_writer(_schema(self.table), max_batch=self.max_batch)
 
     def _wake(self) -> None:
         self._signal.wake()
@@ -222,10 +186,6 @@ class SQLiteQueue:
         sql = self._sql_put_dead
         row = model.dead_letter_row(message, failures, self._clock.time())
         await self._run(lambda conn: conn.execute(sql, row))
-
-    async def wait(self, timeout: float) -> None:
-        """Return on a put in this process, or after ``min(timeout, poll_interval)`` s."""
-        await self._signal.wait(timeout)
 
     # -- dead letters ----------------------------------------------------------------------------
 
