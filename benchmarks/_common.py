@@ -128,8 +128,14 @@ class OpenLoop:
         return self.ok / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
+    def offered_actual(self) -> float:
+        """Arrivals per second really scheduled (Poisson arrivals scatter around the rate)."""
+        return self.scheduled / self.duration if self.duration else 0.0
+
+    @property
     def achieved_share(self) -> float:
-        return self.achieved_rate / self.offered_rate if self.offered_rate else float("nan")
+        """Achieved over what was really offered."""
+        return self.achieved_rate / self.offered_actual if self.offered_actual else float("nan")
 
     def p(self, q: float) -> float:
         return percentile(self.latencies, q)
@@ -239,13 +245,18 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def emit(name: str, results: dict[str, Any]) -> None:
     """The last line of every benchmark: one JSON object for machines to read."""
     payload = {"benchmark": name, "python": platform.python_version(), "cpus": os.cpu_count(), **results}
-    print(json.dumps(payload, sort_keys=True, default=_json_default))
+    print(json.dumps(_finite(payload), sort_keys=True, default=str))
 
 
-def _json_default(value: object) -> object:
+def _finite(value: Any) -> Any:
+    """JSON has no infinity or NaN: those become null."""
     if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
         return None
-    return str(value)
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def now() -> float:
