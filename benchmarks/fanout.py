@@ -89,7 +89,9 @@ class Result:
 Fetch = Callable[[str], Awaitable[bool]]
 
 
-async def run_events(events: list[Event], fetch: Fetch, concurrency: int | None, cap: float) -> tuple[int, int, bool]:
+async def run_events(
+    events: list[Event], fetch: Fetch, concurrency: int | None, cap: float
+) -> tuple[int, int, bool]:
     """Process events (each: its three reads gathered) with at most ``concurrency`` events at
     once (None: all at once); stop starting events after ``cap`` seconds."""
     done = failures = 0
@@ -100,7 +102,9 @@ async def run_events(events: list[Event], fetch: Fetch, concurrency: int | None,
         if time.monotonic() > deadline:
             return
         customer, p1, p2 = event
-        oks = await asyncio.gather(fetch(f"/customers/{customer}"), fetch(f"/products/{p1}"), fetch(f"/products/{p2}"))
+        oks = await asyncio.gather(
+            fetch(f"/customers/{customer}"), fetch(f"/products/{p1}"), fetch(f"/products/{p2}")
+        )
         done += 1
         failures += not all(oks)
 
@@ -132,7 +136,11 @@ async def naive(url: str, events: list[Event], concurrency: int, cap: float) -> 
             for customer, p1, p2 in events:
                 if time.monotonic() > deadline:
                     return Outcome(done, failures, False)
-                oks = [await fetch(f"/customers/{customer}"), await fetch(f"/products/{p1}"), await fetch(f"/products/{p2}")]
+                oks = [
+                    await fetch(f"/customers/{customer}"),
+                    await fetch(f"/products/{p1}"),
+                    await fetch(f"/products/{p2}"),
+                ]
                 done += 1
                 failures += not all(oks)
             return Outcome(done, failures, True)
@@ -243,7 +251,9 @@ async def diy(url: str, events: list[Event], cap: float) -> Outcome:
     with tempfile.TemporaryDirectory() as tmp:
         storage = hishel.AsyncSqliteStorage(database_path=f"{tmp}/cache.db", default_ttl=300)
         pool = LimitedTransport(httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=100)), limiter)
-        async with httpx.AsyncClient(base_url=url, transport=AsyncCacheTransport(pool, storage=storage)) as http:
+        async with httpx.AsyncClient(
+            base_url=url, transport=AsyncCacheTransport(pool, storage=storage)
+        ) as http:
 
             async def get(path: str, params: dict[str, str]) -> Any:
                 nonlocal hits
@@ -253,7 +263,9 @@ async def diy(url: str, events: list[Event], cap: float) -> Outcome:
                             response: Any = await http.get(path, params=params)
                         except httpx.HTTPError:
                             response = None
-                        if response is not None and getattr(response.extensions.get("caching"), "from_cache", False):
+                        if response is not None and getattr(
+                            response.extensions.get("caching"), "from_cache", False
+                        ):
                             hits += 1
                     if not attempt.retry_state.outcome.failed:  # type: ignore[union-attr]
                         attempt.retry_state.set_result(response)
@@ -313,7 +325,14 @@ async def measure(tb: Any, run: Callable[[str], Awaitable[Outcome]]) -> Result:
     cpu = time.process_time() - cpu
     counters = tb.counters()
     return Result(
-        out.events_done, out.failures, wall, counters.requests, counters.rate_limited, out.finished, out.cache_hits, cpu
+        out.events_done,
+        out.failures,
+        wall,
+        counters.requests,
+        counters.rate_limited,
+        out.finished,
+        out.cache_hits,
+        cpu,
     )
 
 
@@ -372,7 +391,21 @@ async def main_async(args: argparse.Namespace) -> None:
         )
     print()
     print(f"{args.events} events x {args.rounds} rounds (contenders rotated); median (min-max)")
-    print(table(["contender", "events done", "upstream calls", "429s", "failed events", "hishel hits", "client CPU s", "wall s"], rows))
+    print(
+        table(
+            [
+                "contender",
+                "events done",
+                "upstream calls",
+                "429s",
+                "failed events",
+                "hishel hits",
+                "client CPU s",
+                "wall s",
+            ],
+            rows,
+        )
+    )
     summary: dict[str, Any] = {
         "events": args.events,
         "rounds": args.rounds,
@@ -399,9 +432,13 @@ async def main_async(args: argparse.Namespace) -> None:
         il_wall = med([r.wall for r in il])
         il_calls = med([r.calls for r in il])
         summary["interlock_calls_over_minimum"] = round(il_calls / minimum, 3)
-        print(f"interlock upstream calls / minimum: {il_calls:.0f}/{minimum} = {il_calls / minimum:.2f}x (target <= 1.1x)")
+        print(
+            f"interlock upstream calls / minimum: {il_calls:.0f}/{minimum} = {il_calls / minimum:.2f}x (target <= 1.1x)"
+        )
         if any(r.failures for r in il):
-            print(f"interlock itself failed events: {spread([r.failures for r in il], '{:.0f}')}: no speed-up printed")
+            print(
+                f"interlock itself failed events: {spread([r.failures for r in il], '{:.0f}')}: no speed-up printed"
+            )
         else:
             for name, rs in results.items():
                 if name == "interlock":
@@ -419,18 +456,24 @@ async def main_async(args: argparse.Namespace) -> None:
                 ratio = other / il_wall
                 summary[f"speedup_vs_{name}"] = round(ratio, 2)
                 label = " (projected: it was stopped)" if not finished else ""
-                verdict = f"interlock {ratio:.2f}x faster" if ratio >= 1 else f"{name} {1 / ratio:.2f}x faster"
+                verdict = (
+                    f"interlock {ratio:.2f}x faster" if ratio >= 1 else f"{name} {1 / ratio:.2f}x faster"
+                )
                 print(f"interlock vs {name}: median wall {il_wall:.2f}s vs {other:.2f}s{label}: {verdict}")
     summary.update(load.end())
     emit("fanout", summary)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cap", type=float, default=5.0, help="seconds before a naive contender is stopped")
-    parser.add_argument("--full-cap", type=float, default=300.0, help="seconds before the DIY stack / interlock are stopped")
+    parser.add_argument(
+        "--full-cap", type=float, default=300.0, help="seconds before the DIY stack / interlock are stopped"
+    )
     parser.add_argument("--only", default="", help="comma-separated contenders to run")
     asyncio.run(main_async(parser.parse_args()))
 

@@ -110,7 +110,12 @@ async def retrying(url: str, deadline: float, drive: Callable[[Get], Awaitable[N
                 async with asyncio.timeout(deadline):
                     async for attempt_ in AsyncRetrying(
                         retry=retry_if_exception_type(
-                            (Retryable, pybreaker.CircuitBreakerError, aiohttp.ClientError, asyncio.TimeoutError)
+                            (
+                                Retryable,
+                                pybreaker.CircuitBreakerError,
+                                aiohttp.ClientError,
+                                asyncio.TimeoutError,
+                            )
                         ),
                         wait=wait,
                         stop=stop_after_delay(deadline),

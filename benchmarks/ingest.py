@@ -149,7 +149,10 @@ def raw_asgi(startup: Any, shutdown: Any, store: Any) -> Any:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(reply)).encode())],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(reply)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": reply})
@@ -161,7 +164,9 @@ def serve_asgi_asyncpg(port: int, schema: str) -> None:
     import asyncpg
 
     state: dict[str, Any] = {}
-    sql = f'INSERT INTO "{schema}".webhooks (delivery, body) VALUES ($1, $2) ON CONFLICT (delivery) DO NOTHING'
+    sql = (
+        f'INSERT INTO "{schema}".webhooks (delivery, body) VALUES ($1, $2) ON CONFLICT (delivery) DO NOTHING'
+    )
 
     async def startup() -> None:
         state["pool"] = await asyncpg.create_pool(PG_DSN, min_size=4, max_size=16)
@@ -579,7 +584,9 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=2.0, help="seconds allowed after the last arrival")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=256, help="most connections per target")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds before a request counts as failed")
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds before a request counts as failed"
+    )
     args = parser.parse_args()
     if args.cmd == "serve":
         if args.target in INTERLOCK_TARGETS:

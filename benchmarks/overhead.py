@@ -103,7 +103,9 @@ async def diy_httpx(url: str, n: int, c: int, records: int) -> float:
     limiter = AsyncLimiter(1_000_000, 1)
     gate = asyncio.Semaphore(64)
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=httpx.Timeout(5.0, connect=1.0)) as client:
+    async with httpx.AsyncClient(
+        base_url=url, limits=limits, timeout=httpx.Timeout(5.0, connect=1.0)
+    ) as client:
 
         async def get(path: str) -> int:
             async for attempt in AsyncRetrying(
@@ -216,7 +218,8 @@ def main() -> None:
                 rates[name].append(asyncio.run(run(testbed.url, n, args.concurrency, records)))
                 cpu_us[name].append((time.process_time() - cpu_before) / n * 1e6)
             print(
-                f"round {round_no}: " + ", ".join(f"{k} {rates[k][-1]:.0f}/s {cpu_us[k][-1]:.0f}us" for k in order),
+                f"round {round_no}: "
+                + ", ".join(f"{k} {rates[k][-1]:.0f}/s {cpu_us[k][-1]:.0f}us" for k in order),
                 flush=True,
             )
     med = _common.med
@@ -240,7 +243,15 @@ def main() -> None:
     )
     print(
         _common.table(
-            ["contender", "compared as", "req/s", "vs bare", "client CPU us/req", "CPU vs bare", "CPU us vs bare"],
+            [
+                "contender",
+                "compared as",
+                "req/s",
+                "vs bare",
+                "client CPU us/req",
+                "CPU vs bare",
+                "CPU us vs bare",
+            ],
             rows,
         )
     )

@@ -157,7 +157,9 @@ def run_once(url: str, dialect: str, contender: Contender, args: argparse.Namesp
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--dialects", default="x-ratelimit-epoch", help="comma-separated, or 'all'")
     parser.add_argument("--processes", type=int, default=4, help="processes sharing Redis in the shared run")
@@ -244,7 +246,9 @@ def main() -> None:
     )
     print(table(["dialect", "contender", "rate", "accepted", "429s", "errors", "used"], rows))
     mine = [r for (_, label), rs in runs.items() if label.startswith("interlock") for r in rs]
-    worst = min(med([r["used"] for r in rs]) for (_, label), rs in runs.items() if label.startswith("interlock"))
+    worst = min(
+        med([r["used"] for r in rs]) for (_, label), rs in runs.items() if label.startswith("interlock")
+    )
     throttled = sum(r["throttled"] for r in mine)
     print(
         f"interlock: lowest median share of quota used: {worst:.1%} (target >= 98%); 429s in all its runs: "

@@ -72,7 +72,9 @@ async def naive(pool: Any, schema: str, rows: list[tuple[Any, ...]], concurrency
     await asyncio.gather(*(worker(rows[i::concurrency]) for i in range(concurrency)))
 
 
-async def batched(pool: Any, schema: str, rows: list[tuple[Any, ...]], concurrency: int, method: Any, max_rows: int) -> None:
+async def batched(
+    pool: Any, schema: str, rows: list[tuple[Any, ...]], concurrency: int, method: Any, max_rows: int
+) -> None:
     sink = PostgresSink("payments", COLUMNS, ["id"], pool=pool, schema=schema, method=method)
     writer = interlock.BatchWriter(sink, max_rows=max_rows, max_delay=0.01)
 
@@ -103,7 +105,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--max-rows", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=64, help="writers, for the naive and batch/ cases alike")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="writers, for the naive and batch/ cases alike"
+    )
     parser.add_argument("--pool", type=int, default=10, help="connections in the one pool every case uses")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -135,7 +139,10 @@ async def main() -> None:
                 stored = await count(admin, schema)
                 assert stored == args.rows, f"{name}: {stored} rows stored, expected {args.rows}"
                 seconds[name].append(elapsed)
-                print(f"round {round_no} {name:20} {elapsed:8.2f} s  {args.rows / elapsed:10.0f} rows/s", flush=True)
+                print(
+                    f"round {round_no} {name:20} {elapsed:8.2f} s  {args.rows / elapsed:10.0f} rows/s",
+                    flush=True,
+                )
     finally:
         await pool.close()
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -55,7 +55,9 @@ async def raw_puts(url: str, count: int, concurrency: int, tag: str) -> float:
         return count / (time.perf_counter() - start)
 
 
-async def plain_loop(url: str, page_size: int, concurrency: int, tag: str, per_second: float | None) -> tuple[float, int]:
+async def plain_loop(
+    url: str, page_size: int, concurrency: int, tag: str, per_second: float | None
+) -> tuple[float, int]:
     """The external contender: aiohttp, the same listing the Sync reads (cursor pages of
     ``page_size``), ``concurrency`` tasks PUTting each record with an idempotency key, paced by
     aiolimiter at ``per_second`` when given. No ledger, no checkpoint, no retry. Returns
@@ -177,7 +179,9 @@ def main() -> None:
         return rate
 
     scenarios["write-back (Sync, concurrency 5)"] = wb
-    scenarios["raw PUT loop (interlock Client, 5 tasks)"] = lambda url, tmp, tag: asyncio.run(raw_puts(url, n, 5, tag))
+    scenarios["raw PUT loop (interlock Client, 5 tasks)"] = lambda url, tmp, tag: asyncio.run(
+        raw_puts(url, n, 5, tag)
+    )
 
     def plain(per_second: float | None) -> Callable[[str, str, str], float]:
         def run(url: str, tmp: str, tag: str) -> float:
