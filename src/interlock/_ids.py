@@ -15,9 +15,12 @@ _current: ContextVar[str | None] = ContextVar("interlock_correlation_id", defaul
 
 
 def new_id() -> str:
-    """96 random bits as hex. Ids need to be unique, not secret: the Mersenne Twister draws them
-    in a fraction of a getrandom() syscall, and ``random`` reseeds itself in forked children, so
-    worker processes never repeat each other's ids."""
+    """96 random bits as hex.
+
+    Ids need to be unique, not secret: the Mersenne Twister draws them in a fraction of a
+    getrandom() syscall, and ``random`` reseeds itself in forked children, so worker processes
+    never repeat each other's ids.
+    """
     return f"{_getrandbits(96):024x}"
 
 

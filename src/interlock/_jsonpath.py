@@ -39,8 +39,10 @@ class JsonPath:
             match = _STEP.match(body, pos)
             if match is None or (pos == 0 and body.startswith(".") and text == body):
                 raise ConfigError(
-                    owner, field, f"cannot parse JSON path {spec!r} at position {pos + len(text) - len(body)}; "
-                    "write it like $.data.items[0] or data.id"
+                    owner,
+                    field,
+                    f"cannot parse JSON path {spec!r} at position {pos + len(text) - len(body)}; "
+                    "write it like $.data.items[0] or data.id",
                 )
             name, index, quoted = match.groups()
             steps.append(int(index) if index is not None else (name or quoted))

@@ -41,6 +41,7 @@ class RouteStats:
         self.count = 0
 
     def observe(self, method: str, outcome: str, elapsed: float) -> None:
+        """Count one finished call: its method, its outcome label and its duration in seconds."""
         key = (method, outcome)
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
         self.buckets[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
@@ -49,14 +50,17 @@ class RouteStats:
 
 
 class UpstreamStats:
-    """Per-upstream counters; shared by every Client that calls the same upstream name, and kept
-    for the life of the process so Prometheus counters never go backwards."""
+    """Per-upstream counters, shared by every Client that calls the same upstream name.
+
+    Kept for the life of the process so Prometheus counters never go backwards.
+    """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.routes: dict[str, RouteStats] = {}
 
     def route(self, route: str) -> RouteStats:
+        """The counters of ``route`` (a route template), created on first use."""
         stats = self.routes.get(route)
         if stats is None:
             stats = self.routes[route] = RouteStats()
@@ -78,7 +82,9 @@ class LiveClient(Protocol):
 
     name: str
 
-    def gauges(self) -> dict[str, float]: ...
+    def gauges(self) -> dict[str, float]:
+        """Current values by name: ``in_flight`` (attempts on the wire), ``breaker_state``."""
+        ...
 
 
 _UPSTREAMS: dict[str, UpstreamStats] = {}
@@ -86,6 +92,7 @@ _LIVE_CLIENTS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def upstream_stats(upstream: str) -> UpstreamStats:
+    """The process-wide counters of ``upstream`` (a client's name), created on first use."""
     stats = _UPSTREAMS.get(upstream)
     if stats is None:
         stats = _UPSTREAMS[upstream] = UpstreamStats(upstream)
@@ -93,6 +100,7 @@ def upstream_stats(upstream: str) -> UpstreamStats:
 
 
 def track_client(client: LiveClient) -> None:
+    """Read ``client``'s gauges at every scrape while it lives (held weakly: no leak)."""
     _LIVE_CLIENTS.add(client)
 
 
@@ -121,7 +129,9 @@ class _ClientCollector(Collector):
                     running += n
                     buckets.append(("+Inf" if math.isinf(bound) else repr(bound), running))
                 latency.add_metric([upstream, route], buckets, rs.sum)
-        in_flight = GaugeMetricFamily("interlock_client_in_flight", "Attempts on the wire.", labels=["upstream"])
+        in_flight = GaugeMetricFamily(
+            "interlock_client_in_flight", "Attempts on the wire.", labels=["upstream"]
+        )
         breaker = GaugeMetricFamily(
             "interlock_client_breaker_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
@@ -172,9 +182,11 @@ CACHE_RESULTS = ("hit", "stale", "revalidated", "miss")
 
 
 class WorkStats:
-    """Per-upstream counts of work avoided. ``cache[route][result]`` with result one of
-    ``CACHE_RESULTS``: hit (fresh), stale (served stale), revalidated (a 304 refreshed the
-    entry), miss (fetched in full)."""
+    """Per-upstream counts of work avoided: cache results, invalidations, coalescing, batching, quota.
+
+    ``cache[route][result]`` with result one of ``CACHE_RESULTS``: hit (fresh), stale (served
+    stale), revalidated (a 304 refreshed the entry), miss (fetched in full).
+    """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
@@ -189,14 +201,17 @@ class WorkStats:
         self.ratelimit_throttled = 0
 
     def cache_result(self, route: str, result: str) -> None:
+        """Count one cache lookup on ``route``; ``result`` is one of ``CACHE_RESULTS``."""
         counts = self.cache.get(route)
         if counts is None:
             counts = self.cache[route] = dict.fromkeys(CACHE_RESULTS, 0)
         counts[result] += 1
 
     def hit_rate(self, route: str | None = None) -> float:
-        """Share of cache lookups answered without a full upstream fetch (hit, stale or
-        revalidated); NaN before any lookup. Seed 000 wants > 0.9 on cached routes."""
+        """Share of cache lookups answered without a full upstream fetch (hit, stale or revalidated).
+
+        NaN before any lookup. Seed 000 wants > 0.9 on cached routes.
+        """
         chosen = [self.cache[route]] if route in self.cache else [] if route else list(self.cache.values())
         total = sum(sum(c.values()) for c in chosen)
         misses = sum(c["miss"] for c in chosen)
@@ -207,6 +222,7 @@ _WORK: dict[str, WorkStats] = {}
 
 
 def work_stats(upstream: str) -> WorkStats:
+    """The process-wide work-avoided counters of ``upstream``, created on first use."""
     stats = _WORK.get(upstream)
     if stats is None:
         stats = _WORK[upstream] = WorkStats(upstream)
@@ -214,6 +230,7 @@ def work_stats(upstream: str) -> WorkStats:
 
 
 def cache_hit_rate(upstream: str, route: str | None = None) -> float:
+    """``WorkStats.hit_rate`` of ``upstream``: one route, or all its cached routes merged."""
     return work_stats(upstream).hit_rate(route)
 
 
@@ -240,16 +257,22 @@ class _WorkCollector(Collector):
             labels=["upstream", "route"],
         )
         batch_calls = CounterMetricFamily(
-            "interlock_batch_calls", "List calls made for batched single reads.", labels=["upstream", "route", "outcome"]
+            "interlock_batch_calls",
+            "List calls made for batched single reads.",
+            labels=["upstream", "route", "outcome"],
         )
         batch_members = CounterMetricFamily(
             "interlock_batch_members", "Single reads served through a batch.", labels=["upstream", "route"]
         )
         remaining = GaugeMetricFamily(
-            "interlock_ratelimit_remaining", "Remaining quota as last announced by the upstream.", labels=["upstream"]
+            "interlock_ratelimit_remaining",
+            "Remaining quota as last announced by the upstream.",
+            labels=["upstream"],
         )
         limit = GaugeMetricFamily(
-            "interlock_ratelimit_limit", "Requests per second allowed (learned or configured).", labels=["upstream"]
+            "interlock_ratelimit_limit",
+            "Requests per second allowed (learned or configured).",
+            labels=["upstream"],
         )
         wait = CounterMetricFamily(
             "interlock_ratelimit_wait_seconds", "Time calls waited for their turn.", labels=["upstream"]

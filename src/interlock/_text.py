@@ -13,9 +13,11 @@ MAX_ERROR = 4000
 
 
 def describe(exc: BaseException, *, limit: int = MAX_ERROR) -> str:
-    """One line for an error history: an Interlock call error's own message (it already says
-    which upstream, route, attempt and tracking id), otherwise type, message and where it was
-    raised; cut to ``limit`` characters."""
+    """One line for an error history, cut to ``limit`` characters.
+
+    An Interlock call error's own message (it already says which upstream, route, attempt and
+    tracking id), otherwise type, message and where it was raised.
+    """
     if isinstance(exc, CallError):
         text = str(exc)
     else:

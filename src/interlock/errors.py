@@ -123,33 +123,37 @@ class CallError(InterlockError):
 
 
 class TransportError(CallError):
-    """The network failed (reset, DNS, TLS) after connecting: the request may have been applied."""
+    """The network failed (reset, DNS, TLS) after connecting; retried by default."""
 
     hint = "check that the upstream is reachable; network errors are retried by default"
 
 
 class ConnectError(TransportError):
-    """No connection could be made: nothing was sent, so any method may be retried."""
+    """No connection could be made, so nothing was sent: always safe to retry."""
 
     hint = "the upstream refused or could not be reached; nothing was sent, so retrying is safe"
 
 
 class TimedOut(CallError, builtins.TimeoutError):
-    """An attempt ran out of time. Named apart from ``interlock.Timeout``, the limits that
-    decide when this is raised."""
+    """An attempt ran out of time (the client's per-attempt limit); also a builtin ``TimeoutError``.
+
+    Named apart from ``interlock.Timeout``, the limits that decide when it is raised.
+    """
 
     hint = "raise interlock.Timeout(...) limits if the upstream is legitimately slow"
 
 
 class DeadlineExceeded(TimedOut):
-    """The whole call, every attempt and backoff together, ran out of time (``Timeout.total``)."""
+    """The whole call, retries and backoffs included, ran out of its ``total`` time."""
 
     hint = "the call's total time budget ran out; raise Timeout(total=...) or lower retries"
 
 
 class CircuitOpen(CallError):
-    """The breaker is open: failed fast without calling upstream. ``retry_in``: seconds until
-    it lets a probe through."""
+    """The breaker is open: failed fast without calling the upstream.
+
+    ``retry_in`` is how many seconds remain until the breaker lets a probe through.
+    """
 
     hint = "the upstream failed too often recently; calls resume after the breaker's open_for"
 
@@ -159,8 +163,10 @@ class CircuitOpen(CallError):
 
 
 class RateLimited(CallError):
-    """The local quota wait would exceed ``RateLimit.max_wait``. ``retry_in``: seconds until
-    the next turn."""
+    """Waiting for the local quota would take longer than ``RateLimit.max_wait``.
+
+    ``retry_in`` is how many seconds the next permit is away.
+    """
 
     hint = "the local quota is exhausted; raise RateLimit(max_wait=...) to wait longer"
 
@@ -170,14 +176,16 @@ class RateLimited(CallError):
 
 
 class UpstreamError(CallError):
-    """The upstream answered with an error status (``.status``)."""
+    """The upstream answered with an error status (``status``); ``Response.raise_for_status`` raises it."""
 
     hint = ""
 
 
 class RetriesExhausted(UpstreamError):
-    """Every allowed attempt failed; ``.status`` is the last one's (None when the last failure
-    was a network error), ``__cause__`` the last error."""
+    """Every allowed attempt failed; ``status`` is the last one's (None after a network error).
+
+    The last failure is chained as ``__cause__``.
+    """
 
     hint = "the upstream kept failing; see __cause__ for the last error"
 
@@ -193,30 +201,32 @@ class WebhookError(InterlockError):
 
 
 class SignatureInvalid(WebhookError):
-    """401: the webhook's signature is missing, wrong or stale."""
+    """401: the signature is missing, wrong, or its timestamp is outside the tolerance."""
 
     http_status = 401
 
 
 class PayloadTooLarge(WebhookError):
-    """413: the webhook's body is over its source's limit."""
+    """413: the body is over the source's size limit (refused before it is read)."""
 
     http_status = 413
 
 
 class UnknownSource(WebhookError):
-    """404: no webhook source of that name."""
+    """404: no source of that name is configured."""
 
     http_status = 404
 
 
 class MalformedPayload(WebhookError):
-    """400: the webhook's body is not what its source promises."""
+    """400: the body is not what the source promises (not JSON, or no delivery id where expected)."""
 
     http_status = 400
 
 
 class PermanentFailure(InterlockError):
-    """Raise from an inbox handler when retrying cannot help (a payload that fails validation, a
-    record the destination rejects for good): the event is dead-lettered at once with this
-    message, to be replayed by hand once the cause is fixed."""
+    """Raise from an inbox handler when retrying cannot help: the event is dead-lettered at once.
+
+    For a payload that fails validation, or a record the destination rejects for good. The event
+    keeps this message in its error history, to be replayed by hand once the cause is fixed.
+    """

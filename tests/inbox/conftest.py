@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import interlock
-from interlock.inbox.asgi import InboxApp
+from interlock.inbox import InboxApp
 
 SECRET = "test-secret"
 

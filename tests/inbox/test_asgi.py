@@ -62,6 +62,25 @@ async def test_stale_timestamp_is_401(sqlite_path: str) -> None:
         await box.aclose()
 
 
+async def test_receipt_time_and_signature_timestamps_read_the_inbox_clock(sqlite_path: str) -> None:
+    import stripe
+
+    from interlock.testing import FakeClock
+
+    clock = FakeClock(wall=1_600_000_000.0)  # years before the real now: far outside the tolerance
+    box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", clock=clock)
+    box.source("stripe", interlock.signatures.Stripe("whsec_x"))
+    body = json.dumps({"id": "evt_1", "type": "invoice.paid"}).encode()
+    header = stripe.WebhookSignature.generate_signature_header(body.decode(), "whsec_x", timestamp=int(clock.time()))
+    try:
+        reply = await call(box.asgi(), "/hooks/stripe", body, {"Stripe-Signature": header})
+        assert reply.status == 200
+        (lease,) = await box.queue.lease(1, 30.0)
+        assert lease.message.received_at == clock.time()
+    finally:
+        await box.aclose()
+
+
 async def test_unknown_source_and_wrong_method(inbox: interlock.Inbox) -> None:
     app = inbox.asgi()
     unknown = await call(app, "/hooks/gitlab", BODY, github_headers(BODY, "d"))

@@ -105,6 +105,28 @@ async def test_a_failed_batch_fails_its_writers(sqlite_path: str) -> None:
     await writer.aclose()
 
 
+async def test_a_failed_batch_leaves_the_next_batch_alone(sqlite_path: str) -> None:
+    make_table(sqlite_path)
+
+    class FailingOnce(CountingSink):
+        async def write_rows(self, rows: Any) -> None:
+            if not self.batches:
+                self.batches.append(-len(rows))
+                raise sqlite3.OperationalError("disk I/O error")
+            await super().write_rows(rows)
+
+    sink = FailingOnce(f"sqlite:///{sqlite_path}", "payments", ["id", "customer", "amount"], key=["id"])
+    sink.batches = []
+    writer = interlock.BatchWriter(sink, max_rows=2, max_delay=60)
+    outcomes = await asyncio.gather(
+        *(writer.write((f"p{i}", "c", i)) for i in range(4)), return_exceptions=True
+    )
+    await writer.aclose()
+    assert [type(o).__name__ for o in outcomes] == ["OperationalError", "OperationalError", "NoneType", "NoneType"]
+    assert sink.batches == [-2, 2]
+    assert rows_in(sqlite_path) == [("p2", "c", 2), ("p3", "c", 3)]
+
+
 def test_bad_rows_and_config() -> None:
     with pytest.raises(ConfigError):
         SQLiteSink("x.db", "t", ["a", "b"], key=["c"])

@@ -14,6 +14,7 @@ import pytest
 import interlock
 from interlock import Backoff, Redelivery
 from interlock.stores import Message
+from interlock.testing import FakeClock
 
 FAST_RETRY = Redelivery(attempts=3, backoff=Backoff(delays=[0.05], jitter="none"))
 
@@ -241,3 +242,137 @@ async def test_permanent_failure_is_dead_lettered_at_once(box: interlock.Inbox) 
     (dead,) = await box.dlq.list()
     assert "PermanentFailure: amount missing in evt_7" in dead.last_error
     assert (await box.stats())["retries"] == 0
+
+
+# -- leases and visibility on a fake clock: the pool, the queue and the Inbox share one clock --------
+
+
+async def test_heartbeats_on_the_fake_clock_keep_a_running_handlers_lease(
+    sqlite_path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", visibility=30.0, clock=clock)
+    release = asyncio.Event()
+    calls: list[int] = []
+
+    @box.handler("stripe", "*")
+    async def stuck(event: interlock.Event) -> None:
+        calls.append(event.attempt)
+        await release.wait()
+
+    caplog.set_level(logging.WARNING, logger="interlock.inbox")
+    await box.put(message(1))
+    started = clock.time()
+    pool = box.start_workers(concurrency=2)
+    # Nothing else sleeps on this clock: the handler's watcher moves it on, one wake at a time.
+    await until(lambda: clock.time() > started + 3 * 30.0)
+    assert await box.queue.lease(1, 30.0) == []  # three visibilities on, the lease still holds
+    release.set()
+    await until(lambda: box.metrics.processed["stripe"] == 1)
+    await pool.aclose()
+    await box.aclose()
+    assert calls == [1]
+    # The slow warning at slow_after (5 s), then a beat every third of the visibility.
+    assert clock.sleeps[:4] == [5.0, 5.0, 10.0, 10.0]
+    assert "still running after 5.0 s" in caplog.text
+
+
+async def test_a_lease_nobody_extends_redelivers_with_the_next_attempt_once_the_fake_clock_passes_it(
+    sqlite_path: str,
+) -> None:
+    clock = FakeClock()
+    box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", visibility=30.0, clock=clock)
+    seen: list[tuple[int, int]] = []
+
+    @box.handler("stripe", "*")
+    async def record(event: interlock.Event) -> None:
+        seen.append((event.attempt, len(event.failures)))
+
+    await box.put(message(1))
+    (held,) = await box.queue.lease(1, 30.0)  # a worker that dies holding it: no heartbeat, no outcome
+    assert held.attempt == 1
+    clock.advance(29.0)
+    assert await box.queue.lease(1, 30.0) == []
+    clock.advance(2.0)
+    pool = box.start_workers()
+    await until(lambda: box.metrics.processed["stripe"] == 1)
+    await pool.aclose()
+    await box.aclose()
+    assert seen == [(2, 0)]  # an expired lease is a delivery, not a failure
+
+
+async def test_a_delivery_past_the_attempts_is_dead_lettered_without_running(sqlite_path: str) -> None:
+    clock = FakeClock()
+    box = interlock.Inbox(
+        store=f"sqlite:///{sqlite_path}", visibility=30.0, clock=clock, redelivery=Redelivery(attempts=1)
+    )
+    calls: list[int] = []
+    box.add_handler("stripe", "*", lambda event: calls.append(event.attempt))
+    await box.put(message(1))
+    await box.queue.lease(1, 30.0)  # the only allowed delivery, abandoned
+    clock.advance(31.0)
+    pool = box.start_workers()
+    await until(lambda: box.metrics.dead_lettered["stripe"] == 1)
+    await pool.aclose()
+    (dead,) = await box.dlq.list()
+    await box.aclose()
+    assert calls == []
+    assert "delivery 2 is past the 1 allowed" in dead.last_error
+
+
+async def test_a_failed_attempt_comes_back_after_its_retry_delay_on_the_fake_clock(sqlite_path: str) -> None:
+    clock = FakeClock()
+    policy = Redelivery(attempts=3, backoff=Backoff(delays=[60.0], jitter="none"))
+    box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", clock=clock, redelivery=policy)
+    seen: list[tuple[int, list[int]]] = []
+
+    @box.handler("stripe", "*")
+    async def fails_once(event: interlock.Event) -> None:
+        seen.append((event.attempt, [f.attempt for f in event.failures]))
+        if event.attempt == 1:
+            raise ValueError("not yet")
+
+    await box.put(message(1))
+    pool = box.start_workers(concurrency=1)
+    await until(lambda: box.metrics.retries["stripe"] == 1)
+    await pool.aclose()
+    # The handler raised without waiting, so nothing slept on the clock: the nack was at "now".
+    clock.advance(59.0)
+    assert await box.queue.lease(1, 30.0) == []
+    clock.advance(2.0)
+    pool = box.start_workers(concurrency=1)
+    await until(lambda: box.metrics.processed["stripe"] == 1)
+    await pool.aclose()
+    await box.aclose()
+    assert seen == [(1, []), (2, [1])]
+
+
+async def acked_past_retention(sqlite_path: str) -> interlock.Inbox:
+    """An inbox (retention one hour) holding one event acknowledged an hour and a second ago."""
+    clock = FakeClock()
+    box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", clock=clock, retention=3600.0)
+    await box.put(message(1))
+    (lease,) = await box.queue.lease(1, 30.0)
+    await box.queue.ack(lease)
+    clock.advance(3601.0)
+    return box
+
+
+async def test_stats_read_the_queue_and_prune_is_its_own_step(sqlite_path: str) -> None:
+    box = await acked_past_retention(sqlite_path)
+    await box.stats()
+    assert await box.put(message(1)) is False  # stats did not prune: the id still drops duplicates
+    assert await box.prune() == 1
+    assert await box.put(message(1)) is True  # pruned: the id is forgotten
+    await box.aclose()
+
+
+async def test_workers_prune_on_their_own_schedule(sqlite_path: str) -> None:
+    box = await acked_past_retention(sqlite_path)
+    pool = box.start_workers()  # prunes when it starts, then every ten minutes
+    deadline = time.monotonic() + 10
+    while not await box.put(message(1)):  # a duplicate until the pool has pruned the old one
+        assert time.monotonic() < deadline, "the pool did not prune"
+        await asyncio.sleep(0.01)
+    await pool.aclose()
+    await box.aclose()

@@ -17,8 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from ..stores import DeadLetterFilter, Queue, open_queue
-from ..stores._sqlite import sqlite_path_from_url
+from ..stores import DeadLetterFilter, Queue, open_queue, sqlite_path_from_url
 from ._argparse import option_anywhere
 
 HELP = "list, inspect, replay and purge the inbox's dead letters"

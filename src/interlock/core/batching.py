@@ -31,6 +31,7 @@ class Pending(Generic[M]):
 
     @property
     def ids(self) -> list[str]:
+        """The distinct ids asked for so far, in first-asked order."""
         return list(self.members)
 
 
@@ -51,6 +52,12 @@ class Flush(Generic[M]):
 
 
 class Batcher(Generic[M]):
+    """Open batch windows, one per group (a route and its fixed parameters).
+
+    At most ``max_size`` distinct ids per window; a window lasts ``window`` seconds (0: every
+    ``add`` flushes at once). ``ValueError`` for a size below 1 or a negative window.
+    """
+
     def __init__(self, max_size: int, window: float) -> None:
         if max_size < 1:
             raise ValueError(f"max_size must be >= 1, got {max_size}")
@@ -61,8 +68,11 @@ class Batcher(Generic[M]):
         self._open: dict[Hashable, Pending[M]] = {}
 
     def add(self, group: Hashable, item_id: str, member: M, now: float) -> Opened | Flush[M] | None:
-        """Queue ``member`` for ``item_id``. Returns ``Opened`` when this starts a window (set a
-        timer), ``Flush`` when it fills one (send now), else None (just wait)."""
+        """Queue ``member`` for ``item_id``; what the driver must do now.
+
+        ``Opened`` when this starts a window (set a timer for ``close_at``), ``Flush`` when it fills
+        one (send now), else None (just wait).
+        """
         pending = self._open.get(group)
         opened = pending is None
         if pending is None:
@@ -79,8 +89,10 @@ class Batcher(Generic[M]):
 
     def due(self, group: Hashable, now: float) -> Flush[M] | None:
         """The timer for ``group`` fired: the window to send, if it is still open and due.
-        (A window that filled up was already flushed; a timer left from it finds nothing, or a
-        newer window whose own timer is still to come.)"""
+
+        A window that filled up was already flushed; a timer left from it finds nothing, or a newer
+        window whose own timer is still to come.
+        """
         pending = self._open.get(group)
         if pending is None or now < pending.close_at:
             return None
@@ -95,6 +107,7 @@ class Batcher(Generic[M]):
 
     @property
     def open_windows(self) -> int:
+        """How many windows are open now (waiting for their timer or for more ids)."""
         return len(self._open)
 
     def __repr__(self) -> str:

@@ -15,19 +15,27 @@ from ..errors import ConfigError
 
 
 class BreakerState(Enum):
+    """Where a breaker is: closed (calls go through), open (fail fast), half-open (probing)."""
+
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
 
     @property
     def gauge(self) -> int:
+        """The state as the ``interlock_client_breaker_state`` gauge shows it: 0, 1 or 2."""
         return {"closed": 0, "half_open": 1, "open": 2}[self.value]
 
 
 @dataclass(frozen=True, slots=True)
 class CircuitBreaker:
-    """Breaker configuration. A call fails when it raises a network error or timeout, or the
-    upstream answers 5xx; with ``slow_call`` set, a call slower than that counts as failed too."""
+    """Circuit breaker configuration: when to stop calling a failing upstream, and for how long.
+
+    A call fails when it raises a network error or timeout, or the upstream answers 5xx; with
+    ``slow_call`` set, a call slower than that counts as failed too. The breaker opens once
+    ``min_calls`` calls in the last ``window`` seconds failed at ``failure_ratio`` or more, fails
+    fast for ``open_for`` seconds, then lets ``half_open_calls`` probes through.
+    """
 
     failure_ratio: float = 0.5
     min_calls: int = 20
@@ -57,16 +65,21 @@ class CircuitBreaker:
             raise ConfigError("CircuitBreaker", "buckets", "must be between 1 and 1000")
 
     def new_state(self, now: float) -> Breaker:
+        """A closed ``Breaker`` run by this configuration, created at clock reading ``now``."""
         return Breaker(self, now)
 
 
 @dataclass(frozen=True, slots=True)
 class Admit:
+    """The call may go upstream; ``probe`` when it is one of the half-open state's test calls."""
+
     probe: bool
 
 
 @dataclass(frozen=True, slots=True)
 class Reject:
+    """Fail fast with ``CircuitOpen``: the breaker may admit a call again in ``retry_in`` seconds."""
+
     retry_in: float
 
 
@@ -120,6 +133,7 @@ class Breaker:
 
     # -- decisions ------------------------------------------------------------------------------
     def admit(self, now: float) -> Admit | Reject:
+        """Whether a call may start now; moves an open breaker whose time is up to half-open."""
         if self.state is BreakerState.OPEN:
             remaining = self._opened_at + self.config.open_for - now
             if remaining > 0:
@@ -138,6 +152,12 @@ class Breaker:
             self._probes_in_flight = max(0, self._probes_in_flight - 1)
 
     def record(self, admitted: Admit, *, failed: bool, duration: float, now: float) -> None:
+        """The admitted call ended: ``failed`` (or slower than ``slow_call``) or not.
+
+        A closed breaker opens once the window holds ``min_calls`` calls with at least
+        ``failure_ratio`` failed; a probe's failure reopens a half-open one, and
+        ``half_open_calls`` successful probes close it.
+        """
         if self.config.slow_call is not None and duration >= self.config.slow_call:
             failed = True
         if admitted.probe:

@@ -27,9 +27,12 @@ __all__ = ["Advice", "Grant", "Pacer", "TokenBucket"]
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """A reservation: send after ``wait`` seconds. ``seq`` numbers reservations, so a later
-    ``Remaining`` can be matched with the requests sent after this one. ``granted`` is False
-    when the wait would exceed the caller's ``max_wait`` (then nothing was reserved)."""
+    """A reservation: send after ``wait`` seconds.
+
+    ``seq`` numbers reservations, so a later ``Remaining`` can be matched with the requests sent
+    after this one. ``granted`` is False when the wait would exceed the caller's ``max_wait``
+    (then nothing was reserved).
+    """
 
     wait: float
     seq: int
@@ -37,8 +40,10 @@ class Grant:
 
 
 class TokenBucket:
-    """``capacity`` tokens, refilled at ``rate`` per second. Tokens may go negative: that is the
-    queue of reservations waiting for their turn."""
+    """``capacity`` tokens, refilled at ``rate`` per second.
+
+    Tokens may go negative: that is the queue of reservations waiting for their turn.
+    """
 
     def __init__(self, rate: float, capacity: float, now: float, tokens: float | None = None) -> None:
         if rate <= 0 or capacity < 1:
@@ -63,6 +68,11 @@ class TokenBucket:
         return min(self.capacity, self.tokens + (now - self.updated) * self.rate)
 
     def reserve(self, now: float, cost: float = 1.0, max_wait: float | None = None) -> Grant:
+        """Take ``cost`` tokens now and say how long to wait before using them.
+
+        Reservations queue in arrival order (tokens go negative); when the wait would exceed
+        ``max_wait`` nothing is taken and the grant says ``granted=False``.
+        """
         self._advance(now)
         start = max(now, self.updated)
         wait = (start - now) + max(0.0, cost - self.tokens) / self.rate
@@ -99,14 +109,17 @@ class TokenBucket:
         return False
 
     def pause(self, until: float, now: float) -> None:
-        """Nothing is granted before ``until``, and the bucket restarts empty then (a 429 says
-        the upstream's bucket is empty, whatever ours believed)."""
+        """Grant nothing before ``until``, and restart empty then.
+
+        A 429 says the upstream's bucket is empty, whatever ours believed.
+        """
         self._advance(now)
         self.tokens = min(self.tokens, 0.0)
         self.updated = max(self.updated, until)
         self.paused_until = max(self.paused_until, until)
 
     def set_limits(self, rate: float, capacity: float, now: float) -> None:
+        """Refill at ``rate`` per second into ``capacity`` from ``now`` on (tokens kept, capped)."""
         if rate <= 0 or capacity < 1:
             raise ValueError(f"TokenBucket needs rate > 0 and capacity >= 1, got {rate}, {capacity}")
         self._advance(now)
@@ -195,6 +208,11 @@ class Pacer:
         return max(1.0, math.floor(capacity * self.reserve)) if capacity > 1 else 0.0
 
     def on_response(self, status: int, quota: Quota | None) -> Advice:
+        """Learn from one response's status and parsed quota headers; what the bucket should do.
+
+        A new limit (when ``adaptive``) changes rate and capacity; ``remaining`` lowers the
+        balance; a 429, or an empty quota with a reset time, pauses the upstream.
+        """
         changed = adopt = False
         remaining: float | None = None
         pause: float | None = None

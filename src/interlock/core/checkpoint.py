@@ -21,7 +21,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
-from ..errors import ConfigError
+from .._validate import check_count, check_seconds
 
 __all__ = [
     "APPLIED",
@@ -49,6 +49,8 @@ class Position(NamedTuple):
 
     @classmethod
     def of(cls, updated_at: int, record_id: int | str) -> Position:
+        """The position of a record: an integer id, or a text id of plain digits (no leading
+        zero, fewer than 19 digits), ranks as a number; any other id as text."""
         if isinstance(record_id, int) and not isinstance(record_id, bool):
             return cls(updated_at, 0, record_id, "")
         text = str(record_id)
@@ -58,6 +60,7 @@ class Position(NamedTuple):
 
     @property
     def record_id(self) -> str:
+        """The record's id as text, as the checkpoint stores it."""
         return str(self.id_number) if self.id_rank == 0 else self.id_text
 
 
@@ -131,13 +134,6 @@ class Watermark(Generic[K]):
         """Emitted keys not yet complete (late keys excluded)."""
         return sum(self._in_flight.values())
 
-    @property
-    def lowest_in_flight(self) -> K | None:
-        in_heap, in_flight = self._in_heap, self._in_flight
-        while in_heap and in_heap[0] not in in_flight:
-            heapq.heappop(in_heap)
-        return in_heap[0] if in_heap else None
-
     def __repr__(self) -> str:
         return (
             f"Watermark(position={self.position!r}, in_flight={self.in_flight}, "
@@ -159,10 +155,8 @@ class FlushSchedule:
     _dirty: bool = False
 
     def __post_init__(self) -> None:
-        if not self.every >= 0:
-            raise ConfigError("FlushSchedule", "every", f"must be >= 0 seconds, got {self.every!r}")
-        if not isinstance(self.records, int) or self.records < 1:
-            raise ConfigError("FlushSchedule", "records", f"must be an integer >= 1, got {self.records!r}")
+        check_seconds("FlushSchedule", "every", self.every)
+        check_count("FlushSchedule", "records", self.records)
 
     def moved(self, completions: int = 1) -> None:
         """The watermark moved after ``completions`` more records completed."""
@@ -184,6 +178,7 @@ class FlushSchedule:
         return self._last_at + self.every
 
     def saved(self, now: float) -> None:
+        """The driver saved the watermark at ``now``: the next save waits for a new move."""
         self._last_at = now
         self._since_last = 0
         self._dirty = False

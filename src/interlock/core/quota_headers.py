@@ -81,9 +81,11 @@ def _reset_seconds(raw: str | None, now_wall: float) -> float | None:
 
 
 def parse_sf_list(value: str) -> list[tuple[str, dict[str, str]]]:
-    """A lenient RFC 8941 list parser, enough for rate-limit fields: each member is a bare item
-    (string, token or number) with ``;key=value`` parameters. Inner lists are not supported
-    (no rate-limit draft uses them)."""
+    """A lenient RFC 8941 list parser, enough for rate-limit fields.
+
+    Each member is a bare item (string, token or number) with ``;key=value`` parameters. Inner
+    lists are not supported (no rate-limit draft uses them).
+    """
     members: list[tuple[str, dict[str, str]]] = []
     for raw_member in _split_outside_quotes(value, ","):
         parts = _split_outside_quotes(raw_member, ";")

@@ -8,23 +8,31 @@ from __future__ import annotations
 from ..core.redelivery import Redelivery
 from ..stores.queue import DeadLetter, DeadLetterFilter, Failure
 from . import signatures
-from ._event import Event
+from ._asgi import InboxApp
+from ._dlq import DeadLetterMatch, DeadLetters
+from ._event import Event, Handler
+from ._forward import Forward, ForwardOptions
 from ._inbox import Inbox
+from ._metrics import InboxMetrics
 from ._source import Source
-from .asgi import InboxApp
-from .dlq import DeadLetters
-from .worker import WorkerPool
+from ._worker import WorkerPool, WorkerSettings
 
 __all__ = [
     "DeadLetter",
     "DeadLetterFilter",
+    "DeadLetterMatch",
     "DeadLetters",
     "Event",
     "Failure",
+    "Forward",
+    "ForwardOptions",
+    "Handler",
     "Inbox",
     "InboxApp",
+    "InboxMetrics",
     "Redelivery",
     "Source",
     "WorkerPool",
+    "WorkerSettings",
     "signatures",
 ]

@@ -1,13 +1,15 @@
-"""``Event``: what a handler receives."""
+"""``Event``: what a handler receives; ``Handler``: what receives it."""
 
 from __future__ import annotations
 
 import json as _json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..stores.queue import Failure, Lease
+
+__all__ = ["Event", "Handler"]
 
 
 @dataclass(slots=True, eq=False)
@@ -32,7 +34,9 @@ class Event:
 
     @classmethod
     def from_lease(cls, lease: Lease) -> Event:
+        """The event a worker hands to handlers for one lease of a stored message."""
         m = lease.message
+        # The queue keys ordering by source too ("source\x1fkey"); handlers see their own key.
         return cls(
             id=m.id,
             source=m.source,
@@ -46,6 +50,7 @@ class Event:
         )
 
     def json(self) -> Any:
+        """The body parsed as JSON (once; later calls return the same object)."""
         if not self._parsed:
             self._json = _json.loads(self.body)
             self._parsed = True
@@ -53,6 +58,7 @@ class Event:
 
     @property
     def text(self) -> str:
+        """The body as text (UTF-8, undecodable bytes replaced)."""
         return self.body.decode("utf-8", errors="replace")
 
     def __repr__(self) -> str:
@@ -60,3 +66,9 @@ class Event:
             f"<Event {self.source}/{self.type or '?'} id={self.id!r} attempt={self.attempt} "
             f"{len(self.body)} bytes>"
         )
+
+
+Handler = Callable[[Event], Awaitable[None] | None]
+"""An inbox handler: called with each matching ``Event``; async, or sync (run in a thread).
+Returning marks the event processed; raising retries it on the ``Redelivery`` schedule
+(``PermanentFailure``: dead-letters it at once)."""

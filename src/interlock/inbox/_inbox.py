@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ..core.redelivery import Redelivery
 from ..errors import ConfigError
 from ..stores import open_queue
 from ..stores.queue import Message, Queue, QueueStats
+from ._asgi import InboxApp
+from ._dlq import DeadLetters
+from ._event import Handler
+from ._forward import Forward, ForwardOptions
 from ._metrics import SLOW_AFTER, InboxMetrics
 from ._source import DEFAULT_MAX_BODY, Source
-from .asgi import InboxApp
-from .dlq import DeadLetters
+from ._worker import RETENTION, WorkerPool, WorkerSettings
 from .signatures import SignatureScheme
-from .worker import Handler, WorkerPool
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 H = TypeVar("H", bound=Handler)
 
@@ -45,12 +50,12 @@ class Inbox:
         redelivery: Redelivery | None = None,
         visibility: float = 30.0,
         slow_after: float = SLOW_AFTER,
-        retention: float | None = 7 * 86400.0,
+        retention: float | None = RETENTION,
         path_prefix: str = "/hooks/",
         clock: Clock | None = None,
     ) -> None:
         if isinstance(store, str):
-            self.queue: Queue = open_queue(store, clock=clock)
+            self.queue: Queue = open_queue(store, clock=clock, owner="Inbox", field="store")
         elif isinstance(store, Queue):
             self.queue = store
         else:
@@ -62,7 +67,7 @@ class Inbox:
         if retention is not None and retention <= 0:
             raise ConfigError("Inbox", "retention", f"must be > 0 seconds or None, got {retention!r}")
         self.clock = clock or SYSTEM_CLOCK
-        """Wall-clock readings for receipt times, stats and pruning; the queue it opens shares it."""
+        """Receipt times, stats, pruning and the workers' timings; the queue it opens shares it."""
         self.redelivery = redelivery or Redelivery()
         self.visibility = visibility
         self.slow_after = slow_after
@@ -71,13 +76,11 @@ class Inbox:
         self.sources: dict[str, Source] = {}
         self._handlers: dict[tuple[str, str], list[Handler]] = {}
         self.metrics = InboxMetrics()
-        self.dlq = DeadLetters(lambda: self.queue, self.open)
-        self.last_stats: QueueStats | None = None
+        self.dlq = DeadLetters(self.queue, self.open)
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
         self._pools: list[WorkerPool] = []
         self._app: InboxApp | None = None
-        self._pruned_at = 0.0
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -116,18 +119,22 @@ class Inbox:
         return register
 
     def add_handler(self, source: str, type: str, fn: Handler) -> None:
+        """Handle events of ``type`` ("*" for any) from ``source`` with ``fn`` (the
+        non-decorator form of ``handler``); several handlers of one event run in turn."""
         if not callable(fn):
             raise ConfigError("Inbox", "handler", f"must be callable, got {fn!r}")
         self._handlers.setdefault((source, type), []).append(fn)
 
     def handlers_for(self, source: str, type: str) -> list[Handler]:
+        """The handlers of an event: those registered for its type, else those for "*"."""
         return self._handlers.get((source, type)) or self._handlers.get((source, "*")) or []
 
-    def forward(self, source: str, type: str = "*", *, url: str, client: Any = None, **options: Any) -> Handler:
+    def forward(
+        self, source: str, type: str = "*", *, url: str, client: Client | None = None, **options: Unpack[ForwardOptions]
+    ) -> Forward:
         """Forward matching events to an internal URL through ``interlock.Client`` (rate
-        limits, breaker and retries apply); a non-2xx answer fails the attempt."""
-        from .forward import Forward
-
+        limits, breaker and retries apply); a non-2xx answer fails the attempt. The options
+        are ``Forward``'s (``headers``, ``forward_headers``, ``method``)."""
         handler = Forward(url, client=client, **options)
         self.add_handler(source, type, handler)
         return handler
@@ -135,6 +142,7 @@ class Inbox:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Open the queue (once, however many callers race here); the faces call it for you."""
         if self._opened:
             return
         if self._open_lock is None:
@@ -144,25 +152,29 @@ class Inbox:
                 await self.queue.open()
                 self._opened = True
 
+    async def __aenter__(self) -> Inbox:
+        """``async with Inbox(...) as inbox:`` opens the queue on entry."""
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Closes everything on exit, as ``aclose()``: workers first, then handlers and queue."""
+        await self.aclose()
+
     async def aclose(self) -> None:
-        for pool in self._pools:
+        """Stop the worker pools (in-flight handlers get their grace), close the handlers that
+        hold resources (a ``Forward``'s client), then the queue."""
+        pools, self._pools = self._pools, []
+        for pool in pools:
             await pool.aclose()
-        self._pools.clear()
         for handlers in self._handlers.values():
             for h in handlers:
                 close = getattr(h, "aclose", None)
                 if close is not None:
                     await close()
-        if self._opened:
-            self._opened = False
+        opened, self._opened = self._opened, False
+        if opened:
             await self.queue.aclose()
-
-    async def __aenter__(self) -> Inbox:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     async def put(self, message: Message) -> bool:
         """Store one event (what the ASGI app does after verifying); False for a duplicate."""
@@ -173,18 +185,35 @@ class Inbox:
     # -- faces -----------------------------------------------------------------------------------
 
     def asgi(self) -> InboxApp:
+        """The ASGI app receiving ``POST {path_prefix}{source}`` (one per inbox)."""
         if self._app is None:
-            self._app = InboxApp(self, self.path_prefix)
+            self._app = InboxApp(
+                self.sources, self.put, metrics=self.metrics, prefix=self.path_prefix, clock=self.clock,
+                startup=self.open, shutdown=self.aclose,
+            )
         return self._app
 
+    def _pool(self, concurrency: int, visibility: float | None) -> WorkerPool:
+        # The pool gets the pieces it uses, not the inbox: the queue, the handler lookup, the
+        # policy, the metrics, the clock; ``open`` makes sure the queue is open before it leases.
+        settings = WorkerSettings(
+            concurrency=concurrency, visibility=visibility or self.visibility, slow_after=self.slow_after,
+            retention=self.retention,
+        )
+        return WorkerPool(
+            self.queue, self.handlers_for, redelivery=self.redelivery, metrics=self.metrics, clock=self.clock,
+            settings=settings, ready=self.open,
+        )
+
     def start_workers(self, concurrency: int = 8, *, visibility: float | None = None) -> WorkerPool:
-        pool = WorkerPool(self, concurrency=concurrency, visibility=visibility or self.visibility)
+        """Process events in a background task; ``await pool.aclose()`` (or ``inbox.aclose()``) stops it."""
+        pool = self._pool(concurrency, visibility)
         self._pools.append(pool)
         return pool.start()
 
     async def run_workers(self, concurrency: int = 8, *, visibility: float | None = None) -> None:
         """Process events until cancelled."""
-        pool = WorkerPool(self, concurrency=concurrency, visibility=visibility or self.visibility)
+        pool = self._pool(concurrency, visibility)
         self._pools.append(pool)
         try:
             await pool.run()
@@ -194,14 +223,25 @@ class Inbox:
 
     # -- observability ---------------------------------------------------------------------------
 
+    @property
+    def last_stats(self) -> QueueStats | None:
+        """The queue gauges of the latest refresh (by the workers or ``refresh_stats``)."""
+        return self.metrics.queue_stats
+
     async def refresh_stats(self) -> QueueStats:
+        """Read the queue gauges now (depth, in flight, DLQ size, oldest event) and keep them
+        for the metrics; reads only, pruning is ``prune()``'s."""
         await self.open()
-        self.last_stats = await self.queue.stats()
-        now = self.clock.time()
-        if self.retention is not None and now - self._pruned_at > 600:
-            self._pruned_at = now
-            await self.queue.prune(now - self.retention)
-        return self.last_stats
+        stats = self.metrics.queue_stats = await self.queue.stats()
+        return stats
+
+    async def prune(self) -> int:
+        """Forget events acknowledged more than ``retention`` seconds ago (their ids stop
+        dropping duplicates); returns how many. Running workers do it every ten minutes."""
+        if self.retention is None:
+            return 0
+        await self.open()
+        return await self.queue.prune(self.clock.time() - self.retention)
 
     async def stats(self) -> dict[str, Any]:
         """Counters, processing percentiles, queue depth, oldest event age and DLQ size."""
@@ -213,11 +253,11 @@ class Inbox:
         while workers run)."""
         from prometheus_client import REGISTRY
 
-        inbox = self
+        metrics, clock = self.metrics, self.clock
 
         class _Collector:
             def collect(self) -> Iterator[Any]:
-                return inbox.metrics.prometheus_metrics(inbox.last_stats, inbox.clock.time())
+                return metrics.prometheus_metrics(metrics.queue_stats, clock.time())
 
         (registry or REGISTRY).register(_Collector())
 

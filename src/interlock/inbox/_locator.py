@@ -20,6 +20,8 @@ class Locator:
 
     @classmethod
     def parse(cls, owner: str, field: str, spec: str) -> Locator:
+        """A locator for ``spec`` (``$...``: a JSON path; anything else: a header name); a
+        bad spec is a ``ConfigError`` naming ``owner`` and ``field``."""
         spec = spec.strip()
         if not spec:
             raise ConfigError(owner, field, "is empty; give a header name or a JSON path like $.id")
@@ -29,9 +31,12 @@ class Locator:
 
     @property
     def needs_json(self) -> bool:
+        """Whether the body must be parsed as JSON to find the value."""
         return self.header is None
 
     def find(self, headers: Mapping[str, str], doc: Any) -> str | None:
+        """The value as text (booleans as ``true``/``false``); ``None`` when absent, empty or
+        not a scalar."""
         if self.header is not None:
             return headers.get(self.header) or None
         node = self.path.find(doc) if self.path is not None else None

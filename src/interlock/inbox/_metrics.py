@@ -27,6 +27,13 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 
 
 class InboxMetrics:
+    """What an inbox counts: plain per-source counters bumped by the ASGI app and the workers,
+    handler durations over the last ``window`` events, and the latest queue gauges.
+
+    The counters are ``collections.Counter``s read and written directly (``metrics.processed
+    ["stripe"]``); ``snapshot()`` sums them up for ``Inbox.stats()``.
+    """
+
     def __init__(self, window: int = 4096) -> None:
         self.received: Counter[str] = Counter()
         """Accepted (new, durable) events per source."""
@@ -40,11 +47,16 @@ class InboxMetrics:
         self.unhandled: Counter[str] = Counter()
         self.slow: Counter[str] = Counter()
         self._durations: deque[float] = deque(maxlen=window)
+        self.queue_stats: QueueStats | None = None
+        """The latest queue gauges (depth, in flight, DLQ size, oldest event), refreshed by the
+        workers every few seconds and by ``Inbox.stats()``; ``None`` before the first refresh."""
 
     def observe(self, seconds: float) -> None:
+        """Record one delivery's handler time."""
         self._durations.append(seconds)
 
     def processing_percentiles(self) -> dict[str, float | None]:
+        """p50, p95 and p99 of the recent handler times (``None`` before the first event)."""
         values = sorted(self._durations)
         return {
             "p50": _percentile(values, 0.50),
@@ -53,6 +65,8 @@ class InboxMetrics:
         }
 
     def snapshot(self, stats: QueueStats | None = None, now: float | None = None) -> dict[str, Any]:
+        """Totals over all sources, the percentiles and, given ``stats``, the queue gauges
+        (the oldest event's age measured at wall-clock ``now``)."""
         rejected: dict[str, int] = Counter()
         for (_, reason), n in self.rejected.items():
             rejected[reason] += n
@@ -77,6 +91,7 @@ class InboxMetrics:
         return snap
 
     def prometheus_metrics(self, stats: QueueStats | None, now: float) -> Iterator[Any]:
+        """The same figures as prometheus-client metric families, per source, for a collector."""
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
         def counter(name: str, doc: str, values: Counter[str]) -> Any:

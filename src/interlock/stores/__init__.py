@@ -1,76 +1,81 @@
 """Storage seams and their backends: ``<seam>.py`` holds a seam's Protocol, ``<seam>_<backend>.py``
-each backend. ``open_queue(url)`` picks the ``Queue`` for a URL; the PostgreSQL backends are
-imported only when asked for, so SQLite users never need asyncpg."""
+each backend.
+
+One table (``_backends.BACKENDS``) maps URL schemes to backends; the factories read it:
+``open_queue``, ``open_cache``, ``open_quota``, ``open_checkpoint`` and ``open_sink`` take a URL
+and plain settings and return a backend, not yet opened. Backend modules load on first use (the
+factories, or attribute access such as ``interlock.stores.PostgresQueue``), so SQLite users never
+import asyncpg and in-process caches never import redis.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ._backends import BACKENDS, open_cache, open_checkpoint, open_queue, open_quota, open_sink
+from ._sqlite import sqlite_path_from_url
 from .batch_writer import BatchWriter
+from .cache import CacheStore
+from .checkpoint import Checkpoint, CheckpointStore, LedgerEntry
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, Queue, QueueStats
+from .quota import QuotaStore
 from .sink import Row, Sink
-from .sink_sqlite import SQLiteSink
 
 if TYPE_CHECKING:
+    from .cache_memory import MemoryCacheStore
+    from .cache_redis import RedisCacheStore
+    from .checkpoint_postgres import PostgresCheckpointStore
+    from .checkpoint_sqlite import SQLiteCheckpointStore
     from .queue_postgres import PostgresQueue
     from .queue_sqlite import SQLiteQueue
+    from .quota_memory import MemoryQuotaStore
+    from .quota_redis import RedisQuotaStore
     from .sink_postgres import PostgresSink
+    from .sink_sqlite import SQLiteSink
 
 __all__ = [
     "BatchWriter",
+    "CacheStore",
+    "Checkpoint",
+    "CheckpointStore",
     "DeadLetter",
     "DeadLetterFilter",
     "Failure",
     "Lease",
+    "LedgerEntry",
+    "MemoryCacheStore",
+    "MemoryQuotaStore",
     "Message",
+    "PostgresCheckpointStore",
     "PostgresQueue",
     "PostgresSink",
     "Queue",
     "QueueStats",
+    "QuotaStore",
+    "RedisCacheStore",
+    "RedisQuotaStore",
     "Row",
+    "SQLiteCheckpointStore",
     "SQLiteQueue",
     "SQLiteSink",
     "Sink",
+    "open_cache",
+    "open_checkpoint",
     "open_queue",
+    "open_quota",
+    "open_sink",
+    "sqlite_path_from_url",
 ]
 
-
-def open_queue(url: str, **options: Any) -> Queue:
-    """A ``Queue`` for ``sqlite:///path.db`` (default backend) or ``postgresql://...``.
-
-    The queue still has to be opened: ``await queue.open()``.
-    """
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    if scheme == "sqlite" or (not scheme and url):
-        from .queue_sqlite import SQLiteQueue
-
-        return SQLiteQueue(url, **options)
-    if scheme in ("postgres", "postgresql"):
-        try:
-            import asyncpg  # noqa: F401
-        except ImportError as exc:
-            raise ImportError(
-                f"{url.split('@')[-1]!r} needs asyncpg for the PostgreSQL store: "
-                "pip install 'interlock[postgres]'"
-            ) from exc
-        from .queue_postgres import PostgresQueue
-
-        return PostgresQueue(url, **options)
-    raise ConfigError("Inbox", "store", f"unsupported store URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+_LAZY = {backend.name: backend for backend in BACKENDS}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "SQLiteQueue":
-        from .queue_sqlite import SQLiteQueue
+    backend = _LAZY.get(name)
+    if backend is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return backend.load()
 
-        return SQLiteQueue
-    if name == "PostgresQueue":
-        from .queue_postgres import PostgresQueue
 
-        return PostgresQueue
-    if name == "PostgresSink":
-        from .sink_postgres import PostgresSink
-
-        return PostgresSink
-    raise AttributeError(name)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,4 +1,5 @@
-"""Open an asyncpg pool, reused by every PostgreSQL-backed store (inbox queue, sync checkpoints)."""
+"""What every PostgreSQL-backed store shares (queue, checkpoints, sink): asyncpg imported only
+when used, Interlock's ``?schema=`` taken out of the DSN, a pool owned or borrowed, quoted names."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 from ..errors import ConfigError
 
-__all__ = ["create_pool", "import_asyncpg", "quote_ident", "split_schema"]
+__all__ = ["PostgresStore", "create_pool", "import_asyncpg", "quote_ident", "split_schema"]
 
 
 def import_asyncpg() -> Any:
+    """The asyncpg module, or an ImportError naming the extra that installs it."""
     try:
         import asyncpg
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -21,6 +23,7 @@ def import_asyncpg() -> Any:
 
 
 def quote_ident(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier, embedded quotes doubled."""
     if not name or "\x00" in name:
         raise ConfigError("postgres", "identifier", f"invalid SQL identifier {name!r}")
     return '"' + name.replace('"', '""') + '"'
@@ -39,3 +42,43 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwar
     """An asyncpg pool; the caller owns it and closes it with ``await pool.close()``."""
     asyncpg = import_asyncpg()
     return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **kwargs)
+
+
+class PostgresStore:
+    """Base of the PostgreSQL stores: the DSN and schema they use, and the pool they open.
+
+    ``dsn`` may carry ``?schema=name`` (an explicit ``schema`` wins). A ``pool`` passed in is
+    borrowed: the store uses it and never closes it; otherwise the store opens a pool of up
+    to ``pool_size`` connections on first use and closes it in ``_close_pool``.
+    """
+
+    def __init__(self, dsn: str | None, *, schema: str | None, pool: Any, pool_size: int) -> None:
+        self.dsn: str | None = None
+        dsn_schema: str | None = None
+        if dsn:
+            self.dsn, dsn_schema = split_schema(dsn)
+        self.schema = schema or dsn_schema
+        self.pool_size = pool_size
+        self._pool = pool
+        self._own_pool = pool is None
+
+    def qualify(self, name: str) -> str:
+        """``name`` quoted, and qualified by the store's schema when it has one."""
+        return f"{quote_ident(self.schema)}.{quote_ident(name)}" if self.schema else quote_ident(name)
+
+    async def _open_pool(self) -> Any:
+        if self._pool is None:
+            self._pool = await create_pool(str(self.dsn), min_size=1, max_size=self.pool_size)
+        return self._pool
+
+    async def _create_tables(self, lock_name: str, ddl: str) -> None:
+        """Run ``ddl`` (``CREATE ... IF NOT EXISTS``) in one transaction under an advisory lock,
+        so processes starting at the same moment do not race to create the same tables."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock_name)
+            await conn.execute(ddl)
+
+    async def _close_pool(self) -> None:
+        if self._pool is not None and self._own_pool:
+            await self._pool.close()
+            self._pool = None

@@ -8,6 +8,8 @@ import contextlib
 
 
 class WorkSignal:
+    """Wakes the waiters of one queue; idle waiters look again every ``poll_interval`` s."""
+
     def __init__(self, poll_interval: float) -> None:
         self.poll_interval = poll_interval
         # Since Python 3.10 an Event binds to a loop on first use, not here: a wake before the
@@ -15,6 +17,7 @@ class WorkSignal:
         self._event = asyncio.Event()
 
     def wake(self) -> None:
+        """New work may be leasable: release the current waiters (or the next one)."""
         self._event.set()
 
     async def wait(self, timeout: float) -> None:

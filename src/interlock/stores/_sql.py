@@ -8,6 +8,8 @@ from ..errors import ConfigError
 
 
 def check_columns(owner: str, columns: Sequence[str], key: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``columns`` and ``key`` as tuples, or a ConfigError: no columns, duplicates, or a key
+    that is empty or not a subset of the columns."""
     cols, keys = tuple(columns), tuple(key)
     if not cols:
         raise ConfigError(owner, "columns", "name at least one column")
@@ -19,6 +21,8 @@ def check_columns(owner: str, columns: Sequence[str], key: Sequence[str]) -> tup
 
 
 def upsert_sql(table: str, columns: Sequence[str], key: Sequence[str], quote: str, placeholders: Sequence[str]) -> str:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` of the other columns (``DO NOTHING`` when all
+    columns are the key), names quoted with ``quote``, values from ``placeholders``."""
     def q(name: str) -> str:
         return f"{quote}{name}{quote}"
 

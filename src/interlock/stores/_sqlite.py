@@ -22,7 +22,7 @@ from ..errors import ConfigError
 T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
-__all__ = ["GroupCommitter", "connect_sqlite", "sqlite_path_from_url"]
+__all__ = ["GroupCommitter", "SQLiteStore", "connect_sqlite", "sqlite_path_from_url"]
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -106,6 +106,8 @@ class GroupCommitter:
             self._checkpointer.start()
 
     def submit(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``op`` for the next transaction; the future resolves after its commit (with
+        ``op``'s result or exception). Raises RuntimeError once the writer is closed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         with self._lock:
@@ -116,6 +118,7 @@ class GroupCommitter:
         return fut
 
     async def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """``op``'s result, once the transaction that ran it is committed."""
         return await self.submit(op)
 
     def close(self) -> None:
@@ -187,6 +190,41 @@ class GroupCommitter:
 
     def __repr__(self) -> str:
         return f"GroupCommitter(path={self.path!r}, commits={self.commits}, operations={self.operations})"
+
+
+class SQLiteStore:
+    """Base of the SQLite stores (queue, checkpoints, sink): the file ``url`` names and the
+    ``GroupCommitter`` thread that writes to it while the store is open."""
+
+    def __init__(self, url: str, *, synchronous: Synchronous) -> None:
+        self.path = sqlite_path_from_url(url)
+        self.synchronous: Synchronous = synchronous
+        self._writer: GroupCommitter | None = None
+
+    async def _open_writer(self, schema: str | None = None, *, max_batch: int = 4096) -> None:
+        """Start the writer thread, creating ``schema`` (a script of ``IF NOT EXISTS``
+        statements) first; does nothing when it runs already."""
+        if self._writer is not None:
+            return
+
+        def init(conn: sqlite3.Connection) -> None:
+            if schema:
+                conn.executescript(schema)
+
+        self._writer = await asyncio.to_thread(
+            GroupCommitter, self.path, synchronous=self.synchronous, max_batch=max_batch, init=init
+        )
+
+    async def aclose(self) -> None:
+        """Commit what was submitted, then stop the writer thread and close the file."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await asyncio.to_thread(writer.close)
+
+    def _run(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        if self._writer is None:
+            raise RuntimeError(f"{type(self).__name__} is not open: await its open() first")
+        return self._writer.submit(op)
 
 
 def _settle(items: list[tuple[asyncio.Future[Any], Any, Any, BaseException | None]]) -> None:

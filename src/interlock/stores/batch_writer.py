@@ -4,9 +4,12 @@
 that awaits it and then returns (acking its event) never acks an event whose rows were lost.
 An awaited write starts a batch at once when the sink is idle; rows arriving while a batch is
 being written form the next one (group commit), so batches grow with concurrency without a
-timer adding latency. ``writer.add(row)`` queues without waiting and is flushed at ``max_rows``
-or after ``max_delay``; ``flush()`` and ``aclose()`` (also on shutdown) write what is left. Rows with the same key inside one batch are collapsed to the last one:
-PostgreSQL refuses to upsert one row twice in a statement, and the last write wins anyway.
+timer adding latency (``GroupCall``). ``writer.add(row)`` queues without waiting and is flushed
+at ``max_rows`` or after ``max_delay``; ``flush()`` and ``aclose()`` (also on shutdown) write
+what is left. A batch holds at most ``max_rows`` rows; when one fails, the writers waiting on it
+get the error and the next batch is still tried. Rows with the same key inside one batch are
+collapsed to the last one: PostgreSQL refuses to upsert one row twice in a statement, and the
+last write wins anyway.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._group import GroupCall
 from ..errors import ConfigError
 from .sink import Row, Sink
 
@@ -43,16 +47,17 @@ class BatchWriter:
         self.sink = sink
         self.max_rows = max_rows
         self.max_delay = max_delay
-        self._rows: list[Row] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        # Rows queued while a batch is being written form the next one (group commit).
+        self._group: GroupCall[Row, None] = GroupCall(self._write_batch, max_batch=max_rows)
         self._timer: asyncio.TimerHandle | None = None
-        self._flushing: asyncio.Task[None] | None = None
         self._key_index = [sink.columns.index(k) for k in sink.key]
         self.rows_written = 0
         self.batches = 0
         self._closed = False
 
     def _as_row(self, row: Mapping[str, Any] | Sequence[Any]) -> Row:
+        if self._closed:
+            raise RuntimeError("BatchWriter is closed")
         if isinstance(row, Mapping):
             try:
                 return tuple(row[c] for c in self.sink.columns)
@@ -66,66 +71,45 @@ class BatchWriter:
         return values
 
     def add(self, row: Mapping[str, Any] | Sequence[Any]) -> None:
-        """Queue a row without waiting for it to be written."""
-        if self._closed:
-            raise RuntimeError("BatchWriter is closed")
-        self._rows.append(self._as_row(row))
-        if len(self._rows) >= self.max_rows:
-            self._start_flush()
+        """Queue a row without waiting for it to be written: it goes with the next batch, at
+        ``max_rows`` queued rows or ``max_delay`` seconds from now, whichever comes first."""
+        self._group.add(self._as_row(row))
+        if self._group.pending >= self.max_rows:
+            self._start()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.max_delay, self._start_flush)
+            self._timer = asyncio.get_running_loop().call_later(self.max_delay, self._start)
 
     async def write(self, row: Mapping[str, Any] | Sequence[Any]) -> None:
-        """Queue a row and wait until its batch is committed (raises if the batch failed)."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        self.add(row)
-        if self._flushing is None:
-            # Someone is waiting and the sink is idle: write now rather than at the timer.
-            # Rows arriving during this write form the next batch (group commit), so batches
-            # grow with the number of concurrent writers and nobody waits for a timer.
-            self._start_flush()
-        await fut
+        """Queue a row and wait until its batch is committed (raises if the batch failed).
+
+        With the sink idle the batch starts at once rather than at the timer; rows arriving
+        while it is written form the next batch, so batches grow with the number of
+        concurrent writers and nobody waits for a timer.
+        """
+        await self._group(self._as_row(row))
 
     async def write_many(self, rows: Sequence[Mapping[str, Any] | Sequence[Any]]) -> None:
-        if not rows:
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        for row in rows:
-            self.add(row)
-        if self._flushing is None:
-            self._start_flush()
-        await fut
+        """Queue rows and wait until all are committed (raises if a batch holding one failed)."""
+        values = [self._as_row(row) for row in rows]
+        if values:
+            await asyncio.gather(*(self._group(v) for v in values))
 
-    def _start_flush(self) -> None:
+    def _start(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._flushing is None and self._rows:
-            self._flushing = asyncio.get_running_loop().create_task(self._flush_loop())
+        self._group.start()
 
-    async def _flush_loop(self) -> None:
+    async def _write_batch(self, rows: list[Row]) -> list[None]:
         try:
-            while self._rows:
-                rows, self._rows = self._rows, []
-                waiters, self._waiters = self._waiters, []
-                try:
-                    for start in range(0, len(rows), self.max_rows):
-                        await self.sink.write_rows(self._collapse(rows[start : start + self.max_rows]))
-                        self.batches += 1
-                    self.rows_written += len(rows)
-                except Exception as exc:
-                    log.error("batch of %d rows into %r failed: %r", len(rows), self.sink, exc)
-                    for w in waiters:
-                        if not w.done():
-                            w.set_exception(exc)
-                    continue
-                for w in waiters:
-                    if not w.done():
-                        w.set_result(None)
-        finally:
-            self._flushing = None
+            await self.sink.write_rows(self._collapse(rows))
+        except Exception as exc:
+            # Rows queued with add() have nobody waiting for them: the log is their only report.
+            log.error("batch of %d rows into %r failed: %r", len(rows), self.sink, exc)
+            raise
+        self.batches += 1
+        self.rows_written += len(rows)
+        return [None] * len(rows)
 
     def _collapse(self, rows: list[Row]) -> list[Row]:
         idx = self._key_index
@@ -135,14 +119,12 @@ class BatchWriter:
         return list(latest.values()) if len(latest) != len(rows) else rows
 
     async def flush(self) -> None:
-        """Write everything queued so far."""
-        self._start_flush()
-        while self._flushing is not None:
-            await asyncio.shield(self._flushing)
-            if self._rows:
-                self._start_flush()
+        """Write everything queued so far, and wait for it."""
+        self._start()
+        await self._group.drain()
 
     async def aclose(self) -> None:
+        """Flush, refuse further rows and close the sink."""
         await self.flush()
         self._closed = True
         await self.sink.aclose()
@@ -157,5 +139,5 @@ class BatchWriter:
     def __repr__(self) -> str:
         return (
             f"BatchWriter({self.sink!r}, max_rows={self.max_rows}, max_delay={self.max_delay}, "
-            f"queued={len(self._rows)}, written={self.rows_written}, batches={self.batches})"
+            f"queued={self._group.pending}, written={self.rows_written}, batches={self.batches})"
         )

@@ -20,9 +20,14 @@ class CacheStore(Protocol):
     itself; the store only forgets). Tags group entries for ``delete_tag``.
     """
 
-    async def get(self, key: str) -> CacheEntry | None: ...
+    async def get(self, key: str) -> CacheEntry | None:
+        """The entry stored under ``key``, as it was stored; None when missing or expired."""
+        ...
 
-    async def set(self, key: str, entry: CacheEntry, ttl: float) -> None: ...
+    async def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        """Store ``entry`` under ``key`` (replacing what was there) for ``ttl`` s at least, and
+        under each of its ``tags``. A store may refuse an entry larger than its bound."""
+        ...
 
     async def delete(self, key: str) -> bool:
         """Forget one key; whether it was there."""
@@ -36,9 +41,13 @@ class CacheStore(Protocol):
         """Forget every entry stored with ``tag`` in its ``tags``; how many."""
         ...
 
-    async def clear(self) -> None: ...
+    async def clear(self) -> None:
+        """Forget every entry of this store (only its own namespace on a shared server)."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release the connections the store opened; a borrowed client stays open."""
+        ...
 
 
 def glob_escape(text: str) -> str:

@@ -42,6 +42,7 @@ class MemoryCacheStore:
         return True
 
     async def get(self, key: str) -> CacheEntry | None:
+        """The entry, marked most recently used; an expired one is dropped and reported missing."""
         found = self._entries.get(key)
         if found is None:
             return None
@@ -53,6 +54,8 @@ class MemoryCacheStore:
         return entry
 
     async def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        """Store the entry, then evict least recently used ones until both bounds hold; an entry
+        larger than ``max_bytes`` on its own is not stored."""
         self._drop(key)
         if entry.size > self.max_bytes:
             return  # would evict everything else and still not fit
@@ -66,27 +69,31 @@ class MemoryCacheStore:
             self.evictions += 1
 
     async def delete(self, key: str) -> bool:
+        """Forget one key; whether it was there."""
         return self._drop(key)
 
     async def delete_prefix(self, prefix: str) -> int:
+        """Forget the keys starting with ``prefix``; how many."""
         doomed = [k for k in self._entries if k.startswith(prefix)]
         for key in doomed:
             self._drop(key)
         return len(doomed)
 
     async def delete_tag(self, tag: str) -> int:
+        """Forget the entries stored with ``tag``; how many."""
         doomed = list(self._tags.get(tag, ()))
         for key in doomed:
             self._drop(key)
         return len(doomed)
 
     async def clear(self) -> None:
+        """Forget every entry."""
         self._entries.clear()
         self._tags.clear()
         self.bytes = 0
 
     async def aclose(self) -> None:
-        return None
+        """Nothing to release: the entries live in this process."""
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.freshness import CacheEntry
-from ._redis import redis_client
+from ._redis import RedisStore
 from .cache import glob_escape
 
 __all__ = ["RedisCacheStore"]
@@ -38,7 +38,13 @@ return n
 """
 
 
-class RedisCacheStore:
+class RedisCacheStore(RedisStore):
+    """``CacheStore`` on Redis, shared by every process using the same URL and namespace.
+
+    Entries of ``compress_over`` bytes or more are stored zlib-compressed. Pass ``client`` to
+    share a ``redis.asyncio`` client (it is then not closed by ``aclose``).
+    """
+
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",
@@ -47,11 +53,8 @@ class RedisCacheStore:
         compress_over: int = 1024,
         client: Any = None,
     ) -> None:
-        self.url = url
-        self.namespace = namespace
+        super().__init__(url, namespace=namespace, client=client)
         self.compress_over = compress_over
-        self._own = client is None
-        self._redis: Any = redis_client(url, client, "RedisCacheStore")
         self._set = self._redis.register_script(_SET)
         self._delete_tag = self._redis.register_script(_DELETE_TAG)
 
@@ -62,6 +65,7 @@ class RedisCacheStore:
         return f"{self.namespace}t:{tag}"
 
     async def get(self, key: str) -> CacheEntry | None:
+        """The entry under ``key``; a value that does not decode is deleted and reported missing."""
         data = await self._redis.get(self._entry_key(key))
         if data is None:
             return None
@@ -72,11 +76,13 @@ class RedisCacheStore:
             return None
 
     async def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        """Store the entry with a PX expiry of ``ttl`` and add it to its tags' sets, atomically."""
         keys = [self._entry_key(key), *(self._tag_key(t) for t in entry.tags)]
         ttl_ms = max(1, int(ttl * 1000))
         await self._set(keys=keys, args=[entry.to_bytes(self.compress_over), ttl_ms, key])
 
     async def delete(self, key: str) -> bool:
+        """Delete the entry; whether it was there (its tag sets expire on their own)."""
         return bool(await self._redis.delete(self._entry_key(key)))
 
     async def _delete_matching(self, pattern: str) -> int:
@@ -91,17 +97,13 @@ class RedisCacheStore:
         return int(deleted)
 
     async def delete_prefix(self, prefix: str) -> int:
+        """Delete the entries whose keys start with ``prefix`` (SCAN, then UNLINK in batches)."""
         return await self._delete_matching(glob_escape(self._entry_key(prefix)) + "*")
 
     async def delete_tag(self, tag: str) -> int:
+        """Delete the entries of the tag's set, then the set, in one script."""
         return int(await self._delete_tag(keys=[self._tag_key(tag)], args=[self._entry_key("")]))
 
     async def clear(self) -> None:
+        """Delete every key of this store's namespace (and only those)."""
         await self._delete_matching(glob_escape(self.namespace) + "*")
-
-    async def aclose(self) -> None:
-        if self._own:
-            await self._redis.aclose()
-
-    def __repr__(self) -> str:
-        return f"<RedisCacheStore {self.url} namespace={self.namespace!r}>"

@@ -56,35 +56,49 @@ class LedgerEntry:
 
     @property
     def state(self) -> LedgerState:
+        """What ``core.checkpoint.ledger_decision`` needs of the entry."""
         return LedgerState(self.version, self.outcome, self.applied_version)
 
 
 @runtime_checkable
 class CheckpointStore(Protocol):
-    async def open(self) -> None: ...
+    """A sync job's checkpoint and per-record ledger. See the module docstring for the contract."""
 
-    async def aclose(self) -> None: ...
+    async def open(self) -> None:
+        """Connect and create the storage if missing; calling it on an open store does nothing."""
+        ...
 
-    async def load_checkpoint(self, job: str) -> Checkpoint | None: ...
+    async def aclose(self) -> None:
+        """Finish the writes in flight, then release connections and threads the store opened."""
+        ...
 
-    async def save_checkpoint(self, job: str, checkpoint: Checkpoint) -> None: ...
+    async def load_checkpoint(self, job: str) -> Checkpoint | None:
+        """The job's last saved checkpoint; None when it never saved one (or was reset)."""
+        ...
+
+    async def save_checkpoint(self, job: str, checkpoint: Checkpoint) -> None:
+        """Replace the job's checkpoint, durably; a ``saved_at`` of 0 is stamped with now."""
+        ...
 
     async def lookup(self, job: str, record_ids: Sequence[str]) -> dict[str, LedgerEntry]:
-        """Ledger entries of these records (absent ids: never seen)."""
+        """Ledger entries of these records, by record id (absent ids: never seen), each with
+        its ``applied_version`` filled in."""
         ...
 
     async def record(self, job: str, entries: Sequence[LedgerEntry]) -> None:
-        """Store outcomes, monotonically per record (see the module docstring)."""
+        """Store outcomes durably, monotonically per record (see the module docstring); an
+        entry whose ``at`` is 0 is stamped with now."""
         ...
 
     async def entries(
         self, job: str, *, outcome: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[LedgerEntry]:
-        """Most recent first."""
+        """The job's entries, most recent first, only those with ``outcome`` when given:
+        ``limit`` of them after skipping ``offset``."""
         ...
 
     async def counts(self, job: str) -> dict[str, int]:
-        """How many records per outcome."""
+        """How many records of the job per outcome (outcomes with none are absent)."""
         ...
 
     async def reset(self, job: str) -> None:

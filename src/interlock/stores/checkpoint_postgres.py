@@ -7,14 +7,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._postgres import create_pool, quote_ident, split_schema
+from ._ledger_sql import ENTRY, entry_of, entry_row, save_checkpoint_sql, upsert_ledger_sql
+from ._postgres import PostgresStore, quote_ident
 from .checkpoint import Checkpoint, LedgerEntry
-from .checkpoint_sqlite import _ENTRY, entry_of, entry_row, upsert_ledger_sql
 
 __all__ = ["PostgresCheckpointStore"]
 
 
-class PostgresCheckpointStore:
+class PostgresCheckpointStore(PostgresStore):
     """Tables ``{prefix}_checkpoints`` and ``{prefix}_ledger``. ``dsn`` may carry
     ``?schema=name``; pass ``pool`` to share an asyncpg pool (then not closed by ``aclose``)."""
 
@@ -27,78 +27,68 @@ class PostgresCheckpointStore:
         pool: Any = None,
         pool_size: int = 4,
     ) -> None:
-        self.dsn, dsn_schema = split_schema(dsn)
-        self.schema = schema or dsn_schema
-        self.pool_size = pool_size
-
-        def q(name: str) -> str:
-            return f"{quote_ident(self.schema)}.{quote_ident(name)}" if self.schema else quote_ident(name)
-
-        self._cp = q(f"{prefix}_checkpoints")
-        self._ledger = q(f"{prefix}_ledger")
+        super().__init__(dsn, schema=schema, pool=pool, pool_size=pool_size)
+        self._cp = self.qualify(f"{prefix}_checkpoints")
+        self._ledger = self.qualify(f"{prefix}_ledger")
         self._index = quote_ident(f"{prefix}_ledger_outcome")
         self._lock_name = f"{self.schema or 'public'}.{prefix}"
         self._upsert = upsert_ledger_sql(self._ledger, [f"${i + 1}" for i in range(9)])
-        self._pool = pool
-        self._own_pool = pool is None
         self._opened = False
 
     async def open(self) -> None:
+        """Open the pool and create the tables if missing (idempotent)."""
         if self._opened:
             return
-        if self._pool is None:
-            self._pool = await create_pool(self.dsn, min_size=1, max_size=self.pool_size)
-        async with self._pool.acquire() as conn, conn.transaction():
-            # Serialise schema creation between processes starting at the same moment.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_name)
-            await conn.execute(
-                f"""
-                CREATE TABLE IF NOT EXISTS {self._cp} (
-                    job TEXT PRIMARY KEY,
-                    updated_at BIGINT NOT NULL,
-                    record_id TEXT NOT NULL,
-                    saved_at DOUBLE PRECISION NOT NULL
-                );
-                CREATE TABLE IF NOT EXISTS {self._ledger} (
-                    job TEXT NOT NULL,
-                    record_id TEXT NOT NULL,
-                    version BIGINT NOT NULL,
-                    outcome TEXT NOT NULL,
-                    attempts INTEGER NOT NULL,
-                    tracking_id TEXT,
-                    error TEXT,
-                    at DOUBLE PRECISION NOT NULL,
-                    applied_version BIGINT,
-                    PRIMARY KEY (job, record_id)
-                );
-                CREATE INDEX IF NOT EXISTS {self._index} ON {self._ledger} (job, outcome, at);
-                """
-            )
+        await self._open_pool()
+        await self._create_tables(
+            self._lock_name,
+            f"""
+            CREATE TABLE IF NOT EXISTS {self._cp} (
+                job TEXT PRIMARY KEY,
+                updated_at BIGINT NOT NULL,
+                record_id TEXT NOT NULL,
+                saved_at DOUBLE PRECISION NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS {self._ledger} (
+                job TEXT NOT NULL,
+                record_id TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                outcome TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                tracking_id TEXT,
+                error TEXT,
+                at DOUBLE PRECISION NOT NULL,
+                applied_version BIGINT,
+                PRIMARY KEY (job, record_id)
+            );
+            CREATE INDEX IF NOT EXISTS {self._index} ON {self._ledger} (job, outcome, at);
+            """,
+        )
         self._opened = True
 
     async def aclose(self) -> None:
+        """Close the pool if the store opened it."""
         self._opened = False
-        if self._pool is not None and self._own_pool:
-            await self._pool.close()
-            self._pool = None
+        await self._close_pool()
 
     @property
     def pool(self) -> Any:
+        """The asyncpg pool; raises when the store is not open."""
         if self._pool is None or not self._opened:
             raise RuntimeError("PostgresCheckpointStore is not open: call `await store.open()` first")
         return self._pool
 
     async def load_checkpoint(self, job: str) -> Checkpoint | None:
+        """The job's checkpoint row, if any."""
         row = await self.pool.fetchrow(
             f"SELECT updated_at, record_id, saved_at FROM {self._cp} WHERE job = $1", job
         )
         return None if row is None else Checkpoint(int(row[0]), row[1], float(row[2]))
 
     async def save_checkpoint(self, job: str, checkpoint: Checkpoint) -> None:
+        """Upsert the job's checkpoint row."""
         await self.pool.execute(
-            f"INSERT INTO {self._cp} (job, updated_at, record_id, saved_at) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (job) DO UPDATE SET updated_at = excluded.updated_at,"
-            " record_id = excluded.record_id, saved_at = excluded.saved_at",
+            save_checkpoint_sql(self._cp, ["$1", "$2", "$3", "$4"]),
             job,
             checkpoint.updated_at,
             checkpoint.record_id,
@@ -106,16 +96,18 @@ class PostgresCheckpointStore:
         )
 
     async def lookup(self, job: str, record_ids: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Read the records' ledger rows in one ``= ANY($2)`` query."""
         if not record_ids:
             return {}
         rows = await self.pool.fetch(
-            f"SELECT {_ENTRY} FROM {self._ledger} WHERE job = $1 AND record_id = ANY($2::text[])",
+            f"SELECT {ENTRY} FROM {self._ledger} WHERE job = $1 AND record_id = ANY($2::text[])",
             job,
             list(dict.fromkeys(record_ids)),
         )
         return {row[0]: entry_of(row) for row in rows}
 
     async def record(self, job: str, entries: Sequence[LedgerEntry]) -> None:
+        """Upsert the entries (monotonic per record) in one transaction."""
         if not entries:
             return
         rows = [entry_row(job, e) for e in entries]
@@ -127,9 +119,10 @@ class PostgresCheckpointStore:
     async def entries(
         self, job: str, *, outcome: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[LedgerEntry]:
+        """The job's ledger rows by ``at`` descending (then record id)."""
         if outcome:
             rows = await self.pool.fetch(
-                f"SELECT {_ENTRY} FROM {self._ledger} WHERE job = $1 AND outcome = $2"
+                f"SELECT {ENTRY} FROM {self._ledger} WHERE job = $1 AND outcome = $2"
                 " ORDER BY at DESC, record_id LIMIT $3 OFFSET $4",
                 job,
                 outcome,
@@ -138,7 +131,7 @@ class PostgresCheckpointStore:
             )
         else:
             rows = await self.pool.fetch(
-                f"SELECT {_ENTRY} FROM {self._ledger} WHERE job = $1 ORDER BY at DESC, record_id LIMIT $2 OFFSET $3",
+                f"SELECT {ENTRY} FROM {self._ledger} WHERE job = $1 ORDER BY at DESC, record_id LIMIT $2 OFFSET $3",
                 job,
                 limit,
                 offset,
@@ -146,12 +139,14 @@ class PostgresCheckpointStore:
         return [entry_of(r) for r in rows]
 
     async def counts(self, job: str) -> dict[str, int]:
+        """One ``GROUP BY outcome`` over the job's ledger rows."""
         rows = await self.pool.fetch(
             f"SELECT outcome, count(*) FROM {self._ledger} WHERE job = $1 GROUP BY outcome", job
         )
         return {str(r[0]): int(r[1]) for r in rows}
 
     async def reset(self, job: str) -> None:
+        """Delete the job's checkpoint and ledger rows in one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(f"DELETE FROM {self._cp} WHERE job = $1", job)
             await conn.execute(f"DELETE FROM {self._ledger} WHERE job = $1", job)

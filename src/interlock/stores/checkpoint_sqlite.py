@@ -3,58 +3,24 @@ fsync). Usually the same file as the inbox's queue."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
-from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
+from ._ledger_sql import ENTRY, entry_of, entry_row, save_checkpoint_sql, upsert_ledger_sql
+from ._sqlite import SQLiteStore, Synchronous
 from .checkpoint import Checkpoint, LedgerEntry
 
 __all__ = ["SQLiteCheckpointStore"]
 
 T = TypeVar("T")
-_ENTRY = "record_id, version, outcome, attempts, tracking_id, error, at, applied_version"
 # SQLite limits bound parameters per statement (32766 since 3.32); stay well below.
 _CHUNK = 900
 
 
-def upsert_ledger_sql(table: str, placeholders: Sequence[str]) -> str:
-    """The monotonic upsert shared with the PostgreSQL store: newer (or equal) versions replace
-    the outcome; ``applied_version`` only grows."""
-    newer = "excluded.version >= l.version"
-    columns = ("version", "outcome", "attempts", "tracking_id", "error", "at")
-    sets = ", ".join(f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE l.{c} END" for c in columns)
-    return (
-        f"INSERT INTO {table} AS l (job, {_ENTRY}) VALUES ({', '.join(placeholders)})"
-        f" ON CONFLICT (job, record_id) DO UPDATE SET {sets}, applied_version = CASE"
-        " WHEN l.applied_version IS NULL OR excluded.applied_version > l.applied_version"
-        " THEN excluded.applied_version ELSE l.applied_version END"
-    )
-
-
-def entry_row(job: str, e: LedgerEntry) -> tuple[Any, ...]:
-    applied = e.version if e.outcome == "applied" else None
-    at = e.at or time.time()
-    return (job, e.record_id, e.version, e.outcome, e.attempts, e.tracking_id, e.error, at, applied)
-
-
-def entry_of(row: Sequence[Any]) -> LedgerEntry:
-    return LedgerEntry(
-        record_id=row[0],
-        version=int(row[1]),
-        outcome=row[2],
-        attempts=int(row[3]),
-        tracking_id=row[4],
-        error=row[5],
-        at=float(row[6]),
-        applied_version=None if row[7] is None else int(row[7]),
-    )
-
-
-class SQLiteCheckpointStore:
+class SQLiteCheckpointStore(SQLiteStore):
     """Tables ``{prefix}_checkpoints`` and ``{prefix}_ledger`` in a SQLite file."""
 
     def __init__(
@@ -68,17 +34,14 @@ class SQLiteCheckpointStore:
             raise ConfigError(
                 "SQLiteCheckpointStore", "prefix", f"must be letters, digits and _, got {prefix!r}"
             )
-        self.path = sqlite_path_from_url(url)
-        self.synchronous: Synchronous = synchronous
+        super().__init__(url, synchronous=synchronous)
         self._cp = f"{prefix}_checkpoints"
         self._ledger = f"{prefix}_ledger"
         self._upsert = upsert_ledger_sql(self._ledger, ["?"] * 9)
-        self._writer: GroupCommitter | None = None
 
     async def open(self) -> None:
-        if self._writer is not None:
-            return
-        schema = f"""
+        """Create the file and the tables if missing and start the writer thread (idempotent)."""
+        await self._open_writer(f"""
         CREATE TABLE IF NOT EXISTS {self._cp} (
             job TEXT PRIMARY KEY,
             updated_at INTEGER NOT NULL,
@@ -98,40 +61,22 @@ class SQLiteCheckpointStore:
             PRIMARY KEY (job, record_id)
         );
         CREATE INDEX IF NOT EXISTS {self._ledger}_outcome ON {self._ledger} (job, outcome, at);
-        """
-
-        def init(conn: sqlite3.Connection) -> None:
-            conn.executescript(schema)
-
-        self._writer = await asyncio.to_thread(
-            GroupCommitter, self.path, synchronous=self.synchronous, init=init
-        )
-
-    async def aclose(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await asyncio.to_thread(writer.close)
-
-    def _run(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        if self._writer is None:
-            raise RuntimeError("SQLiteCheckpointStore is not open: call `await store.open()` first")
-        return self._writer.submit(op)
+        """)
 
     async def load_checkpoint(self, job: str) -> Checkpoint | None:
+        """The job's checkpoint row, if any."""
         sql = f"SELECT updated_at, record_id, saved_at FROM {self._cp} WHERE job = ?"
         row = await self._run(lambda conn: conn.execute(sql, (job,)).fetchone())
         return None if row is None else Checkpoint(int(row[0]), row[1], float(row[2]))
 
     async def save_checkpoint(self, job: str, checkpoint: Checkpoint) -> None:
-        sql = (
-            f"INSERT INTO {self._cp} (job, updated_at, record_id, saved_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (job) DO UPDATE SET updated_at = excluded.updated_at,"
-            " record_id = excluded.record_id, saved_at = excluded.saved_at"
-        )
+        """Upsert the job's checkpoint row."""
+        sql = save_checkpoint_sql(self._cp, ["?"] * 4)
         row = (job, checkpoint.updated_at, checkpoint.record_id, checkpoint.saved_at or time.time())
         await self._run(lambda conn: conn.execute(sql, row))
 
     async def lookup(self, job: str, record_ids: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Read the records' ledger rows, ``_CHUNK`` ids per query (SQLite's parameter limit)."""
         ids = list(dict.fromkeys(record_ids))
         table = self._ledger
 
@@ -139,7 +84,7 @@ class SQLiteCheckpointStore:
             found: dict[str, LedgerEntry] = {}
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
-                sql = f"SELECT {_ENTRY} FROM {table} WHERE job = ? AND record_id IN ({','.join('?' * len(chunk))})"
+                sql = f"SELECT {ENTRY} FROM {table} WHERE job = ? AND record_id IN ({','.join('?' * len(chunk))})"
                 for row in conn.execute(sql, (job, *chunk)):
                     found[row[0]] = entry_of(row)
             return found
@@ -147,6 +92,7 @@ class SQLiteCheckpointStore:
         return await self._run(op) if ids else {}
 
     async def record(self, job: str, entries: Sequence[LedgerEntry]) -> None:
+        """Upsert the entries (monotonic per record) in one shared transaction."""
         if not entries:
             return
         rows = [entry_row(job, e) for e in entries]
@@ -156,20 +102,23 @@ class SQLiteCheckpointStore:
     async def entries(
         self, job: str, *, outcome: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[LedgerEntry]:
+        """The job's ledger rows by ``at`` descending (then record id)."""
         where = "job = ?" + (" AND outcome = ?" if outcome else "")
         params: tuple[Any, ...] = (job, outcome) if outcome else (job,)
         sql = (
-            f"SELECT {_ENTRY} FROM {self._ledger} WHERE {where} ORDER BY at DESC, record_id LIMIT ? OFFSET ?"
+            f"SELECT {ENTRY} FROM {self._ledger} WHERE {where} ORDER BY at DESC, record_id LIMIT ? OFFSET ?"
         )
         rows = await self._run(lambda conn: conn.execute(sql, (*params, limit, offset)).fetchall())
         return [entry_of(r) for r in rows]
 
     async def counts(self, job: str) -> dict[str, int]:
+        """One ``GROUP BY outcome`` over the job's ledger rows."""
         sql = f"SELECT outcome, count(*) FROM {self._ledger} WHERE job = ? GROUP BY outcome"
         rows = await self._run(lambda conn: conn.execute(sql, (job,)).fetchall())
         return {str(r[0]): int(r[1]) for r in rows}
 
     async def reset(self, job: str) -> None:
+        """Delete the job's checkpoint and ledger rows in one transaction."""
         cp, ledger = self._cp, self._ledger
 
         def op(conn: sqlite3.Connection) -> None:

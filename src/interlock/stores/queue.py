@@ -18,7 +18,6 @@ Guarantees a backend must give:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -59,17 +58,13 @@ class Failure:
     error: str
 
     def to_json(self) -> dict[str, Any]:
+        """The failure as a JSON object: ``{"attempt": 2, "at": 1700000000.0, "error": "..."}``."""
         return {"attempt": self.attempt, "at": self.at, "error": self.error}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Failure:
+        """The failure of a ``to_json`` object."""
         return cls(int(data["attempt"]), float(data["at"]), str(data["error"]))
-
-
-def failures_from_json(raw: str | bytes | None) -> tuple[Failure, ...]:
-    if not raw:
-        return ()
-    return tuple(Failure.from_json(item) for item in json.loads(raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +81,19 @@ class Lease:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """A message that failed for good, waiting in the dead-letter queue for replay or purge."""
+
     message: Message
     attempts: int
+    """Attempts made before it was dead-lettered."""
     failures: tuple[Failure, ...]
+    """Its error history, oldest first."""
     dead_at: float
+    """Wall-clock seconds since the epoch."""
 
     @property
     def last_error(self) -> str:
+        """The error of the last failed attempt ("" when there is no history)."""
         return self.failures[-1].error if self.failures else ""
 
 
@@ -114,10 +115,14 @@ class DeadLetterFilter:
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
+    """A queue's depth, for metrics and ``interlock dlq``."""
+
     pending: int
     """Waiting or in flight (not yet acked or dead-lettered)."""
     in_flight: int
+    """Pending messages leased right now (lease not yet expired)."""
     dead: int
+    """Messages in the dead-letter queue."""
     oldest_pending_at: float | None
     """``received_at`` of the oldest pending message, for the 'age of the oldest event' metric."""
 
@@ -126,30 +131,41 @@ class QueueStats:
 class Queue(Protocol):
     """Inbox + work queue + dead-letter queue. See the module docstring for the contract."""
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Connect and create the storage if missing; calling it on an open queue does nothing."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Finish the writes in flight, then release connections and threads the queue opened."""
+        ...
 
     async def put(self, message: Message) -> bool:
-        """Store durably; ``False`` when ``(source, id)`` was seen before (nothing stored)."""
+        """Store durably, leasable at once; ``False`` when ``(source, id)`` was put before
+        (nothing stored). Returns only once the message survives a crash."""
         ...
 
     async def lease(self, max_messages: int, visibility: float) -> list[Lease]:
-        """Up to ``max_messages`` messages, each hidden from others for ``visibility`` s."""
+        """Up to ``max_messages`` leasable messages in put order, each hidden from others for
+        ``visibility`` s and its ``attempt`` counted; ``[]`` when none is leasable."""
         ...
 
     async def extend(self, lease: Lease, visibility: float) -> bool:
         """Heartbeat: push the lease's expiry to now + ``visibility``; False if it was lost."""
         ...
 
-    async def ack(self, lease: Lease) -> bool: ...
+    async def ack(self, lease: Lease) -> bool:
+        """Settle the message as handled: never leased again, its id still dedupes until
+        ``prune``; ``False`` (and nothing changed) if the lease was lost."""
+        ...
 
     async def nack(self, lease: Lease, *, delay: float, error: str) -> bool:
-        """Record the failure and make the message leasable again after ``delay`` s."""
+        """Append the failure to the message's history and make it leasable again after
+        ``delay`` s; ``False`` if the lease was lost."""
         ...
 
     async def dead_letter(self, lease: Lease, *, error: str) -> bool:
-        """Record the failure and move the message to the dead-letter queue."""
+        """Append the failure to the message's history and move it to the dead-letter queue;
+        ``False`` if the lease was lost."""
         ...
 
     async def put_dead(self, message: Message, *, failures: Sequence[Failure]) -> None:
@@ -158,43 +174,35 @@ class Queue(Protocol):
         ...
 
     async def wait(self, timeout: float) -> None:
-        """Return when new messages may be leasable, or after ``timeout`` s."""
+        """Return when new messages may be leasable, or after ``timeout`` s at the latest. May
+        return early; work put by another process must be noticed within a poll interval."""
         ...
 
     async def dead_letters(
         self, where: DeadLetterFilter = DeadLetterFilter(), *, limit: int = 100, offset: int = 0
     ) -> list[DeadLetter]:
-        """Oldest dead letters first."""
+        """Dead letters matching ``where``, the longest dead first: ``limit`` of them after
+        skipping ``offset``."""
         ...
 
-    async def count_dead(self, where: DeadLetterFilter = DeadLetterFilter()) -> int: ...
+    async def count_dead(self, where: DeadLetterFilter = DeadLetterFilter()) -> int:
+        """How many dead letters match ``where``."""
+        ...
 
     async def replay(self, where: DeadLetterFilter) -> int:
-        """Move matching dead letters back to the queue (attempts reset, history kept)."""
+        """Move matching dead letters back to the queue, leasable now (attempts reset, error
+        history kept); how many moved. Wakes waiting consumers."""
         ...
 
     async def purge(self, where: DeadLetterFilter) -> int:
-        """Delete matching dead letters for good."""
+        """Delete matching dead letters for good; how many."""
         ...
 
-    async def stats(self) -> QueueStats: ...
+    async def stats(self) -> QueueStats:
+        """Pending, in-flight and dead counts and the oldest pending message's arrival."""
+        ...
 
     async def prune(self, done_before: float) -> int:
-        """Forget acked messages settled before this time (their ids stop deduping)."""
+        """Forget acked messages settled before this wall-clock time (their ids stop deduping);
+        how many. Pending and dead messages are never pruned."""
         ...
-
-
-def dead_letter_row(message: Message, failures: Sequence[Failure], now: float) -> tuple[Any, ...]:
-    """Column values for ``put_dead``, in the order both SQL queues insert them."""
-    return (
-        message.source,
-        message.id,
-        message.type,
-        message.body,
-        json.dumps(dict(message.headers), separators=(",", ":")),
-        message.received_at or now,
-        message.ordering_key,
-        json.dumps([f.to_json() for f in failures], separators=(",", ":")),
-        now,
-        max((f.attempt for f in failures), default=1),
-    )

@@ -1,40 +1,25 @@
 """The default ``Queue``: one SQLite file in WAL mode, commits shared between concurrent calls.
 
-Rows are never moved between tables: ``state`` says pending (0), done (1) or dead (2). A lease
-is a hidden row: ``visible_at`` pushed into the future plus a fresh ``lease_token``; when a
-worker dies its lease simply expires and the row becomes leasable again. Done rows stay until
-``prune`` so their ids keep deduping redeliveries.
+The row model (states, leases as hidden rows, the error history) is ``_queue_rows``'s, shared
+with the PostgreSQL queue.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._clock import Clock
 from ..errors import ConfigError
-from ._signal import WorkSignal
-from ._sqlite import GroupCommitter, Synchronous, sqlite_path_from_url
-from .queue import (
-    DeadLetter,
-    DeadLetterFilter,
-    Failure,
-    Lease,
-    Message,
-    QueueStats,
-    dead_letter_row,
-    failures_from_json,
-)
+from . import _queue_rows as model
+from ._sqlite import SQLiteStore, Synchronous
+from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, QueueStats
 
 __all__ = ["SQLiteQueue"]
 
 T = TypeVar("T")
-PENDING, DONE, DEAD = 0, 1, 2
-_COLUMNS = "seq, source, id, type, body, headers, received_at, ordering_key, attempts, errors"
 
 
 def _schema(table: str) -> str:
@@ -64,47 +49,7 @@ CREATE INDEX IF NOT EXISTS {table}_done ON {table} (finished_at) WHERE state = 1
 """
 
 
-def _message(row: tuple[Any, ...]) -> Message:
-    return Message(
-        source=row[1],
-        id=row[2],
-        type=row[3],
-        body=bytes(row[4]),
-        headers=json.loads(row[5]),
-        received_at=row[6],
-        ordering_key=row[7],
-    )
-
-
-def _where(where: DeadLetterFilter) -> tuple[str, list[Any]]:
-    clauses: list[str] = [f"state = {DEAD}"]
-    params: list[Any] = []
-    if where.source is not None:
-        clauses.append("source = ?")
-        params.append(where.source)
-    if where.type is not None:
-        clauses.append("type = ?")
-        params.append(where.type)
-    if where.ids:
-        clauses.append(f"id IN ({','.join('?' * len(where.ids))})")
-        params.extend(where.ids)
-    if where.since is not None:
-        clauses.append("finished_at >= ?")
-        params.append(where.since)
-    if where.until is not None:
-        clauses.append("finished_at < ?")
-        params.append(where.until)
-    if where.error_contains:
-        clauses.append("instr(errors, ?) > 0")
-        params.append(where.error_contains)
-    return " AND ".join(clauses), params
-
-
-def _split_token(lease: Lease) -> int:
-    return int(lease.token.partition(":")[0])
-
-
-class SQLiteQueue:
+class SQLiteQueue(SQLiteStore, model.SQLQueue):
     """``Queue`` on a SQLite file. ``url`` is ``sqlite:///relative.db``, ``sqlite:////abs.db``
     or a plain path. Several processes may share the file (ingress in one, workers in another);
     workers in other processes notice new messages by polling every ``poll_interval`` s."""
@@ -121,60 +66,29 @@ class SQLiteQueue:
     ) -> None:
         if not table.replace("_", "").isalnum():
             raise ConfigError("SQLiteQueue", "table", f"must be letters, digits and _, got {table!r}")
-        if poll_interval <= 0:
-            raise ConfigError("SQLiteQueue", "poll_interval", f"must be > 0 seconds, got {poll_interval!r}")
-        self.path = sqlite_path_from_url(url)
-        self.table = table
-        self.synchronous: Synchronous = synchronous
-        self.poll_interval = poll_interval
-        self.max_batch = max_batch
-        self._clock = clock or SYSTEM_CLOCK
-        """Wall-clock readings for received, visible, leased and dead-lettered times."""
-        self._writer: GroupCommitter | None = None
-        self._signal = WorkSignal(poll_interval)
+        model.SQLQueue.__init__(
+            self, "SQLiteQueue", table=table, poll_interval=poll_interval, max_batch=max_batch, clock=clock
+        )
+        SQLiteStore.__init__(self, url, synchronous=synchronous)
         t = table
         self._sql_put = (
             f"INSERT INTO {t} (source, id, type, body, headers, received_at, ordering_key, visible_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, id) DO NOTHING"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT (source, id) DO NOTHING"
         )
         self._sql_lease = (
-            f"SELECT {_COLUMNS} FROM {t} AS e WHERE state = 0 AND visible_at <= ?"
+            f"SELECT {model.COLUMNS} FROM {t} AS e WHERE state = 0 AND visible_at <= ?"
             " AND (ordering_key IS NULL OR NOT EXISTS ("
             f"SELECT 1 FROM {t} AS p WHERE p.state = 0 AND p.ordering_key = e.ordering_key"
             " AND p.seq < e.seq)) ORDER BY seq LIMIT ?"
         )
         self._sql_fail = "errors = json_insert(coalesce(errors, '[]'), '$[#]', json(?))"
+        self._sql_put_dead = model.put_dead_sql(t, model.SQLITE)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._writer is not None:
-            return
-        schema = _schema(self.table)
-
-        def init(conn: sqlite3.Connection) -> None:
-            conn.executescript(schema)
-
-        self._writer = await asyncio.to_thread(
-            GroupCommitter, self.path, synchronous=self.synchronous, max_batch=self.max_batch, init=init
-        )
-
-    async def aclose(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await asyncio.to_thread(writer.close)
-
-    async def __aenter__(self) -> SQLiteQueue:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def _run(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        if self._writer is None:
-            raise RuntimeError("SQLiteQueue is not open: call `await queue.open()` first")
-        return self._writer.submit(op)
+        """Create the file and the table if missing and start the writer thread (idempotent)."""
+        await self._open_writer(_schema(self.table), max_batch=self.max_batch)
 
     def _wake(self) -> None:
         self._signal.wake()
@@ -182,16 +96,8 @@ class SQLiteQueue:
     # -- inbox -----------------------------------------------------------------------------------
 
     async def put(self, message: Message) -> bool:
-        row = (
-            message.source,
-            message.id,
-            message.type,
-            message.body,
-            json.dumps(dict(message.headers), separators=(",", ":")),
-            message.received_at or self._clock.time(),
-            message.ordering_key,
-            0.0,
-        )
+        """Insert the message unless its (source, id) is known; returns after the shared commit."""
+        row = model.put_row(message, self._clock.time())
         sql = self._sql_put
         inserted = await self._run(lambda conn: conn.execute(sql, row).rowcount == 1)
         if inserted:
@@ -201,6 +107,7 @@ class SQLiteQueue:
     # -- work queue ------------------------------------------------------------------------------
 
     async def lease(self, max_messages: int, visibility: float) -> list[Lease]:
+        """Hide up to ``max_messages`` leasable rows for ``visibility`` s, oldest first."""
         sql, table = self._sql_lease, self.table
 
         def op(conn: sqlite3.Connection) -> list[Lease]:
@@ -213,7 +120,7 @@ class SQLiteQueue:
             for row in rows:
                 token = f"{row[0]}:{os.urandom(8).hex()}"
                 updates.append((expires, token, row[0]))
-                leases.append(Lease(_message(row), row[8] + 1, token, expires, failures_from_json(row[9])))
+                leases.append(Lease(model.message_of(row), row[8] + 1, token, expires, model.failures_of(row[9])))
             conn.executemany(
                 f"UPDATE {table} SET visible_at = ?, lease_token = ?, attempts = attempts + 1 WHERE seq = ?",
                 updates,
@@ -223,48 +130,51 @@ class SQLiteQueue:
         return await self._run(op)
 
     async def extend(self, lease: Lease, visibility: float) -> bool:
+        """Push the lease's row out of sight for ``visibility`` s more, if the lease still holds."""
         sql = f"UPDATE {self.table} SET visible_at = ? WHERE seq = ? AND lease_token = ? AND state = 0"
-        seq = _split_token(lease)
+        seq = model.lease_seq(lease)
         return await self._run(
             lambda conn: conn.execute(sql, (self._clock.time() + visibility, seq, lease.token)).rowcount == 1
         )
 
     async def ack(self, lease: Lease) -> bool:
+        """Mark the row done (kept until ``prune`` for dedupe), if the lease still holds."""
         sql = (
-            f"UPDATE {self.table} SET state = {DONE}, finished_at = ?, lease_token = NULL"
+            f"UPDATE {self.table} SET state = {model.DONE}, finished_at = ?, lease_token = NULL"
             " WHERE seq = ? AND lease_token = ? AND state = 0"
         )
-        seq = _split_token(lease)
+        seq = model.lease_seq(lease)
         done = await self._run(lambda conn: conn.execute(sql, (self._clock.time(), seq, lease.token)).rowcount == 1)
         if done and lease.message.ordering_key is not None:
             self._wake()  # the next message with this key is leasable now
         return done
 
     async def nack(self, lease: Lease, *, delay: float, error: str) -> bool:
+        """Append the failure to the row's history and hide it for ``delay`` s."""
         sql = (
             f"UPDATE {self.table} SET visible_at = ?, lease_token = NULL, {self._sql_fail}"
             " WHERE seq = ? AND lease_token = ? AND state = 0"
         )
-        seq = _split_token(lease)
+        seq = model.lease_seq(lease)
 
         def op(conn: sqlite3.Connection) -> bool:
             now = self._clock.time()
-            failure = json.dumps(Failure(lease.attempt, now, error).to_json())
+            failure = model.failure_json(lease.attempt, now, error)
             return conn.execute(sql, (now + max(0.0, delay), failure, seq, lease.token)).rowcount == 1
 
         return await self._run(op)
 
     async def dead_letter(self, lease: Lease, *, error: str) -> bool:
+        """Append the failure to the row's history and mark it dead."""
         sql = (
-            f"UPDATE {self.table} SET state = {DEAD}, finished_at = ?, lease_token = NULL,"
+            f"UPDATE {self.table} SET state = {model.DEAD}, finished_at = ?, lease_token = NULL,"
             f" {self._sql_fail} WHERE seq = ? AND lease_token = ? AND state = 0"
         )
-        seq = _split_token(lease)
+        seq = model.lease_seq(lease)
 
         def op(conn: sqlite3.Connection) -> bool:
             now = self._clock.time()
-            failure = json.dumps(Failure(lease.attempt, now, error).to_json())
-            return conn.execute(sql, (now, failure, seq, lease.token)).rowcount == 1
+            return conn.execute(sql, (now, model.failure_json(lease.attempt, now, error), seq, lease.token)).rowcount == 1
 
         dead = await self._run(op)
         if dead and lease.message.ordering_key is not None:
@@ -272,45 +182,39 @@ class SQLiteQueue:
         return dead
 
     async def put_dead(self, message: Message, *, failures: Sequence[Failure]) -> None:
-        sql = (
-            f"INSERT INTO {self.table} (source, id, type, body, headers, received_at, ordering_key, errors, finished_at, attempts, state, visible_at)"
-            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {DEAD}, 0)"
-            f" ON CONFLICT (source, id) DO UPDATE SET state = {DEAD}, type = excluded.type, body = excluded.body,"
-            " headers = excluded.headers, errors = excluded.errors, finished_at = excluded.finished_at,"
-            " attempts = excluded.attempts, lease_token = NULL"
-        )
-        row = dead_letter_row(message, failures, self._clock.time())
+        """Insert (or overwrite) the message as a dead row carrying ``failures``."""
+        sql = self._sql_put_dead
+        row = model.dead_letter_row(message, failures, self._clock.time())
         await self._run(lambda conn: conn.execute(sql, row))
-
-    async def wait(self, timeout: float) -> None:
-        await self._signal.wait(timeout)
 
     # -- dead letters ----------------------------------------------------------------------------
 
     async def dead_letters(
         self, where: DeadLetterFilter = DeadLetterFilter(), *, limit: int = 100, offset: int = 0
     ) -> list[DeadLetter]:
-        clause, params = _where(where)
+        """Matching dead rows, oldest dead first."""
+        clause, params = model.dead_letter_where(where, model.SQLITE)
         sql = (
-            f"SELECT {_COLUMNS}, finished_at FROM {self.table} WHERE {clause}"
+            f"SELECT {model.DEAD_COLUMNS} FROM {self.table} WHERE {clause}"
             " ORDER BY finished_at, seq LIMIT ? OFFSET ?"
         )
 
         def op(conn: sqlite3.Connection) -> list[DeadLetter]:
-            rows = conn.execute(sql, [*params, limit, offset]).fetchall()
-            return [DeadLetter(_message(r), r[8], failures_from_json(r[9]), r[10]) for r in rows]
+            return [model.dead_letter_of(r) for r in conn.execute(sql, [*params, limit, offset]).fetchall()]
 
         return await self._run(op)
 
     async def count_dead(self, where: DeadLetterFilter = DeadLetterFilter()) -> int:
-        clause, params = _where(where)
+        """How many dead rows match."""
+        clause, params = model.dead_letter_where(where, model.SQLITE)
         sql = f"SELECT count(*) FROM {self.table} WHERE {clause}"
         return await self._run(lambda conn: int(conn.execute(sql, params).fetchone()[0]))
 
     async def replay(self, where: DeadLetterFilter) -> int:
-        clause, params = _where(where)
+        """Make matching dead rows pending and visible now, attempts reset, history kept."""
+        clause, params = model.dead_letter_where(where, model.SQLITE)
         sql = (
-            f"UPDATE {self.table} SET state = {PENDING}, attempts = 0, visible_at = ?,"
+            f"UPDATE {self.table} SET state = {model.PENDING}, attempts = 0, visible_at = ?,"
             f" finished_at = NULL WHERE {clause}"
         )
         count = await self._run(lambda conn: conn.execute(sql, [self._clock.time(), *params]).rowcount)
@@ -319,13 +223,15 @@ class SQLiteQueue:
         return count
 
     async def purge(self, where: DeadLetterFilter) -> int:
-        clause, params = _where(where)
+        """Delete matching dead rows."""
+        clause, params = model.dead_letter_where(where, model.SQLITE)
         sql = f"DELETE FROM {self.table} WHERE {clause}"
         return await self._run(lambda conn: conn.execute(sql, params).rowcount)
 
     # -- housekeeping ----------------------------------------------------------------------------
 
     async def stats(self) -> QueueStats:
+        """Counts of pending, in-flight and dead rows, and the oldest pending row's age."""
         t = self.table
 
         def op(conn: sqlite3.Connection) -> QueueStats:
@@ -348,7 +254,8 @@ class SQLiteQueue:
         return await self._run(op)
 
     async def prune(self, done_before: float) -> int:
-        sql = f"DELETE FROM {self.table} WHERE state = {DONE} AND finished_at < ?"
+        """Delete done rows finished before ``done_before``."""
+        sql = f"DELETE FROM {self.table} WHERE state = {model.DONE} AND finished_at < ?"
         return await self._run(lambda conn: conn.execute(sql, (done_before,)).rowcount)
 
     def __repr__(self) -> str:

@@ -25,9 +25,15 @@ class QuotaStore(Protocol):
 
     async def acquire(
         self, key: str, *, rate: float, capacity: float, max_wait: float | None = None
-    ) -> Grant: ...
+    ) -> Grant:
+        """Reserve one token: granted with the wait until it is due (0 when one is there), or,
+        when the wait would pass ``max_wait``, not granted and nothing taken. The grant's
+        ``seq`` numbers reservations of the key, for ``observe``."""
+        ...
 
-    async def refund(self, key: str, *, rate: float, capacity: float) -> None: ...
+    async def refund(self, key: str, *, rate: float, capacity: float) -> None:
+        """Give back one reserved token (the call was never sent), up to ``capacity``."""
+        ...
 
     async def observe(
         self, key: str, *, remaining: float, seq: int, rate: float, capacity: float, adopt: bool = False
@@ -44,4 +50,6 @@ class QuotaStore(Protocol):
         """Seconds the pause on ``key`` still has to run (0 when none)."""
         ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release the connections the store opened; a borrowed client stays open."""
+        ...

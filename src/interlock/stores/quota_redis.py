@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.bucket import Grant
-from ._redis import redis_client
+from ._redis import RedisStore
 
 __all__ = ["RedisQuotaStore"]
 
@@ -90,7 +90,12 @@ return result
 """
 
 
-class RedisQuotaStore:
+class RedisQuotaStore(RedisStore):
+    """``QuotaStore`` on Redis: one bucket per key shared by every process using the same URL
+    and namespace. A bucket untouched for ``idle_ttl`` s (after its pause) expires. Pass
+    ``client`` to share a ``redis.asyncio`` client (it is then not closed by ``aclose``).
+    """
+
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",
@@ -99,11 +104,8 @@ class RedisQuotaStore:
         idle_ttl: float = 3600.0,
         client: Any = None,
     ) -> None:
-        self.url = url
-        self.namespace = namespace
+        super().__init__(url, namespace=namespace, client=client)
         self._idle_ms = int(idle_ttl * 1000)
-        self._own = client is None
-        self._redis: Any = redis_client(url, client, "RedisQuotaStore")
         self._script = self._redis.register_script(_BUCKET)
 
     async def _run(self, key: str, op: str, rate: float, capacity: float, arg: float, seq: int = 0) -> Any:
@@ -115,30 +117,28 @@ class RedisQuotaStore:
     async def acquire(
         self, key: str, *, rate: float, capacity: float, max_wait: float | None = None
     ) -> Grant:
+        """Reserve a token in one script; the wait is measured on the Redis server's clock."""
         granted, wait, seq = await self._run(
             key, "acquire", rate, capacity, -1.0 if max_wait is None else max_wait
         )
         return Grant(float(wait), int(seq), granted=bool(granted))
 
     async def refund(self, key: str, *, rate: float, capacity: float) -> None:
+        """Give back one token (up to capacity)."""
         await self._run(key, "refund", rate, capacity, 0.0)
 
     async def observe(
         self, key: str, *, remaining: float, seq: int, rate: float, capacity: float, adopt: bool = False
     ) -> None:
+        """Lower the balance to what the upstream reported (or set it, with ``adopt``)."""
         await self._run(key, "adopt" if adopt else "observe", rate, capacity, remaining, seq)
 
     async def pause(self, key: str, seconds: float, *, rate: float, capacity: float) -> float:
+        """Empty the bucket and stop granting until ``seconds`` from now on the server's clock."""
         _, left, _ = await self._run(key, "pause", rate, capacity, max(0.0, seconds))
         return float(left)
 
     async def paused_for(self, key: str) -> float:
+        """The pause still to run, on the server's clock."""
         _, left, _ = await self._run(key, "paused_for", 1.0, 1.0, 0.0)
         return float(left)
-
-    async def aclose(self) -> None:
-        if self._own:
-            await self._redis.aclose()
-
-    def __repr__(self) -> str:
-        return f"<RedisQuotaStore {self.url} namespace={self.namespace!r}>"

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from ._postgres import create_pool, quote_ident, split_schema
+from ._postgres import PostgresStore, quote_ident
 from ._sql import check_columns, upsert_sql
 from .sink import Row
 
 __all__ = ["PostgresSink"]
 
 
-class PostgresSink:
+class PostgresSink(PostgresStore):
     """Upsert rows into ``table`` (which must exist, with a unique index on ``key``).
 
     ``dsn`` or an existing asyncpg ``pool``; ``method="copy"`` (default) or ``"executemany"``.
@@ -37,17 +37,10 @@ class PostgresSink:
             raise ConfigError("PostgresSink", "dsn", "give exactly one of dsn= or pool=")
         if method not in ("copy", "executemany"):
             raise ConfigError("PostgresSink", "method", f"must be 'copy' or 'executemany', got {method!r}")
-        self.dsn: str | None = None
-        dsn_schema: str | None = None
-        if dsn:
-            self.dsn, dsn_schema = split_schema(dsn)
-        self.schema = schema or dsn_schema
+        super().__init__(dsn, schema=schema, pool=pool, pool_size=4)
         self.table = table
         self.method = method
-        self._pool = pool
-        self._own_pool = pool is None
-        qualified = f"{quote_ident(self.schema)}.{quote_ident(table)}" if self.schema else quote_ident(table)
-        self._qualified = qualified
+        qualified = self._qualified = self.qualify(table)
         n = len(self.columns)
         self._upsert = upsert_sql(qualified, self.columns, self.key, '"', [f"${i + 1}" for i in range(n)])
         cols = ", ".join(quote_ident(c) for c in self.columns)
@@ -57,15 +50,16 @@ class PostgresSink:
         self._from_stage = f"INSERT INTO {qualified} ({cols}) SELECT {cols} FROM _interlock_stage ON CONFLICT {action}"
 
     async def open(self) -> None:
-        if self._pool is None:
-            self._pool = await create_pool(str(self.dsn), min_size=1, max_size=4)
+        """Open the pool (when given a DSN); the table must already exist."""
+        await self._open_pool()
 
     async def aclose(self) -> None:
-        if self._pool is not None and self._own_pool:
-            await self._pool.close()
-            self._pool = None
+        """Close the pool if the sink opened it."""
+        await self._close_pool()
 
     async def write_rows(self, rows: Sequence[Row]) -> None:
+        """Upsert ``rows`` in one transaction: one prepared ``executemany``, or ``COPY`` into a
+        temporary table and one ``INSERT ... SELECT ... ON CONFLICT``."""
         if self._pool is None:
             await self.open()
         async with self._pool.acquire() as conn, conn.transaction():

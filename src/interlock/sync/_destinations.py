@@ -26,14 +26,22 @@ how many calls it took."""
 
 @runtime_checkable
 class Destination(Protocol):
+    """Where a sync job writes: anything with these two defaults and three methods. ``Sync``
+    opens it once, calls ``apply`` for each record (concurrently, up to the job's
+    ``concurrency``) and closes it with the job."""
+
     default_concurrency: int
     """How many records are applied at once unless the job says otherwise."""
     default_attempts: int
     """Tries per record at the job level before the record is dead-lettered."""
 
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Acquire what ``apply`` needs; called once, when the job opens."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release it, after the last record; called when the job closes."""
+        ...
 
     async def apply(self, record: SyncRecord) -> Applied:
         """Apply one record; raise when it failed (the job retries, then dead-letters)."""
@@ -77,12 +85,14 @@ class WriteBack:
         self.route = path  # the template doubles as the metrics route
 
     async def open(self) -> None:
-        return None
+        """Nothing to open: the Client is the caller's."""
 
     async def aclose(self) -> None:
-        return None
+        """Nothing to close: the Client is the caller's."""
 
     async def apply(self, record: SyncRecord) -> Applied:
+        """Send the record (or ``body(record)``) as JSON; raises what the Client raises, or
+        ``raise_for_status``'s error for an error answer."""
         payload = record.data if self.body is None else self.body(record)
         content = json.dumps(payload, separators=(",", ":")).encode()
         # The key names the record version *and* the exact body: a replay after a crash sends
@@ -139,6 +149,8 @@ class ToTable:
         row: Callable[[SyncRecord], Mapping[str, Any] | Sequence[Any]] | None = None,
         max_rows: int = 1000,
     ) -> ToTable:
+        """A ``ToTable`` writing to ``table`` in the SQLite database at ``url``, upserting on the
+        ``key`` columns; the job owns (and closes) the writer."""
         from ..stores import SQLiteSink
 
         return cls(BatchWriter(SQLiteSink(url, table, columns, key), max_rows=max_rows), row=row, owned=True)
@@ -156,21 +168,27 @@ class ToTable:
         max_rows: int = 1000,
         method: Literal["copy", "executemany"] = "copy",
     ) -> ToTable:
+        """A ``ToTable`` writing to ``table`` in the PostgreSQL database at ``dsn``, upserting on
+        the ``key`` columns (``COPY`` into a staging table by default); the job owns (and
+        closes) the writer. Needs asyncpg."""
         from ..stores.sink_postgres import PostgresSink
 
         sink = PostgresSink(table, columns, key, dsn=dsn, schema=schema, method=method)
         return cls(BatchWriter(sink, max_rows=max_rows), row=row, owned=True)
 
     async def open(self) -> None:
+        """Open the writer's sink."""
         await self.writer.sink.open()
 
     async def aclose(self) -> None:
+        """Close the writer when the job owns it, else only flush what is pending."""
         if self._owned:
             await self.writer.aclose()
         else:
             await self.writer.flush()
 
     async def apply(self, record: SyncRecord) -> Applied:
+        """Write the record's row; returns once the batch holding it is committed."""
         if self.row is not None:
             row = self.row(record)
         else:
@@ -199,12 +217,13 @@ class ToHandler:
         )
 
     async def open(self) -> None:
-        return None
+        """Nothing to open."""
 
     async def aclose(self) -> None:
-        return None
+        """Nothing to close."""
 
     async def apply(self, record: SyncRecord) -> Applied:
+        """Call the function with the record; what it raises fails the record."""
         if self._is_async:
             result = await self.fn(record)  # type: ignore[misc]
         else:
@@ -220,6 +239,8 @@ class ToHandler:
 
 
 def as_destination(value: object) -> Destination:
+    """The ``Destination`` for what ``Sync(destination=...)`` was given: a destination as is, a
+    ``BatchWriter`` as a ``ToTable``, any other callable as a ``ToHandler``."""
     if isinstance(value, WriteBack | ToTable | ToHandler):
         return value
     if isinstance(value, BatchWriter):

@@ -4,12 +4,13 @@ timestamps on the wire, and ``SyncRecord``, one changed record on its way to a d
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._jsonpath import JsonPath
+from .._validate import check_count
 from ..core.checkpoint import Position
 from ..errors import ConfigError
 
@@ -113,8 +114,7 @@ class SyncSource:
             )
         if self.style not in _STYLES:
             raise ConfigError(owner, "style", f"must be one of {', '.join(_STYLES)}, got {self.style!r}")
-        if self.page_size is not None and (not isinstance(self.page_size, int) or self.page_size < 1):
-            raise ConfigError(owner, "page_size", f"must be an integer >= 1 or None, got {self.page_size!r}")
+        check_count(owner, "page_size", self.page_size, optional=True)
         object.__setattr__(self, "_id_path", _path(owner, "id", self.id))
         object.__setattr__(self, "_ts_path", _path(owner, "updated_at", self.updated_at))
         object.__setattr__(
@@ -128,6 +128,7 @@ class SyncSource:
 
     @property
     def start_micros(self) -> int:
+        """``start`` in microseconds since the epoch (0 when not given)."""
         return 0 if self.start is None else parse_time(self.start, self.time_format)
 
     def id_field(self) -> str | None:
@@ -179,6 +180,7 @@ class SyncRecord:
         return f"sync:{self.job}:{self.id}:{self.version}"
 
     def to_json(self) -> bytes:
+        """The record as a dead letter's body (``from_json`` reads it back for a replay)."""
         doc = {
             "id": self.id,
             "version": self.version,
@@ -189,6 +191,7 @@ class SyncRecord:
 
     @classmethod
     def from_json(cls, job: str, body: bytes) -> SyncRecord:
+        """The record of job ``job`` that ``to_json`` wrote."""
         doc = json.loads(body)
         return cls(
             job,
@@ -200,6 +203,3 @@ class SyncRecord:
 
     def __repr__(self) -> str:
         return f"<SyncRecord {self.job}/{self.id} version={self.version}>"
-
-
-RecordBody = Callable[[SyncRecord], Any]

@@ -152,9 +152,11 @@ class TestbedApp:
     # -- live control ----------------------------------------------------------------------
 
     def configure(self, changes: Mapping[str, Any]) -> TestbedConfig:
-        """Change live fields (``TestbedConfig.LIVE_FIELDS``). New ``faults`` re-base their
-        outage windows on now and end any ``start_outage`` window; a new ``rate_limit``
-        starts with full quotas. ``faults=None`` means no faults."""
+        """Change live fields (``TestbedConfig.LIVE_FIELDS``); the configuration now in force.
+
+        New ``faults`` re-base their outage windows on now and end any ``start_outage`` window; a new
+        ``rate_limit`` starts with full quotas. ``faults=None`` means no faults.
+        """
         unknown = sorted(set(changes) - TestbedConfig.LIVE_FIELDS)
         if unknown:
             live = ", ".join(sorted(TestbedConfig.LIVE_FIELDS))
@@ -185,14 +187,17 @@ class TestbedApp:
         return self.configure(values)
 
     def start_outage(self, duration: float) -> None:
+        """Fail every resource request with ``faults.outage_status`` for ``duration`` seconds from now."""
         if not isinstance(duration, int | float) or isinstance(duration, bool) or duration <= 0:
             raise ConfigError("Testbed.start_outage", "duration", f"must be > 0, got {duration!r}")
         self.faults.start_outage(float(duration), time.monotonic())
 
     def outage_active(self) -> bool:
+        """Whether an outage window (configured or started by hand) is on now."""
         return self.faults.outage_active(time.monotonic())
 
     def touch(self, kind: str, ids: list[int], updated_at: str | float | None = None) -> list[Record]:
+        """Change records of ``kind`` as the upstream would (``DataStore.touch``); ``ConfigError`` for an unknown kind or a bad ``updated_at``."""
         if not self.data.has_kind(kind):
             raise ConfigError("Testbed.touch", "kind", f"{kind!r} is not one of {self.data.kinds}")
         try:
@@ -203,6 +208,7 @@ class TestbedApp:
     # -- entry point -----------------------------------------------------------------------
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Answer one HTTP request: the admin API under ``/_testbed/``, else a resource request, faults and quota applied in the order the module docstring gives."""
         path = request.path
         if path.startswith(ADMIN_PREFIX):
             try:

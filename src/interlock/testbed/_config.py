@@ -116,17 +116,21 @@ class Latency:
 
     @classmethod
     def fixed(cls, ms: float) -> Latency:
+        """Every request takes ``ms`` milliseconds."""
         return cls("fixed", ms=ms)
 
     @classmethod
     def uniform(cls, low_ms: float, high_ms: float) -> Latency:
+        """Each request takes between ``low_ms`` and ``high_ms`` milliseconds, uniformly drawn."""
         return cls("uniform", low_ms=low_ms, high_ms=high_ms)
 
     @classmethod
     def lognormal(cls, median_ms: float, sigma: float) -> Latency:
+        """Lognormal around ``median_ms`` with spread ``sigma``: mostly near the median, a long slow tail."""
         return cls("lognormal", median_ms=median_ms, sigma=sigma)
 
     def describe(self) -> str:
+        """A short human description, e.g. ``fixed 20ms``."""
         if self.kind == "fixed":
             return f"fixed {self.ms:g}ms"
         if self.kind == "uniform":
@@ -134,6 +138,7 @@ class Latency:
         return f"lognormal median {self.median_ms:g}ms sigma {self.sigma:g}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form, only the fields the kind uses."""
         if self.kind == "fixed":
             return {"kind": "fixed", "ms": self.ms}
         if self.kind == "uniform":
@@ -142,14 +147,18 @@ class Latency:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Latency:
+        """Parse the JSON form; ``ConfigError`` on an unknown field or a bad value."""
         _check_keys("Latency", data, cls)
         return cls(**data)
 
 
 @dataclass(frozen=True)
 class Outage:
-    """A window, in seconds after the testbed started (or after the last ``configure``),
-    during which every resource request fails with ``Faults.outage_status``."""
+    """A window during which every resource request fails with ``Faults.outage_status``.
+
+    ``start`` and ``duration`` are seconds after the testbed started (or after the last
+    ``configure``).
+    """
 
     start: float = 0.0
     duration: float = 1.0
@@ -159,10 +168,12 @@ class Outage:
         _positive("Outage", "duration", self.duration)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``{"start": ..., "duration": ...}``."""
         return {"start": self.start, "duration": self.duration}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Outage:
+        """Parse the JSON form; ``ConfigError`` on an unknown field or a bad value."""
         _check_keys("Outage", data, cls)
         return cls(**data)
 
@@ -224,6 +235,7 @@ class Faults:
 
     @property
     def is_clean(self) -> bool:
+        """True when nothing is injected at all (no latency, errors, outages, slow requests, resets or lost responses)."""
         return (
             self.latency is None
             and not any(self.error_rates.values())
@@ -234,6 +246,7 @@ class Faults:
         )
 
     def describe(self) -> str:
+        """A short human description of what is injected, e.g. ``503@0.2, 1 outage(s)``; ``none`` when clean."""
         parts: list[str] = []
         if self.latency is not None:
             parts.append(self.latency.describe())
@@ -249,6 +262,7 @@ class Faults:
         return ", ".join(parts) or "none"
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (status codes as string keys)."""
         return {
             "latency": None if self.latency is None else self.latency.to_dict(),
             "error_rates": {str(s): r for s, r in self.error_rates.items()},
@@ -262,6 +276,7 @@ class Faults:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Faults:
+        """Parse the JSON form; ``ConfigError`` on an unknown field or a bad value."""
         _check_keys("Faults", data, cls)
         values = dict(data)
         if values.get("latency") is not None:
@@ -301,13 +316,16 @@ class RateLimitConfig:
 
     @property
     def capacity(self) -> int:
+        """Requests a fresh client key may send at once: ``burst``, else ``limit``."""
         return self.burst or self.limit
 
     def describe(self) -> str:
+        """A short human description, e.g. ``token_bucket 50/1s x-ratelimit-epoch``."""
         burst = f" burst {self.burst}" if self.burst else ""
         return f"{self.algorithm} {self.limit}/{self.window:g}s{burst} {self.dialect}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
         return {
             "algorithm": self.algorithm,
             "limit": self.limit,
@@ -319,6 +337,7 @@ class RateLimitConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RateLimitConfig:
+        """Parse the JSON form; ``ConfigError`` on an unknown field or a bad value."""
         _check_keys("RateLimitConfig", data, cls)
         return cls(**data)
 
@@ -421,6 +440,7 @@ class TestbedConfig:
         _int_at_least(owner, "idempotency_keys", self.idempotency_keys, 1)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form, nested objects included: what ``spawn_testbed`` hands its child."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -437,6 +457,7 @@ class TestbedConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TestbedConfig:
+        """Parse the JSON form; ``ConfigError`` on an unknown field or a bad value."""
         _check_keys("TestbedConfig", data, cls)
         values = dict(data)
         if "faults" in values:

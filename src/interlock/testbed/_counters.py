@@ -20,6 +20,12 @@ RECENT_SIZE = 1000
 
 @dataclass(frozen=True)
 class RecentRequest:
+    """One request the testbed saw, as kept in its ring buffer of the last 1000.
+
+    ``status`` is None when the connection was reset and nothing was answered; ``request_id`` and
+    ``idempotency_key`` are the request's ``X-Request-ID`` and ``Idempotency-Key`` headers.
+    """
+
     ts: float
     method: str
     path: str
@@ -29,6 +35,7 @@ class RecentRequest:
     idempotency_key: str | None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form served by ``GET /_testbed/requests`` (header names as keys)."""
         return {
             "ts": self.ts,
             "method": self.method,
@@ -41,6 +48,7 @@ class RecentRequest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RecentRequest:
+        """Parse the JSON form."""
         return cls(
             ts=data["ts"],
             method=data["method"],
@@ -54,10 +62,13 @@ class RecentRequest:
 
 @dataclass(frozen=True)
 class Counters:
-    """A snapshot. Status codes are string keys (as in the JSON form); ``by_route`` is keyed
-    by route template, e.g. ``"GET /customers/{id}"``. ``applied_writes`` maps
-    ``(kind, id)`` to how many times a write was really applied to that record (replays and
-    rejected requests excluded) -- the proof of "applied exactly once"."""
+    """A snapshot of what the testbed saw, the same in-process and over HTTP.
+
+    Status codes are string keys (as in the JSON form); ``by_route`` is keyed by route template,
+    e.g. ``"GET /customers/{id}"``. ``applied_writes`` maps ``(kind, id)`` to how many times a
+    write was really applied to that record (replays and rejected requests excluded): the proof
+    of "applied exactly once".
+    """
 
     requests: int = 0
     by_route: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -86,12 +97,14 @@ class Counters:
         return self.by_route.get(label, {})
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form served by ``GET /_testbed/counters`` (``applied_writes`` keyed ``kind/id``)."""
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["applied_writes"] = {f"{k}/{i}": n for (k, i), n in self.applied_writes.items()}
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Counters:
+        """Parse the JSON form, as ``SpawnedTestbed.counters`` does."""
         values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         applied: dict[tuple[str, int], int] = {}
         for key, n in dict(values.get("applied_writes", {})).items():
@@ -112,6 +125,7 @@ class Stats:
         self.reset()
 
     def reset(self) -> None:
+        """Start every count again from zero (requests still in flight keep counting)."""
         self.requests = 0
         self.by_route: dict[str, dict[int, int]] = {}
         self.status: dict[int, int] = {}
@@ -132,12 +146,14 @@ class Stats:
         self.recent.clear()
 
     def enter(self) -> None:
+        """A request arrived: count it and its concurrency."""
         self.requests += 1
         self.in_flight += 1
         if self.in_flight > self.max_concurrency:
             self.max_concurrency = self.in_flight
 
     def leave(self) -> None:
+        """A request finished (answered or dropped)."""
         self.in_flight -= 1
 
     def answered(
@@ -150,6 +166,7 @@ class Stats:
         request_id: str | None,
         idempotency_key: str | None,
     ) -> None:
+        """Record how a request ended (``status`` None: reset without an answer) in the counts and the ring buffer."""
         if status is not None:
             per_route = self.by_route.get(route)
             if per_route is None:
@@ -159,11 +176,13 @@ class Stats:
         self.recent.append((time.time(), method, path, query, status, request_id, idempotency_key))
 
     def applied(self, kind: str, rid: int) -> None:
+        """A write was really applied to record ``rid`` of ``kind`` (not a replay, not rejected)."""
         self.writes_applied += 1
         key = (kind, rid)
         self.applied_writes[key] = self.applied_writes.get(key, 0) + 1
 
     def snapshot(self) -> Counters:
+        """An immutable ``Counters`` copy of the tally now."""
         return Counters(
             requests=self.requests,
             by_route={r: {str(s): n for s, n in statuses.items()} for r, statuses in self.by_route.items()},
@@ -185,6 +204,7 @@ class Stats:
         )
 
     def recent_requests(self, limit: int | None = None) -> list[RecentRequest]:
+        """The last ``limit`` requests (all kept when None), oldest first."""
         items = list(self.recent)
         if limit is not None:
             items = items[-limit:] if limit > 0 else []

@@ -31,8 +31,11 @@ _ORDER_STATUS = ("pending", "paid", "shipped", "delivered", "cancelled")
 
 
 class DataStore:
-    """Records per kind, keyed by id. Values handed out are the live dicts: copy before
-    mutating (``get`` copies; the app serialises them directly for speed)."""
+    """The records the testbed serves, per kind, keyed by id.
+
+    Values handed out are the live dicts: copy before mutating (``get`` copies; the app
+    serialises them directly for speed).
+    """
 
     def __init__(
         self,
@@ -81,6 +84,7 @@ class DataStore:
     # -- reads ---------------------------------------------------------------------------
 
     def has_kind(self, kind: str) -> bool:
+        """Whether ``kind`` is one of the served kinds."""
         return kind in self._records
 
     def raw(self, kind: str, rid: int) -> Record | None:
@@ -98,9 +102,11 @@ class DataStore:
         return [_copy(records[rid]) for rid in self._ids[kind]]
 
     def count(self, kind: str) -> int:
+        """How many records of ``kind`` exist now."""
         return len(self._records[kind])
 
     def updated_at_ms(self, kind: str, rid: int) -> int:
+        """Record ``rid``'s ``updated_at`` in epoch milliseconds."""
         return self._ts[kind][rid]
 
     def ids_index(self, kind: str) -> list[int]:
@@ -123,8 +129,10 @@ class DataStore:
     def upsert(
         self, kind: str, rid: int, patch: Mapping[str, Any], now_ms: int | None = None
     ) -> tuple[Record, bool]:
-        """Merge ``patch`` into the record (creating it when absent); version + 1 and
-        ``updated_at`` = now. Returns the live record and whether it was created."""
+        """Merge ``patch`` into a record, creating it when absent; the live record, and if it is new.
+
+        The version goes up by one and ``updated_at`` becomes ``now_ms`` (default: now).
+        """
         records = self._records[kind]
         record = records.get(rid)
         created = record is None
@@ -141,11 +149,13 @@ class DataStore:
         return record, created
 
     def create(self, kind: str, patch: Mapping[str, Any], now_ms: int | None = None) -> Record:
+        """A new record with the next free id, ``patch`` merged in; the live record."""
         rid = self._next_id[kind]
         record, _ = self.upsert(kind, rid, patch, now_ms)
         return record
 
     def delete(self, kind: str, rid: int) -> bool:
+        """Remove record ``rid``; False when it did not exist. A later re-creation continues its version."""
         records = self._records[kind]
         if rid not in records:
             return False
@@ -158,8 +168,11 @@ class DataStore:
         return True
 
     def touch(self, kind: str, ids: Iterable[int], updated_at: str | float | None = None) -> list[Record]:
-        """Bump version and set ``updated_at`` (an RFC 3339 string, epoch seconds, or now) on
-        existing records, as if the upstream changed them. Unknown ids are skipped."""
+        """Change existing records as the upstream would; copies of the touched records.
+
+        The version goes up by one and ``updated_at`` is set (an RFC 3339 string, epoch seconds, or
+        now). Unknown ids are skipped.
+        """
         if updated_at is None:
             when = _now_ms()
         elif isinstance(updated_at, str):
@@ -189,10 +202,12 @@ class DataStore:
     # -- positions for pagination ----------------------------------------------------------
 
     def start_by_id(self, kind: str, after_id: int | None) -> int:
+        """Index in the id order of the first record after ``after_id`` (None: from the start)."""
         ids = self._ids[kind]
         return 0 if after_id is None else bisect_right(ids, after_id)
 
     def start_by_time(self, kind: str, since_ms: int | None, after: tuple[int, int] | None) -> int:
+        """Index in the ``(updated_at_ms, id)`` order of the first record at or after ``since_ms`` and strictly after ``after``."""
         by_time = self._by_time[kind]
         start = 0 if since_ms is None else bisect_left(by_time, (since_ms, -1))
         if after is not None:

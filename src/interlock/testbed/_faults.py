@@ -29,6 +29,12 @@ _CLEAN = Draw()
 
 
 class FaultInjector:
+    """Decides, per resource request, which of the configured ``Faults`` strike.
+
+    Outage windows are re-based on ``now`` (the moment the faults were set); ``rng`` is the
+    testbed's seeded generator.
+    """
+
     def __init__(self, faults: Faults, rng: random.Random, now: float) -> None:
         self.faults = faults
         self._rng = rng
@@ -47,9 +53,11 @@ class FaultInjector:
         self._clean = faults.latency is None and not self._any_draw and faults.slow_rate == 0
 
     def start_outage(self, duration: float, now: float) -> None:
+        """Open an outage window of ``duration`` seconds from ``now``."""
         self._windows.append((now, now + duration))
 
     def outage_active(self, now: float) -> bool:
+        """Whether an outage window covers ``now``; forgets the windows that are over."""
         if not self._windows:
             return False
         active = False
@@ -61,6 +69,7 @@ class FaultInjector:
         return active
 
     def draw(self) -> Draw:
+        """What happens to the next request: a reset, an injected status, or a delay (often none)."""
         if self._clean:
             return _CLEAN
         rng = self._rng
@@ -79,6 +88,7 @@ class FaultInjector:
         return Draw(delay=delay) if delay > 0 else _CLEAN
 
     def lost_response(self) -> bool:
+        """Whether to drop the connection after applying this write (``lost_response_rate``)."""
         rate = self.faults.lost_response_rate
         return rate > 0 and self._rng.random() < rate
 

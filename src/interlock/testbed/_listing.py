@@ -255,9 +255,11 @@ def _page_page(
 def by_ids(
     store: DataStore, kind: str, raw_ids: str, query: Mapping[str, str], max_ids: int
 ) -> tuple[dict[str, Any], int]:
-    """Answer ``GET /{kind}?ids=1,2,3``: ``({"data": [...]}, number of ids asked)``. Ids that
-    do not exist are silently absent, as real batch endpoints do; order follows the request,
-    duplicates once."""
+    """Answer ``GET /{kind}?ids=1,2,3``: ``({"data": [...]}, number of ids asked)``.
+
+    Ids that do not exist are silently absent, as real batch endpoints do; order follows the
+    request, duplicates once.
+    """
     tokens = [t.strip() for t in raw_ids.split(",") if t.strip()]
     if len(tokens) > max_ids:
         raise BadRequest(f"at most {max_ids} ids per request, got {len(tokens)}")

@@ -33,14 +33,19 @@ _EPSILON = 1e-9
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """The quota's verdict on one request: ``allowed``, what ``remaining`` to announce, and ``reset_after`` (seconds until Remaining goes up)."""
+
     allowed: bool
     remaining: int
     reset_after: float  # seconds until Remaining increases (a token, or the window's end)
 
 
 class RateLimiter:
-    """Token bucket or fixed window per key. ``now`` is wall-clock epoch seconds, the same
-    clock the epoch dialect announces, so decisions and headers cannot disagree."""
+    """Token bucket or fixed window per client key, and the headers that announce it.
+
+    ``now`` is wall-clock epoch seconds, the same clock the epoch dialect announces, so decisions
+    and headers cannot disagree.
+    """
 
     def __init__(self, config: RateLimitConfig) -> None:
         self.config = config
@@ -52,6 +57,7 @@ class RateLimiter:
         self._policy = f'"default";q={config.limit};w={self._window_int}'
 
     def check(self, key: str, now: float) -> Decision:
+        """Charge one request to ``key`` at wall-clock ``now``: admitted or not, and what to announce."""
         if self.config.algorithm == "token_bucket":
             return self._token_bucket(key, now)
         return self._fixed_window(key, now)
@@ -111,6 +117,7 @@ class RateLimiter:
         return str(max(1, math.ceil(decision.reset_after)))
 
     def reset(self) -> None:
+        """Forget every key's usage: all quotas start full again."""
         self._buckets.clear()
         self._windows.clear()
 

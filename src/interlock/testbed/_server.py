@@ -27,11 +27,12 @@ UNSET: Final = _Unset.UNSET
 
 
 class Testbed:
-    """The simulated third-party API, in-process. ``async with Testbed(cfg) as tb:`` binds
-    ``host`` on ``port`` (0: a free port) and serves until the block ends.
+    """The simulated third-party API, in-process.
 
-    Everything here is synchronous and instant (no HTTP round trip): use it from the test
-    that owns the event loop. For a server in another process, see ``spawn_testbed``.
+    ``async with Testbed(cfg) as tb:`` binds ``host`` on ``port`` (0: a free port) and serves
+    until the block ends. Everything here is synchronous and instant (no HTTP round trip): use it
+    from the test that owns the event loop. For a server in another process, see
+    ``spawn_testbed``.
     """
 
     __test__ = False  # not a pytest test class
@@ -57,6 +58,7 @@ class Testbed:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Bind the socket and start serving (nothing when already started); ``OSError`` when the port is taken."""
         if self._runner is not None:
             return
         # access_log=None: per-request logging would cost more than the request itself.
@@ -79,6 +81,7 @@ class Testbed:
         self._runner = runner
 
     async def aclose(self) -> None:
+        """Stop serving and close the socket; safe to call twice."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -99,6 +102,7 @@ class Testbed:
 
     @property
     def host(self) -> str:
+        """The address the testbed binds."""
         return self._host
 
     @property
@@ -108,6 +112,7 @@ class Testbed:
 
     @property
     def url(self) -> str:
+        """``http://host:port`` of the running testbed; ``RuntimeError`` before it is started."""
         if self._runner is None:
             raise RuntimeError("the testbed is not started: use `async with Testbed(...)`")
         host = f"[{self._host}]" if ":" in self._host else self._host
@@ -115,6 +120,7 @@ class Testbed:
 
     @property
     def running(self) -> bool:
+        """Whether it is serving now."""
         return self._runner is not None
 
     # -- observation -----------------------------------------------------------------------
@@ -130,6 +136,7 @@ class Testbed:
         return self._app.stats.snapshot()
 
     def reset_counters(self) -> None:
+        """Start the counters again from zero."""
         self._app.stats.reset()
 
     def recent(self, limit: int | None = None) -> list[RecentRequest]:
@@ -150,9 +157,12 @@ class Testbed:
         rate_limit: RateLimitConfig | _Unset | None = UNSET,
         **live: Any,
     ) -> TestbedConfig:
-        """Change the running testbed: ``faults`` (``None``: no faults; outage windows
-        re-based on now), ``rate_limit`` (``None``: no limit; quotas start full), or another
-        of ``TestbedConfig.LIVE_FIELDS`` (``max_age``, ``pagination_bug``, ...)."""
+        """Change the running testbed; the configuration now in force.
+
+        ``faults`` (``None``: no faults; outage windows re-based on now), ``rate_limit`` (``None``: no
+        limit; quotas start full), or another of ``TestbedConfig.LIVE_FIELDS`` (``max_age``,
+        ``pagination_bug``, ...).
+        """
         changes: dict[str, Any] = dict(live)
         if faults is not UNSET:
             changes["faults"] = faults
@@ -166,11 +176,15 @@ class Testbed:
 
     @property
     def outage_active(self) -> bool:
+        """Whether an outage is on now (configured window or ``start_outage``)."""
         return self._app.outage_active()
 
     def touch(self, kind: str, ids: Iterable[int], updated_at: str | float | None = None) -> list[Record]:
-        """Change records as the upstream would: version + 1, ``updated_at`` set (RFC 3339
-        string, epoch seconds, or now). Returns copies of the touched records."""
+        """Change records as the upstream would; copies of the touched records.
+
+        The version goes up by one and ``updated_at`` is set (RFC 3339 string, epoch seconds, or
+        now).
+        """
         return self._app.touch(kind, list(ids), updated_at)
 
     def __repr__(self) -> str:

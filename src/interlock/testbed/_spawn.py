@@ -31,8 +31,11 @@ __all__ = ["SpawnedTestbed", "spawn_testbed"]
 
 
 class SpawnedTestbed:
-    """A handle on a testbed child process. Synchronous (stdlib ``urllib``), so it works
-    from any code; every method is one admin request to the child."""
+    """A handle on a testbed child process.
+
+    Synchronous (stdlib ``urllib``), so it works from any code; every method is one admin
+    request to the child.
+    """
 
     __test__ = False
 
@@ -43,10 +46,12 @@ class SpawnedTestbed:
 
     @property
     def pid(self) -> int:
+        """The child process's id."""
         return self._process.pid
 
     @property
     def running(self) -> bool:
+        """Whether the child process is still alive."""
         return self._process.poll() is None
 
     def _call(self, method: str, name: str, body: Any = None) -> Any:
@@ -71,16 +76,20 @@ class SpawnedTestbed:
             raise RuntimeError(f"testbed admin {method} /_testbed/{name}: {exc.code} {message}") from None
 
     def counters(self) -> Counters:
+        """A snapshot of the child's counters (``GET /_testbed/counters``)."""
         return Counters.from_dict(self._call("GET", "counters"))
 
     def reset_counters(self) -> None:
+        """Start the child's counters again from zero."""
         self._call("POST", "reset")
 
     def recent(self, limit: int | None = None) -> list[RecentRequest]:
+        """The child's last requests (up to 1000), oldest first."""
         suffix = "" if limit is None else f"?limit={int(limit)}"
         return [RecentRequest.from_dict(r) for r in self._call("GET", f"requests{suffix}")["requests"]]
 
     def config(self) -> TestbedConfig:
+        """The child's current configuration, live changes included."""
         return TestbedConfig.from_dict(self._call("GET", "config"))
 
     def configure(
@@ -99,9 +108,11 @@ class SpawnedTestbed:
         return TestbedConfig.from_dict(self._call("POST", "config", body))
 
     def start_outage(self, duration: float) -> None:
+        """Every resource request of the child fails with ``faults.outage_status`` for ``duration`` s."""
         self._call("POST", "outage", {"duration": duration})
 
     def touch(self, kind: str, ids: list[int], updated_at: str | None = None) -> list[Record]:
+        """Change records in the child as the upstream would (see ``Testbed.touch``); the touched records."""
         body: dict[str, Any] = {"kind": kind, "ids": list(ids)}
         if updated_at is not None:
             body["updated_at"] = updated_at
@@ -109,6 +120,7 @@ class SpawnedTestbed:
         return touched
 
     def record(self, kind: str, rid: int) -> Record | None:
+        """Record ``rid`` of ``kind`` as the child holds it, or None when absent."""
         try:
             found: Record = self._call("GET", f"records/{kind}/{rid}")
         except RuntimeError:
@@ -156,8 +168,11 @@ def spawn_testbed(
     startup_timeout: float = 20.0,
     python: str | None = None,
 ) -> SpawnedTestbed:
-    """Start a testbed in a child process and wait until it serves. Use as a context
-    manager (``with spawn_testbed(cfg) as handle:``) or call ``handle.close()``."""
+    """Start a testbed in a child process and wait until it serves.
+
+    Use as a context manager (``with spawn_testbed(cfg) as handle:``) or call
+    ``handle.close()``.
+    """
     config = config or TestbedConfig()
     if not isinstance(config, TestbedConfig):
         raise ConfigError("spawn_testbed", "config", f"must be a TestbedConfig, got {config!r}")

@@ -19,8 +19,11 @@ def format_rfc3339(ms: int) -> str:
 
 
 def parse_rfc3339_ms(text: str) -> int:
-    """Milliseconds since the epoch, rounded *up* so ``record_ms >= result`` is exactly the
-    inclusive comparison with the sub-millisecond original. A timestamp without offset is UTC."""
+    """Milliseconds since the epoch of an RFC 3339 timestamp, rounded *up*.
+
+    Rounded up so ``record_ms >= result`` is exactly the inclusive comparison with the
+    sub-millisecond original. A timestamp without offset is UTC.
+    """
     if not isinstance(text, str) or "T" not in text.upper():
         raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
     parsed = datetime.fromisoformat(text.strip().replace("z", "Z"))
@@ -37,8 +40,10 @@ def http_date(seconds: float) -> str:
 
 
 def parse_http_date(text: str) -> float | None:
-    """Epoch seconds of an HTTP-date, or None when unparseable (RFC 9110 section 13.1.3 says
-    an invalid If-Modified-Since is ignored)."""
+    """Epoch seconds of an HTTP-date, or None when unparseable.
+
+    RFC 9110 section 13.1.3 says an invalid If-Modified-Since is ignored.
+    """
     try:
         parsed = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

@@ -24,6 +24,7 @@ from ..._metrics import CACHE_RESULTS, work_stats
 from ..._models import Request, Response
 from ...core import freshness as fr
 from ...errors import CallError
+from ...stores import open_cache
 from ...stores.cache import CacheStore
 from .._config import Cache, CacheRule
 from .._pipeline import Send
@@ -34,16 +35,18 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie
 
 
 def open_cache_store(config: Cache, clock: Clock) -> CacheStore:
-    store = config.store
-    if store is None or store == "memory":
-        from ...stores.cache_memory import MemoryCacheStore
-
-        return MemoryCacheStore(max_entries=config.max_entries, max_bytes=config.max_bytes, clock=clock)
-    if isinstance(store, str):
-        from ...stores.cache_redis import RedisCacheStore
-
-        return RedisCacheStore(store, namespace=config.namespace)
-    return store
+    """The store ``config.store`` names (a URL, "memory" or None), or the ``CacheStore`` given."""
+    if config.store is None or isinstance(config.store, str):
+        return open_cache(
+            config.store,
+            max_entries=config.max_entries,
+            max_bytes=config.max_bytes,
+            namespace=config.namespace,
+            clock=clock,
+            owner="Cache",
+            field="store",
+        )
+    return config.store
 
 
 class CachePolicy:

@@ -15,6 +15,7 @@ from ..._models import Request, Response
 from ...core.bucket import Advice, Pacer
 from ...core.quota_headers import parse_quota
 from ...errors import DeadlineExceeded, RateLimited
+from ...stores import open_quota
 from ...stores.quota import QuotaStore
 from .._config import RateLimit
 from .._pipeline import Send
@@ -25,16 +26,12 @@ WARN_EVERY = 60.0
 
 
 def open_quota_store(config: RateLimit, clock: Clock) -> QuotaStore:
-    store = config.store
-    if store is None or store == "memory":
-        from ...stores.quota_memory import MemoryQuotaStore
-
-        return MemoryQuotaStore(clock)
-    if isinstance(store, str):
-        from ...stores.quota_redis import RedisQuotaStore
-
-        return RedisQuotaStore(store, namespace=config.namespace)
-    return store
+    """The store ``config.store`` names (a URL, "memory" or None), or the ``QuotaStore`` given."""
+    if config.store is None or isinstance(config.store, str):
+        return open_quota(
+            config.store, namespace=config.namespace, clock=clock, owner="RateLimit", field="store"
+        )
+    return config.store
 
 
 @dataclass(slots=True)

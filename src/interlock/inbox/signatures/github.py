@@ -6,32 +6,21 @@ so replays are caught by dedupe on ``X-GitHub-Delivery`` only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from ...errors import SignatureInvalid
-from ._base import as_keys, header, hidden, hmac_digests, matches_any
+from ._base import KeyedScheme, header, verify_hmac
 
 __all__ = ["GitHub"]
 
 
-class GitHub:
-    name = "github"
-    id_header: str | None = "x-github-delivery"
-    id_path: str | None = None
-    type_header: str | None = "x-github-event"
-    type_path: str | None = None
-
-    def __init__(self, secrets: Sequence[str | bytes] | str | bytes) -> None:
-        self._keys = as_keys("GitHub", secrets)
+class GitHub(KeyedScheme, name="github", id_header="x-github-delivery", type_header="x-github-event"):
+    """``GitHub(secrets)``: the webhook secret(s) configured on the repository or app."""
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        """Check ``X-Hub-Signature-256`` against the body; raise ``SignatureInvalid`` if it fails."""
         value = header(headers, "x-hub-signature-256", "GitHub")
         algorithm, _, hexdigest = value.partition("=")
         if algorithm != "sha256" or not hexdigest:
             raise SignatureInvalid("X-Hub-Signature-256 must look like sha256=<hex>")
-        expected = [d.hex().encode() for d in hmac_digests(self._keys, body)]
-        if not matches_any(expected, [hexdigest.strip().lower().encode("latin-1")]):
-            raise SignatureInvalid("X-Hub-Signature-256 does not match the configured secrets")
-
-    def __repr__(self) -> str:
-        return f"GitHub(secrets={hidden(self._keys)})"
+        verify_hmac(self._keys, body, [hexdigest], field="X-Hub-Signature-256")

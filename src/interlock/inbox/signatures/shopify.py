@@ -7,34 +7,17 @@ secret. ``X-Shopify-Webhook-Id`` is the same on every retry of one delivery (ded
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
-from ...errors import SignatureInvalid
-from ._base import as_keys, header, hidden, hmac_digests, matches_any
+from ._base import KeyedScheme, header, verify_hmac
 
 __all__ = ["Shopify"]
 
 
-class Shopify:
-    name = "shopify"
-    id_header: str | None = "x-shopify-webhook-id"
-    id_path: str | None = None
-    type_header: str | None = "x-shopify-topic"
-    type_path: str | None = None
-
-    def __init__(self, secrets: Sequence[str | bytes] | str | bytes) -> None:
-        self._keys = as_keys("Shopify", secrets)
+class Shopify(KeyedScheme, name="shopify", id_header="x-shopify-webhook-id", type_header="x-shopify-topic"):
+    """``Shopify(secrets)``: the app's client secret(s)."""
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        """Check ``X-Shopify-Hmac-Sha256`` against the body; raise ``SignatureInvalid`` if it fails."""
         value = header(headers, "x-shopify-hmac-sha256", "Shopify")
-        try:
-            given = base64.b64decode(value.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise SignatureInvalid("X-Shopify-Hmac-Sha256 is not base64") from None
-        if not matches_any(hmac_digests(self._keys, body), [given]):
-            raise SignatureInvalid("X-Shopify-Hmac-Sha256 does not match the configured secrets")
-
-    def __repr__(self) -> str:
-        return f"Shopify(secrets={hidden(self._keys)})"
+        verify_hmac(self._keys, body, [value], field="X-Shopify-Hmac-Sha256", encoding="base64")

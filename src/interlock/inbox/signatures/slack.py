@@ -7,35 +7,19 @@ Events API payloads carry ``event_id`` (same on Slack's retries) and ``event.typ
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from ...errors import SignatureInvalid
-from ._base import (
-    DEFAULT_TOLERANCE,
-    as_keys,
-    check_timestamp,
-    check_tolerance,
-    header,
-    hidden,
-    hmac_digests,
-    matches_any,
-)
+from ._base import TimestampedScheme, check_timestamp, header, verify_hmac
 
 __all__ = ["Slack"]
 
 
-class Slack:
-    name = "slack"
-    id_header: str | None = None
-    id_path: str | None = "$.event_id"
-    type_header: str | None = None
-    type_path: str | None = "$.event.type"
-
-    def __init__(self, secrets: Sequence[str | bytes] | str | bytes, *, tolerance: float = DEFAULT_TOLERANCE) -> None:
-        self._keys = as_keys("Slack", secrets)
-        self.tolerance = check_tolerance("Slack", tolerance)
+class Slack(TimestampedScheme, name="slack", id_path="$.event_id", type_path="$.event.type"):
+    """``Slack(secrets, tolerance=300)``: the app's signing secret(s)."""
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        """Check the timestamp and ``X-Slack-Signature``; raise ``SignatureInvalid`` if either fails."""
         ts = header(headers, "x-slack-request-timestamp", "Slack")
         value = header(headers, "x-slack-signature", "Slack")
         check_timestamp(ts, now, self.tolerance, "Slack")
@@ -43,9 +27,4 @@ class Slack:
         if version != "v0" or not hexdigest:
             raise SignatureInvalid("X-Slack-Signature must look like v0=<hex>")
         basestring = b"v0:" + ts.strip().encode() + b":" + body
-        expected = [d.hex().encode() for d in hmac_digests(self._keys, basestring)]
-        if not matches_any(expected, [hexdigest.strip().lower().encode("latin-1")]):
-            raise SignatureInvalid("X-Slack-Signature does not match the configured secrets")
-
-    def __repr__(self) -> str:
-        return f"Slack(secrets={hidden(self._keys)}, tolerance={self.tolerance})"
+        verify_hmac(self._keys, basestring, [hexdigest], field="X-Slack-Signature")

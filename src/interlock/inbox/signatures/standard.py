@@ -34,6 +34,9 @@ def _b64(owner: str, field: str, value: str | bytes, prefix: str) -> bytes:
 
 
 class StandardWebhooks:
+    """``StandardWebhooks(secrets, public_keys=(), tolerance=300)``: ``whsec_`` secrets for
+    ``v1`` signatures and/or ``whpk_`` ed25519 public keys for ``v1a`` (needs ``cryptography``)."""
+
     name = "standard-webhooks"
     id_header: str | None = "webhook-id"
     id_path: str | None = None
@@ -63,6 +66,8 @@ class StandardWebhooks:
         self.tolerance = check_tolerance("StandardWebhooks", tolerance)
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        """Check the timestamp and the ``webhook-signature`` list (any one valid signature
+        is enough); raise ``SignatureInvalid`` if the timestamp is stale or none matches."""
         msg_id = headers.get("webhook-id") or headers.get("svix-id")
         ts = headers.get("webhook-timestamp") or headers.get("svix-timestamp")
         sig_header = headers.get("webhook-signature") or headers.get("svix-signature")

@@ -8,51 +8,33 @@ event id ``$.id`` is the same on every retry of an event, so it is the dedupe ke
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from ...errors import SignatureInvalid
-from ._base import (
-    DEFAULT_TOLERANCE,
-    as_keys,
-    check_timestamp,
-    check_tolerance,
-    header,
-    hidden,
-    hmac_digests,
-    matches_any,
-)
+from ._base import TimestampedScheme, check_timestamp, header, verify_hmac
 
 __all__ = ["Stripe"]
 
 
-class Stripe:
-    name = "stripe"
-    id_header: str | None = None
-    id_path: str | None = "$.id"
-    type_header: str | None = None
-    type_path: str | None = "$.type"
-
-    def __init__(self, secrets: Sequence[str | bytes] | str | bytes, *, tolerance: float = DEFAULT_TOLERANCE) -> None:
-        self._keys = as_keys("Stripe", secrets)
-        self.tolerance = check_tolerance("Stripe", tolerance)
+class Stripe(TimestampedScheme, name="stripe", id_path="$.id", type_path="$.type"):
+    """``Stripe(secrets, tolerance=300)``: the endpoint's signing secret(s), ``whsec_...``."""
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        """Check the ``t=`` timestamp and the ``v1=`` signatures; raise ``SignatureInvalid`` if
+        the timestamp is stale or no signature matches."""
         value = header(headers, "stripe-signature", "Stripe")
         ts: str | None = None
-        given: list[bytes] = []
+        given: list[str] = []
         for item in value.split(","):
             key, _, val = item.strip().partition("=")
             if key == "t":
                 ts = val
             elif key == "v1":
-                given.append(val.encode("latin-1").lower())
+                given.append(val)
         if ts is None or not given:
             raise SignatureInvalid("Stripe-Signature header has no t= timestamp or no v1= signature")
         check_timestamp(ts, now, self.tolerance, "Stripe")
-        signed = ts.encode() + b"." + body
-        expected = [d.hex().encode() for d in hmac_digests(self._keys, signed)]
-        if not matches_any(expected, given):
-            raise SignatureInvalid("no v1 signature in Stripe-Signature matches the configured secrets")
-
-    def __repr__(self) -> str:
-        return f"Stripe(secrets={hidden(self._keys)}, tolerance={self.tolerance})"
+        verify_hmac(
+            self._keys, ts.encode() + b"." + body, given, field="Stripe-Signature",
+            mismatch="no v1 signature in Stripe-Signature matches the configured secrets",
+        )

@@ -8,20 +8,25 @@ serve it with uvicorn directly; it honours ``root_path`` either way.
 Answers: 200 accepted or duplicate (only after the event is durable), 400 malformed, 401 bad
 signature, 404 unknown source, 405 not POST, 413 too large, 503 the store failed (not
 acknowledged, so the sender retries). Nothing else is a 5xx.
+
+The app receives what it uses (the sources by name, a ``put``, the metrics it counts into, a
+clock for receipt times, lifespan hooks), not the ``Inbox`` that builds it with ``inbox.asgi()``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
 
+from .._clock import SYSTEM_CLOCK, Clock
 from ..errors import PayloadTooLarge, UnknownSource, WebhookError
+from ..stores.queue import Message
+from ._metrics import InboxMetrics
+from ._source import Source
 
-if TYPE_CHECKING:
-    from ._inbox import Inbox
+__all__ = ["InboxApp"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -40,17 +45,39 @@ def _error_body(status: int, message: str) -> bytes:
 
 
 class InboxApp:
-    """ASGI application for an ``Inbox``; get one with ``inbox.asgi()``."""
+    """ASGI application for an ``Inbox``; get one with ``inbox.asgi()``.
 
-    def __init__(self, inbox: Inbox, prefix: str = "/hooks/") -> None:
+    ``sources`` is read on every request (the Inbox passes its own dict, so a source added
+    later is served at once); ``put`` stores a verified event durably and returns ``False`` for
+    a duplicate; ``clock`` stamps receipt times and checks signature timestamps. ``startup``
+    and ``shutdown`` run on the ASGI lifespan events when the server sends them.
+    """
+
+    def __init__(
+        self,
+        sources: Mapping[str, Source],
+        put: Callable[[Message], Awaitable[bool]],
+        *,
+        metrics: InboxMetrics | None = None,
+        prefix: str = "/hooks/",
+        clock: Clock | None = None,
+        startup: Callable[[], Awaitable[object]] | None = None,
+        shutdown: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         if not prefix.startswith("/"):
             prefix = "/" + prefix
         if not prefix.endswith("/"):
             prefix += "/"
-        self.inbox = inbox
+        self.sources = sources
+        self.put = put
+        self.metrics = metrics or InboxMetrics()
         self.prefix = prefix
+        self.clock = clock or SYSTEM_CLOCK
+        self._startup = startup
+        self._shutdown = shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point: HTTP requests and lifespan events; other scopes are ignored."""
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
@@ -62,25 +89,26 @@ class InboxApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.inbox.open()
+                    if self._startup is not None:
+                        await self._startup()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.inbox.aclose()
+                if self._shutdown is not None:
+                    await self._shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        inbox = self.inbox
-        metrics = inbox.metrics
+        metrics = self.metrics
         path: str = scope["path"]
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
         name = path[len(self.prefix) :].rstrip("/") if path.startswith(self.prefix) else ""
-        source = inbox.sources.get(name)
+        source = self.sources.get(name)
         if source is None:
             if path.startswith(self.prefix) or path == self.prefix.rstrip("/"):
                 err: WebhookError = UnknownSource(f"no webhook source named {name!r}")
@@ -106,7 +134,7 @@ class InboxApp:
             body = await _read_body(receive, limit, name)
             if body is None:
                 return  # the client went away
-            message = source.accept(body, headers, time.time())
+            message = source.accept(body, headers, self.clock.time())
         except WebhookError as exc:
             status = exc.http_status
             metrics.rejected[(name, _REASONS.get(status, "malformed"))] += 1
@@ -120,7 +148,7 @@ class InboxApp:
             return
 
         try:
-            fresh = await inbox.put(message)
+            fresh = await self.put(message)
         except Exception as exc:
             metrics.rejected[(name, "store_unavailable")] += 1
             log.error("webhook %s/%s not stored, answering 503: %r", name, message.id, exc)
@@ -172,6 +200,3 @@ async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes
         headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-__all__ = ["InboxApp"]

@@ -10,7 +10,7 @@ schedule takes over.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
@@ -19,14 +19,31 @@ from ._event import Event
 if TYPE_CHECKING:
     from ..client import Client
 
-__all__ = ["Forward"]
+__all__ = ["DEFAULT_FORWARDED", "Forward", "ForwardOptions"]
 
 DEFAULT_FORWARDED = ("content-type", "user-agent")
+"""Headers of the original delivery passed on to the internal service."""
+
+
+class ForwardOptions(TypedDict, total=False):
+    """The options of ``Forward`` besides the URL and the client, as ``Inbox.forward`` takes them."""
+
+    headers: Mapping[str, str] | None
+    """Added to every request (an ``Authorization`` for the internal service, say)."""
+    forward_headers: Sequence[str]
+    """Headers of the delivery passed on; ``DEFAULT_FORWARDED`` when left out."""
+    method: str
+    """``POST`` when left out."""
 
 
 class Forward:
-    """``Forward("http://billing.internal/hooks/stripe")`` or, with a configured client,
-    ``Forward("/hooks/stripe", client=interlock.Client("http://billing.internal", ...))``."""
+    """An inbox handler that delivers each event to an internal service over HTTP.
+
+    ``Forward("http://billing.internal/hooks/stripe")`` or, with a configured client,
+    ``Forward("/hooks/stripe", client=interlock.Client("http://billing.internal", ...))``;
+    usually made by ``Inbox.forward(...)``. ``headers`` are added to every request,
+    ``forward_headers`` names the delivery's own headers passed on.
+    """
 
     def __init__(
         self,
@@ -57,6 +74,7 @@ class Forward:
         return self._client
 
     async def __call__(self, event: Event) -> None:
+        """Deliver one event: its body, the forwarded headers and the ``X-Interlock-*`` ones."""
         client = self._get_client()
         headers = {k: v for k, v in event.headers.items() if k in self.forward_headers}
         headers.update(
@@ -73,6 +91,7 @@ class Forward:
         response.raise_for_status()
 
     async def aclose(self) -> None:
+        """Close the client this handler made for itself (a client passed in stays open)."""
         if self._own_client and self._client is not None:
             await self._client.aclose()
             self._client = None
