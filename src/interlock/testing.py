@@ -17,18 +17,17 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from .client.policies.retry import TestingMode, set_testing, testing_mode
+from .client.policies.retry import is_testing, set_testing
 from .client.transports import MockTransport, Responder, respond
 
 __all__ = [
     "FakeClock",
     "MockTransport",
     "Responder",
-    "TestingMode",
+    "is_testing",
     "respond",
     "set_testing",
     "temporary_schema",
-    "testing_mode",
 ]
 
 

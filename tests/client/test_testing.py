@@ -8,7 +8,7 @@ import pytest
 
 from interlock import Backoff, Cache, Client, Request, Response, Retry, SyncClient
 from interlock.errors import ConfigError, ConnectError, RetriesExhausted
-from interlock.testing import FakeClock, MockTransport, respond, set_testing, testing_mode
+from interlock.testing import FakeClock, MockTransport, is_testing, respond, set_testing
 
 SLOW_RETRY = Retry(attempts=5, backoff=Backoff(base=1.0, multiplier=2.0, jitter="none"), budget=None)
 
@@ -96,19 +96,21 @@ async def test_testing_mode_caps_attempts_and_restores_as_a_context_manager() ->
     upstream = FlakyUpstream(failures=10)
     async with client_of(upstream, clock) as api:
         with set_testing(True, attempts=2):
-            assert testing_mode() is not None
+            assert is_testing()
             with pytest.raises(RetriesExhausted) as caught:
                 await api.get("/x")
             assert caught.value.attempts == 2 and upstream.calls == 2
             with set_testing(True), pytest.raises(RetriesExhausted) as caught:  # nested; default 1
                 await api.get("/x")
             assert caught.value.attempts == 1 and upstream.calls == 3
-            assert testing_mode() is not None and testing_mode().attempts == 2  # type: ignore[union-attr]
-        assert testing_mode() is None
+            with pytest.raises(RetriesExhausted) as caught:
+                await api.get("/x")
+            assert caught.value.attempts == 2 and upstream.calls == 5  # back to two attempts
+        assert not is_testing()
         assert clock.sleeps == []
         with pytest.raises(RetriesExhausted):
             await api.get("/x")
-        assert upstream.calls == 8 and clock.sleeps == [1.0, 2.0, 4.0, 8.0]
+        assert upstream.calls == 10 and clock.sleeps == [1.0, 2.0, 4.0, 8.0]
 
 
 def test_testing_mode_reaches_a_sync_clients_loop_thread() -> None:
@@ -122,4 +124,4 @@ def test_testing_mode_reaches_a_sync_clients_loop_thread() -> None:
 def test_testing_mode_refuses_nonsense() -> None:
     with pytest.raises(ConfigError, match="set_testing.attempts"):
         set_testing(True, attempts=0)
-    assert testing_mode() is None
+    assert not is_testing()

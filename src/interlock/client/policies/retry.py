@@ -33,7 +33,7 @@ from ...errors import (
 )
 from .._pipeline import Send
 
-__all__ = ["RetryCallState", "RetryPolicy", "TestingMode", "set_testing", "testing_mode"]
+__all__ = ["RetryCallState", "RetryPolicy", "is_testing", "set_testing"]
 
 # The errors an attempt may end with that retrying can help; anything else propagates as is.
 # ConnectError before TransportError, its base: nothing was sent, so it is safe to repeat.
@@ -91,7 +91,7 @@ class RetryCallState:
 
 
 @dataclass(frozen=True, slots=True)
-class TestingMode:
+class _TestingMode:
     """What ``set_testing`` switched on: at most ``attempts`` attempts per call, no waits."""
 
     attempts: int
@@ -108,13 +108,13 @@ class TestingMode:
 
 
 _NO_BACKOFF = Backoff(base=0.0, cap=0.0, jitter="none")
-_testing: TestingMode | None = None
+_testing: _TestingMode | None = None
 
 
 class _TestingSwitch:
     """Returned by ``set_testing``: as a context manager, restores the previous mode on exit."""
 
-    def __init__(self, previous: TestingMode | None) -> None:
+    def __init__(self, previous: _TestingMode | None) -> None:
         self._previous = previous
 
     def __enter__(self) -> None:
@@ -148,13 +148,13 @@ def set_testing(enabled: bool = True, *, attempts: int = 1) -> _TestingSwitch:
     if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
         raise ConfigError("set_testing", "attempts", f"must be an integer >= 1, got {attempts!r}")
     previous = _testing
-    _testing = TestingMode(attempts) if enabled else None
+    _testing = _TestingMode(attempts) if enabled else None
     return _TestingSwitch(previous)
 
 
-def testing_mode() -> TestingMode | None:
-    """The testing mode in force, or None outside testing mode."""
-    return _testing
+def is_testing() -> bool:
+    """True while testing mode (``set_testing``) is on."""
+    return _testing is not None
 
 
 class RetryPolicy:
