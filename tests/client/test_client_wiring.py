@@ -46,7 +46,9 @@ class ScriptedTransport(MockTransport):
         if callable(outcome):
             return outcome(request)
         status, headers = outcome if isinstance(outcome, tuple) else (outcome, {})
-        return respond(status, content=b'{"ok": true}', headers={"Trackingid": f"t{len(self.requests)}", **headers})
+        return respond(
+            status, content=b'{"ok": true}', headers={"Trackingid": f"t{len(self.requests)}", **headers}
+        )
 
 
 def make(

@@ -67,7 +67,9 @@ async def test_mock_transport_errors_go_through_the_policies() -> None:
 
     transport = MockTransport(handler)
     cache = Cache(routes={"/x": 60})
-    async with Client("https://api.test", transport=transport, retry=SLOW_RETRY, cache=cache, clock=clock) as api:
+    async with Client(
+        "https://api.test", transport=transport, retry=SLOW_RETRY, cache=cache, clock=clock
+    ) as api:
         first = await api.get("/x")
         again = await api.get("/x")
     assert (first.status, first.text, first.attempts) == (200, "ok", 2)

@@ -8,7 +8,6 @@ import logging
 import random
 import uuid
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any, TypedDict, Unpack
 from urllib.parse import parse_qsl, urlsplit
 
@@ -77,7 +76,7 @@ def _outcome(status: int) -> str:
     return f"{status // 100}xx"
 
 
-class Client(AbstractAsyncContextManager["Client"]):
+class Client:
     """One upstream API, every call through the resilience pipeline (``interlock.client``
     states its order and why).
 

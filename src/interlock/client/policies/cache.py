@@ -101,7 +101,9 @@ class CachePolicy:
         if isinstance(start, fr.Bypass):
             return await call_next(request)
         key = self.key(request)
-        decision = read.stored(await self._get(key), self._clock.time()) if isinstance(start, fr.Lookup) else start
+        decision = (
+            read.stored(await self._get(key), self._clock.time()) if isinstance(start, fr.Lookup) else start
+        )
         if isinstance(decision, fr.Serve):
             self._count(request.route, "hit")
             return self._serve(decision.entry, request, stale=False)
@@ -135,7 +137,9 @@ class CachePolicy:
             if isinstance(failed, fr.ServeStale):
                 return self._serve_on_error(request, failed, background)
             raise
-        outcome = read.answered(response.status, response.headers.items(), response.content, self._clock.time())
+        outcome = read.answered(
+            response.status, response.headers.items(), response.content, self._clock.time()
+        )
         if isinstance(outcome, fr.ServeStale):
             return self._serve_on_error(request, outcome, background)
         if isinstance(outcome, fr.Freshened):
@@ -164,7 +168,12 @@ class CachePolicy:
         return self._serve(stale.entry, request, stale=True)
 
     def _refresh_in_background(
-        self, key: str, request: Request, read: fr.CacheRead, refresh: fr.Revalidate | fr.Fetch, call_next: Send
+        self,
+        key: str,
+        request: Request,
+        read: fr.CacheRead,
+        refresh: fr.Revalidate | fr.Fetch,
+        call_next: Send,
     ) -> None:
         if key in self._refreshing:
             return  # RFC 5861 section 3: one refresh at a time, the others keep serving stale
@@ -183,7 +192,13 @@ class CachePolicy:
         headers: CIMultiDict[str] = CIMultiDict(entry.headers)
         headers["Age"] = str(int(entry.age(self._clock.time())))  # RFC 9111 section 5.1
         return Response.answering(
-            request, entry.status, CIMultiDictProxy(headers), entry.content, attempts=0, from_cache=True, stale=stale
+            request,
+            entry.status,
+            CIMultiDictProxy(headers),
+            entry.content,
+            attempts=0,
+            from_cache=True,
+            stale=stale,
         )
 
     # -- rules ------------------------------------------------------------------------------
@@ -196,7 +211,9 @@ class CachePolicy:
                 ttl=rule.ttl,
                 respect_headers=c.respect_headers if rule.respect_headers is None else rule.respect_headers,
                 stale_while_revalidate=(
-                    c.stale_while_revalidate if rule.stale_while_revalidate is None else rule.stale_while_revalidate
+                    c.stale_while_revalidate
+                    if rule.stale_while_revalidate is None
+                    else rule.stale_while_revalidate
                 ),
                 stale_if_error=c.stale_if_error if rule.stale_if_error is None else rule.stale_if_error,
             )
