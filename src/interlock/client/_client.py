@@ -31,8 +31,7 @@ from .policies.coalesce import CoalescePolicy
 from .policies.concurrency import ConcurrencyLimiter
 from .policies.ratelimit import RateLimitPolicy
 from .policies.retry import RetryPolicy
-from .transports import DEFAULT_TRACKING_HEADERS, AttemptTimeout, Transport
-from .transports._aiohttp import AiohttpTransport
+from .transports import DEFAULT_TRACKING_HEADERS, AiohttpTransport, AttemptTimeout, Transport
 
 __all__ = ["Client", "ParamValue", "RequestOptions"]
 
