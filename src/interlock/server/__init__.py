@@ -1,0 +1,35 @@
+"""``interlock.server``: plain ASGI middleware for your own API (Starlette style, usable in
+FastAPI, Starlette or any ASGI app), one module each: ``ratelimit``, ``compression``,
+``conditional``, ``fields``, ``accesslog``, ``security``.
+
+Put them in this order (outermost first), so each sees what it needs::
+
+    middleware = [
+        Middleware(AccessLogMiddleware),       # one record per request, X-Request-ID
+        Middleware(SecurityMiddleware),        # headers, 413, 503 timeout
+        Middleware(RateLimitMiddleware, limits=[Limit("api", 100, 60.0)]),
+        Middleware(CompressionMiddleware),     # gzip / br / zstd
+        Middleware(ConditionalMiddleware),     # ETag, 304, 412
+        Middleware(FieldsMiddleware),          # ?fields=id,email
+    ]
+"""
+
+from __future__ import annotations
+
+from .ratelimit import (
+    Limit,
+    MemoryRateLimitBackend,
+    RateLimitBackend,
+    RateLimitMiddleware,
+    RedisRateLimitBackend,
+    client_ip,
+)
+
+__all__ = [
+    "Limit",
+    "MemoryRateLimitBackend",
+    "RateLimitBackend",
+    "RateLimitMiddleware",
+    "RedisRateLimitBackend",
+    "client_ip",
+]
