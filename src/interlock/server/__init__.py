@@ -16,6 +16,7 @@ Put them in this order (outermost first), so each sees what it needs::
 
 from __future__ import annotations
 
+from .compression import CompressionMiddleware
 from .ratelimit import (
     Limit,
     MemoryRateLimitBackend,
@@ -26,6 +27,7 @@ from .ratelimit import (
 )
 
 __all__ = [
+    "CompressionMiddleware",
     "Limit",
     "MemoryRateLimitBackend",
     "RateLimitBackend",
