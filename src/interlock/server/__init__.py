@@ -17,6 +17,7 @@ Put them in this order (outermost first), so each sees what it needs::
 from __future__ import annotations
 
 from .compression import CompressionMiddleware
+from .conditional import ConditionalMiddleware, strong_etag
 from .ratelimit import (
     Limit,
     MemoryRateLimitBackend,
@@ -28,10 +29,12 @@ from .ratelimit import (
 
 __all__ = [
     "CompressionMiddleware",
+    "ConditionalMiddleware",
     "Limit",
     "MemoryRateLimitBackend",
     "RateLimitBackend",
     "RateLimitMiddleware",
     "RedisRateLimitBackend",
     "client_ip",
+    "strong_etag",
 ]
