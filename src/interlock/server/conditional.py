@@ -47,7 +47,7 @@ def strong_etag(body: bytes) -> bytes:
     return _etag(hashlib.sha256(body))
 
 
-def _etag(digest: Any) -> bytes:
+def _etag(digest: hashlib._Hash) -> bytes:
     return b'"' + digest.hexdigest()[:32].encode() + b'"'
 
 
