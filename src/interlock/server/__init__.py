@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from .compression import CompressionMiddleware
 from .conditional import ConditionalMiddleware, strong_etag
+from .fields import FieldsMiddleware
 from .ratelimit import (
     Limit,
     MemoryRateLimitBackend,
@@ -30,6 +31,7 @@ from .ratelimit import (
 __all__ = [
     "CompressionMiddleware",
     "ConditionalMiddleware",
+    "FieldsMiddleware",
     "Limit",
     "MemoryRateLimitBackend",
     "RateLimitBackend",
