@@ -16,6 +16,7 @@ Put them in this order (outermost first), so each sees what it needs::
 
 from __future__ import annotations
 
+from .accesslog import AccessLogMiddleware, route_template
 from .compression import CompressionMiddleware
 from .conditional import ConditionalMiddleware, strong_etag
 from .fields import FieldsMiddleware
@@ -27,8 +28,11 @@ from .ratelimit import (
     RedisRateLimitBackend,
     client_ip,
 )
+from .security import DEFAULT_SECURITY_HEADERS, SecurityMiddleware
 
 __all__ = [
+    "DEFAULT_SECURITY_HEADERS",
+    "AccessLogMiddleware",
     "CompressionMiddleware",
     "ConditionalMiddleware",
     "FieldsMiddleware",
@@ -37,6 +41,8 @@ __all__ = [
     "RateLimitBackend",
     "RateLimitMiddleware",
     "RedisRateLimitBackend",
+    "SecurityMiddleware",
     "client_ip",
+    "route_template",
     "strong_etag",
 ]
