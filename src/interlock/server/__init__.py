@@ -17,7 +17,7 @@ Put them in this order (outermost first), so each sees what it needs::
 from __future__ import annotations
 
 from .accesslog import AccessLogMiddleware, route_template
-from .compression import CompressionMiddleware
+from .compression import DEFAULT_COMPRESSIBLE, CompressionMiddleware
 from .conditional import ConditionalMiddleware, strong_etag
 from .fields import FieldsMiddleware
 from .ratelimit import (
@@ -31,6 +31,7 @@ from .ratelimit import (
 from .security import DEFAULT_SECURITY_HEADERS, SecurityMiddleware
 
 __all__ = [
+    "DEFAULT_COMPRESSIBLE",
     "DEFAULT_SECURITY_HEADERS",
     "AccessLogMiddleware",
     "CompressionMiddleware",
