@@ -20,6 +20,13 @@ from .accesslog import AccessLogMiddleware, route_template
 from .compression import DEFAULT_COMPRESSIBLE, CompressionMiddleware
 from .conditional import ConditionalMiddleware, strong_etag
 from .fields import FieldsMiddleware
+from .idempotency import (
+    IdempotencyMiddleware,
+    IdempotencyStore,
+    MemoryIdempotencyStore,
+    RedisIdempotencyStore,
+    StoredResponse,
+)
 from .ratelimit import (
     Limit,
     MemoryRateLimitBackend,
@@ -37,12 +44,17 @@ __all__ = [
     "CompressionMiddleware",
     "ConditionalMiddleware",
     "FieldsMiddleware",
+    "IdempotencyMiddleware",
+    "IdempotencyStore",
     "Limit",
+    "MemoryIdempotencyStore",
     "MemoryRateLimitBackend",
     "RateLimitBackend",
     "RateLimitMiddleware",
+    "RedisIdempotencyStore",
     "RedisRateLimitBackend",
     "SecurityMiddleware",
+    "StoredResponse",
     "client_ip",
     "route_template",
     "strong_etag",
