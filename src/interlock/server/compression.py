@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from .._validate import check_count
-from ..core.content_coding import choose_coding
+from ..core.content_coding import choose_coding as _choose_coding
 from ..errors import ConfigError
 from ._asgi import ASGIApp, Message, Receive, Scope, Send, header
 
@@ -43,6 +44,9 @@ DEFAULT_COMPRESSIBLE = (
 """Content types compressed by default (prefixes; ``+json`` and ``+xml`` suffixes count too)."""
 
 _SUFFIXES = ("-gzip", "-br", "-zstd")
+
+# Clients send a handful of distinct Accept-Encoding values: parse each once (bounded).
+choose_coding = lru_cache(maxsize=256)(_choose_coding)
 
 
 class _Encoder:
@@ -153,7 +157,7 @@ class CompressionMiddleware:
             return
         request_headers = scope.get("headers", [])
         accept = header(request_headers, b"accept-encoding")
-        coding = choose_coding(accept.decode("latin-1") if accept else None, self.codings)
+        coding = choose_coding(accept.decode("latin-1")[:512] if accept else None, self.codings)
         if any(k in (b"if-none-match", b"if-match") for k, _ in request_headers):
             scope = dict(scope)
             scope["headers"] = [

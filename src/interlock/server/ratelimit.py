@@ -333,6 +333,7 @@ class RateLimitMiddleware:
         self.backend: RateLimitBackend = (
             backend if backend is not None else MemoryRateLimitBackend(clock=clock)
         )
+        self._in_process = isinstance(self.backend, MemoryRateLimitBackend)
         self.trusted_proxies = _networks(trusted_proxies)
         self.fail_open = fail_open
         self.timeout = timeout
@@ -374,11 +375,13 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         cost = max(limit.cost for limit in applied)
+        pairs = [(limit.limit, limit.window) for limit in applied]
         try:
-            async with asyncio.timeout(self.timeout):
-                allowed, verdicts = await self.backend.check(
-                    keys, [(limit.limit, limit.window) for limit in applied], cost
-                )
+            if self._in_process:  # nothing to wait for: no timer per request
+                allowed, verdicts = await self.backend.check(keys, pairs, cost)
+            else:
+                async with asyncio.timeout(self.timeout):
+                    allowed, verdicts = await self.backend.check(keys, pairs, cost)
         except Exception as exc:  # any backend failure: fail open or closed, never a 5xx
             self.backend_errors += 1
             RATELIMIT_BACKEND_ERRORS.inc()
