@@ -11,7 +11,16 @@ def test_all_is_documented_and_complete() -> None:
         value = getattr(server, name)
         if inspect.isclass(value) or inspect.isfunction(value):
             assert value.__doc__, name
-    for module in ("ratelimit", "compression", "conditional", "fields", "accesslog", "security", "idempotency"):
+    for module in (
+        "ratelimit",
+        "compression",
+        "conditional",
+        "fields",
+        "accesslog",
+        "security",
+        "idempotency",
+        "loader",
+    ):
         sub = getattr(server, module)
         assert sub.__doc__
         assert set(sub.__all__) <= set(server.__all__), module

@@ -27,6 +27,7 @@ from .idempotency import (
     RedisIdempotencyStore,
     StoredResponse,
 )
+from .loader import DataLoader, request_loader
 from .ratelimit import (
     Limit,
     MemoryRateLimitBackend,
@@ -43,6 +44,7 @@ __all__ = [
     "AccessLogMiddleware",
     "CompressionMiddleware",
     "ConditionalMiddleware",
+    "DataLoader",
     "FieldsMiddleware",
     "IdempotencyMiddleware",
     "IdempotencyStore",
@@ -56,6 +58,7 @@ __all__ = [
     "SecurityMiddleware",
     "StoredResponse",
     "client_ip",
+    "request_loader",
     "route_template",
     "strong_etag",
 ]
