@@ -24,9 +24,9 @@ app = Starlette(
             RateLimitMiddleware,
             limits=[Limit("race", int(os.environ["RACE_LIMIT"]), 3600.0)],
             backend=RedisRateLimitBackend(
-                os.environ["RACE_REDIS"], namespace=os.environ["RACE_PREFIX"], timeout=2.0
+                os.environ["RACE_REDIS"], namespace=os.environ["RACE_PREFIX"], timeout=5.0
             ),
-            timeout=2.0,
+            timeout=5.0,
         )
     ],
 )

@@ -32,6 +32,10 @@ from interlock.testing import FakeClock
 
 from .conftest import PrivateRedis, free_port, serve, wait_for_port
 
+# Where a test is not about the timeout, a generous one: on a loaded machine a healthy Redis
+# may take longer than the 0.25 s default, and failing open would turn a 429 into a 200.
+SLACK = 5.0
+
 
 async def hello(request: Request) -> PlainTextResponse:
     return PlainTextResponse("hello")
@@ -168,7 +172,9 @@ async def test_memory_backend_is_bounded() -> None:
 async def test_redis_backend_shares_one_limit_between_apps(redis_url: str, redis_prefix: str) -> None:
     apps = [
         make_app(
-            limits=[Limit("api", 3, 60.0)], backend=RedisRateLimitBackend(redis_url, namespace=redis_prefix)
+            limits=[Limit("api", 3, 60.0)],
+            backend=RedisRateLimitBackend(redis_url, namespace=redis_prefix, timeout=SLACK),
+            timeout=SLACK,
         )
         for _ in range(2)
     ]
@@ -201,9 +207,11 @@ def _per_check(n: int) -> dict[str, int]:
 async def test_one_redis_command_per_check_and_recovers_from_script_flush(
     private_redis: PrivateRedis,
 ) -> None:
-    backend = RedisRateLimitBackend(private_redis.url, namespace="t:")
+    backend = RedisRateLimitBackend(private_redis.url, namespace="t:", timeout=SLACK)
     probe = aioredis.Redis.from_url(private_redis.url)
-    app = make_app(limits=[Limit("burst", 1000, 1.0), Limit("daily", 10_000, 86400.0)], backend=backend)
+    app = make_app(
+        limits=[Limit("burst", 1000, 1.0), Limit("daily", 10_000, 86400.0)], backend=backend, timeout=SLACK
+    )
     async with serve(app) as base, httpx.AsyncClient(base_url=base) as http:
         assert (await http.get("/")).status_code == 200  # connects, loads the script
         before = await _calls(probe)
@@ -225,10 +233,14 @@ async def test_one_redis_command_per_check_and_recovers_from_script_flush(
 async def test_redis_restarted_mid_test_never_gives_a_5xx(
     private_redis: PrivateRedis, fail_open: bool
 ) -> None:
-    backend = RedisRateLimitBackend(private_redis.url, namespace="t:", timeout=0.5)
+    backend = RedisRateLimitBackend(private_redis.url, namespace="t:", timeout=SLACK)
     app = Starlette(routes=[Route("/", hello)])
     app.add_middleware(
-        RateLimitMiddleware, limits=[Limit("api", 2, 3600.0)], backend=backend, fail_open=fail_open
+        RateLimitMiddleware,
+        limits=[Limit("api", 2, 3600.0)],
+        backend=backend,
+        fail_open=fail_open,
+        timeout=SLACK,
     )
     async with serve(app) as base, httpx.AsyncClient(base_url=base) as http:
         assert [(await http.get("/")).status_code for _ in range(3)] == [200, 200, 429]

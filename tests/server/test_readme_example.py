@@ -26,7 +26,11 @@ async def test_the_readme_stack_serves_a_fastapi_app(redis_url: str, redis_prefi
     original = 'RedisRateLimitBackend("redis://127.0.0.1:6379/0")'
     code = _example()
     assert original in code
-    code = code.replace(original, f"RedisRateLimitBackend({redis_url!r}, namespace={redis_prefix!r})")
+    code = code.replace(
+        original, f"RedisRateLimitBackend({redis_url!r}, namespace={redis_prefix!r}, timeout=5.0)"
+    )
+    assert "fail_open=True)" in code  # and a check may take long on a loaded machine, not fail open
+    code = code.replace("fail_open=True)", "fail_open=True, timeout=5.0)")
     namespace: dict[str, Any] = {}
     exec(compile(code, "README.md", "exec"), namespace)
     async with serve(namespace["app"]) as base, httpx.AsyncClient(base_url=base) as http:
