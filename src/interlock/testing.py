@@ -1,4 +1,14 @@
-"""Helpers for testing code that uses Interlock: a fake clock and the simulated upstream."""
+"""Helpers for testing code that uses Interlock.
+
+- ``MockTransport(handler)`` (with ``respond``): a Client whose upstream is a function of the
+  request; every policy still runs.
+- ``set_testing(True, attempts=...)``: testing mode for every client, no waits between
+  attempts and few attempts, so code that retries finishes at once (also a context manager).
+- ``FakeClock``: time that moves only when told to, for ``clock=`` arguments.
+- ``temporary_schema``: a throwaway PostgreSQL schema.
+
+The simulated third-party API for end-to-end tests is ``interlock.testbed``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,18 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-__all__ = ["FakeClock", "temporary_schema"]
+from .client.policies.retry import is_testing, set_testing
+from .client.transports import MockTransport, Responder, respond
+
+__all__ = [
+    "FakeClock",
+    "MockTransport",
+    "Responder",
+    "is_testing",
+    "respond",
+    "set_testing",
+    "temporary_schema",
+]
 
 
 class FakeClock:
@@ -19,17 +40,21 @@ class FakeClock:
         self.sleeps: list[float] = []
 
     def monotonic(self) -> float:
+        """The fake monotonic time, in seconds."""
         return self._now
 
     def time(self) -> float:
+        """The fake wall-clock time (epoch seconds), moving with ``monotonic``."""
         return self._now + self._wall_offset
 
     def advance(self, seconds: float) -> None:
+        """Move both clocks forward by ``seconds``."""
         if seconds < 0:
             raise ValueError("a clock cannot go backwards")
         self._now += seconds
 
     async def sleep(self, seconds: float) -> None:
+        """Record the sleep in ``sleeps``, advance the clock by it and yield once."""
         self.sleeps.append(seconds)
         self.advance(max(0.0, seconds))
         await asyncio.sleep(0)
