@@ -83,8 +83,8 @@ BUGS = [
         "sqlite-no-wal",
         "SQLite left in rollback-journal mode (readers block the writer)",
         "src/interlock/stores/_sqlite.py",
-        'mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]',
-        'mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]\n'
+        "mode = _switch_to_wal(conn, path, busy_timeout)",
+        "mode = _switch_to_wal(conn, path, busy_timeout)\n"
         '    mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] and "wal"',
         ("tests/contract/test_backends_contract.py",),
     ),

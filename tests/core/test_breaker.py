@@ -174,3 +174,13 @@ def test_a_call_exactly_as_slow_as_slow_call_counts_as_failed() -> None:
     assert breaker.state is BreakerState.CLOSED
     breaker.record(Admit(probe=False), failed=False, duration=1.0, now=0.0)
     assert breaker.state is BreakerState.OPEN
+
+
+def test_each_successful_probe_frees_exactly_its_own_slot() -> None:
+    breaker = CircuitBreaker(min_calls=1, open_for=5, half_open_calls=3).new_state(0.0)
+    breaker.record(Admit(probe=False), failed=True, duration=0.0, now=0.0)
+    first, second = breaker.admit(5.0), breaker.admit(5.0)
+    assert isinstance(first, Admit) and isinstance(second, Admit)
+    breaker.record(first, failed=False, duration=0.0, now=5.0)  # 1 in flight, 1 success of 3
+    assert isinstance(breaker.admit(5.0), Admit) and isinstance(breaker.admit(5.0), Admit)  # 3 in flight
+    assert isinstance(breaker.admit(5.0), Reject)

@@ -302,3 +302,9 @@ def test_expires_without_date_falls_back_to_the_rule_and_retention_counts_the_ag
     entry = CacheEntry(200, (), b"", 0.0, lifetime=30.0, initial_age=10.0, stale_if_error=5.0)
     assert entry.retention() == 25.0  # 30 - 10 + 5
     assert CacheEntry(200, (), b"", 0.0, lifetime=0.5).retention() == 1.0  # at least a second
+
+
+def test_vary_on_a_field_the_request_did_not_send_matches_a_request_without_it() -> None:
+    stored = fr.CacheEntry(200, (), b"", 0.0, lifetime=60.0, vary=(("x-tenant", ""),))
+    assert fr.vary_matches(stored, {})
+    assert not fr.vary_matches(stored, {"x-tenant": "a"})

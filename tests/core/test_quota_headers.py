@@ -152,3 +152,20 @@ def test_sf_list_members_parameters_and_quotes() -> None:
     assert parse_sf_list('"a,b";q="1;2"') == [("a,b", {"q": "1;2"})]
     assert parse_sf_list('"x";Q=3') == [("x", {"q": "3"})]
     assert parse_sf_list("") == []
+
+
+def test_the_other_spellings_and_partial_fields() -> None:
+    assert parse_quota({"X-Rate-Limit-Remaining": "3"}, WALL) == Quota(None, None, 3, None, None, "x-ratelimit")
+    only_remaining = {"RateLimit-Remaining": "3", "RateLimit-Reset": "2"}
+    assert parse_quota(only_remaining, WALL) == Quota(None, None, 3, 2, None, "ietf-05")
+    only_limit = {"RateLimit-Limit": "9", "RateLimit-Reset": str(int(WALL) + 5)}  # an epoch, read as one
+    assert parse_quota(only_limit, WALL) == Quota(9, None, None, 5, None, "ietf-05")
+    assert parse_quota({"RateLimit": '"d";r=1;t=' + str(int(WALL) + 4)}, WALL) == Quota(None, None, 1, 4, None, "ietf")
+
+
+def test_retry_after_at_the_maximum_is_kept_beyond_it_ignored() -> None:
+    assert parse_quota({"Retry-After": "86400"}, WALL) == Quota(retry_after=86400.0, dialect="retry-after")
+    assert parse_quota({"Retry-After": "86401"}, WALL) is None
+    assert parse_quota({"X-RateLimit-Remaining": "0", "Retry-After": "86401"}, WALL) == Quota(
+        None, None, 0, None, None, "x-ratelimit"
+    )

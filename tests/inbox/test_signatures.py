@@ -471,3 +471,31 @@ def test_standard_webhooks_skips_a_malformed_signature_and_checks_the_next() -> 
     h = sw_headers()
     listed = f"v1,***notbase64*** v2,{base64.b64encode(b'x').decode()} {h['webhook-signature']}"
     sig.StandardWebhooks(SW_SECRET).verify(BODY, {**lower(h), "webhook-signature": listed}, NOW)
+
+
+def test_hmac_attributes_units_and_algorithms() -> None:
+    scheme = sig.HMAC(
+        "k", header="X-Sig", timestamp_header="X-Ts", id_header="X-Id", id_path="$.id",
+        type_header="X-Type", type_path="$.type",
+    )
+    assert (scheme.id_header, scheme.id_path, scheme.type_header, scheme.type_path) == ("x-id", "$.id", "x-type", "$.type")
+    ts = str(int(NOW))  # seconds, the default unit
+    scheme.verify(BODY, {"x-sig": hmac.new(b"k", f"{ts}.".encode() + BODY, hashlib.sha256).hexdigest(), "x-ts": ts}, NOW)
+    sha512 = sig.HMAC("k", header="X-Sig", encoding="base64", algorithm="sha512")
+    sha512.verify(BODY, {"x-sig": base64.b64encode(hmac.new(b"k", BODY, hashlib.sha512).digest()).decode()}, NOW)
+    sha256 = base64.b64encode(hmac.new(b"k", BODY, hashlib.sha256).digest()).decode()
+    rejects(sha512, BODY, {"X-Sig": sha256}, reason="x-sig does not match the configured secrets")
+
+
+def test_standard_webhooks_refuses_junk_inside_a_signature_and_tries_every_v1a() -> None:
+    h = sw_headers()
+    version, _, value = h["webhook-signature"].partition(",")
+    spliced = {**h, "webhook-signature": f"{version},{value[:10]}*{value[10:]}"}
+    rejects(sig.StandardWebhooks(SW_SECRET), BODY, spliced, reason=MISMATCH["standard-webhooks"])
+    key = Ed25519PrivateKey.generate()
+    whpk = "whpk_" + base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+    ts = str(int(NOW))
+    good = base64.b64encode(key.sign(f"msg_1.{ts}.".encode() + BODY)).decode()
+    wrong = base64.b64encode(bytes(64)).decode()
+    both = {"webhook-id": "msg_1", "webhook-timestamp": ts, "webhook-signature": f"v1a,{wrong} v1a,{good}"}
+    sig.StandardWebhooks(public_keys=[whpk]).verify(BODY, both, NOW)
