@@ -163,3 +163,14 @@ def test_observe_equal_to_the_balance_changes_nothing() -> None:
     bucket = TokenBucket(1.0, 10, 0.0, tokens=4.0)
     assert bucket.observe(4, seq=0, now=0.0) is False
     assert bucket.observe(3, seq=0, now=0.0) is True and bucket.tokens == 3
+
+
+def test_refund_gives_a_token_back_up_to_the_capacity() -> None:
+    bucket = TokenBucket(1.0, 2, 0.0)
+    bucket.reserve(0.0)
+    bucket.reserve(0.0)
+    bucket.reserve(0.0)  # queued: -1
+    bucket.refund()
+    assert bucket.tokens == 0.0
+    bucket.refund(cost=5.0)
+    assert bucket.tokens == 2  # never above capacity

@@ -166,3 +166,11 @@ def test_the_budget_window_keeps_calls_made_exactly_window_seconds_ago() -> None
     ledger.record_call(90.0)
     assert ledger.try_spend(100.0)  # the call at 90 is still inside [90, 100]
     assert not ledger.try_spend(100.0)
+
+
+def test_what_each_status_means_for_retrying() -> None:
+    retry = Retry(statuses={429, 503})
+    assert retry.failure_of_status(429) is FailureKind.THROTTLED
+    assert retry.failure_of_status(503) is FailureKind.STATUS
+    assert retry.failure_of_status(500) is None and retry.failure_of_status(200) is None
+    assert retry.is_retryable_status(503) and not retry.is_retryable_status(502)
