@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlparse
@@ -20,6 +22,7 @@ from urllib.parse import unquote, urlparse
 from ..errors import ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger("interlock.stores")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 __all__ = ["GroupCommitter", "SQLiteStore", "connect_sqlite", "sqlite_path_from_url"]
@@ -51,11 +54,36 @@ def connect_sqlite(
         raise ConfigError("sqlite", "synchronous", f"must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    mode = _switch_to_wal(conn, path, busy_timeout)
     if str(mode).lower() != "wal" and path != ":memory:":
         raise ConfigError("sqlite", "path", f"could not switch {path!r} to WAL mode (got {mode})")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection, path: str, busy_timeout: float) -> str:
+    """``PRAGMA journal_mode=WAL``, retried while the file is busy, for up to ``busy_timeout``.
+
+    Switching a new file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once,
+    without calling the busy handler, when waiting could deadlock: another connection holding a
+    write lock, or switching the same file at the same moment (two stores, or a worker and the
+    ingress, opening one new file together). The other side finishes within milliseconds; once
+    the file is in WAL mode (a property of the file) the switch is a no-op.
+    """
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.001
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+            if pause == 0.001:
+                log.debug("sqlite %s: busy switching to WAL mode, retrying for %.0f s", path, busy_timeout)
+            time.sleep(pause)  # on the store's own thread (opener or writer), never the event loop
+            pause = min(pause * 2, 0.05)
 
 
 _Item = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
