@@ -127,6 +127,34 @@ def put_dead_sql(table: str, dialect: Dialect) -> str:
     )
 
 
+PRUNE_CHUNK = 10_000
+"""Rows one prune statement deletes at most: a large prune runs as several short transactions,
+so puts are not held behind one long delete."""
+
+_TEXT_FIELDS = ("source", "id", "type", "ordering_key")
+
+
+def check_storable(message: Message) -> None:
+    """Raise ``ValueError`` naming the field when the message's text cannot be stored.
+
+    Text columns take valid UTF-8 without NUL (PostgreSQL refuses NUL in ``text``; a lone
+    surrogate has no UTF-8 form for either database), so such a message is refused before it
+    joins a group commit, where it would fail every message committed with it.
+    """
+    for name in _TEXT_FIELDS:
+        value = getattr(message, name)
+        if value is None:
+            continue
+        if "\x00" in value:
+            raise ValueError(f"the message's {name} holds a NUL character, which the queue cannot store")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"the message's {name} holds a lone surrogate (not valid UTF-8), which the queue cannot store"
+            ) from None
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlparse
@@ -22,7 +24,15 @@ from ..errors import ConfigError
 T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
-__all__ = ["GroupCommitter", "SQLiteStore", "connect_sqlite", "sqlite_path_from_url"]
+__all__ = [
+    "WAL_SIZE_LIMIT",
+    "WAL_TRUNCATE_IDLE",
+    "GroupCommitter",
+    "SQLiteStore",
+    "checkpoint_mode",
+    "connect_sqlite",
+    "sqlite_path_from_url",
+]
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -40,12 +50,31 @@ def sqlite_path_from_url(url: str) -> str:
     return path
 
 
+WAL_SIZE_LIMIT = 32 * 1024 * 1024
+"""Bytes the write-ahead log may keep between checkpoints before a TRUNCATE checkpoint empties
+it, and the ``journal_size_limit`` it is cut back to when SQLite restarts it."""
+WAL_TRUNCATE_IDLE = 5.0
+"""Seconds without a commit after which the write-ahead log is truncated to zero bytes."""
+_CHECKPOINT_BUSY = 0.2
+"""The checkpointer's busy timeout: a TRUNCATE checkpoint waiting for readers of other
+processes gives up after this rather than hold the writers back."""
+_TRUNCATE_BACKOFF = 5.0
+"""Seconds before a TRUNCATE checkpoint that readers held off is tried again."""
+
+
 def connect_sqlite(
-    path: str, *, synchronous: Synchronous = "FULL", busy_timeout: float = 10.0
+    path: str,
+    *,
+    synchronous: Synchronous = "FULL",
+    busy_timeout: float = 10.0,
+    journal_size_limit: int = WAL_SIZE_LIMIT,
 ) -> sqlite3.Connection:
     """A connection in WAL mode with explicit transactions (``isolation_level=None``).
 
     WAL lets readers (other processes: the CLI, workers) run while one writer commits.
+    ``journal_size_limit`` (bytes) is what SQLite cuts the WAL file back to when it restarts
+    it; without one the file keeps its largest size for ever
+    (https://www.sqlite.org/pragma.html#pragma_journal_size_limit).
     """
     if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
         raise ConfigError("sqlite", "synchronous", f"must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
@@ -55,7 +84,32 @@ def connect_sqlite(
     if str(mode).lower() != "wal" and path != ":memory:":
         raise ConfigError("sqlite", "path", f"could not switch {path!r} to WAL mode (got {mode})")
     conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute(f"PRAGMA journal_size_limit={int(journal_size_limit)}")
     return conn
+
+
+CheckpointMode = Literal["PASSIVE", "TRUNCATE"]
+
+
+def checkpoint_mode(
+    *, committed: bool, wal_bytes: int, idle_for: float, truncated: bool, size_limit: int, truncate_idle: float
+) -> CheckpointMode | None:
+    """Which checkpoint the checkpointer runs now, if any.
+
+    ``committed``: commits were made since the last look; ``wal_bytes``: the WAL file's size;
+    ``idle_for``: seconds since the last commit; ``truncated``: the WAL was truncated since then.
+    A PASSIVE checkpoint never blocks anyone but, under steady writes, never finishes the log
+    either, so SQLite never restarts it and the file grows: past ``size_limit`` bytes, and once
+    the writers have been idle ``truncate_idle`` s, a TRUNCATE checkpoint empties it
+    (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html).
+    """
+    if wal_bytes > size_limit:
+        return "TRUNCATE"
+    if committed:
+        return "PASSIVE"
+    if not truncated and wal_bytes > 0 and idle_for >= truncate_idle:
+        return "TRUNCATE"
+    return None
 
 
 _Item = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
@@ -77,10 +131,22 @@ class GroupCommitter:
         max_batch: int = 4096,
         init: Callable[[sqlite3.Connection], None] | None = None,
         checkpoint_every: float = 0.5,
+        wal_size_limit: int = WAL_SIZE_LIMIT,
+        wal_truncate_idle: float = WAL_TRUNCATE_IDLE,
     ) -> None:
+        if wal_size_limit < 0:
+            raise ConfigError("sqlite", "wal_size_limit", f"must be >= 0 bytes, got {wal_size_limit!r}")
+        if wal_truncate_idle <= 0:
+            raise ConfigError("sqlite", "wal_truncate_idle", f"must be > 0 seconds, got {wal_truncate_idle!r}")
         self.path = path
         self.max_batch = max_batch
-        self._conn = connect_sqlite(path, synchronous=synchronous)
+        self.wal_size_limit = wal_size_limit
+        self.wal_truncate_idle = wal_truncate_idle
+        self.truncations = 0
+        """TRUNCATE checkpoints that emptied the WAL."""
+        self.truncated = threading.Event()
+        """Set each time a TRUNCATE checkpoint empties the WAL (clear it to wait for the next)."""
+        self._conn = connect_sqlite(path, synchronous=synchronous, journal_size_limit=wal_size_limit)
         if init is not None:
             init(self._conn)
         self._pending: list[_Item] = []
@@ -132,19 +198,55 @@ class GroupCommitter:
             self._checkpointer.join()
         self._conn.close()
 
-    def _checkpoint_loop(self, every: float, synchronous: Synchronous) -> None:
-        conn = connect_sqlite(self.path, synchronous=synchronous)
+    def wal_bytes(self) -> int:
+        """The size of the write-ahead log file now (0 when there is none)."""
         try:
-            done = -1
+            return os.path.getsize(self.path + "-wal")
+        except OSError:
+            return 0
+
+    def _checkpoint_loop(self, every: float, synchronous: Synchronous) -> None:
+        # A short busy timeout: TRUNCATE holds the write lock while it waits for other
+        # processes' readers, so it gives up quickly (and tries again later) rather than stall
+        # the group commit behind it.
+        conn = connect_sqlite(
+            self.path, synchronous=synchronous, busy_timeout=_CHECKPOINT_BUSY, journal_size_limit=self.wal_size_limit
+        )
+        try:
+            seen, last_commit, truncated, busy_until = -1, time.monotonic(), False, 0.0
             while not self._stop_checkpoints.wait(every):
-                if self.commits != done:
-                    done = self.commits
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                now, commits = time.monotonic(), self.commits
+                committed = commits != seen
+                if committed:
+                    seen, last_commit, truncated = commits, now, False
+                mode = checkpoint_mode(
+                    committed=committed, wal_bytes=self.wal_bytes(), idle_for=now - last_commit,
+                    truncated=truncated, size_limit=self.wal_size_limit, truncate_idle=self.wal_truncate_idle,
+                )
+                if mode == "TRUNCATE" and now < busy_until:
+                    mode = "PASSIVE" if committed else None  # a reader held it off: not again yet
+                if mode is None:
+                    continue
+                if self._checkpoint(conn, mode):
+                    truncated = truncated or mode == "TRUNCATE"
+                elif mode == "TRUNCATE":
+                    busy_until = now + _TRUNCATE_BACKOFF
+            self._checkpoint(conn, "PASSIVE")
         finally:
             conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection, mode: CheckpointMode) -> bool:
+        """Run one checkpoint; whether it finished (a busy TRUNCATE is tried again later)."""
+        try:
+            busy = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0]
+        except sqlite3.Error:
+            return False
+        if busy:
+            return False
+        if mode == "TRUNCATE":
+            self.truncations += 1
+            self.truncated.set()
+        return True
 
     def _run(self) -> None:
         while True:
@@ -196,9 +298,20 @@ class SQLiteStore:
     """Base of the SQLite stores (queue, checkpoints, sink): the file ``url`` names and the
     ``GroupCommitter`` thread that writes to it while the store is open."""
 
-    def __init__(self, url: str, *, synchronous: Synchronous) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        synchronous: Synchronous,
+        wal_size_limit: int = WAL_SIZE_LIMIT,
+        wal_truncate_idle: float = WAL_TRUNCATE_IDLE,
+    ) -> None:
         self.path = sqlite_path_from_url(url)
         self.synchronous: Synchronous = synchronous
+        self.wal_size_limit = wal_size_limit
+        """Bytes the WAL may grow to before a TRUNCATE checkpoint empties it."""
+        self.wal_truncate_idle = wal_truncate_idle
+        """Seconds without a commit after which the WAL is truncated to zero bytes."""
         self._writer: GroupCommitter | None = None
 
     async def _open_writer(self, schema: str | None = None, *, max_batch: int = 4096) -> None:
@@ -212,7 +325,8 @@ class SQLiteStore:
                 conn.executescript(schema)
 
         self._writer = await asyncio.to_thread(
-            GroupCommitter, self.path, synchronous=self.synchronous, max_batch=max_batch, init=init
+            GroupCommitter, self.path, synchronous=self.synchronous, max_batch=max_batch, init=init,
+            wal_size_limit=self.wal_size_limit, wal_truncate_idle=self.wal_truncate_idle,
         )
 
     async def aclose(self) -> None:
@@ -220,6 +334,13 @@ class SQLiteStore:
         writer, self._writer = self._writer, None
         if writer is not None:
             await asyncio.to_thread(writer.close)
+
+    @property
+    def writer(self) -> GroupCommitter:
+        """The writer thread (commit counts, WAL size and truncations); raises when not open."""
+        if self._writer is None:
+            raise RuntimeError(f"{type(self).__name__} is not open: await its open() first")
+        return self._writer
 
     def _run(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         if self._writer is None:
