@@ -34,7 +34,9 @@ async def queue_factory(
         )
 
         def factory() -> Queue:
-            q = PostgresQueue(dsn, schema=schema, poll_interval=0.05, pool_size=4)
+            # A generous bound: the suite shares a loaded machine's server; the fault tests
+            # (test_queue_faults.py) check the bound itself with their own.
+            q = PostgresQueue(dsn, schema=schema, poll_interval=0.05, pool_size=4, command_timeout=60.0)
             made.append(q)
             return q
 

@@ -6,6 +6,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
+
 from interlock.stores import DeadLetterFilter, Message, Queue
 from interlock.stores.queue import Failure
 
@@ -243,14 +245,15 @@ async def test_prune_forgets_old_dead_letters_only_when_asked(queue: Queue) -> N
     assert await queue.prune(None, dead_before=time.time() - 3600) == 0  # only those dead before
 
 
-async def test_prune_removes_more_than_one_chunk(queue: Queue) -> None:
+async def test_prune_removes_more_than_one_chunk(queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
     from interlock.stores import _queue_rows
 
-    count = _queue_rows.PRUNE_CHUNK + 5
-    await asyncio.gather(*(queue.put(msg(i)) for i in range(count)))
-    while leases := await queue.lease(2000, VIS):
-        await asyncio.gather(*(queue.ack(lease) for lease in leases))
-    assert await queue.prune(time.time() + 1) == count
+    monkeypatch.setattr(_queue_rows, "PRUNE_CHUNK", 4)  # a prune runs as statements of this many rows
+    await put_all(queue, *(msg(i) for i in range(11)))
+    for lease in await queue.lease(11, VIS):
+        await queue.ack(lease)
+    assert await queue.prune(time.time() + 1) == 11
+    assert await queue.put(msg(10)) is True
 
 
 def unstorable() -> list[tuple[str, Message]]:

@@ -22,7 +22,12 @@ from interlock.inbox import ServeSettings
 from .conftest import SECRET, github_headers
 
 BODY = json.dumps({"action": "opened"}).encode()
-FAST = ServeSettings(header_timeout=0.3, keep_alive=0.3, max_header_bytes=16 * 1024, limit_concurrency=50)
+
+
+def fast(http: str) -> ServeSettings:
+    return ServeSettings(
+        http=http, header_timeout=0.3, keep_alive=0.3, max_header_bytes=16 * 1024, limit_concurrency=50  # type: ignore[arg-type]
+    )
 
 
 def free_port() -> int:
@@ -31,12 +36,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-async def served(sqlite_path: str) -> AsyncIterator[tuple[interlock.Inbox, int]]:
+@pytest.fixture(params=["httptools", "h11"])
+async def served(request: pytest.FixtureRequest, sqlite_path: str) -> AsyncIterator[tuple[interlock.Inbox, int]]:
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", body_timeout=0.3)
     box.source("github", interlock.signatures.GitHub(SECRET))
     port = free_port()
-    server = uvicorn.Server(box.uvicorn_config(port=port, settings=FAST, log_level="warning"))
+    server = uvicorn.Server(box.uvicorn_config(port=port, settings=fast(request.param), log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
@@ -70,6 +75,7 @@ async def test_the_config_names_the_bounds(sqlite_path: str) -> None:
         5.0, 16384, 1000
     )
     assert config.lifespan == "on"
+    assert config.http.__name__ == "BoundedHttpToolsProtocol"  # "auto", and httptools is installed
     with pytest.raises(interlock.errors.ConfigError, match="header_timeout"):
         ServeSettings(header_timeout=0)
     await box.aclose()

@@ -3,20 +3,22 @@
 uvicorn's defaults leave three doors open to a sender that is slow on purpose or by accident:
 a connection that never sends a request (or sends its head a byte at a time) is held for ever,
 because the keep-alive timer only runs between requests and the first byte cancels it; the
-httptools parser takes header blocks of any size; and connections are not counted. The
-settings here close them: the h11 parser with a bounded header block, a deadline for each
-request head (a ``408`` and the connection closed when it passes), the keep-alive timeout and a
-concurrency limit past which uvicorn answers 503. The body's own deadline is the ASGI app's
-(``InboxApp.body_timeout``), so it holds wherever the app is mounted.
+httptools parser takes header blocks of any size (h11 bounds only a head still incomplete
+after a read); and connections are not counted. The settings here close them: uvicorn's own
+protocol (httptools or h11) with a deadline and a size limit for each request head (408 or 431,
+and the connection closed), the keep-alive timeout, and a concurrency limit past which uvicorn
+answers 503. The body's own deadline is the ASGI app's (``InboxApp.body_timeout``), so it holds
+wherever the app is mounted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ConfigError
 
@@ -41,6 +43,8 @@ _HEAD_TIMEOUT = _closing_response(408, "Request Timeout", "the request head was 
 class ServeSettings:
     """How ``Inbox.serve()`` and ``Inbox.uvicorn_config()`` bound each connection.
 
+    ``http``: uvicorn's HTTP parser, ``"httptools"`` (fast, C) or ``"h11"`` (pure Python);
+    ``"auto"`` takes httptools when it is installed, as uvicorn does.
     ``header_timeout``: seconds a request head (request line and headers) may take to arrive,
     counted from the connection or from the previous response (408 and closed after it);
     ``keep_alive``: seconds an idle connection is kept between requests; ``max_header_bytes``:
@@ -49,12 +53,15 @@ class ServeSettings:
     new requests are answered 503 at once.
     """
 
+    http: Literal["auto", "httptools", "h11"] = "auto"
     header_timeout: float = 10.0
     keep_alive: float = 5.0
     max_header_bytes: int = 16 * 1024
     limit_concurrency: int = 1000
 
     def __post_init__(self) -> None:
+        if self.http not in ("auto", "httptools", "h11"):
+            raise ConfigError("ServeSettings", "http", f"must be 'auto', 'httptools' or 'h11', got {self.http!r}")
         for name in ("header_timeout", "keep_alive"):
             value = getattr(self, name)
             if not value > 0:
@@ -66,10 +73,14 @@ class ServeSettings:
 
     def uvicorn_options(self) -> dict[str, Any]:
         """The keyword arguments of ``uvicorn.Config`` / ``uvicorn.run`` that apply these
-        bounds: ``http`` (h11 with a deadline per request head), ``timeout_keep_alive``,
-        ``h11_max_incomplete_event_size`` and ``limit_concurrency``. Needs uvicorn."""
+        bounds: ``http`` (the protocol class, with a deadline and a size limit per request
+        head), ``timeout_keep_alive``, ``h11_max_incomplete_event_size`` and
+        ``limit_concurrency``. Needs uvicorn."""
+        http = self.http
+        if http == "auto":
+            http = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
         return {
-            "http": bounded_h11(self.header_timeout, self.max_header_bytes),
+            "http": bounded_protocol(http, self.header_timeout, self.max_header_bytes),
             "timeout_keep_alive": self.keep_alive,
             "h11_max_incomplete_event_size": self.max_header_bytes,
             "limit_concurrency": self.limit_concurrency,
@@ -77,23 +88,29 @@ class ServeSettings:
 
 
 @functools.cache
-def bounded_h11(header_timeout: float, max_header_bytes: int) -> type[asyncio.Protocol]:
-    """uvicorn's h11 protocol with a deadline and a size limit for every request head:
-    ``header_timeout`` s from the connection, or from the previous response on a kept-alive
-    connection, and ``max_header_bytes`` up to the blank line that ends it.
+def bounded_protocol(http: str, header_timeout: float, max_header_bytes: int) -> type[asyncio.Protocol]:
+    """uvicorn's ``http`` protocol (``"httptools"`` or ``"h11"``) with a deadline and a size
+    limit for every request head: ``header_timeout`` s from the connection, or from the
+    previous response on a kept-alive connection, and ``max_header_bytes`` up to the blank line
+    that ends it.
 
-    h11's own ``max_incomplete_event_size`` only counts a head still incomplete after a read,
-    so a head that arrives whole in one read (uvicorn reads 64 KiB at a time) passes it at any
-    size; the bytes are counted here, as they arrive, up to the end of the head.
+    The bytes are counted as they arrive, before the parser sees them: httptools has no limit,
+    and h11's ``max_incomplete_event_size`` only counts a head still incomplete after a read,
+    so a head that arrives whole in one read (uvicorn reads 64 KiB at a time) passes it.
     """
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    base: Any
+    if http == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
 
     too_large = _closing_response(
         431, "Request Header Fields Too Large", f"the request head is over {max_header_bytes} bytes"
     )
 
-    class BoundedH11Protocol(H11Protocol):
-        """h11 with a deadline and a size limit for each request head (see ``bounded_h11``)."""
+    class BoundedProtocol(base):  # type: ignore[misc]
+        """uvicorn's protocol with a deadline and a size limit for each request head (see
+        ``bounded_protocol``)."""
 
         _head_timer: asyncio.TimerHandle | None = None
         _head_pending = True
@@ -147,4 +164,5 @@ def bounded_h11(header_timeout: float, max_header_bytes: int) -> type[asyncio.Pr
                 self.transport.write(_HEAD_TIMEOUT)
                 self.transport.close()
 
-    return BoundedH11Protocol
+    BoundedProtocol.__name__ = BoundedProtocol.__qualname__ = f"Bounded{base.__name__}"
+    return BoundedProtocol

@@ -50,15 +50,18 @@ def sqlite_path_from_url(url: str) -> str:
     return path
 
 
+BUSY_TIMEOUT = 10.0
+"""Seconds a connection waits for another process's lock before failing with 'database is locked'."""
 WAL_SIZE_LIMIT = 32 * 1024 * 1024
-"""Bytes the write-ahead log may keep between checkpoints before a TRUNCATE checkpoint empties
-it, and the ``journal_size_limit`` it is cut back to when SQLite restarts it."""
+"""Bytes the write-ahead log may grow to before the writer empties it (a TRUNCATE checkpoint
+between two transactions), and the ``journal_size_limit`` SQLite cuts it back to when it
+restarts it."""
 WAL_TRUNCATE_IDLE = 5.0
 """Seconds without a commit after which the write-ahead log is truncated to zero bytes."""
-_CHECKPOINT_BUSY = 0.2
-"""The checkpointer's busy timeout: a TRUNCATE checkpoint waiting for readers of other
-processes gives up after this rather than hold the writers back."""
-_TRUNCATE_BACKOFF = 5.0
+_TRUNCATE_BUSY = 0.05
+"""How long a TRUNCATE checkpoint waits for other processes' readers before giving up (and
+trying again ``_TRUNCATE_BACKOFF`` s later): it must not hold the writer back."""
+_TRUNCATE_BACKOFF = 2.0
 """Seconds before a TRUNCATE checkpoint that readers held off is tried again."""
 
 
@@ -66,7 +69,7 @@ def connect_sqlite(
     path: str,
     *,
     synchronous: Synchronous = "FULL",
-    busy_timeout: float = 10.0,
+    busy_timeout: float = BUSY_TIMEOUT,
     journal_size_limit: int = WAL_SIZE_LIMIT,
 ) -> sqlite3.Connection:
     """A connection in WAL mode with explicit transactions (``isolation_level=None``).
@@ -92,19 +95,17 @@ CheckpointMode = Literal["PASSIVE", "TRUNCATE"]
 
 
 def checkpoint_mode(
-    *, committed: bool, wal_bytes: int, idle_for: float, truncated: bool, size_limit: int, truncate_idle: float
+    *, committed: bool, wal_bytes: int, idle_for: float, truncated: bool, truncate_idle: float
 ) -> CheckpointMode | None:
-    """Which checkpoint the checkpointer runs now, if any.
+    """Which checkpoint the checkpointer thread runs now, if any.
 
     ``committed``: commits were made since the last look; ``wal_bytes``: the WAL file's size;
     ``idle_for``: seconds since the last commit; ``truncated``: the WAL was truncated since then.
-    A PASSIVE checkpoint never blocks anyone but, under steady writes, never finishes the log
-    either, so SQLite never restarts it and the file grows: past ``size_limit`` bytes, and once
-    the writers have been idle ``truncate_idle`` s, a TRUNCATE checkpoint empties it
-    (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html).
+    While commits come, a PASSIVE checkpoint copies the log into the database without blocking
+    anyone; once the writer has been idle ``truncate_idle`` s, a TRUNCATE checkpoint empties the
+    log file (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html). The size limit under steady
+    writes is the writer's own to enforce (``GroupCommitter``).
     """
-    if wal_bytes > size_limit:
-        return "TRUNCATE"
     if committed:
         return "PASSIVE"
     if not truncated and wal_bytes > 0 and idle_for >= truncate_idle:
@@ -121,6 +122,15 @@ class GroupCommitter:
     An operation is a function of the connection, run inside ``BEGIN IMMEDIATE ... COMMIT``; it
     must leave the transaction usable if it raises (single statements do). Its future resolves
     after the commit, so a result is never reported for data that is not durable.
+
+    The write-ahead log stays bounded. A checkpoint thread copies it into the database while
+    commits come (PASSIVE, on its own connection, so committers never wait for it) and empties
+    it once the writer is idle ``wal_truncate_idle`` s. Under steady writes that is not enough:
+    a checkpoint running beside the writer never reaches the log's end, so SQLite never
+    restarts the log and the file grows without bound. So when the file passes
+    ``wal_size_limit`` bytes, the writer thread itself empties it between two transactions
+    (TRUNCATE; with no writer beside it, it finishes, after copying only what the checkpoint
+    thread had not yet copied).
     """
 
     def __init__(
@@ -134,8 +144,8 @@ class GroupCommitter:
         wal_size_limit: int = WAL_SIZE_LIMIT,
         wal_truncate_idle: float = WAL_TRUNCATE_IDLE,
     ) -> None:
-        if wal_size_limit < 0:
-            raise ConfigError("sqlite", "wal_size_limit", f"must be >= 0 bytes, got {wal_size_limit!r}")
+        if wal_size_limit < 1:
+            raise ConfigError("sqlite", "wal_size_limit", f"must be >= 1 byte, got {wal_size_limit!r}")
         if wal_truncate_idle <= 0:
             raise ConfigError("sqlite", "wal_truncate_idle", f"must be > 0 seconds, got {wal_truncate_idle!r}")
         self.path = path
@@ -143,10 +153,14 @@ class GroupCommitter:
         self.wal_size_limit = wal_size_limit
         self.wal_truncate_idle = wal_truncate_idle
         self.truncations = 0
-        """TRUNCATE checkpoints that emptied the WAL."""
+        """TRUNCATE checkpoints that emptied the WAL (by the writer past the size limit, or by
+        the checkpoint thread when idle)."""
         self.truncated = threading.Event()
         """Set each time a TRUNCATE checkpoint empties the WAL (clear it to wait for the next)."""
         self._conn = connect_sqlite(path, synchronous=synchronous, journal_size_limit=wal_size_limit)
+        self._busy_ms = int(BUSY_TIMEOUT * 1000)  # restored after a TRUNCATE, which shortens it
+        self._checkpoint_lock = threading.Lock()  # one checkpoint at a time, from either thread
+        self._truncate_after = 0.0
         if init is not None:
             init(self._conn)
         self._pending: list[_Item] = []
@@ -157,7 +171,6 @@ class GroupCommitter:
         self.commits = 0
         self.operations = 0
         self._thread = threading.Thread(target=self._run, name=f"interlock-sqlite:{path}", daemon=True)
-        self._thread.start()
         self._checkpointer: threading.Thread | None = None
         if checkpoint_every > 0 and path != ":memory:":
             # Checkpoint from a second connection so committers never pay for it: SQLite's
@@ -170,6 +183,7 @@ class GroupCommitter:
                 name=f"interlock-sqlite-checkpoint:{path}", daemon=True,
             )
             self._checkpointer.start()
+        self._thread.start()  # last: the writer reads what is set above
 
     def submit(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue ``op`` for the next transaction; the future resolves after its commit (with
@@ -206,14 +220,13 @@ class GroupCommitter:
             return 0
 
     def _checkpoint_loop(self, every: float, synchronous: Synchronous) -> None:
-        # A short busy timeout: TRUNCATE holds the write lock while it waits for other
-        # processes' readers, so it gives up quickly (and tries again later) rather than stall
-        # the group commit behind it.
+        # A short busy timeout: an idle TRUNCATE waiting for other processes' readers gives up
+        # soon (and tries again later) rather than hold up a writer that wakes meanwhile.
         conn = connect_sqlite(
-            self.path, synchronous=synchronous, busy_timeout=_CHECKPOINT_BUSY, journal_size_limit=self.wal_size_limit
+            self.path, synchronous=synchronous, busy_timeout=_TRUNCATE_BUSY, journal_size_limit=self.wal_size_limit
         )
         try:
-            seen, last_commit, truncated, busy_until = -1, time.monotonic(), False, 0.0
+            seen, last_commit, truncated, retry_at = -1, time.monotonic(), False, 0.0
             while not self._stop_checkpoints.wait(every):
                 now, commits = time.monotonic(), self.commits
                 committed = commits != seen
@@ -221,17 +234,16 @@ class GroupCommitter:
                     seen, last_commit, truncated = commits, now, False
                 mode = checkpoint_mode(
                     committed=committed, wal_bytes=self.wal_bytes(), idle_for=now - last_commit,
-                    truncated=truncated, size_limit=self.wal_size_limit, truncate_idle=self.wal_truncate_idle,
+                    truncated=truncated, truncate_idle=self.wal_truncate_idle,
                 )
-                if mode == "TRUNCATE" and now < busy_until:
-                    mode = "PASSIVE" if committed else None  # a reader held it off: not again yet
-                if mode is None:
+                if mode is None or (mode == "TRUNCATE" and now < retry_at):
                     continue
-                if self._checkpoint(conn, mode):
-                    truncated = truncated or mode == "TRUNCATE"
-                elif mode == "TRUNCATE":
-                    busy_until = now + _TRUNCATE_BACKOFF
-            self._checkpoint(conn, "PASSIVE")
+                with self._checkpoint_lock:
+                    done = self._checkpoint(conn, mode)
+                if mode == "TRUNCATE":
+                    truncated, retry_at = done, (now if done else now + _TRUNCATE_BACKOFF)
+            with self._checkpoint_lock:
+                self._checkpoint(conn, "PASSIVE")
         finally:
             conn.close()
 
@@ -248,6 +260,26 @@ class GroupCommitter:
             self.truncated.set()
         return True
 
+    def _truncate_if_over(self) -> None:
+        """In the writer thread, between transactions: empty the WAL once it is over the limit
+        (unless the checkpoint thread is at work, or readers held the last try off)."""
+        now = time.monotonic()
+        if now < self._truncate_after or self.wal_bytes() <= self.wal_size_limit:
+            return
+        if not self._checkpoint_lock.acquire(blocking=False):
+            return  # the checkpoint thread is copying: after the next transaction, then
+        conn = self._conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(_TRUNCATE_BUSY * 1000)}")
+            try:
+                done = self._checkpoint(conn, "TRUNCATE")
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        finally:
+            self._checkpoint_lock.release()
+        if not done:
+            self._truncate_after = now + _TRUNCATE_BACKOFF
+
     def _run(self) -> None:
         while True:
             self._wakeup.wait()
@@ -262,6 +294,8 @@ class GroupCommitter:
                     return
                 continue
             self._execute(batch)
+            if self._checkpointer is not None:
+                self._truncate_if_over()
 
     def _execute(self, batch: list[_Item]) -> None:
         conn = self._conn
