@@ -1,7 +1,8 @@
-"""Sink benchmark: 100,000 rows into PostgreSQL.
+"""Sink benchmark: 20,000 rows (``--rows``) into PostgreSQL.
 
   naive        one INSERT ... ON CONFLICT per row, each its own transaction (what a handler
-               writing its row directly does)
+               writing its row directly does), from the same 64 writers as the batch/ cases,
+               through the same pool
   batch/copy   interlock.BatchWriter over PostgresSink(method="copy"): handlers await
                writer.write(row); batches of max_rows go through COPY + one upsert
   batch/many   the same with method="executemany"
@@ -10,21 +11,23 @@
   raw COPY     one COPY of all rows into the table, no upsert: the floor
 
 Handlers are simulated by ``--concurrency`` tasks each writing its share of rows and awaiting
-every write, as an inbox handler would before acknowledging its event.
+every write, as an inbox handler would before acknowledging its event. Every case uses one pool
+of ``--pool`` connections; the cases are rotated over ``--rounds`` rounds (A B C, B C A, ...) on
+a fresh table each time; medians with min-max.
 
-    python benchmarks/sink.py [--rows 100000] [--max-rows 1000] [--concurrency 64]
+    python benchmarks/sink.py [--rows 20000] [--max-rows 1000] [--concurrency 64] [--pool 10] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 import uuid
 from typing import Any
 
+import _common
 import asyncpg
 
 import interlock
@@ -54,6 +57,8 @@ async def count(conn: Any, schema: str) -> int:
 
 
 async def naive(pool: Any, schema: str, rows: list[tuple[Any, ...]], concurrency: int) -> None:
+    """``concurrency`` writers (the batched paths' handlers), each awaiting one INSERT per row
+    through the same pool (``pool.execute`` takes a connection per statement)."""
     sql = (
         f'INSERT INTO "{schema}".payments (id, customer, amount, status, payload) VALUES ($1, $2, $3, $4, $5) '
         "ON CONFLICT (id) DO UPDATE SET customer = excluded.customer, amount = excluded.amount, "
@@ -61,14 +66,15 @@ async def naive(pool: Any, schema: str, rows: list[tuple[Any, ...]], concurrency
     )
 
     async def worker(share: list[tuple[Any, ...]]) -> None:
-        async with pool.acquire() as conn:
-            for row in share:
-                await conn.execute(sql, *row)
+        for row in share:
+            await pool.execute(sql, *row)
 
     await asyncio.gather(*(worker(rows[i::concurrency]) for i in range(concurrency)))
 
 
-async def batched(pool: Any, schema: str, rows: list[tuple[Any, ...]], concurrency: int, method: Any, max_rows: int) -> None:
+async def batched(
+    pool: Any, schema: str, rows: list[tuple[Any, ...]], concurrency: int, method: Any, max_rows: int
+) -> None:
     sink = PostgresSink("payments", COLUMNS, ["id"], pool=pool, schema=schema, method=method)
     writer = interlock.BatchWriter(sink, max_rows=max_rows, max_delay=0.01)
 
@@ -97,48 +103,87 @@ async def raw_copy(pool: Any, schema: str, rows: list[tuple[Any, ...]]) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--max-rows", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--naive-concurrency", type=int, default=10, help="connections for the naive inserts")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="writers, for the naive and batch/ cases alike"
+    )
+    parser.add_argument("--pool", type=int, default=10, help="connections in the one pool every case uses")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    load = _common.Load()
     rows = make_rows(args.rows)
     schema = f"bench_sink_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(DSN)
     await admin.execute(f'CREATE SCHEMA "{schema}"')
-    pool = await asyncpg.create_pool(DSN, min_size=2, max_size=max(10, args.naive_concurrency))
-    results: dict[str, dict[str, float]] = {}
+    pool = await asyncpg.create_pool(DSN, min_size=args.pool, max_size=args.pool)
+    seconds: dict[str, list[float]] = {}
+    naive_key = f"naive x{args.concurrency}"
     try:
-        cases: list[tuple[str, Any]] = [
-            ("raw COPY", lambda: raw_copy(pool, schema, rows)),
-            ("batch/copy", lambda: batched(pool, schema, rows, args.concurrency, "copy", args.max_rows)),
-            ("batch/executemany", lambda: batched(pool, schema, rows, args.concurrency, "executemany", args.max_rows)),
-            ("stream/copy add()", lambda: streamed(pool, schema, rows, "copy", args.max_rows)),
-            (f"naive x{args.naive_concurrency}", lambda: naive(pool, schema, rows, args.naive_concurrency)),
-        ]
-        for name, run in cases:
-            await fresh_table(admin, schema)
-            start = time.perf_counter()
-            await run()
-            elapsed = time.perf_counter() - start
-            stored = await count(admin, schema)
-            assert stored == args.rows, f"{name}: {stored} rows stored, expected {args.rows}"
-            results[name] = {"seconds": round(elapsed, 3), "rows_per_s": round(args.rows / elapsed)}
-            print(f"{name:20} {elapsed:8.2f} s  {args.rows / elapsed:10.0f} rows/s", flush=True)
+        cases: dict[str, Any] = {
+            "raw COPY": lambda: raw_copy(pool, schema, rows),
+            "batch/copy": lambda: batched(pool, schema, rows, args.concurrency, "copy", args.max_rows),
+            "batch/executemany": lambda: batched(
+                pool, schema, rows, args.concurrency, "executemany", args.max_rows
+            ),
+            "stream/copy add()": lambda: streamed(pool, schema, rows, "copy", args.max_rows),
+            naive_key: lambda: naive(pool, schema, rows, args.concurrency),
+        }
+        seconds = {name: [] for name in cases}
+        for round_no, order in enumerate(_common.rotations(list(cases), args.rounds), 1):
+            for name in order:
+                await fresh_table(admin, schema)
+                start = time.perf_counter()
+                await cases[name]()
+                elapsed = time.perf_counter() - start
+                stored = await count(admin, schema)
+                assert stored == args.rows, f"{name}: {stored} rows stored, expected {args.rows}"
+                seconds[name].append(elapsed)
+                print(
+                    f"round {round_no} {name:20} {elapsed:8.2f} s  {args.rows / elapsed:10.0f} rows/s",
+                    flush=True,
+                )
     finally:
         await pool.close()
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
-    naive_key = f"naive x{args.naive_concurrency}"
+    med, spread = _common.med, _common.spread
+    naive_s = med(seconds[naive_key])
+    rows_out = [
+        (
+            name,
+            spread(s, "{:.2f}"),
+            spread([args.rows / x for x in s], "{:.0f}"),
+            f"{naive_s / med(s):.1f}x",
+        )
+        for name, s in seconds.items()
+    ]
+    print()
+    print(
+        f"{args.rows} rows x {args.rounds} rounds (cases rotated); {args.concurrency} writers for naive and batch/, "
+        f"one pool of {args.pool} connections for all; median (min-max)"
+    )
+    print(_common.table(["case", "seconds", "rows/s", "vs naive (time)"], rows_out))
     ratios = {
-        "batch_copy_vs_naive": round(results[naive_key]["seconds"] / results["batch/copy"]["seconds"], 1),
-        "batch_executemany_vs_naive": round(results[naive_key]["seconds"] / results["batch/executemany"]["seconds"], 1),
-        "stream_copy_vs_naive": round(results[naive_key]["seconds"] / results["stream/copy add()"]["seconds"], 1),
-        "raw_copy_vs_batch_copy": round(results["batch/copy"]["seconds"] / results["raw COPY"]["seconds"], 2),
+        "batch_copy_vs_naive": round(naive_s / med(seconds["batch/copy"]), 1),
+        "batch_executemany_vs_naive": round(naive_s / med(seconds["batch/executemany"]), 1),
+        "stream_copy_vs_naive": round(naive_s / med(seconds["stream/copy add()"]), 1),
+        "batch_copy_over_raw_copy": round(med(seconds["batch/copy"]) / med(seconds["raw COPY"]), 2),
     }
     print("ratios:", ratios)
-    print(json.dumps({"benchmark": "sink", "rows": args.rows, "max_rows": args.max_rows,
-                      "concurrency": args.concurrency, "results": results, "ratios": ratios}))
+    _common.emit(
+        "sink",
+        {
+            "rows": args.rows,
+            "max_rows": args.max_rows,
+            "concurrency": args.concurrency,
+            "pool": args.pool,
+            "rounds": args.rounds,
+            "seconds": {name: [round(x, 3) for x in s] for name, s in seconds.items()},
+            "ratios": ratios,
+            **load.end(),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -35,10 +36,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from _common import emit, median, table
+from _common import Load, OpenLoop, emit, fmt_ms, open_loop, percentile, table
 
 SECRET = "soak-secret"
 
@@ -126,72 +127,41 @@ def delivery(body: bytes, delivery_id: str, *, secret: str = SECRET) -> dict[str
     }
 
 
-class Load:
-    """Paced senders: request ``i`` leaves at ``start + i / rate``, whatever came before."""
+class Deliveries:
+    """What the soak sends, one signed delivery per call, and what came back."""
 
-    def __init__(self, base: str, rate: float) -> None:
+    def __init__(self, session: Any, base: str, run: str) -> None:
+        self.session = session
         self.base = base
-        self.rate = rate
+        self.run = run
         self.statuses: dict[int, int] = {}
         self.errors = 0
         self.accepted = 0
         self.latencies: list[float] = []
-        self.sent = 0
-        self.late = 0
+        """Request latencies in completion order (the sampler reads the ones since its last look)."""
 
-    async def one(self, session: Any, i: int, run: str) -> None:
+    async def send(self, i: int) -> bool:
         kind = i % 100
         body = json.dumps({"ref": "refs/heads/main", "n": i, "pad": "x" * 400}).encode()
-        path, headers = "/hooks/github", delivery(body, f"{run}-{i}")
+        path, headers = "/hooks/github", delivery(body, f"{self.run}-{i}")
         if kind == 17 and i > 100:
-            headers = delivery(body, f"{run}-{i - 100}")  # a redelivery: answered "duplicate"
+            headers = delivery(body, f"{self.run}-{i - 100}")  # a redelivery: answered "duplicate"
         elif kind == 42:
-            headers = delivery(body, f"{run}-{i}", secret="wrong")  # 401
+            headers = delivery(body, f"{self.run}-{i}", secret="wrong")  # 401
         elif kind == 77:
-            path = f"/hooks/made-up-{uuid.uuid4().hex}"  # 404, one metric label for all
+            path = f"/hooks/made-up-{uuid.uuid4().hex}"  # 404, one metric label for all of them
         started = time.perf_counter()
         try:
-            async with session.post(self.base + path, data=body, headers=headers) as reply:
+            async with self.session.post(self.base + path, data=body, headers=headers) as reply:
                 payload = await reply.read()
-                self.statuses[reply.status] = self.statuses.get(reply.status, 0) + 1
-                if reply.status == 200 and b"accepted" in payload:
-                    self.accepted += 1
         except Exception:
             self.errors += 1
-            return
+            raise
         self.latencies.append(time.perf_counter() - started)
-
-    async def run(self, seconds: float, run: str, on_tick: Callable[[float], Awaitable[None]], every: float) -> None:
-        import aiohttp
-
-        connector = aiohttp.TCPConnector(limit=64)
-        timeout = aiohttp.ClientTimeout(total=30)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            start = time.monotonic()
-            tasks: set[asyncio.Task[None]] = set()
-            next_tick = every
-            i = 0
-            while True:
-                now = time.monotonic() - start
-                if now >= seconds:
-                    break
-                if now >= next_tick:
-                    await on_tick(now)
-                    next_tick += every
-                due = i / self.rate
-                if due > now:
-                    await asyncio.sleep(min(due - now, next_tick - now))
-                    continue
-                if now - due > 1.0:
-                    self.late += 1
-                task = asyncio.create_task(self.one(session, i, run))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                i += 1
-                self.sent = i
-            if tasks:
-                await asyncio.wait(tasks)
-            await on_tick(time.monotonic() - start)
+        self.statuses[reply.status] = self.statuses.get(reply.status, 0) + 1
+        if reply.status == 200 and b"accepted" in payload:
+            self.accepted += 1
+        return reply.status < 500
 
 
 def inbox_section(args: argparse.Namespace) -> dict[str, Any]:
@@ -204,40 +174,63 @@ def inbox_section(args: argparse.Namespace) -> dict[str, Any]:
          *(["--wal-size-limit", str(args.wal_size_limit)] if args.wal_size_limit is not None else [])],
     )
     samples: list[dict[str, Any]] = []
-    load = Load(f"http://127.0.0.1:{port}", args.rate)
-    window: list[float] = []
+    sent: Deliveries | None = None
+    seen = 0
 
-    async def tick(at: float) -> None:
-        nonlocal window
-        recent, window = load.latencies[len(window) :], list(load.latencies)
-        recent.sort()
-        sample = {
+    def sample(at: float) -> None:
+        nonlocal seen
+        assert sent is not None
+        recent = sorted(sent.latencies[seen:])
+        seen = len(sent.latencies)
+        row = {
             "t": round(at), "rss_kib": rss_kib(proc.pid), "wal_kib": file_kib(db + "-wal"), "db_kib": file_kib(db),
-            **rows_by_state(db), "sent": load.sent,
-            "p50_ms": round(median(recent) * 1000, 2) if recent else None,
-            "p99_ms": round(recent[int(0.99 * (len(recent) - 1))] * 1000, 2) if recent else None,
+            **rows_by_state(db), "answered": seen,
+            "p50_ms": round(percentile(recent, 50) * 1000, 2) if recent else None,
+            "p99_ms": round(percentile(recent, 99) * 1000, 2) if recent else None,
         }
-        samples.append(sample)
+        samples.append(row)
         print(
-            f"  t={sample['t']:>4}s rss={sample['rss_kib'] / 1024:6.1f} MiB wal={sample['wal_kib']:>6} KiB "
-            f"db={sample['db_kib']:>6} KiB rows p/d/x={sample['pending']}/{sample['done']}/{sample['dead']} "
-            f"sent={sample['sent']} p50={sample['p50_ms']} ms p99={sample['p99_ms']} ms",
+            f"  t={row['t']:>4}s rss={row['rss_kib'] / 1024:6.1f} MiB wal={row['wal_kib']:>6} KiB "
+            f"db={row['db_kib']:>6} KiB rows p/d/x={row['pending']}/{row['done']}/{row['dead']} "
+            f"answered={row['answered']} p50={row['p50_ms']} ms p99={row['p99_ms']} ms",
             flush=True,
         )
 
-    async def main() -> None:
-        await wait_port(port, proc)
-        await load.run(args.seconds, uuid.uuid4().hex[:8], tick, args.every)
+    async def main() -> OpenLoop:
+        import aiohttp
 
+        nonlocal sent
+        await wait_port(port, proc)
+        connector = aiohttp.TCPConnector(limit=64)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+            sent = Deliveries(session, f"http://127.0.0.1:{port}", uuid.uuid4().hex[:8])
+            start = time.monotonic()
+
+            async def sampler() -> None:
+                while True:
+                    await asyncio.sleep(args.every)
+                    sample(time.monotonic() - start)
+
+            sampling = asyncio.create_task(sampler())
+            try:
+                result = await open_loop(sent.send, args.rate, args.seconds)
+            finally:
+                sampling.cancel()
+            sample(time.monotonic() - start)
+            return result
+
+    machine = Load()
     try:
-        asyncio.run(main())
+        result = asyncio.run(main())
     finally:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
+    assert sent is not None
     final_rows = rows_by_state(db)
+    shutil.rmtree(tmp, ignore_errors=True)
     warm = next((s for s in samples if s["t"] >= args.warmup), samples[0])
     end = samples[-1]
     rss_ratio = end["rss_kib"] / warm["rss_kib"] if warm["rss_kib"] else float("nan")
@@ -247,18 +240,25 @@ def inbox_section(args: argparse.Namespace) -> dict[str, Any]:
         [[s["t"], s["rss_kib"] / 1024, s["wal_kib"], s["db_kib"], s["pending"], s["done"], s["dead"],
           s["p50_ms"], s["p99_ms"]] for s in samples],
     ))
-    server_errors = sum(n for status, n in load.statuses.items() if status >= 500)
+    server_errors = sum(n for status, n in sent.statuses.items() if status >= 500)
     print()
-    print(f"inbox soak: {args.seconds:.0f} s at {args.rate:.0f} events/s, {load.sent} requests, statuses {dict(sorted(load.statuses.items()))}")
+    print(
+        f"inbox soak: {args.seconds:.0f} s at {args.rate:.0f} events/s offered, {result.scheduled} requests "
+        f"({result.achieved_rate:.0f}/s answered without a 5xx), statuses {dict(sorted(sent.statuses.items()))}"
+    )
     print(f"  RSS at {warm['t']} s {warm['rss_kib'] / 1024:.1f} MiB, at the end {end['rss_kib'] / 1024:.1f} MiB: "
           f"ratio {rss_ratio:.3f} ({'flat' if abs(rss_ratio - 1) <= 0.10 else 'NOT flat'} within 10 %)")
     print(f"  WAL at the end {end['wal_kib']} KiB (largest seen {max(s['wal_kib'] for s in samples)} KiB), "
           f"database {end['db_kib']} KiB; rows after shutdown {final_rows}")
-    print(f"  5xx: {server_errors}, client errors: {load.errors}, requests sent over 1 s late: {load.late}")
+    print(
+        f"  5xx: {server_errors}, transport errors: {sent.errors}, unfinished: {result.unfinished}, "
+        f"sender lag p99 {fmt_ms(result.lag_p(99))} ms"
+    )
     return {
-        "seconds": args.seconds, "rate": args.rate, "requests": load.sent, "accepted": load.accepted,
-        "statuses": {str(k): v for k, v in sorted(load.statuses.items())}, "server_errors": server_errors,
-        "client_errors": load.errors, "rss_start_kib": warm["rss_kib"], "rss_end_kib": end["rss_kib"],
+        "seconds": args.seconds, "rate": args.rate, "requests": result.scheduled, "accepted": sent.accepted,
+        "unfinished": result.unfinished, **machine.end(),
+        "statuses": {str(k): v for k, v in sorted(sent.statuses.items())}, "server_errors": server_errors,
+        "client_errors": sent.errors, "rss_start_kib": warm["rss_kib"], "rss_end_kib": end["rss_kib"],
         "rss_ratio": round(rss_ratio, 3), "wal_end_kib": end["wal_kib"],
         "wal_max_kib": max(s["wal_kib"] for s in samples), "db_end_kib": end["db_kib"], "rows_end": final_rows,
         "samples": samples,

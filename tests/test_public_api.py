@@ -36,3 +36,28 @@ def test_errors_module_documents_its_tree() -> None:
     doc = interlock.errors.__doc__ or ""
     for name in interlock.errors.__all__:
         assert name in doc, f"{name} missing from the tree drawn in interlock.errors"
+
+
+def test_no_name_has_two_meanings() -> None:
+    """``interlock.Timeout`` is the client's limits; the error an attempt raises is ``TimedOut``."""
+    assert set(interlock.__all__).isdisjoint(interlock.errors.__all__)
+    assert not issubclass(interlock.Timeout, BaseException)
+    assert issubclass(interlock.errors.TimedOut, TimeoutError)
+    assert issubclass(interlock.errors.DeadlineExceeded, interlock.errors.TimedOut)
+
+
+def test_testing_helpers_are_exported_and_documented() -> None:
+    import inspect
+
+    import interlock.testing as testing
+
+    assert testing.__all__ == sorted(testing.__all__)
+    for name in ("MockTransport", "set_testing", "FakeClock", "respond"):
+        assert name in testing.__all__, name
+    undocumented = [
+        name
+        for name in testing.__all__
+        if (inspect.isclass(getattr(testing, name)) or inspect.isfunction(getattr(testing, name)))
+        and not getattr(testing, name).__doc__
+    ]
+    assert undocumented == []

@@ -7,7 +7,18 @@ import logging as _logging
 from . import errors, metrics
 from ._ids import correlation_id, current_correlation_id
 from ._models import Request, Response
-from .client import Batch, Cache, CacheRule, Client, Concurrency, Paginator, RateLimit, SyncClient, Timeout
+from .client import (
+    Batch,
+    Cache,
+    CacheRule,
+    Client,
+    Concurrency,
+    Paginator,
+    RateLimit,
+    RequestOptions,
+    SyncClient,
+    Timeout,
+)
 from .core.backoff import Backoff
 from .core.breaker import CircuitBreaker
 from .core.retry import Retry, RetryBudget
@@ -30,6 +41,7 @@ __all__ = [
     "RateLimit",
     "Redelivery",
     "Request",
+    "RequestOptions",
     "Response",
     "Retry",
     "RetryBudget",

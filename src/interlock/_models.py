@@ -10,13 +10,22 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from .errors import UpstreamError
 
+__all__ = ["IDEMPOTENT_METHODS", "SAFE_METHODS", "Request", "Response"]
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # RFC 9110 section 9.2.2: repeating these has the same effect as sending them once.
 IDEMPOTENT_METHODS = SAFE_METHODS | {"PUT", "DELETE"}
 
 
+# What an error raised for a response says about where it happened (see CallError).
+_RESPONSE_CONTEXT = ("upstream", "method", "route", "attempts", "tracking_id", "request_id", "status")
+
+
 @dataclass(slots=True)
 class Request:
+    """One outbound call as the pipeline sees it: built by ``Client.build_request``, carried
+    through every policy and attempt, then sent by a transport."""
+
     method: str
     url: str
     """Absolute URL without the query string."""
@@ -38,7 +47,18 @@ class Request:
 
     @property
     def is_safe(self) -> bool:
+        """True for methods that change nothing upstream (RFC 9110 section 9.2.1)."""
         return self.method in SAFE_METHODS
+
+    def context(self) -> dict[str, Any]:
+        """Where this call goes, for an error raised on its way: upstream, method, route and
+        request id (see ``CallError``)."""
+        return {
+            "upstream": self.upstream,
+            "method": self.method,
+            "route": self.route,
+            "request_id": self.request_id,
+        }
 
 
 @dataclass(slots=True, eq=False)
@@ -61,12 +81,35 @@ class Response:
     """Served from cache past its freshness (stale-while-revalidate or stale-if-error)."""
     _json: Any = field(default=None, repr=False)
 
+    @classmethod
+    def answering(
+        cls,
+        request: Request,
+        status: int,
+        headers: CIMultiDictProxy[str],
+        content: bytes,
+        *,
+        attempts: int = 1,
+        tracking_id: str | None = None,
+        from_cache: bool = False,
+        stale: bool = False,
+    ) -> Response:
+        """The answer to ``request``: its method, URL, route, upstream and request id copied
+        from it, the other fields as given."""
+        return cls(
+            status, headers, content, request.method, request.url, request.route, request.upstream,
+            attempts=attempts, tracking_id=tracking_id, request_id=request.request_id,
+            from_cache=from_cache, stale=stale,
+        )  # fmt: skip
+
     @property
     def ok(self) -> bool:
+        """True for 2xx and 3xx answers."""
         return 200 <= self.status < 400
 
     @property
     def text(self) -> str:
+        """The body decoded with the ``Content-Type`` charset (UTF-8 when none is given)."""
         charset = "utf-8"
         ctype = self.headers.get("Content-Type", "")
         for part in ctype.split(";")[1:]:
@@ -76,6 +119,7 @@ class Response:
         return self.content.decode(charset, errors="replace")
 
     def json(self) -> Any:
+        """The body parsed as JSON (parsed once, then kept)."""
         if self._json is None:
             self._json = _json.loads(self.content)
         return self._json
@@ -83,16 +127,8 @@ class Response:
     def raise_for_status(self) -> Response:
         """Raise ``UpstreamError`` for 4xx and 5xx answers; return self otherwise."""
         if self.status >= 400:
-            raise UpstreamError(
-                f"upstream answered {self.status}",
-                upstream=self.upstream,
-                method=self.method,
-                route=self.route,
-                attempts=self.attempts,
-                tracking_id=self.tracking_id,
-                request_id=self.request_id,
-                status=self.status,
-            )
+            context = {name: getattr(self, name) for name in _RESPONSE_CONTEXT}
+            raise UpstreamError(f"upstream answered {self.status}", **context)
         return self
 
     def __repr__(self) -> str:

@@ -8,7 +8,7 @@
     │   │                            tracking id and request id
     │   ├── TransportError           the network failed (reset, DNS, TLS) after connecting
     │   │   └── ConnectError         no connection could be made: nothing was sent
-    │   ├── Timeout                  an attempt ran out of time (also a builtin TimeoutError)
+    │   ├── TimedOut                 an attempt ran out of time (also a builtin TimeoutError)
     │   │   └── DeadlineExceeded     the whole call, retries included, ran out of time
     │   ├── CircuitOpen              the breaker is open: failed fast without calling upstream
     │   ├── RateLimited              the local quota wait would exceed max_wait
@@ -45,7 +45,7 @@ __all__ = [
     "RateLimited",
     "RetriesExhausted",
     "SignatureInvalid",
-    "Timeout",
+    "TimedOut",
     "TransportError",
     "UnknownSource",
     "UpstreamError",
@@ -134,13 +134,16 @@ class ConnectError(TransportError):
     hint = "the upstream refused or could not be reached; nothing was sent, so retrying is safe"
 
 
-class Timeout(CallError, builtins.TimeoutError):
-    """An attempt ran out of time (the client's per-attempt limit); also a builtin ``TimeoutError``."""
+class TimedOut(CallError, builtins.TimeoutError):
+    """An attempt ran out of time (the client's per-attempt limit); also a builtin ``TimeoutError``.
+
+    Named apart from ``interlock.Timeout``, the limits that decide when it is raised.
+    """
 
     hint = "raise interlock.Timeout(...) limits if the upstream is legitimately slow"
 
 
-class DeadlineExceeded(Timeout):
+class DeadlineExceeded(TimedOut):
     """The whole call, retries and backoffs included, ran out of its ``total`` time."""
 
     hint = "the call's total time budget ran out; raise Timeout(total=...) or lower retries"

@@ -1,5 +1,15 @@
-"""Helpers for testing code that uses Interlock: a fake clock, a PostgreSQL schema per test and a
-loopback TCP proxy to freeze or cut."""
+"""Helpers for testing code that uses Interlock.
+
+- ``MockTransport(handler)`` (with ``respond``): a Client whose upstream is a function of the
+  request; every policy still runs.
+- ``set_testing(True, attempts=...)``: testing mode for every client, no waits between
+  attempts and few attempts, so code that retries finishes at once (also a context manager).
+- ``FakeClock``: time that moves only when told to, for ``clock=`` arguments.
+- ``temporary_schema``: a throwaway PostgreSQL schema.
+- ``TcpProxy``: a loopback TCP proxy in front of a server, to freeze or cut in fault tests.
+
+The simulated third-party API for end-to-end tests is ``interlock.testbed``.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +18,21 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["FakeClock", "TcpProxy", "temporary_schema"]
+from .client.policies.retry import is_testing, set_testing
+from .client.transports import MockTransport, Responder, respond
+
+__all__ = [
+    "FakeClock",
+    "MockTransport",
+    "Responder",
+    "TcpProxy",
+    "is_testing",
+    "respond",
+    "set_testing",
+    "temporary_schema",
+]
 
 
 class FakeClock:
@@ -21,17 +44,21 @@ class FakeClock:
         self.sleeps: list[float] = []
 
     def monotonic(self) -> float:
+        """The fake monotonic time, in seconds."""
         return self._now
 
     def time(self) -> float:
+        """The fake wall-clock time (epoch seconds), moving with ``monotonic``."""
         return self._now + self._wall_offset
 
     def advance(self, seconds: float) -> None:
+        """Move both clocks forward by ``seconds``."""
         if seconds < 0:
             raise ValueError("a clock cannot go backwards")
         self._now += seconds
 
     async def sleep(self, seconds: float) -> None:
+        """Record the sleep in ``sleeps``, advance the clock by it and yield once."""
         self.sleeps.append(seconds)
         self.advance(max(0.0, seconds))
         await asyncio.sleep(0)
@@ -72,7 +99,7 @@ class TcpProxy:
     thread, so it keeps its word whatever the loop of the code under test is doing::
 
         with TcpProxy("127.0.0.1", 5432) as proxy:
-            dsn = f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
+            queue = PostgresQueue(proxy.url("postgresql://postgres@127.0.0.1:5432/test"))
             ...
             proxy.freeze()
 
@@ -145,6 +172,14 @@ class TcpProxy:
             pass
         finally:
             writer.transport.abort()
+
+    def url(self, url: str) -> str:
+        """``url`` (a PostgreSQL DSN, a ``redis://`` URL...) with its host and port replaced by
+        the proxy's, so a client given it connects through the proxy."""
+        parts = urlsplit(url)
+        user, _, _ = parts.netloc.rpartition("@")
+        here = f"{self.host}:{self.port}"
+        return urlunsplit(parts._replace(netloc=f"{user}@{here}" if user else here))
 
     def _call(self, fn: Callable[[], None]) -> None:
         if self._loop is None:

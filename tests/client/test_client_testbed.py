@@ -126,7 +126,7 @@ async def test_slow_answers_time_out_and_resets_are_transport_errors() -> None:
     faults = Faults(slow_rate=1.0, slow_ms=1000)
     async with Testbed(TestbedConfig(faults=faults)) as tb:
         async with Client(tb.url, retry=Retry(attempts=1), timeout=Timeout(connect=1, read=0.1)) as client:
-            with pytest.raises(interlock.errors.Timeout) as caught:
+            with pytest.raises(interlock.errors.TimedOut) as caught:
                 await client.get("/customers/1")
         assert isinstance(caught.value, TimeoutError)
         tb.configure(faults=Faults(reset_rate=1.0))

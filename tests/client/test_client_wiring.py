@@ -1,5 +1,5 @@
-"""Unit tests of the Client's pipeline wiring, with a scripted transport and a fake clock.
-End-to-end behaviour against the real testbed is in test_client_testbed.py."""
+"""Unit tests of the Client's pipeline wiring, with a scripted ``MockTransport`` and a fake
+clock. End-to-end behaviour against the real testbed is in test_client_testbed.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
 
 import interlock
 from interlock import Backoff, CircuitBreaker, Client, Request, Response, Retry, Timeout
@@ -22,21 +21,22 @@ from interlock.errors import (
     RetriesExhausted,
     TransportError,
 )
-from interlock.testing import FakeClock
+from interlock.testing import FakeClock, MockTransport, respond
 
 Outcome = int | tuple[int, dict[str, str]] | Exception | Callable[[Request], Response]
 
 
-class ScriptedTransport:
+class ScriptedTransport(MockTransport):
+    """A MockTransport whose handler plays ``outcomes`` in order (the last one repeats)."""
+
     def __init__(self, *outcomes: Outcome, clock: FakeClock | None = None, takes: float = 0.0) -> None:
+        super().__init__(self.play)
         self.outcomes = list(outcomes)
-        self.requests: list[Request] = []
         self.headers_seen: list[dict[str, str]] = []
         self.clock = clock
         self.takes = takes
 
-    async def send(self, request: Request, timeout: AttemptTimeout) -> Response:
-        self.requests.append(request)
+    def play(self, request: Request) -> Response:
         self.headers_seen.append(dict(request.headers))
         if self.clock and self.takes:
             self.clock.advance(self.takes)
@@ -46,19 +46,9 @@ class ScriptedTransport:
         if callable(outcome):
             return outcome(request)
         status, headers = outcome if isinstance(outcome, tuple) else (outcome, {})
-        return Response(
-            status=status,
-            headers=CIMultiDictProxy(CIMultiDict({"Trackingid": f"t{len(self.requests)}", **headers})),
-            content=b'{"ok": true}',
-            method=request.method,
-            url=request.url,
-            route=request.route,
-            upstream=request.upstream,
-            tracking_id=f"t{len(self.requests)}",
+        return respond(
+            status, content=b'{"ok": true}', headers={"Trackingid": f"t{len(self.requests)}", **headers}
         )
-
-    async def aclose(self) -> None:
-        pass
 
 
 def make(
@@ -165,14 +155,8 @@ async def test_deadline_stops_retrying() -> None:
     ],
 )
 async def test_attempt_timeout_is_the_tightest_bound(timeout: Timeout, expected_total: float | None) -> None:
-    seen: list[AttemptTimeout] = []
     client, transport = make(200, timeout=timeout)
-
-    async def send(request: Request, attempt_timeout: AttemptTimeout) -> Response:
-        seen.append(attempt_timeout)
-        return await ScriptedTransport(200).send(request, attempt_timeout)
-
-    transport.send = send  # type: ignore[method-assign]
+    seen: list[AttemptTimeout] = transport.timeouts
     await client.get("/x")
     assert seen[0].connect == timeout.connect
     assert seen[0].total == (pytest.approx(expected_total) if expected_total else None)
@@ -226,16 +210,16 @@ async def test_concurrency_bound_holds() -> None:
     peak = 0
     running = 0
 
-    async def send(request: Request, timeout: AttemptTimeout) -> Response:
+    async def send(request: Request) -> Response:
         nonlocal peak, running
         running += 1
         peak = max(peak, running)
         await asyncio.sleep(0.001)
         running -= 1
-        return Response(status=200, headers=CIMultiDictProxy(CIMultiDict()), content=b"")
+        return respond(200)
 
     client, transport = make(200, concurrency=interlock.Concurrency(limit=7, writes=2))
-    transport.send = send  # type: ignore[method-assign]
+    transport.handler = send
     await asyncio.gather(*(client.get(f"/r/{i}") for i in range(50)))
     assert peak == 7
     peak = 0
@@ -280,14 +264,14 @@ async def test_waiting_for_an_open_breaker_when_asked() -> None:
 async def test_waiting_for_a_concurrency_slot_is_bounded_by_the_deadline() -> None:
     release = asyncio.Event()
 
-    async def send(request: Request, timeout: AttemptTimeout) -> Response:
+    async def send(request: Request) -> Response:
         await release.wait()  # the first call holds the only slot
-        return Response(status=200, headers=CIMultiDictProxy(CIMultiDict()), content=b"")
+        return respond(200)
 
     client, transport = make(
         200, concurrency=interlock.Concurrency(limit=1), clock=interlock._clock.SYSTEM_CLOCK
     )  # type: ignore[arg-type]
-    transport.send = send  # type: ignore[method-assign]
+    transport.handler = send
     holder = asyncio.ensure_future(client.get("/slow"))
     await asyncio.sleep(0)
     with pytest.raises(DeadlineExceeded, match="concurrency slot"):

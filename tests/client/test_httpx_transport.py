@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
-from interlock import Client, Retry
+from interlock import Client, Retry, Timeout
 from interlock.client.transports import HttpxTransport
-from interlock.errors import ConnectError, Timeout
+from interlock.errors import ConnectError, TimedOut
 from interlock.testbed import Faults, Testbed, TestbedConfig
 
 pytest.importorskip("httpx")
@@ -35,10 +35,8 @@ async def test_errors_are_translated() -> None:
         with pytest.raises(ConnectError):
             await client.get("/x")
     async with Testbed(TestbedConfig(faults=Faults(slow_rate=1.0, slow_ms=1000))) as tb:
-        from interlock import Timeout as Limits
-
         async with Client(
-            tb.url, transport=HttpxTransport(), retry=Retry(attempts=1), timeout=Limits(read=0.1)
+            tb.url, transport=HttpxTransport(), retry=Retry(attempts=1), timeout=Timeout(read=0.1)
         ) as client:
-            with pytest.raises(Timeout):
+            with pytest.raises(TimedOut):
                 await client.get("/customers/1")

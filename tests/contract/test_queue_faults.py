@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlparse
 
 import pytest
 
 from interlock.stores import Message
 from interlock.stores.queue_postgres import PostgresQueue
-from interlock.testing import TcpProxy, temporary_schema
+from interlock.testing import TcpProxy
 
 pytestmark = pytest.mark.postgres
 
@@ -25,34 +23,14 @@ def msg(i: int | str, **fields: str) -> Message:
     return Message(source="src", id=f"m{i}", type="t", body=b"{}", received_at=time.time(), **fields)
 
 
-@pytest.fixture
-async def schema(postgres_dsn: str, run_id: str) -> AsyncIterator[str]:
-    async with temporary_schema(postgres_dsn, f"faults_{run_id}") as name:
-        yield name
-
-
-@pytest.fixture
-def proxy(postgres_dsn: str) -> Iterator[TcpProxy]:
-    parsed = urlparse(postgres_dsn)
-    with TcpProxy(parsed.hostname or "127.0.0.1", parsed.port or 5432) as p:
-        yield p
-
-
-def through(proxy: TcpProxy, dsn: str) -> str:
-    """``dsn`` with its host and port replaced by the proxy's."""
-    parsed = urlparse(dsn)
-    user = parsed.netloc.rpartition("@")[0]
-    return parsed._replace(netloc=f"{user}@127.0.0.1:{proxy.port}" if user else f"127.0.0.1:{proxy.port}").geturl()
-
-
 async def test_a_frozen_server_fails_puts_within_the_command_timeout_and_they_recover(
-    postgres_dsn: str, schema: str, proxy: TcpProxy
+    postgres_dsn: str, postgres_schema: str, postgres_proxy: TcpProxy
 ) -> None:
-    queue = PostgresQueue(through(proxy, postgres_dsn), schema=schema, command_timeout=0.5, pool_size=2)
+    queue = PostgresQueue(postgres_proxy.url(postgres_dsn), schema=postgres_schema, command_timeout=0.5, pool_size=2)
     await queue.open()
     try:
         assert await queue.put(msg(1)) is True
-        proxy.freeze()
+        postgres_proxy.freeze()
         # Several puts at once: the first batch is stuck on the frozen connection, the others
         # are grouped behind it; every one of them fails rather than waiting for ever.
         results = await asyncio.wait_for(
@@ -62,7 +40,7 @@ async def test_a_frozen_server_fails_puts_within_the_command_timeout_and_they_re
         assert "did not answer a put within 0.5 s" in str(results[0])
         stats = await asyncio.wait_for(asyncio.gather(queue.stats(), return_exceptions=True), 30)
         assert isinstance(stats[0], TimeoutError)
-        proxy.thaw()
+        postgres_proxy.thaw()
         # The same queue, not reopened, stores again (a loaded machine may take more than one
         # try to open a fresh connection within half a second).
         for attempt in range(5):
@@ -75,21 +53,21 @@ async def test_a_frozen_server_fails_puts_within_the_command_timeout_and_they_re
         else:
             pytest.fail("no put succeeded after the server thawed")
     finally:
-        proxy.thaw()
+        postgres_proxy.thaw()
         await asyncio.wait_for(queue.aclose(), 30)
-    check = PostgresQueue(postgres_dsn, schema=schema)
+    check = PostgresQueue(postgres_dsn, schema=postgres_schema)
     async with check:
         ids = {lease.message.id for lease in await check.lease(100, 30.0)}
     assert "m1" in ids and any(i.startswith("mafter-") for i in ids)  # acknowledged, so stored
 
 
 async def test_workers_listen_again_after_the_connection_drops(
-    postgres_dsn: str, schema: str, proxy: TcpProxy
+    postgres_dsn: str, postgres_schema: str, postgres_proxy: TcpProxy
 ) -> None:
     # A poll interval far longer than the test: only a NOTIFY can wake the waiting consumer
     # before it, and the notification count says which one did.
-    consumer = PostgresQueue(through(proxy, postgres_dsn), schema=schema, poll_interval=3600.0, command_timeout=2.0)
-    producer = PostgresQueue(postgres_dsn, schema=schema)
+    consumer = PostgresQueue(postgres_proxy.url(postgres_dsn), schema=postgres_schema, poll_interval=3600.0, command_timeout=2.0)
+    producer = PostgresQueue(postgres_dsn, schema=postgres_schema)
     await consumer.open()
     await producer.open()
     try:
@@ -100,8 +78,8 @@ async def test_workers_listen_again_after_the_connection_drops(
         await asyncio.wait_for(waiter, 30)
         assert consumer.notifications == 1
 
-        proxy.cut()  # what a restart does to every connection
-        proxy.restore()
+        postgres_proxy.cut()  # what a restart does to every connection
+        postgres_proxy.restore()
         # Listening again wakes the consumer (notifications sent meanwhile are lost).
         while consumer.listens < 2:
             await asyncio.wait_for(consumer.wait(3600.0), 30)
@@ -116,11 +94,11 @@ async def test_workers_listen_again_after_the_connection_drops(
         await asyncio.wait_for(consumer.aclose(), 30)
 
 
-async def test_a_row_the_database_refuses_fails_only_its_own_put(postgres_dsn: str, schema: str) -> None:
+async def test_a_row_the_database_refuses_fails_only_its_own_put(postgres_dsn: str, postgres_schema: str) -> None:
     # Passes the queue's own checks, but is too long for the (source, id) index: PostgreSQL
     # refuses the whole statement, and the batch is split until the bad row stands alone.
     too_long = os.urandom(6000).hex()
-    queue = PostgresQueue(postgres_dsn, schema=schema)
+    queue = PostgresQueue(postgres_dsn, schema=postgres_schema)
     async with queue:
         results = await asyncio.gather(
             *(queue.put(msg(i)) for i in range(30)), queue.put(msg(too_long)), *(queue.put(msg(i)) for i in range(30, 60)),

@@ -11,7 +11,11 @@ DEFAULT_HEADERS = {"ETag": '"v1"', "Content-Type": "application/json"}
 
 
 def entry(
-    ttl: float = 60, headers: dict[str, str] | None = None, respect: bool = False, **kw: float
+    ttl: float = 60,
+    headers: dict[str, str] | None = None,
+    respect: bool = False,
+    request_headers: dict[str, str] | None = None,
+    **kw: float,
 ) -> fr.CacheEntry:
     return fr.new_entry(
         status=200,
@@ -22,7 +26,7 @@ def entry(
         respect_headers=respect,
         stale_while_revalidate=kw.get("swr", 0.0),
         stale_if_error=kw.get("sie", 0.0),
-        request_headers={},
+        request_headers=request_headers or {},
     )
 
 
@@ -136,3 +140,79 @@ def test_serialisation_round_trip(size: int) -> None:
 def test_retention_keeps_validated_entries_for_revalidation() -> None:
     assert entry(ttl=10).retention() >= 10 + fr.REVALIDATION_RETENTION
     assert entry(ttl=10, headers={}, sie=20).retention() == 30
+
+
+# -- CacheRead: the decisions of one GET, step by step -----------------------------------------
+
+TERMS = fr.CacheTerms(ttl=60, stale_while_revalidate=30, stale_if_error=300)
+
+
+def test_a_callers_own_conditional_request_is_not_ours() -> None:
+    assert fr.CacheRead({"If-None-Match": '"v1"'}, TERMS).start() == fr.Bypass()
+    assert fr.CacheRead({"Range": "bytes=0-9"}, TERMS).start() == fr.Bypass()
+
+
+def test_nothing_stored_means_fetch_then_store() -> None:
+    read = fr.CacheRead({}, TERMS, tags=["customer:1"])
+    assert read.start() == fr.Lookup()
+    assert read.stored(None, NOW) == fr.Fetch()
+    outcome = read.answered(200, [("ETag", '"v1"')], b"{}", NOW)
+    assert isinstance(outcome, fr.Store)
+    assert (outcome.entry.lifetime, outcome.entry.tags, outcome.entry.etag) == (60, ("customer:1",), '"v1"')
+    assert read.answered(404, [], b"", NOW) == fr.PassOn()  # not storable
+
+
+def test_fresh_is_served_stale_is_revalidated_and_a_304_freshens() -> None:
+    stored = entry(ttl=60)
+    read = fr.CacheRead({}, TERMS)
+    assert read.stored(stored, NOW + 10) == fr.Serve(stored)
+    revalidate = read.stored(stored, NOW + 120)
+    assert revalidate == fr.Revalidate(stored, {"If-None-Match": '"v1"'})
+    outcome = read.answered(304, [("X-Trace", "b")], b"", NOW + 120)
+    assert isinstance(outcome, fr.Freshened)
+    assert outcome.entry.content == stored.content and outcome.entry.header("X-Trace") == "b"
+    assert fr.assess(outcome.entry, NOW + 121) is fr.Freshness.FRESH
+
+
+def test_stale_while_revalidate_serves_and_names_the_refresh() -> None:
+    stored = entry(ttl=60, swr=30)
+    read = fr.CacheRead({}, TERMS)
+    decision = read.stored(stored, NOW + 70)
+    assert decision == fr.ServeStale(
+        stored, fr.STALE_WHILE_REVALIDATE, refresh=fr.Revalidate(stored, {"If-None-Match": '"v1"'})
+    )
+    # The background refresh's answer is judged against what it sent: a 304 freshens.
+    assert isinstance(read.answered(304, [], b"", NOW + 71), fr.Freshened)
+
+
+def test_stale_if_error_stands_in_for_failures_within_its_window() -> None:
+    stored = entry(ttl=0, headers={}, sie=100)  # no validators: a plain fetch that keeps it
+    read = fr.CacheRead({}, TERMS)
+    assert read.stored(stored, NOW + 50) == fr.Fetch(stored)
+    assert read.answered(503, [], b"", NOW + 50) == fr.ServeStale(stored, "stale-if-error: status 503")
+    assert read.failed("ConnectError: refused", NOW + 50) == fr.ServeStale(
+        stored, "stale-if-error: ConnectError: refused"
+    )
+    assert read.failed("ConnectError: refused", NOW + 150) == fr.PassOn()  # window over
+    assert read.answered(500, [], b"", NOW + 150) == fr.PassOn()
+
+
+def test_request_no_cache_fetches_and_no_store_stores_nothing() -> None:
+    read = fr.CacheRead({"Cache-Control": "no-cache"}, TERMS)
+    assert read.start() == fr.Fetch()
+    assert isinstance(read.answered(200, [], b"{}", NOW), fr.Store)
+    read = fr.CacheRead({"Cache-Control": "no-store"}, TERMS)
+    assert read.start() == fr.Fetch()
+    assert read.answered(200, [], b"{}", NOW) == fr.PassOn()
+
+
+def test_a_vary_mismatch_is_a_miss_without_fallback() -> None:
+    stored = entry(headers={"Vary": "Accept-Language"}, sie=300, request_headers={"accept-language": "fr"})
+    read = fr.CacheRead({"accept-language": "de"}, TERMS)
+    assert read.stored(stored, NOW) == fr.Fetch()
+    assert read.failed("TransportError: reset", NOW) == fr.PassOn()
+
+
+def test_writes_invalidate_unless_they_failed() -> None:
+    assert fr.invalidates("POST", 201) and fr.invalidates("DELETE", 204) and fr.invalidates("PUT", 303)
+    assert not fr.invalidates("POST", 400) and not fr.invalidates("GET", 200)

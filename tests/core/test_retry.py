@@ -3,7 +3,7 @@ import random
 import pytest
 
 from interlock import Backoff, Retry, RetryBudget
-from interlock.core.retry import BudgetLedger, Failure, GiveUp, RetryIn
+from interlock.core.retry import BudgetLedger, FailureKind, GiveUp, RetryIn
 from interlock.errors import ConfigError
 
 NO_JITTER = Backoff(base=0.5, multiplier=2, cap=4, jitter="none")
@@ -14,7 +14,7 @@ def decide(retry: Retry, **overrides: object) -> object:
         "attempt": 1,
         "method": "GET",
         "has_idempotency_key": False,
-        "failure": Failure.STATUS,
+        "failure": FailureKind.STATUS,
         "retry_after": None,
         "now": 100.0,
         "deadline": None,
@@ -45,14 +45,14 @@ def test_retry_after_wins_when_longer_and_is_capped() -> None:
 def test_unsafe_methods_need_an_idempotency_key(method: str) -> None:
     retry = Retry(backoff=NO_JITTER, budget=None)
     assert decide(retry, method=method) == GiveUp("unsafe_method")
-    assert decide(retry, method=method, failure=Failure.TIMEOUT) == GiveUp("unsafe_method")
+    assert decide(retry, method=method, failure=FailureKind.TIMEOUT) == GiveUp("unsafe_method")
     assert decide(retry, method=method, has_idempotency_key=True) == RetryIn(0.5)
 
 
 def test_unsafe_methods_are_repeated_when_nothing_was_processed() -> None:
     retry = Retry(backoff=NO_JITTER, budget=None)
-    assert decide(retry, method="POST", failure=Failure.CONNECT) == RetryIn(0.5)
-    assert decide(retry, method="POST", failure=Failure.THROTTLED) == RetryIn(0.5)
+    assert decide(retry, method="POST", failure=FailureKind.CONNECT) == RetryIn(0.5)
+    assert decide(retry, method="POST", failure=FailureKind.THROTTLED) == RetryIn(0.5)
 
 
 def test_put_and_delete_are_idempotent_by_rfc() -> None:
@@ -63,9 +63,9 @@ def test_put_and_delete_are_idempotent_by_rfc() -> None:
 
 def test_network_errors_and_timeouts_can_be_switched_off() -> None:
     retry = Retry(network_errors=False, timeouts=False, budget=None)
-    assert decide(retry, failure=Failure.NETWORK) == GiveUp("not_retryable")
-    assert decide(retry, failure=Failure.CONNECT) == GiveUp("not_retryable")
-    assert decide(retry, failure=Failure.TIMEOUT) == GiveUp("not_retryable")
+    assert decide(retry, failure=FailureKind.NETWORK) == GiveUp("not_retryable")
+    assert decide(retry, failure=FailureKind.CONNECT) == GiveUp("not_retryable")
+    assert decide(retry, failure=FailureKind.TIMEOUT) == GiveUp("not_retryable")
 
 
 def test_no_retry_that_would_end_past_the_deadline() -> None:
@@ -114,19 +114,19 @@ def test_bad_values_name_the_field(kwargs: dict[str, object], field: str) -> Non
 
 
 def test_open_breaker_fails_fast_unless_asked_to_wait() -> None:
-    assert decide(Retry(budget=None), failure=Failure.CIRCUIT_OPEN, retry_after=2.0) == GiveUp(
+    assert decide(Retry(budget=None), failure=FailureKind.CIRCUIT_OPEN, retry_after=2.0) == GiveUp(
         "not_retryable"
     )
     waiting = Retry(backoff=NO_JITTER, circuit_open=True)
     spent = BudgetLedger(RetryBudget(ratio=0, min_per_second=0))
     assert decide(
-        waiting, method="POST", failure=Failure.CIRCUIT_OPEN, retry_after=2.0, budget=spent
+        waiting, method="POST", failure=FailureKind.CIRCUIT_OPEN, retry_after=2.0, budget=spent
     ) == RetryIn(2.0)
 
 
 def test_server_paced_429s_do_not_spend_the_budget() -> None:
     empty = BudgetLedger(RetryBudget(ratio=0, min_per_second=0))
     retry = Retry(backoff=NO_JITTER)
-    assert decide(retry, failure=Failure.THROTTLED, retry_after=1.0, budget=empty) == RetryIn(1.0)
-    assert decide(retry, failure=Failure.THROTTLED, retry_after=None, budget=empty) == GiveUp("budget")
-    assert decide(retry, failure=Failure.STATUS, retry_after=1.0, budget=empty) == GiveUp("budget")
+    assert decide(retry, failure=FailureKind.THROTTLED, retry_after=1.0, budget=empty) == RetryIn(1.0)
+    assert decide(retry, failure=FailureKind.THROTTLED, retry_after=None, budget=empty) == GiveUp("budget")
+    assert decide(retry, failure=FailureKind.STATUS, retry_after=1.0, budget=empty) == GiveUp("budget")

@@ -9,8 +9,6 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Iterator
-from urllib.parse import urlparse
 
 import pytest
 
@@ -86,29 +84,16 @@ async def test_worker_labels_stop_at_max_sources(sqlite_path: str) -> None:
 # -- 2. a frozen store ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def pg_proxy(postgres_dsn: str) -> Iterator[TcpProxy]:
-    parsed = urlparse(postgres_dsn)
-    with TcpProxy(parsed.hostname or "127.0.0.1", parsed.port or 5432) as proxy:
-        yield proxy
-
-
-def via(proxy: TcpProxy, dsn: str) -> str:
-    parsed = urlparse(dsn)
-    user = parsed.netloc.rpartition("@")[0]
-    return parsed._replace(netloc=f"{user}@127.0.0.1:{proxy.port}" if user else f"127.0.0.1:{proxy.port}").geturl()
-
-
 async def test_a_frozen_postgres_is_answered_503_with_retry_after_in_bounded_time(
-    postgres_dsn: str, postgres_schema: str, pg_proxy: TcpProxy
+    postgres_dsn: str, postgres_schema: str, postgres_proxy: TcpProxy
 ) -> None:
-    queue = PostgresQueue(via(pg_proxy, postgres_dsn), schema=postgres_schema, command_timeout=1.0)
+    queue = PostgresQueue(postgres_proxy.url(postgres_dsn), schema=postgres_schema, command_timeout=1.0)
     box = interlock.Inbox(store=queue, put_timeout=0.5)
     box.source("github", interlock.signatures.GitHub(SECRET))
     app = box.asgi()
     try:
         assert (await call(app, "/hooks/github", BODY, github_headers(BODY, "before"))).status == 200
-        pg_proxy.freeze()
+        postgres_proxy.freeze()
         # A burst (grouped into one stuck flush), then more behind it: each answered, none held.
         burst = await asyncio.wait_for(
             asyncio.gather(*(call(app, "/hooks/github", BODY, github_headers(BODY, f"f-{i}")) for i in range(10))), 30
@@ -117,7 +102,7 @@ async def test_a_frozen_postgres_is_answered_503_with_retry_after_in_bounded_tim
         for reply in burst + later:
             assert (reply.status, reply.headers.get("retry-after")) == (503, "5")
         assert box.metrics.rejected[("github", "store_timeout")] == 13
-        pg_proxy.thaw()
+        postgres_proxy.thaw()
         statuses = []
         for attempt in range(5):  # a loaded machine may need more than one try to reconnect
             reply = await asyncio.wait_for(call(app, "/hooks/github", BODY, github_headers(BODY, f"after-{attempt}")), 30)
@@ -126,7 +111,7 @@ async def test_a_frozen_postgres_is_answered_503_with_retry_after_in_bounded_tim
                 break
         assert statuses[-1] == 200, statuses
     finally:
-        pg_proxy.thaw()
+        postgres_proxy.thaw()
         await asyncio.wait_for(box.aclose(), 30)
 
 

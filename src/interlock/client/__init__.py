@@ -1,9 +1,37 @@
-"""The outbound face: ``Client`` (async) and ``SyncClient``."""
+"""The outbound face: ``Client`` (async) and ``SyncClient``.
 
-from ._client import Client
-from ._config import Concurrency, Timeout
-from ._options import Batch, Cache, CacheRule, RateLimit
+Every call goes through one pipeline, in this order::
+
+    once per call      cache -> coalesce -> batch
+    retry              runs the attempts, waits between them, gives up
+    once per attempt   rate limit -> concurrency -> breaker -> transport
+    the deadline       (``Timeout.total``) bounds all of it: waits for a turn, a slot, a retry
+
+Why this order: the work-avoiding policies come first and run once, so a cache hit, a shared
+flight or a batched read costs no attempt at all. Retry sits below them, so a retried call is
+still one cache lookup and one coalesced flight. Each attempt then draws from the rate limit
+first (retries spend the same quota as first tries), takes a concurrency slot only while it is
+on the wire (not while it backs off) and is judged by the breaker, which sees every attempt.
+
+This docstring states the order; ``_pipeline.compose_pipeline`` is the one place that builds
+it. Each stage's decisions are made by a sans-I/O object in ``interlock.core`` (freshness,
+batching, retry, bucket, breaker); the modules in ``policies`` do the I/O around them.
+"""
+
+from ._client import Client, RequestOptions
+from ._config import Batch, Cache, CacheRule, Concurrency, RateLimit, Timeout
 from ._paginate import Paginator
 from ._sync import SyncClient
 
-__all__ = ["Batch", "Cache", "CacheRule", "Client", "Concurrency", "Paginator", "RateLimit", "SyncClient", "Timeout"]
+__all__ = [
+    "Batch",
+    "Cache",
+    "CacheRule",
+    "Client",
+    "Concurrency",
+    "Paginator",
+    "RateLimit",
+    "RequestOptions",
+    "SyncClient",
+    "Timeout",
+]

@@ -1,15 +1,14 @@
-"""``interlock.Client``: one upstream, every call through the resilience pipeline."""
+"""``interlock.Client``: one upstream, every call through the pipeline ``interlock.client``
+describes."""
 
 from __future__ import annotations
 
-import asyncio
 import json as _json
 import logging
 import random
 import uuid
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlsplit
 
 from multidict import CIMultiDict
@@ -19,24 +18,11 @@ from .._ids import current_correlation_id, new_id
 from .._metrics import track_client, upstream_stats
 from .._models import Request, Response
 from ..core.breaker import CircuitBreaker
-from ..core.retry import BudgetLedger, Failure, GiveUp, Retry
-from ..core.retry_after import parse_retry_after
-from ..errors import (
-    CallError,
-    CircuitOpen,
-    ConfigError,
-    ConnectError,
-    DeadlineExceeded,
-    RetriesExhausted,
-    TransportError,
-)
-from ..errors import (
-    Timeout as TimeoutError_,
-)
-from ._config import Concurrency, Timeout
-from ._options import Batch, Cache, RateLimit, check_batches
+from ..core.retry import Retry
+from ..errors import CallError, ConfigError, DeadlineExceeded
+from ._config import Batch, Cache, Concurrency, RateLimit, Timeout, batches_of
 from ._paginate import Paginator
-from ._pipeline import Gate, Handler, Policy, compose
+from ._pipeline import compose_pipeline
 from ._routes import RouteNamer
 from .policies.batch import BatchPolicy
 from .policies.breaker import BreakerPolicy
@@ -44,26 +30,32 @@ from .policies.cache import CachePolicy
 from .policies.coalesce import CoalescePolicy
 from .policies.concurrency import ConcurrencyLimiter
 from .policies.ratelimit import RateLimitPolicy
-from .transports import AttemptTimeout, Transport
-from .transports._aiohttp import AiohttpTransport
+from .policies.retry import RetryPolicy
+from .transports import DEFAULT_TRACKING_HEADERS, AiohttpTransport, AttemptTimeout, Transport
+
+__all__ = ["Client", "ParamValue", "RequestOptions"]
 
 _log = logging.getLogger("interlock.client")
 
 ParamValue = str | int | float | bool | Sequence[str | int]
+"""A query parameter's value: a sequence is sent comma-joined, a bool as ``true`` / ``false``."""
 UNSAFE_KEYED_METHODS = frozenset({"POST", "PUT", "PATCH"})
-DEFAULT_TRACKING_HEADERS = (
-    "Trackingid",
-    "X-Tracking-Id",
-    "X-Amzn-Requestid",
-    "X-Amz-Request-Id",
-    "Request-Id",
-    "X-Request-Id",
-)
-_GIVE_UP_WORDS = {
-    "attempts": "no attempts left",
-    "budget": "retry budget exhausted (the upstream is failing a large share of calls)",
-    "retry_after_too_long": "Retry-After is longer than Retry.max_retry_after",
-}
+
+
+class RequestOptions(TypedDict, total=False):
+    """The keyword arguments every call takes, as a type: to hand a set of options around
+    (``options: RequestOptions = {"timeout": 2.0}``, then ``client.get(path, **options)``).
+    ``build_request`` documents each; the verbs (``get``, ``post``...) spell them out.
+    """
+
+    params: Mapping[str, ParamValue] | None
+    headers: Mapping[str, str] | None
+    json: Any
+    content: bytes | str | None
+    idempotency_key: str | None
+    route: str | None
+    timeout: float | None
+    fields: Iterable[str] | None
 
 
 def _param(value: ParamValue) -> str:
@@ -79,8 +71,17 @@ def _outcome(status: int) -> str:
 
 
 class Client:
-    """An upstream API, called through cache, coalescing, batching, rate limit, concurrency,
-    breaker, retry and timeout policies. Use as ``async with Client(...) as api:``."""
+    """One upstream API, every call through the resilience pipeline (``interlock.client``
+    states its order and why).
+
+    Use as ``async with Client("https://api.example.com") as api: await api.get("/x")``.
+    Every option is a keyword: ``timeout`` (a ``Timeout``), ``retry``, ``breaker``,
+    ``concurrency``, ``rate_limit``, ``cache``, ``coalesce``, ``batch`` switch and tune the
+    policies (None switches one off); ``headers`` go with every call; ``idempotency_keys``
+    adds a generated ``Idempotency-Key`` to POST, PUT and PATCH so that they may be retried;
+    ``routes`` declares route templates for metrics and logs; ``transport``, ``clock`` and
+    ``rng`` replace the network, time and jitter (tests: ``interlock.testing``).
+    """
 
     def __init__(
         self,
@@ -112,24 +113,20 @@ class Client:
         self.name = name or parts.netloc
         self.timeout = timeout or Timeout()
         self._per_attempt = self.timeout.per_attempt
-        self.retry = retry
         self.concurrency = Concurrency.coerce(concurrency)
         self.idempotency_keys = idempotency_keys
         self._idempotency_header = idempotency_header
         self._request_id_header = request_id_header
         self._headers: CIMultiDict[str] = CIMultiDict(headers or {})
         self._clock = clock or SYSTEM_CLOCK
-        self._rng = rng
-        batches = check_batches(batch)
+        batches = batches_of(batch)
         declared = [*(t for b in batches for t in (b.route, b.via)), *(cache.templates if cache else ())]
-        self._routes = RouteNamer([*routes, *declared])
+        try:
+            self._routes = RouteNamer([*routes, *declared])
+        except ValueError as exc:
+            raise ConfigError("Client", "routes", str(exc)) from None
         self._transport: Transport = transport or AiohttpTransport(tracking_headers=tracking_headers)
-        self._budget = BudgetLedger(retry.budget) if retry and retry.budget else None
-        self._breaker = BreakerPolicy(breaker, self.name, self._clock) if breaker else None
-        self._limiter = ConcurrencyLimiter(self.concurrency) if self.concurrency else None
         self._stats = upstream_stats(self.name)
-        # Work avoided: cache -> coalesce -> batch once per call; the rate limit once per attempt,
-        # first, so retries draw from the same quota.
         ignored = (request_id_header, idempotency_header)
         self.cache = CachePolicy(cache, self.name, self._clock) if cache else None
         self._coalesce = (
@@ -142,51 +139,35 @@ class Client:
             if batches
             else None
         )
+        self._retry = RetryPolicy(retry, self._clock, rng)
         self.rate_limit = RateLimitPolicy(rate_limit, self.name, self._clock) if rate_limit else None
-        self._call_policies: list[Policy] = [p for p in (self.cache, self._coalesce, self._batch) if p]
-        self._attempt_policies: list[Policy] = [p for p in (self.rate_limit,) if p]
-        self._gates: list[Gate] = [g for g in (self._limiter, self._breaker) if g is not None]
-        self._rebuild()
+        self._limiter = ConcurrencyLimiter(self.concurrency) if self.concurrency else None
+        self._breaker = BreakerPolicy(breaker, self.name, self._clock) if breaker else None
+        self._call = compose_pipeline(
+            cache=self.cache,
+            coalesce=self._coalesce,
+            batch=self._batch,
+            retry=self._retry,
+            rate_limit=self.rate_limit,
+            concurrency=self._limiter,
+            breaker=self._breaker,
+            transport=self._send,
+            clock=self._clock,
+            on_resend=self._count_retry,
+        )
         self._closed = False
         track_client(self)
 
-    # -- pipeline -------------------------------------------------------------------------------
-    def _rebuild(self) -> None:
-        self._attempt: Handler = compose(self._attempt_policies, self._send_gated)
-        self._call: Handler = compose(self._call_policies, self._send_with_retries)
+    @property
+    def retry(self) -> Retry | None:
+        """How calls are retried (None: never). May be replaced on a live client."""
+        return self._retry.config
 
-    async def _send_gated(self, request: Request) -> Response:
-        """Pass the gates (concurrency, breaker), send one attempt, tell the gates how it ended."""
-        gates = self._gates
-        entered = 0
-        try:
-            for gate in gates:
-                if not gate.try_enter(request):
-                    await self._enter_by_deadline(gate, request)
-                entered += 1
-            if request.attempt > 1:  # counted when sent: waiting out an open breaker sends nothing
-                self._stats.route(request.route).retries += 1
-            response = await self._send(request)
-        except BaseException as exc:
-            for gate in reversed(gates[:entered]):
-                gate.exit(request, None, exc)
-            raise
-        for gate in reversed(gates):
-            gate.exit(request, response, None)
-        return response
+    @retry.setter
+    def retry(self, value: Retry | None) -> None:
+        self._retry.config = value
 
-    async def _enter_by_deadline(self, gate: Gate, request: Request) -> None:
-        """Wait for a gate (a concurrency slot), but never past the call's deadline."""
-        if request.deadline is None:
-            await gate.enter(request)
-            return
-        remaining = request.deadline - self._clock.monotonic()
-        try:
-            async with asyncio.timeout(max(0.0, remaining)):
-                await gate.enter(request)
-        except TimeoutError:
-            raise DeadlineExceeded("deadline reached while waiting for a concurrency slot") from None
-
+    # -- the transport end of the pipeline -----------------------------------------------------
     def _send(self, request: Request) -> Coroutine[Any, Any, Response]:
         # A plain function handing back the transport's coroutine: one frame less per attempt.
         total = self._per_attempt
@@ -197,85 +178,8 @@ class Client:
             total = remaining if total is None else min(total, remaining)
         return self._transport.send(request, AttemptTimeout(self.timeout.connect, None, total))
 
-    async def _send_with_retries(self, request: Request) -> Response:
-        retry, clock = self.retry, self._clock
-        if self._budget is not None:
-            self._budget.record_call(clock.monotonic())
-        attempt = 0
-        while True:
-            attempt += 1
-            request.attempt = attempt
-            response: Response | None = None
-            error: CallError | None = None
-            retry_after: float | None = None
-            try:
-                response = await self._attempt(request)
-            except ConnectError as exc:
-                error, failure = exc, Failure.CONNECT
-            except TransportError as exc:
-                error, failure = exc, Failure.NETWORK
-            except TimeoutError_ as exc:
-                error, failure = exc, Failure.TIMEOUT
-            except CircuitOpen as exc:
-                error, failure, retry_after = exc, Failure.CIRCUIT_OPEN, exc.retry_in
-                attempt -= 1  # refused before sending: not an attempt
-            if response is not None:
-                response.attempts = attempt
-                if retry is None or not retry.is_retryable_status(response.status):
-                    return response
-                failure = Failure.THROTTLED if response.status == 429 else Failure.STATUS
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), clock.time())
-            if retry is None:
-                return self._give_up(request, GiveUp("not_retryable"), attempt, response, error)
-            decision = retry.decide(
-                attempt=attempt,
-                method=request.method,
-                has_idempotency_key=request.idempotency_key is not None,
-                failure=failure,
-                retry_after=retry_after,
-                now=clock.monotonic(),
-                deadline=request.deadline,
-                budget=self._budget,
-                rng=self._rng,
-            )
-            if isinstance(decision, GiveUp):
-                return self._give_up(request, decision, attempt, response, error)
-            await clock.sleep(decision.delay)
-
-    def _give_up(
-        self,
-        request: Request,
-        decision: GiveUp,
-        attempts: int,
-        response: Response | None,
-        error: CallError | None,
-    ) -> Response:
-        """End a call whose last attempt failed: return the answer or raise the right error."""
-        context: dict[str, Any] = {
-            "upstream": request.upstream,
-            "method": request.method,
-            "route": request.route,
-            "attempts": attempts,
-            "request_id": request.request_id,
-            "tracking_id": response.tracking_id if response else None,
-            "status": response.status if response else None,
-        }
-        if decision.reason in ("not_retryable", "unsafe_method"):
-            if response is not None:
-                return response
-            assert error is not None
-            if decision.reason == "unsafe_method":
-                error.hint = "not retried: it may have been applied; pass idempotency_key= to retry it"
-            raise error.with_context(**context) from error.__cause__
-        last = f"last answer {response.status}" if response else f"last error: {error}"
-        if decision.reason == "deadline":
-            raise DeadlineExceeded(
-                f"deadline reached, no time for another retry; {last}", **context
-            ) from error
-        if error is not None and attempts == 1 and decision.reason == "attempts":
-            raise error.with_context(**context) from error.__cause__
-        words = _GIVE_UP_WORDS.get(decision.reason, decision.reason)
-        raise RetriesExhausted(f"gave up: {words}; {last}", **context) from error
+    def _count_retry(self, request: Request) -> None:
+        self._stats.route(request.route).retries += 1
 
     # -- building requests ----------------------------------------------------------------------
     def build_request(
@@ -292,6 +196,20 @@ class Client:
         timeout: float | None = None,
         fields: Iterable[str] | None = None,
     ) -> Request:
+        """The ``Request`` for one call, ready for ``send`` (``get``, ``post``... build and send
+        in one step). ``path`` is relative to ``base_url`` (or an absolute URL) and may carry a
+        query string.
+
+        - ``params``: query parameters, merged over the path's own;
+        - ``headers``: merged over the client's;
+        - ``json`` (serialised compactly, with ``Content-Type: application/json``) or
+          ``content`` (bytes or text, sent as is): the body;
+        - ``idempotency_key``: sent as the idempotency header; POST, PUT and PATCH get a
+          generated one unless the client has ``idempotency_keys=False``;
+        - ``route``: the route name for metrics, logs and rules, when the automatic one is wrong;
+        - ``timeout``: seconds for the whole call, replacing ``Timeout.total``;
+        - ``fields``: sparse fieldsets, sent as ``?fields=a,b``.
+        """
         method = method.upper()
         if path.startswith(("http://", "https://")):
             url, relative = path, urlsplit(path).path
@@ -335,9 +253,9 @@ class Client:
             params=query,
             headers=merged,
             body=body,
+            deadline=self._clock.monotonic() + total if total else None,
             request_id=request_id,
             idempotency_key=key,
-            deadline=self._clock.monotonic() + total if total else None,
         )
 
     # -- calling --------------------------------------------------------------------------------
@@ -350,13 +268,7 @@ class Client:
             response = await self._call(request)
         except CallError as exc:
             elapsed = self._clock.monotonic() - start
-            exc.with_context(
-                upstream=request.upstream,
-                method=request.method,
-                route=request.route,
-                request_id=request.request_id,
-                attempts=request.attempt,
-            )
+            exc.with_context(**request.context(), attempts=request.attempt)
             self._observe(request, type(exc).__name__.lower(), elapsed)
             if _log.isEnabledFor(logging.WARNING):
                 _log.warning("%s", exc, extra={"interlock": self._log_fields(request, None, elapsed, exc)})
@@ -398,27 +310,184 @@ class Client:
             "error": type(error).__name__ if error else None,
         }
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        """Build and send one call; ``get``, ``post``... are shorthands. Returns a coroutine."""
-        return self.send(self.build_request(method, path, **kwargs))
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
+        """Build and send one call with any method (``get``, ``post``... are its shorthands);
+        the options are ``build_request``'s. Returns a coroutine: ``await api.request(...)``."""
+        request = self.build_request(
+            method,
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self.send(request)
 
-    def get(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.send(self.build_request("GET", path, **kwargs))
+    def get(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
+        """GET ``path``, the call every policy serves: a cached route may be answered from the
+        cache, identical GETs in flight share one upstream call, and a declared ``Batch`` route
+        becomes part of a list call. Retried on failure."""
+        return self.send(
+            self.build_request(
+                "GET", path, params=params, headers=headers, route=route, timeout=timeout, fields=fields
+            )
+        )
 
-    def head(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.send(self.build_request("HEAD", path, **kwargs))
+    def head(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
+        """HEAD ``path``: a GET without the body; shared while in flight, never cached."""
+        return self.send(
+            self.build_request(
+                "HEAD", path, params=params, headers=headers, route=route, timeout=timeout, fields=fields
+            )
+        )
 
-    def post(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.send(self.build_request("POST", path, **kwargs))
+    def post(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
+        """POST ``path``. It may apply twice if repeated, so it is retried only when it carries
+        an idempotency key: one is generated for each call unless the client has
+        ``idempotency_keys=False`` or ``idempotency_key=`` gives the caller's own. A success
+        forgets the cached copies of ``path`` (RFC 9111 section 4.4)."""
+        request = self.build_request(
+            "POST",
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self.send(request)
 
-    def put(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.send(self.build_request("PUT", path, **kwargs))
+    def put(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
+        """PUT ``path``: idempotent (RFC 9110 section 9.2.2), so retried like a read; a success
+        forgets the cached copies of ``path``."""
+        request = self.build_request(
+            "PUT",
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self.send(request)
 
-    def patch(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.send(self.build_request("PATCH", path, **kwargs))
+    def patch(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
+        """PATCH ``path``: like ``post``, retried only with its (generated or given) idempotency
+        key."""
+        request = self.build_request(
+            "PATCH",
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self.send(request)
 
-    def delete(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
-        return self.send(self.build_request("DELETE", path, **kwargs))
+    def delete(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
+        """DELETE ``path``: idempotent, retried like a read; a success forgets the cached copies."""
+        request = self.build_request(
+            "DELETE",
+            path,
+            params=params,
+            headers=headers,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self.send(request)
 
     # -- state and lifecycle --------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -447,6 +516,8 @@ class Client:
         return Paginator(self, path, **options)
 
     async def aclose(self) -> None:
+        """Close the client: stop background work (batch timers, cache refreshes), close the
+        stores it opened and the transport's connections. Calls after this raise."""
         self._closed = True
         for policy in (self._batch, self.cache, self.rate_limit):
             if policy is not None:
@@ -456,12 +527,7 @@ class Client:
     async def __aenter__(self) -> Client:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def __repr__(self) -> str:

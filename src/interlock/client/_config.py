@@ -1,11 +1,29 @@
-"""Per-upstream configuration objects of the Client that are not policies with a core of their
-own (those live in ``interlock.core``: ``Retry``, ``CircuitBreaker``)."""
+"""The Client's configuration: ``Timeout``, ``Concurrency``, and the work-avoiding policies'
+``Cache`` / ``CacheRule``, ``Batch`` and ``RateLimit``. (``Retry`` and ``CircuitBreaker`` are the
+configs of a core decision object and live with it in ``interlock.core``.)
+
+Frozen and validated at construction, like every Interlock config object; durations in seconds.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from .._jsonpath import JsonPath
 from ..errors import ConfigError
+from ._routes import RoutePattern
+
+if TYPE_CHECKING:
+    from .._models import Request
+    from ..stores.cache import CacheStore
+    from ..stores.quota import QuotaStore
+
+__all__ = ["Batch", "Cache", "CacheRule", "Concurrency", "RateLimit", "Timeout", "batches_of"]
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def _positive_or_none(owner: str, name: str, value: float | None) -> None:
@@ -60,8 +78,238 @@ class Concurrency:
 
     @classmethod
     def coerce(cls, value: int | Concurrency | None) -> Concurrency | None:
+        """The ``Client(concurrency=...)`` argument as a Concurrency: an int ``n`` bounds all
+        calls to ``n`` and writes to ``min(n, 5)``; None means no bound."""
         if value is None or isinstance(value, Concurrency):
             return value
         if isinstance(value, int) and not isinstance(value, bool):
             return cls(limit=value, writes=min(value, 5))
         raise ConfigError("Client", "concurrency", f"must be an int, a Concurrency or None, got {value!r}")
+
+
+def _non_negative(owner: str, name: str, value: float | None) -> None:
+    if value is not None and (not isinstance(value, int | float) or not value >= 0 or math.isinf(value)):
+        raise ConfigError(owner, name, f"must be a number of seconds >= 0, got {value!r}")
+
+
+def _check_store(owner: str, store: object, seam: str) -> None:
+    """A store named by a string is ``"memory"`` or a Redis URL; anything else is the seam itself."""
+    if isinstance(store, str) and store != "memory" and not store.startswith(_REDIS_SCHEMES):
+        raise ConfigError(owner, "store", f"must be 'memory', a redis:// URL or a {seam}, got {store!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRule:
+    """How one route is cached. ``ttl``: seconds a response stays fresh. The stale windows and
+    ``respect_headers`` default to the ``Cache``'s. ``tags``: templates filled from the route's
+    placeholders (``"customer:{id}"``) for ``invalidate_tag``."""
+
+    ttl: float
+    stale_while_revalidate: float | None = None
+    stale_if_error: float | None = None
+    respect_headers: bool | None = None
+    tags: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("ttl", "stale_while_revalidate", "stale_if_error"):
+            _non_negative("CacheRule", name, getattr(self, name))
+        if isinstance(self.tags, str):
+            raise ConfigError("CacheRule", "tags", "must be a sequence of tag templates, not a string")
+        object.__setattr__(self, "tags", tuple(self.tags))
+
+
+@dataclass(frozen=True, eq=False)
+class Cache:
+    """Which routes of an upstream are cached, for how long, and where.
+
+    ``routes`` maps route templates (``"/industries"``, ``"/zones/*"``, ``"/customers/{id}"``) to a
+    TTL in seconds or a ``CacheRule``; routes not listed are never cached (transactional data).
+    ``store``: None or ``"memory"`` (in-process LRU bounded by ``max_entries`` / ``max_bytes``),
+    ``"redis://..."`` (shared by every process), or any ``CacheStore``.
+    ``stale_while_revalidate``: seconds past freshness during which the stale copy is served
+    while one background call refreshes it. ``stale_if_error``: seconds past freshness during
+    which the stale copy stands in for a failing upstream or an open breaker.
+    ``respect_headers``: let the upstream's ``Cache-Control`` (``no-store``, ``no-cache``,
+    ``max-age``, ``must-revalidate``) override the rule's TTL.
+    ``vary``: request headers that split entries (credentials are hashed, never stored).
+    ``invalidate_on_write``: a successful POST/PUT/PATCH/DELETE on a path forgets its entries
+    (RFC 9111 section 4.4).
+    """
+
+    routes: Mapping[str, float | CacheRule]
+    store: str | CacheStore | None = None
+    stale_while_revalidate: float = 0.0
+    stale_if_error: float = 0.0
+    respect_headers: bool = False
+    vary: Sequence[str] = ("Accept", "Authorization")
+    max_entries: int = 10_000
+    max_bytes: int = 64 * 1024 * 1024
+    namespace: str = "interlock:cache:"
+    invalidate_on_write: bool = True
+    rules: tuple[tuple[RoutePattern, CacheRule], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.routes, Mapping):
+            raise ConfigError("Cache", "routes", "must map route templates to seconds or CacheRule")
+        _non_negative("Cache", "stale_while_revalidate", self.stale_while_revalidate)
+        _non_negative("Cache", "stale_if_error", self.stale_if_error)
+        for name in ("max_entries", "max_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError("Cache", name, f"must be an integer >= 1, got {value!r}")
+        if isinstance(self.vary, str):
+            raise ConfigError("Cache", "vary", "must be a sequence of header names, not a string")
+        _check_store("Cache", self.store, "CacheStore")
+        rules: list[tuple[RoutePattern, CacheRule]] = []
+        for template, value in self.routes.items():
+            try:
+                pattern = RoutePattern(template)
+            except ValueError as exc:
+                raise ConfigError("Cache", "routes", str(exc)) from None
+            if isinstance(value, CacheRule):
+                rule = value
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                _non_negative("Cache", f"routes[{template!r}]", value)
+                rule = CacheRule(ttl=float(value))
+            else:
+                raise ConfigError(
+                    "Cache", f"routes[{template!r}]", f"must be seconds or a CacheRule, got {value!r}"
+                )
+            rules.append((pattern, rule))
+        rules.sort(key=lambda pair: pair[0].specificity)
+        object.__setattr__(self, "rules", tuple(rules))
+        object.__setattr__(self, "vary", tuple(self.vary))
+
+    def rule_for(self, path: str) -> tuple[CacheRule, dict[str, str]] | None:
+        """The rule of the most specific template matching ``path``, with the placeholders'
+        values; None when the path is not cached."""
+        for pattern, rule in self.rules:
+            params = pattern.match(path)
+            if params is not None:
+                return rule, params
+        return None
+
+    @property
+    def templates(self) -> list[str]:
+        """The rules' templates that name a route (wildcards match many, so name none)."""
+        return [p.template for p, _ in self.rules if not p.is_wildcard]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Serve single reads of ``route`` (``/customers/{id}``) by list calls to ``via``
+    (``/customers?ids=1,2,3``).
+
+    Calls arriving within ``window`` seconds of the first (default 5 ms), up to ``max_size``
+    distinct ids, become one call. The list answer's items are found at ``items_path`` (dotted,
+    ``""`` for a bare JSON array) and matched to callers by ``id_field``; an id absent from the
+    answer is a 404 for its own caller only.
+    """
+
+    route: str
+    via: str
+    ids_param: str = "ids"
+    max_size: int = 100
+    window: float = 0.005
+    items_path: str = "data"
+    id_field: str = "id"
+    separator: str = ","
+    pattern: RoutePattern = field(init=False, repr=False, compare=False)
+    items: JsonPath = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            pattern = RoutePattern(self.route)
+        except ValueError as exc:
+            raise ConfigError("Batch", "route", str(exc)) from None
+        if len(pattern.names) != 1 or "*" in self.route:
+            raise ConfigError(
+                "Batch",
+                "route",
+                f"must hold exactly one placeholder for the id, like '/customers/{{id}}', got {self.route!r}",
+            )
+        if not self.via.startswith("/"):
+            raise ConfigError("Batch", "via", f"must be a path starting with '/', got {self.via!r}")
+        if not isinstance(self.max_size, int) or self.max_size < 1:
+            raise ConfigError("Batch", "max_size", f"must be an integer >= 1, got {self.max_size!r}")
+        _non_negative("Batch", "window", self.window)
+        if not self.ids_param or not self.id_field:
+            raise ConfigError("Batch", "ids_param", "ids_param and id_field must be non-empty")
+        object.__setattr__(self, "pattern", pattern)
+        object.__setattr__(self, "items", JsonPath.parse(self.items_path, owner="Batch", field="items_path"))
+
+    @property
+    def id_name(self) -> str:
+        """The name of ``route``'s one placeholder (``id`` in ``/customers/{id}``)."""
+        return self.pattern.names[0]
+
+
+@dataclass(frozen=True, eq=False)
+class RateLimit:
+    """Pace calls to what the upstream allows, waiting rather than failing.
+
+    ``per_second`` / ``burst``: the upstream's limit (burst defaults to one second's worth).
+    ``adaptive``: learn the real limit and remaining quota from the upstream's headers (every
+    ``X-RateLimit-*`` and IETF ``RateLimit`` dialect, ``Retry-After``) and re-pace live; on a 429
+    the whole upstream pauses until the announced time. With ``adaptive`` and no ``per_second``,
+    one probe call at a time runs until the first answer tells the quota.
+    ``store``: None or ``"memory"`` (this process), ``"redis://..."`` (every process calling the
+    upstream shares one quota), or any ``QuotaStore``.
+    ``max_wait``: seconds a call may wait for its turn before failing with ``RateLimited``
+    (None: wait as long as the call's deadline allows).
+    ``key``: a header name (``"Authorization"``) or a function of the request, for upstreams
+    called with several credentials, each with its own quota. Values are hashed, never stored.
+    ``headroom`` / ``reserve``: safety margins, see ``interlock.core.bucket``.
+    ``window``: the window assumed for an ``X-RateLimit-Limit`` that does not state one.
+    ``warn_below``: log a warning when remaining quota drops below this share of the limit.
+    """
+
+    per_second: float | None = None
+    burst: int | None = None
+    adaptive: bool = True
+    store: str | QuotaStore | None = None
+    max_wait: float | None = None
+    key: str | Callable[[Request], str] | None = None
+    headroom: float = 0.01
+    reserve: float = 0.1
+    window: float = 1.0
+    warn_below: float = 0.2
+    namespace: str = "interlock:quota:"
+
+    def __post_init__(self) -> None:
+        if self.per_second is not None and (
+            not isinstance(self.per_second, int | float)
+            or not self.per_second > 0
+            or math.isinf(self.per_second)
+        ):
+            raise ConfigError("RateLimit", "per_second", f"must be > 0 or None, got {self.per_second!r}")
+        if self.per_second is None and not self.adaptive:
+            raise ConfigError("RateLimit", "per_second", "is required unless adaptive=True")
+        if self.burst is not None and (not isinstance(self.burst, int) or self.burst < 1):
+            raise ConfigError("RateLimit", "burst", f"must be an integer >= 1 or None, got {self.burst!r}")
+        _non_negative("RateLimit", "max_wait", self.max_wait)
+        for name in ("headroom", "reserve", "warn_below"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value < 1:
+                raise ConfigError("RateLimit", name, f"must be a fraction in [0, 1), got {value!r}")
+        if not isinstance(self.window, int | float) or not self.window > 0:
+            raise ConfigError("RateLimit", "window", f"must be > 0 seconds, got {self.window!r}")
+        _check_store("RateLimit", self.store, "QuotaStore")
+
+    def describe(self) -> str:
+        """A short human form for logs and reprs: ``10/s burst=auto adaptive=True``."""
+        rate = f"{self.per_second:g}/s" if self.per_second else "learned"
+        return f"{rate} burst={self.burst or 'auto'} adaptive={self.adaptive}"
+
+
+def batches_of(value: Any) -> tuple[Batch, ...]:
+    """The ``Client(batch=...)`` argument (None, a Batch or a sequence of them) as a tuple."""
+    if value is None:
+        return ()
+    if isinstance(value, Batch):
+        return (value,)
+    batches = tuple(value)
+    for b in batches:
+        if not isinstance(b, Batch):
+            raise ConfigError("Client", "batch", f"must be Batch objects, got {b!r}")
+    return batches

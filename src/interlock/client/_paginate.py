@@ -144,6 +144,7 @@ class Paginator:
         return response.raise_for_status()
 
     async def aclose(self) -> None:
+        """Stop early: cancel the page being fetched ahead. Iterating to the end needs none."""
         task, self._task = self._task, None
         self._next_request = None
         if task is not None and not task.done():

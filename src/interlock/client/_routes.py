@@ -1,5 +1,9 @@
 """Route templates: ``/customers/42`` is reported and matched as ``/customers/{id}``, so metrics
-and rules are per route, not per URL (unbounded label cardinality would sink Prometheus)."""
+and rules are per route, not per URL (unbounded label cardinality would sink Prometheus).
+
+One compiler, ``RoutePattern``, serves every place a template is matched: the cache and batch
+rules of ``_config`` and the ``RouteNamer`` that names each request's route.
+"""
 
 from __future__ import annotations
 
@@ -10,31 +14,71 @@ _ID_SEGMENT = re.compile(
     r"^(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{16,}|[A-Za-z]{2,5}_[A-Za-z0-9]{8,})$"
 )
-_PLACEHOLDER = re.compile(r"\{[^/{}]+\}")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PIECES = re.compile(r"(\{[^/{}]+\}|\*)")
 
 
-def compile_template(template: str) -> re.Pattern[str]:
-    """``/zones/*`` and ``/customers/{id}`` into a regex matching whole paths."""
-    parts = []
-    for piece in re.split(r"(\{[^/{}]+\}|\*)", template):
-        if piece == "*":
-            parts.append(".*")
-        elif _PLACEHOLDER.fullmatch(piece):
-            parts.append("[^/]+")
-        else:
-            parts.append(re.escape(piece))
-    return re.compile("".join(parts) + "$")
+class RoutePattern:
+    """A route template (``/customers/{id}``, ``/zones/*``) matched against whole request paths,
+    with the placeholders' values available (for tags such as ``customer:{id}``).
+
+    A placeholder matches one path segment, ``*`` anything (slashes included). Raises
+    ``ValueError`` for a template that does not start with ``/`` or has a placeholder that is
+    not an identifier; callers turn it into the ``ConfigError`` of the field they validate.
+    """
+
+    __slots__ = ("names", "regex", "specificity", "template")
+
+    def __init__(self, template: str) -> None:
+        if not template.startswith("/"):
+            raise ValueError(f"a route template starts with '/', got {template!r}")
+        self.template = template
+        self.names: list[str] = []
+        parts: list[str] = []
+        for piece in _PIECES.split(template):
+            if piece == "*":
+                parts.append(".*")
+            elif (m := _PLACEHOLDER.fullmatch(piece)) is not None:
+                self.names.append(m.group(1))
+                parts.append(f"(?P<{m.group(1)}>[^/]+)")
+            elif piece.startswith("{"):
+                raise ValueError(f"bad placeholder {piece!r} in {template!r}")
+            else:
+                parts.append(re.escape(piece))
+        self.regex = re.compile("".join(parts) + "$")
+        # Exact templates before placeholders before wildcards, then longer first.
+        self.specificity = ("*" in template, bool(self.names), -len(template))
+
+    @property
+    def is_wildcard(self) -> bool:
+        """True for a template with ``*``: it matches many routes, so it names none."""
+        return self.specificity[0]
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """The placeholders' values when ``path`` matches the whole template, else None."""
+        m = self.regex.match(path)
+        return None if m is None else m.groupdict()
+
+    def __repr__(self) -> str:
+        return f"RoutePattern({self.template!r})"
 
 
 class RouteNamer:
-    """Maps paths to templates: declared templates first, then id-looking segments."""
+    """Maps paths to route names: the first declared template that matches, else the path with
+    its id-looking segments (numbers, UUIDs, long hex, ``cus_...`` style ids) as ``{id}``.
+
+    Results are memoised per path, up to ``max_cached`` paths (then forgotten at once), so a
+    client calling millions of distinct ids holds a bounded table.
+    """
 
     def __init__(self, templates: Iterable[str] = (), max_cached: int = 10_000) -> None:
-        self._declared = [(t, compile_template(t)) for t in templates if "*" not in t]
+        patterns = (RoutePattern(t) for t in templates)
+        self._declared = [p for p in patterns if not p.is_wildcard]
         self._cache: dict[str, str] = {}
         self._max_cached = max_cached
 
     def __call__(self, path: str) -> str:
+        """The route name of ``path``."""
         route = self._cache.get(path)
         if route is None:
             route = self._name(path)
@@ -44,7 +88,7 @@ class RouteNamer:
         return route
 
     def _name(self, path: str) -> str:
-        for template, pattern in self._declared:
-            if pattern.match(path):
-                return template
+        for pattern in self._declared:
+            if pattern.regex.match(path):
+                return pattern.template
         return "/".join("{id}" if _ID_SEGMENT.match(s) else s for s in path.split("/"))

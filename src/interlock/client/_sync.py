@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
-from types import TracebackType
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from .._models import Response
-from ._client import Client
+from ._client import Client, ParamValue
+
+__all__ = ["SyncClient"]
 
 T = TypeVar("T")
 
 
 class SyncClient:
-    """``Client`` for synchronous code: the same options and verbs, answers returned directly.
-    Thread-safe: every thread using one SyncClient shares its breaker, limits and connections."""
+    """``Client`` for synchronous code: the same options (``SyncClient(base_url, **options)``
+    takes ``Client``'s keywords) and verbs, answers returned directly. Thread-safe: every thread
+    using one SyncClient shares its breaker, limits and connections. Close it with ``close()``
+    or use it as ``with SyncClient(...) as api:``."""
 
     def __init__(self, base_url: str, **options: Any) -> None:
         self._loop = asyncio.new_event_loop()
@@ -41,26 +44,183 @@ class SyncClient:
         """The async Client underneath (its methods must run on this SyncClient's loop)."""
         return self._client
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Response:
-        return self._run(self._client.request(method, path, **kwargs))
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
+        """Send one call with any method and wait for its answer (see ``Client.build_request``
+        for the options)."""
+        call = self._client.request(
+            method,
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
-    def get(self, path: str, **kwargs: Any) -> Response:
-        return self.request("GET", path, **kwargs)
+    def get(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
+        """GET ``path`` (cached, coalesced and batched as ``Client.get`` is)."""
+        call = self._client.get(
+            path,
+            params=params,
+            headers=headers,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
-    def head(self, path: str, **kwargs: Any) -> Response:
-        return self.request("HEAD", path, **kwargs)
+    def head(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
+        """HEAD ``path``."""
+        call = self._client.head(
+            path,
+            params=params,
+            headers=headers,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
-    def post(self, path: str, **kwargs: Any) -> Response:
-        return self.request("POST", path, **kwargs)
+    def post(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
+        """POST ``path``; retried only with an idempotency key, generated unless switched off
+        (see ``Client.post``)."""
+        call = self._client.post(
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
-    def put(self, path: str, **kwargs: Any) -> Response:
-        return self.request("PUT", path, **kwargs)
+    def put(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
+        """PUT ``path`` (idempotent: retried like a read)."""
+        call = self._client.put(
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
-    def patch(self, path: str, **kwargs: Any) -> Response:
-        return self.request("PATCH", path, **kwargs)
+    def patch(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
+        """PATCH ``path``; like POST, retried only with its idempotency key, generated unless
+        switched off."""
+        call = self._client.patch(
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
-    def delete(self, path: str, **kwargs: Any) -> Response:
-        return self.request("DELETE", path, **kwargs)
+    def delete(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
+        """DELETE ``path`` (idempotent: retried like a read)."""
+        call = self._client.delete(
+            path,
+            params=params,
+            headers=headers,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
     def paginate(self, path: str, **options: Any) -> Iterator[Any]:
         """Every item of a listing (see ``Client.paginate``); the next page is fetched on the
@@ -77,9 +237,11 @@ class SyncClient:
                 self._run(paginator.aclose())
 
     def stats(self) -> dict[str, Any]:
+        """The async client's ``stats()``: breaker, in-flight, retries, latency."""
         return self._client.stats()
 
     def close(self) -> None:
+        """Close the client and stop its event loop thread. Calls after this raise."""
         if not self._thread.is_alive():
             return
         self._run(self._client.aclose())
@@ -90,12 +252,7 @@ class SyncClient:
     def __enter__(self) -> SyncClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

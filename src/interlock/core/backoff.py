@@ -53,6 +53,7 @@ class Backoff:
         return min(self.cap, self.base * self.multiplier ** min(retry - 1, 64))
 
     def delay(self, retry: int, rng: random.Random | None = None) -> float:
+        """The jittered delay before retry number ``retry`` (1-based), drawn from ``rng``."""
         ceiling = self.ceiling(retry)
         if self.jitter == "none" or ceiling == 0:
             return ceiling

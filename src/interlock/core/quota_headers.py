@@ -55,10 +55,6 @@ class Quota:
             return None
         return self.limit / self.window
 
-    @property
-    def is_empty(self) -> bool:
-        return self.limit is None and self.remaining is None and self.retry_after is None
-
 
 def _number(value: str | None) -> float | None:
     if value is None:

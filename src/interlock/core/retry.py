@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from .backoff import Backoff
 
 
-class Failure(Enum):
+class FailureKind(Enum):
     """What went wrong with one attempt, as far as retrying is concerned."""
 
     STATUS = "status"  # the upstream answered with a retryable status
@@ -31,18 +31,42 @@ class Failure(Enum):
     CIRCUIT_OPEN = "circuit_open"  # the breaker refused the attempt: nothing was sent
 
 
-@dataclass(frozen=True, slots=True)
-class RetryIn:
-    delay: float
+_GIVE_UP_WORDS = {
+    "attempts": "no attempts left",
+    "budget": "retry budget exhausted (the upstream is failing a large share of calls)",
+    "retry_after_too_long": "Retry-After is longer than Retry.max_retry_after",
+    "deadline": "deadline reached, no time for another retry",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class GiveUp:
+    """Decision: no further attempt; the driver ends the call with the last answer or error."""
+
     reason: str
     """One of: not_retryable, unsafe_method, attempts, deadline, budget, retry_after_too_long."""
 
+    @property
+    def answer_stands(self) -> bool:
+        """True when retrying was never the cure (a failure not worth retrying, or a request
+        unsafe to repeat): the caller gets the last answer, or the attempt's own error."""
+        return self.reason in ("not_retryable", "unsafe_method")
+
+    @property
+    def words(self) -> str:
+        """The reason in words, for the error that ends the call."""
+        return _GIVE_UP_WORDS.get(self.reason, self.reason.replace("_", " "))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryIn:
+    """Decision: wait ``delay`` seconds, then send the next attempt."""
+
+    delay: float
+
 
 Decision = RetryIn | GiveUp
+"""What follows a failed attempt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +90,7 @@ class RetryBudget:
 
 
 class BudgetLedger:
-    """Counts first attempts and retries in a sliding window to enforce a ``RetryBudget``."""
+    """Counts calls and retries in a sliding window to enforce a ``RetryBudget``."""
 
     def __init__(self, budget: RetryBudget) -> None:
         self.budget = budget
@@ -80,6 +104,7 @@ class BudgetLedger:
                 times.popleft()
 
     def record_call(self, now: float) -> None:
+        """Count a call (its first attempt) made at ``now``."""
         self._calls.append(now)
 
     def try_spend(self, now: float) -> bool:
@@ -130,7 +155,15 @@ class Retry:
         object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
 
     def is_retryable_status(self, status: int) -> bool:
+        """True when an answer with ``status`` is worth another attempt."""
         return status in self.statuses
+
+    def failure_of_status(self, status: int) -> FailureKind | None:
+        """What an answer with ``status`` means for retrying: None when the answer stands (a
+        success, or an error retrying cannot fix), else the kind of failure to ``decide`` on."""
+        if status not in self.statuses:
+            return None
+        return FailureKind.THROTTLED if status == 429 else FailureKind.STATUS
 
     def decide(
         self,
@@ -138,7 +171,7 @@ class Retry:
         attempt: int,
         method: str,
         has_idempotency_key: bool,
-        failure: Failure,
+        failure: FailureKind,
         retry_after: float | None,
         now: float,
         deadline: float | None,
@@ -146,15 +179,15 @@ class Retry:
         rng: random.Random | None = None,
     ) -> Decision:
         """Decide what follows failed attempt number ``attempt`` (1-based)."""
-        if failure is Failure.NETWORK and not self.network_errors:
+        if failure is FailureKind.NETWORK and not self.network_errors:
             return GiveUp("not_retryable")
-        if failure is Failure.CONNECT and not self.network_errors:
+        if failure is FailureKind.CONNECT and not self.network_errors:
             return GiveUp("not_retryable")
-        if failure is Failure.TIMEOUT and not self.timeouts:
+        if failure is FailureKind.TIMEOUT and not self.timeouts:
             return GiveUp("not_retryable")
-        if failure is Failure.CIRCUIT_OPEN and not self.circuit_open:
+        if failure is FailureKind.CIRCUIT_OPEN and not self.circuit_open:
             return GiveUp("not_retryable")
-        nothing_sent = failure in (Failure.CONNECT, Failure.THROTTLED, Failure.CIRCUIT_OPEN)
+        nothing_sent = failure in (FailureKind.CONNECT, FailureKind.THROTTLED, FailureKind.CIRCUIT_OPEN)
         # A refused connection or an open breaker sent nothing and a 429 was refused before
         # processing, but any other failure may have been applied: repeat it only when harmless.
         repeatable = method in self.methods or has_idempotency_key or nothing_sent
@@ -162,7 +195,7 @@ class Retry:
             return GiveUp("unsafe_method")
         # A refusal by the open breaker is not an attempt (nothing was sent): the deadline, not
         # ``attempts``, bounds how long a caller waits for the upstream to recover.
-        if failure is not Failure.CIRCUIT_OPEN and attempt >= self.attempts:
+        if failure is not FailureKind.CIRCUIT_OPEN and attempt >= self.attempts:
             return GiveUp("attempts")
         delay = self.backoff.delay(attempt, rng)
         if retry_after is not None and self.respect_retry_after:
@@ -173,8 +206,8 @@ class Retry:
             return GiveUp("deadline")
         # The budget guards against retry storms. Waiting out an open breaker sends nothing, and
         # a 429 that says when to come back is paced by the server itself: neither spends it.
-        server_paced = failure is Failure.THROTTLED and retry_after is not None
-        spends_budget = failure is not Failure.CIRCUIT_OPEN and not server_paced
+        server_paced = failure is FailureKind.THROTTLED and retry_after is not None
+        spends_budget = failure is not FailureKind.CIRCUIT_OPEN and not server_paced
         if spends_budget and budget is not None and not budget.try_spend(now):
             return GiveUp("budget")
         return RetryIn(delay)

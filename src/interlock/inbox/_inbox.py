@@ -87,10 +87,6 @@ class Inbox:
         self.redelivery = redelivery or Redelivery()
         self.visibility = visibility
         self.slow_after = slow_after
-        self.retention = retention
-        """Seconds an acknowledged event is kept; ``None``: for ever."""
-        self.dead_retention = dead_retention
-        """Seconds a dead letter is kept; ``None``: for ever."""
         self.put_timeout = put_timeout
         self.body_timeout = body_timeout
         self.path_prefix = path_prefix
@@ -105,6 +101,16 @@ class Inbox:
         self._open_lock: asyncio.Lock | None = None
         self._pools: list[WorkerPool] = []
         self._app: InboxApp | None = None
+
+    @property
+    def retention(self) -> float | None:
+        """Seconds an acknowledged event is kept (its id drops duplicates); ``None``: for ever."""
+        return self.pruner.retention.done
+
+    @property
+    def dead_retention(self) -> float | None:
+        """Seconds a dead letter is kept; ``None``: for ever."""
+        return self.pruner.retention.dead
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -207,7 +213,11 @@ class Inbox:
                 close = getattr(h, "aclose", None)
                 if close is not None:
                     await close()
-        opened, self._opened = self._opened, False
+        if self._open_lock is not None:
+            async with self._open_lock:  # an opening in progress finishes first, then is closed
+                opened, self._opened = self._opened, False
+        else:
+            opened, self._opened = self._opened, False
         if opened:
             await self.queue.aclose()
 

@@ -90,7 +90,9 @@ class Pruner:
         if not retention.prunes:
             return 0
         if self._ready is not None:
-            await self._ready()
+            # Shielded: a prune cancelled (aclose) while the queue opens must not leave it half
+            # open; the opening finishes, and whoever closes the queue waits for it.
+            await asyncio.shield(self._ready())
         now = self.clock.time()
         done_before = None if retention.done is None else now - retention.done
         if retention.dead is None:

@@ -460,20 +460,11 @@ class PostgresQueue(model.SQLQueue, PostgresStore):
     async def prune(self, done_before: float | None, dead_before: float | None = None) -> int:
         """Delete done rows finished before ``done_before`` and dead rows dead before
         ``dead_before``, ``PRUNE_CHUNK`` rows per statement."""
-        t, removed = self._qualified, 0
-        for state, before in ((model.DONE, done_before), (model.DEAD, dead_before)):
-            if before is None:
-                continue
-            sql = (
-                f"DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} WHERE state = {state}"
-                f" AND finished_at < $1 LIMIT {model.PRUNE_CHUNK})"
-            )
-            while True:
-                n = int((await self._execute("a prune", sql, before)).split()[-1])
-                removed += n
-                if n < model.PRUNE_CHUNK:
-                    break
-        return removed
+
+        async def delete(sql: str, before: float) -> int:
+            return int((await self._execute("a prune", sql, before)).split()[-1])
+
+        return await model.prune_in_chunks(delete, self._qualified, model.POSTGRES, done_before, dead_before)
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"

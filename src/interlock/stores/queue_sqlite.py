@@ -266,23 +266,11 @@ class SQLiteQueue(SQLiteStore, model.SQLQueue):
     async def prune(self, done_before: float | None, dead_before: float | None = None) -> int:
         """Delete done rows finished before ``done_before`` and dead rows dead before
         ``dead_before``, ``PRUNE_CHUNK`` rows per transaction."""
-        t, removed = self.table, 0
-        for state, before in ((model.DONE, done_before), (model.DEAD, dead_before)):
-            if before is None:
-                continue
-            sql = (
-                f"DELETE FROM {t} WHERE seq IN (SELECT seq FROM {t} WHERE state = {state}"
-                f" AND finished_at < ? LIMIT {model.PRUNE_CHUNK})"
-            )
-            def delete(conn: sqlite3.Connection, sql: str = sql, before: float = before) -> int:
-                return int(conn.execute(sql, (before,)).rowcount)
 
-            while True:
-                n = await self._run(delete)
-                removed += n
-                if n < model.PRUNE_CHUNK:
-                    break
-        return removed
+        async def delete(sql: str, before: float) -> int:
+            return await self._run(lambda conn: int(conn.execute(sql, (before,)).rowcount))
+
+        return await model.prune_in_chunks(delete, self.table, model.SQLITE, done_before, dead_before)
 
     def __repr__(self) -> str:
         state = "open" if self._writer is not None else "closed"

@@ -68,9 +68,6 @@ class FaultInjector:
         self._windows = [w for w in self._windows if w[1] > now]
         return active
 
-    def outage_remaining(self, now: float) -> float:
-        return max((end - now for start, end in self._windows if start <= now < end), default=0.0)
-
     def draw(self) -> Draw:
         """What happens to the next request: a reset, an injected status, or a delay (often none)."""
         if self._clean:

@@ -1,8 +1,7 @@
 """Drives ``core.batching.Batcher``: single reads of a declared route wait a few milliseconds,
 then one list call fetches every pending id and each caller gets its own item as a Response.
 
-The list call goes down the rest of the pipeline like any call (retries, rate limit,
-concurrency, breaker). Ids absent from the answer are a 404 for their own caller. If the list
+The list call goes down the rest of the pipeline like any call, retries included. Ids absent from the answer are a 404 for their own caller. If the list
 call fails (an error, a non-200, a body without the items), every member falls back to its own
 single call, with its own retries: one bad id or one failed batch never fails its neighbours.
 """
@@ -23,8 +22,8 @@ from ..._ids import new_id
 from ..._metrics import work_stats
 from ..._models import Request, Response
 from ...core.batching import Batcher, Flush, Opened
-from .._options import Batch
-from .._pipeline import Handler
+from .._config import Batch
+from .._pipeline import Send
 
 _log = logging.getLogger("interlock.batch")
 # Fields of the list answer that describe the list, not the item a member receives.
@@ -50,8 +49,10 @@ class _Member:
     future: asyncio.Future[Any]
 
 
-
 class BatchPolicy:
+    """The batch stage of the pipeline: gathers single reads of each declared ``Batch`` route
+    for its window, then answers them from one list call."""
+
     def __init__(
         self,
         batches: Sequence[Batch],
@@ -82,7 +83,9 @@ class BatchPolicy:
                 return index, params[spec.id_name]
         return None
 
-    async def handle(self, request: Request, call_next: Handler) -> Response:
+    async def handle(self, request: Request, call_next: Send) -> Response:
+        """Answer a single read of a batched route from a list call shared with its neighbours
+        (or, should that fail, from its own call); other requests pass through."""
         found = self._match(request)
         if found is None:
             return await call_next(request)
@@ -116,12 +119,12 @@ class BatchPolicy:
         assert isinstance(outcome, Response)
         return outcome
 
-    def _launch(self, index: int, flush: Flush[_Member], call_next: Handler) -> None:
+    def _launch(self, index: int, flush: Flush[_Member], call_next: Send) -> None:
         task = asyncio.ensure_future(self._run(self.batches[index], flush, call_next))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, spec: Batch, flush: Flush[_Member], call_next: Handler) -> None:
+    async def _run(self, spec: Batch, flush: Flush[_Member], call_next: Send) -> None:
         ids = list(flush.ids)
         members = [m for waiting in flush.members.values() for m in waiting]
         if len(ids) == 1:
@@ -188,21 +191,10 @@ class BatchPolicy:
             else:
                 status, content = 200, json.dumps(item, separators=(",", ":")).encode()
             for m in waiting:
-                _settle(
-                    m,
-                    Response(
-                        status=status,
-                        headers=frozen,
-                        content=content,
-                        method="GET",
-                        url=m.request.url,
-                        route=m.request.route,
-                        upstream=m.request.upstream,
-                        attempts=response.attempts,
-                        tracking_id=response.tracking_id,
-                        request_id=m.request.request_id,
-                    ),
+                answer = Response.answering(
+                    m.request, status, frozen, content, attempts=response.attempts, tracking_id=response.tracking_id
                 )
+                _settle(m, answer)
 
     @staticmethod
     def _items(spec: Batch, response: Response) -> dict[str, Any] | None:
@@ -221,6 +213,7 @@ class BatchPolicy:
         return out
 
     async def aclose(self) -> None:
+        """Cancel pending windows and list calls; their members fall back to single calls."""
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()

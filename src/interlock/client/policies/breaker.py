@@ -5,40 +5,40 @@ from __future__ import annotations
 from ..._clock import Clock
 from ..._models import Request, Response
 from ...core.breaker import Admit, CircuitBreaker
-from ...errors import CircuitOpen, DeadlineExceeded, Timeout, TransportError
+from ...errors import CircuitOpen, DeadlineExceeded, TimedOut, TransportError
 
 _ADMITTED = "interlock.breaker"
 
 
 class BreakerPolicy:
+    """The breaker gate of the pipeline (see ``_pipeline.Gate``); ``breaker`` is its state."""
+
     def __init__(self, config: CircuitBreaker, upstream: str, clock: Clock) -> None:
         self.breaker = config.new_state(clock.monotonic())
         self._clock = clock
         self._upstream = upstream
 
     def try_enter(self, request: Request) -> bool:
+        """Admit the attempt, or raise ``CircuitOpen`` while the breaker is open."""
         now = self._clock.monotonic()
         admitted = self.breaker.admit(now)
         if not isinstance(admitted, Admit):
-            raise CircuitOpen(
-                f"circuit open, failing fast (retry in {admitted.retry_in:.1f}s)",
-                retry_in=admitted.retry_in,
-                upstream=request.upstream,
-                method=request.method,
-                route=request.route,
-                request_id=request.request_id,
-            )
+            message = f"circuit open, failing fast (retry in {admitted.retry_in:.1f}s)"
+            raise CircuitOpen(message, retry_in=admitted.retry_in, **request.context())
         request.extensions[_ADMITTED] = (admitted, now)
         return True
 
     async def enter(self, request: Request) -> None:  # pragma: no cover - try_enter never defers
+        """Never awaited: ``try_enter`` admits or refuses at once."""
         self.try_enter(request)
 
     def exit(self, request: Request, response: Response | None, error: BaseException | None) -> None:
+        """Record the attempt's verdict: a 5xx, a network error or a timeout is a failure; a
+        429, a cancellation or a deadline spent before sending says nothing of health."""
         admitted, start = request.extensions.pop(_ADMITTED)
         if response is not None and response.status != 429:
             failed = response.status >= 500
-        elif isinstance(error, TransportError | Timeout) and not isinstance(error, DeadlineExceeded):
+        elif isinstance(error, TransportError | TimedOut) and not isinstance(error, DeadlineExceeded):
             failed = True
         else:
             # A 429, a cancellation, or a deadline spent before sending says nothing about the

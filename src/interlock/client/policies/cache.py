@@ -1,6 +1,7 @@
-"""Drives ``core.freshness`` over a ``CacheStore``: serve fresh entries, revalidate stale ones
-with their validators (a 304 refreshes the entry), serve stale copies while refreshing in the
-background or while the upstream fails, and forget what writes change.
+"""Drives ``core.freshness`` over a ``CacheStore``: for each GET of a cached route a
+``CacheRead`` decides (serve, revalidate with these headers, fetch, serve stale because...)
+and this module does it: reads and writes the store, sends upstream, refreshes in the
+background; and it forgets what writes change.
 
 A cache must never break a call: store errors are logged and the call goes upstream as if the
 cache were not there.
@@ -25,12 +26,10 @@ from ...core import freshness as fr
 from ...errors import CallError
 from ...stores import open_cache
 from ...stores.cache import CacheStore
-from .._options import Cache, CacheRule
-from .._pipeline import Handler
+from .._config import Cache, CacheRule
+from .._pipeline import Send
 
 _log = logging.getLogger("interlock.cache")
-# The caller asked for a fresh answer or made its own conditional request: not ours to answer.
-_BYPASS_HEADERS = ("If-None-Match", "If-Modified-Since", "Range", "If-Match", "If-Unmodified-Since")
 _STORE_ERROR_LOG_EVERY = 30.0
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
@@ -51,6 +50,8 @@ def open_cache_store(config: Cache, clock: Clock) -> CacheStore:
 
 
 class CachePolicy:
+    """The cache stage of the pipeline, and the handle for invalidating it (``client.cache``)."""
+
     def __init__(self, config: Cache, upstream: str, clock: Clock) -> None:
         self.config = config
         self.upstream = upstream
@@ -62,12 +63,15 @@ class CachePolicy:
         self._work = work_stats(upstream)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._last_store_error = -1e18
+        self._terms_of: dict[CacheRule, fr.CacheTerms] = {}
 
     # -- keys -------------------------------------------------------------------------------
     def _base(self, path: str) -> str:
         return f"{self.upstream}|{path}?"
 
     def key(self, request: Request) -> str:
+        """The store key of ``request``: upstream, path, sorted query, and the ``vary`` headers
+        (credentials hashed)."""
         query = "&".join(f"{quote(k)}={quote(v)}" for k, v in sorted(request.params.items()))
         vary = []
         for name in self._vary:
@@ -78,154 +82,142 @@ class CachePolicy:
                 vary.append(f"{name}={value}")
         return f"{self._base(request.path)}{query}|{'&'.join(vary)}"
 
-    # -- the policy -------------------------------------------------------------------------
-    async def handle(self, request: Request, call_next: Handler) -> Response:
+    # -- the policy: dispatch on core.freshness.CacheRead's decisions ----------------------
+    async def handle(self, request: Request, call_next: Send) -> Response:
+        """Answer a GET of a cached route from the store when RFC 9111 allows it, else go
+        upstream and store what may be stored; after a successful write, forget what it
+        changed (section 4.4). Other routes and methods pass through."""
         if request.method != "GET":
             response = await call_next(request)
-            if self.config.invalidate_on_write and not request.is_safe and response.status < 400:
+            if self.config.invalidate_on_write and fr.invalidates(request.method, response.status):
                 await self._invalidate_write(request, response)
             return response
         found = self.config.rule_for(request.path)
-        if found is None or any(h in request.headers for h in _BYPASS_HEADERS):
+        if found is None:
             return await call_next(request)
         rule, params = found
-        cc = fr.parse_cache_control(request.headers.get("Cache-Control"))
+        read = fr.CacheRead(request.headers, self._terms(rule), self._tags(rule, params))
+        start = read.start()
+        if isinstance(start, fr.Bypass):
+            return await call_next(request)
         key = self.key(request)
-        entry = None if cc.no_cache or cc.no_store else await self._get(key)
-        now = self._clock.time()
-        if entry is not None and not fr.vary_matches(entry, request.headers):
-            entry = None
-        if entry is not None:
-            state = fr.assess(entry, now)
-            if state is fr.Freshness.FRESH:
-                self._count(request.route, "hit")
-                return self._serve(entry, request, now, stale=False)
-            if state is fr.Freshness.STALE_REVALIDATE:
-                self._count(request.route, "stale")
-                self._refresh_in_background(key, request, entry, rule, params, call_next)
-                return self._serve(entry, request, now, stale=True)
-        return await self._fetch(key, request, entry, rule, params, call_next, store=not cc.no_store)
+        decision = (
+            read.stored(await self._get(key), self._clock.time()) if isinstance(start, fr.Lookup) else start
+        )
+        if isinstance(decision, fr.Serve):
+            self._count(request.route, "hit")
+            return self._serve(decision.entry, request, stale=False)
+        if isinstance(decision, fr.ServeStale):
+            self._count(request.route, "stale")
+            if decision.refresh is not None:
+                self._refresh_in_background(key, request, read, decision.refresh, call_next)
+            return self._serve(decision.entry, request, stale=True)
+        return await self._upstream(key, request, read, decision, call_next)
 
-    async def _fetch(
+    async def _upstream(
         self,
         key: str,
         request: Request,
-        entry: fr.CacheEntry | None,
-        rule: CacheRule,
-        params: Mapping[str, str],
-        call_next: Handler,
+        read: fr.CacheRead,
+        sent: fr.Revalidate | fr.Fetch,
+        call_next: Send,
         *,
-        store: bool = True,
         background: bool = False,
     ) -> Response:
+        """Send what ``read`` decided, then do what it decides of the outcome. ``background``:
+        a stale-while-revalidate refresh, whose answer nobody waits for (and nobody counts)."""
         outgoing = request
-        if entry is not None and entry.has_validators:
+        if isinstance(sent, fr.Revalidate):
             outgoing = replace(request, headers=request.headers.copy(), extensions=dict(request.extensions))
-            outgoing.headers.update(fr.conditional_headers(entry))
+            outgoing.headers.update(sent.headers)
         try:
             response = await call_next(outgoing)
         except CallError as exc:
-            now = self._clock.time()
-            if entry is not None and fr.serve_stale_on_error(entry, now):
-                self._stale_on_error(request, f"{type(exc).__name__}: {exc}", background)
-                return self._serve(entry, request, now, stale=True)
+            failed = read.failed(f"{type(exc).__name__}: {exc}", self._clock.time())
+            if isinstance(failed, fr.ServeStale):
+                return self._serve_on_error(request, failed, background)
             raise
-        now = self._clock.time()
-        if (
-            response.status in fr.STALE_IF_ERROR_STATUSES
-            and entry is not None
-            and fr.serve_stale_on_error(entry, now)
-        ):
-            self._stale_on_error(request, f"status {response.status}", background)
-            return self._serve(entry, request, now, stale=True)
-        respect = self._respect(rule)
-        if response.status == 304 and entry is not None and outgoing is not request:
-            # RFC 9111 section 4.3.4: the stored response is fresh again, with updated headers.
-            refreshed = fr.refresh(entry, response.headers.items(), now, rule.ttl, respect)
-            await self._set(key, refreshed)
+        outcome = read.answered(
+            response.status, response.headers.items(), response.content, self._clock.time()
+        )
+        if isinstance(outcome, fr.ServeStale):
+            return self._serve_on_error(request, outcome, background)
+        if isinstance(outcome, fr.Freshened):
+            await self._set(key, outcome.entry)
             if not background:
                 self._count(request.route, "revalidated")
-            served = self._serve(refreshed, request, now, stale=False)
+            served = self._serve(outcome.entry, request, stale=False)
             served.attempts, served.tracking_id = response.attempts, response.tracking_id
             return served
         if not background:
             self._count(request.route, "miss")
-        if store and fr.storable(response.status, response.headers, respect):
-            new = fr.new_entry(
-                status=response.status,
-                headers=response.headers.items(),
-                content=response.content,
-                now=now,
-                ttl=rule.ttl,
-                respect_headers=respect,
-                stale_while_revalidate=self._swr(rule),
-                stale_if_error=self._sie(rule),
-                request_headers=request.headers,
-                tags=self._tags(rule, params),
-            )
-            await self._set(key, new)
+        if isinstance(outcome, fr.Store):
+            await self._set(key, outcome.entry)
         return response
 
-    def _stale_on_error(self, request: Request, why: str, background: bool) -> None:
+    def _serve_on_error(self, request: Request, stale: fr.ServeStale, background: bool) -> Response:
         if not background:
             self._count(request.route, "stale")
         _log.warning(
-            "%s%s: upstream failed (%s); serving the stale cached copy (stale_if_error)",
+            "%s%s: upstream failed; serving the stale cached copy (%s)",
             self.upstream,
             request.route,
-            why,
+            stale.because,
             extra={"interlock": {"upstream": self.upstream, "route": request.route, "stale": True}},
         )
+        return self._serve(stale.entry, request, stale=True)
 
     def _refresh_in_background(
         self,
         key: str,
         request: Request,
-        entry: fr.CacheEntry,
-        rule: CacheRule,
-        params: Mapping[str, str],
-        call_next: Handler,
+        read: fr.CacheRead,
+        refresh: fr.Revalidate | fr.Fetch,
+        call_next: Send,
     ) -> None:
         if key in self._refreshing:
             return  # RFC 5861 section 3: one refresh at a time, the others keep serving stale
 
-        async def refresh() -> None:
+        async def run() -> None:
             try:
-                await self._fetch(key, request, entry, rule, params, call_next, background=True)
+                await self._upstream(key, request, read, refresh, call_next, background=True)
             except Exception as exc:
                 _log.info("%s%s: background revalidation failed: %s", self.upstream, request.route, exc)
             finally:
                 self._refreshing.pop(key, None)
 
-        self._refreshing[key] = asyncio.ensure_future(refresh())
+        self._refreshing[key] = asyncio.ensure_future(run())
 
-    def _serve(self, entry: fr.CacheEntry, request: Request, now: float, *, stale: bool) -> Response:
+    def _serve(self, entry: fr.CacheEntry, request: Request, *, stale: bool) -> Response:
         headers: CIMultiDict[str] = CIMultiDict(entry.headers)
-        headers["Age"] = str(int(entry.age(now)))  # RFC 9111 section 5.1
-        return Response(
-            status=entry.status,
-            headers=CIMultiDictProxy(headers),
-            content=entry.content,
-            method=request.method,
-            url=request.url,
-            route=request.route,
-            upstream=request.upstream,
+        headers["Age"] = str(int(entry.age(self._clock.time())))  # RFC 9111 section 5.1
+        return Response.answering(
+            request,
+            entry.status,
+            CIMultiDictProxy(headers),
+            entry.content,
             attempts=0,
-            request_id=request.request_id,
             from_cache=True,
             stale=stale,
         )
 
     # -- rules ------------------------------------------------------------------------------
-    def _respect(self, rule: CacheRule) -> bool:
-        return self.config.respect_headers if rule.respect_headers is None else rule.respect_headers
-
-    def _swr(self, rule: CacheRule) -> float:
-        c = self.config.stale_while_revalidate
-        return c if rule.stale_while_revalidate is None else rule.stale_while_revalidate
-
-    def _sie(self, rule: CacheRule) -> float:
-        return self.config.stale_if_error if rule.stale_if_error is None else rule.stale_if_error
+    def _terms(self, rule: CacheRule) -> fr.CacheTerms:
+        """The rule's terms, its unset fields taken from the ``Cache``."""
+        terms = self._terms_of.get(rule)
+        if terms is None:
+            c = self.config
+            terms = self._terms_of[rule] = fr.CacheTerms(
+                ttl=rule.ttl,
+                respect_headers=c.respect_headers if rule.respect_headers is None else rule.respect_headers,
+                stale_while_revalidate=(
+                    c.stale_while_revalidate
+                    if rule.stale_while_revalidate is None
+                    else rule.stale_while_revalidate
+                ),
+                stale_if_error=c.stale_if_error if rule.stale_if_error is None else rule.stale_if_error,
+            )
+        return terms
 
     @staticmethod
     def _tags(rule: CacheRule, params: Mapping[str, str]) -> list[str]:
@@ -271,9 +263,11 @@ class CachePolicy:
         )
 
     async def invalidate_tag(self, tag: str) -> int:
+        """Forget every entry stored with ``tag`` (see ``CacheRule.tags``); returns how many."""
         return await self._delete(lambda: self.store.delete_tag(tag), "tag")
 
     async def clear(self) -> None:
+        """Forget every entry of the store."""
         await self.store.clear()
 
     # -- store access that never breaks a call ----------------------------------------------
@@ -328,6 +322,7 @@ class CachePolicy:
         return {"routes": out, "lookups": total, "hit_rate": served / total if total else None}
 
     async def aclose(self) -> None:
+        """Cancel background refreshes and close the store, if this policy opened it."""
         tasks = list(self._refreshing.values())
         for task in tasks:
             task.cancel()

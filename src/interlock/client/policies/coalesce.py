@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from ..._metrics import work_stats
 from ..._models import Request, Response
-from .._pipeline import Handler
+from .._pipeline import Send
 
 COALESCED_METHODS = frozenset({"GET", "HEAD"})
 DEFAULT_IGNORED_HEADERS = ("X-Request-ID", "Traceparent", "Tracestate", "Idempotency-Key")
@@ -33,6 +33,7 @@ class _LeaderCancelled(Exception):
 
 
 def request_identity(request: Request, ignored: frozenset[str]) -> Identity:
+    """What makes two reads the same: method, URL, sorted query and headers but ``ignored``."""
     params = tuple(sorted(request.params.items())) if request.params else ()
     headers = tuple(sorted((k.lower(), v) for k, v in request.headers.items() if k.lower() not in ignored))
     return (request.method, request.url, params, headers)
@@ -44,6 +45,8 @@ def _fail(flight: asyncio.Future[Response], error: BaseException) -> None:
 
 
 class CoalescePolicy:
+    """The coalescing stage of the pipeline: identical reads in flight share one call."""
+
     def __init__(self, upstream: str, ignored_headers: Iterable[str] = DEFAULT_IGNORED_HEADERS) -> None:
         self.upstream = upstream
         self._ignored = frozenset(h.lower() for h in ignored_headers)
@@ -53,9 +56,11 @@ class CoalescePolicy:
 
     @property
     def in_flight(self) -> int:
+        """Distinct reads in flight now."""
         return len(self._flights)
 
-    async def handle(self, request: Request, call_next: Handler) -> Response:
+    async def handle(self, request: Request, call_next: Send) -> Response:
+        """Lead a new flight or follow the one in the air; writes and bodies pass through."""
         if request.method not in COALESCED_METHODS or request.body:
             return await call_next(request)
         key = request_identity(request, self._ignored)

@@ -20,12 +20,14 @@ class Slots:
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def try_take(self) -> bool:
+        """Take a slot now if one is free and nobody waits; False otherwise."""
         if self.used < self.limit and not self._waiters:
             self.used += 1
             return True
         return False
 
     async def take(self) -> None:
+        """Take a slot, waiting in line for one."""
         if self.try_take():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -40,6 +42,7 @@ class Slots:
             raise
 
     def release(self) -> None:
+        """Give a slot back, handing it straight to the first waiter."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -61,6 +64,7 @@ class ConcurrencyLimiter:
         self.in_flight = 0
 
     def try_enter(self, request: Request) -> bool:
+        """Take the attempt's slots now (a write takes one of each), or False to wait."""
         writes = None if request.is_safe else self._writes
         if writes is not None and not writes.try_take():
             return False
@@ -72,6 +76,7 @@ class ConcurrencyLimiter:
         return True
 
     async def enter(self, request: Request) -> None:
+        """Wait for the attempt's slots, in order: the write slot first."""
         writes = None if request.is_safe else self._writes
         if writes is not None:
             await writes.take()
@@ -85,6 +90,7 @@ class ConcurrencyLimiter:
         self.in_flight += 1
 
     def exit(self, request: Request, response: Response | None, error: BaseException | None) -> None:
+        """Give the attempt's slots back."""
         self.in_flight -= 1
         if self._all is not None:
             self._all.release()

@@ -17,8 +17,8 @@ from ...core.quota_headers import parse_quota
 from ...errors import DeadlineExceeded, RateLimited
 from ...stores import open_quota
 from ...stores.quota import QuotaStore
-from .._options import RateLimit
-from .._pipeline import Handler
+from .._config import RateLimit
+from .._pipeline import Send
 
 _log = logging.getLogger("interlock.ratelimit")
 # The low-quota warning repeats at most this often per key, however long the quota stays low.
@@ -45,6 +45,8 @@ class _KeyState:
 
 
 class RateLimitPolicy:
+    """The rate-limit stage of the pipeline: one pacer per credential key, over a quota store."""
+
     def __init__(self, config: RateLimit, upstream: str, clock: Clock) -> None:
         self.config = config
         self.upstream = upstream
@@ -80,7 +82,9 @@ class RateLimitPolicy:
             state = self._keys[credential] = _KeyState(pacer, bucket, credential or "-")
         return state
 
-    async def handle(self, request: Request, call_next: Handler) -> Response:
+    async def handle(self, request: Request, call_next: Send) -> Response:
+        """Wait for this attempt's turn (within ``max_wait`` and the deadline), send it, and
+        learn the quota from the answer."""
         state = self._state(request)
         if state.pacer.probing:
             # Quota unknown: one call at a time until an answer tells it, rather than queueing
@@ -90,7 +94,7 @@ class RateLimitPolicy:
                     return await self._paced(state, request, call_next)
         return await self._paced(state, request, call_next)
 
-    async def _paced(self, state: _KeyState, request: Request, call_next: Handler) -> Response:
+    async def _paced(self, state: _KeyState, request: Request, call_next: Send) -> Response:
         pacer, clock = state.pacer, self._clock
         max_wait = self.config.max_wait
         deadline_left = None if request.deadline is None else request.deadline - clock.monotonic()
@@ -99,12 +103,7 @@ class RateLimitPolicy:
         rate, capacity = (0.0, 0.0) if pacer.probing else (pacer.rate, pacer.capacity)
         grant = await self.store.acquire(state.bucket, rate=rate, capacity=capacity, max_wait=bound)
         if not grant.granted:
-            context: dict[str, Any] = {
-                "upstream": request.upstream,
-                "method": request.method,
-                "route": request.route,
-                "request_id": request.request_id,
-            }
+            context = request.context()
             if max_wait is not None and grant.wait > max_wait:
                 raise RateLimited(
                     f"rate limit: next turn in {grant.wait:.2f}s, over max_wait={max_wait:g}s",
@@ -193,6 +192,7 @@ class RateLimitPolicy:
         state.low = advice.low
 
     def stats(self) -> dict[str, Any]:
+        """Pacing per key (rate, burst capacity, remaining quota), seconds waited, 429s seen."""
         return {
             "keys": {
                 s.label: {"rate": s.pacer.rate, "capacity": s.pacer.capacity, "remaining": s.pacer.remaining}
@@ -203,6 +203,7 @@ class RateLimitPolicy:
         }
 
     async def aclose(self) -> None:
+        """Close the quota store, if this policy opened it."""
         if self._own_store:
             await self.store.aclose()
 

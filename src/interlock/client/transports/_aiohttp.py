@@ -9,11 +9,14 @@ from collections.abc import Sequence
 import aiohttp
 
 from ..._models import Request, Response
-from ...errors import ConnectError, Timeout, TransportError
-from . import AttemptTimeout, answer
+from ...errors import ConnectError, TimedOut, TransportError
+from ._base import AttemptTimeout, answer
 
 
 class AiohttpTransport:
+    """The default ``Transport``: one aiohttp session (its own, or ``session``) with a pool of
+    ``pool_size`` keep-alive connections, opened on first use inside the running loop."""
+
     def __init__(
         self,
         *,
@@ -46,6 +49,8 @@ class AiohttpTransport:
         return session
 
     async def send(self, request: Request, timeout: AttemptTimeout) -> Response:
+        """Send one attempt; aiohttp's errors become ``ConnectError``, ``TransportError`` or
+        ``TimedOut``."""
         session = self._session or self._open()
         client_timeout = aiohttp.ClientTimeout(
             total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
@@ -64,7 +69,7 @@ class AiohttpTransport:
                 headers = resp.headers
                 status = resp.status
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise Timeout("timed out waiting for the upstream") from exc
+            raise TimedOut("timed out waiting for the upstream") from exc
         except aiohttp.ClientConnectorError as exc:
             raise ConnectError(f"could not connect: {exc.os_error or exc}") from exc
         except (aiohttp.ClientError, OSError) as exc:
@@ -72,6 +77,7 @@ class AiohttpTransport:
         return answer(request, status, headers, content, self._tracking_headers)
 
     async def aclose(self) -> None:
+        """Close the session, if this transport created it."""
         if self._session is not None and self._own_session:
             await self._session.close()
         self._session = None

@@ -9,8 +9,8 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..._models import Request, Response
-from ...errors import ConnectError, Timeout, TransportError
-from . import AttemptTimeout, answer
+from ...errors import ConnectError, TimedOut, TransportError
+from ._base import AttemptTimeout, answer
 
 try:
     import httpx
@@ -19,6 +19,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 
 class HttpxTransport:
+    """A ``Transport`` over an ``httpx.AsyncClient`` (its own, or ``client``), with httpx's
+    retries off. ``http2=True`` needs ``httpx[http2]``."""
+
     def __init__(
         self,
         *,
@@ -38,6 +41,8 @@ class HttpxTransport:
         self._tracking_headers = tuple(tracking_headers)
 
     async def send(self, request: Request, timeout: AttemptTimeout) -> Response:
+        """Send one attempt; httpx's errors become ``ConnectError``, ``TransportError`` or
+        ``TimedOut``."""
         # httpx has no whole-attempt timeout; its pool/read/write timeouts are each bounded by it.
         bound: Any = timeout.total
         limits = httpx.Timeout(bound, connect=timeout.connect or bound)
@@ -51,7 +56,7 @@ class HttpxTransport:
                 timeout=limits,
             )
         except httpx.TimeoutException as exc:
-            raise Timeout("timed out waiting for the upstream") from exc
+            raise TimedOut("timed out waiting for the upstream") from exc
         except httpx.ConnectError as exc:
             raise ConnectError(f"could not connect: {exc}") from exc
         except httpx.TransportError as exc:
@@ -60,6 +65,7 @@ class HttpxTransport:
         return answer(request, resp.status_code, headers, resp.content, self._tracking_headers)
 
     async def aclose(self) -> None:
+        """Close the httpx client, if this transport created it."""
         if self._own_client:
             await self._client.aclose()
 

@@ -1,0 +1,241 @@
+"""Drives ``core.retry.Retry``: runs each attempt down the rest of the pipeline, records how it
+ended in a ``RetryCallState``, asks the core what follows (``RetryIn(s)`` or ``GiveUp``) and
+does it: wait, or end the call with the answer or the right error.
+
+The loop is tenacity's (``Retrying.iter`` deciding over a ``RetryCallState``), the decisions
+are the core's: this module classifies outcomes, sleeps and raises, and decides nothing.
+
+Testing mode (``interlock.testing.set_testing``, stamina's idea) caps attempts and skips every
+wait, so code under test that retries finishes at once.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any
+
+from ..._clock import Clock
+from ..._models import Request, Response
+from ...core.backoff import Backoff
+from ...core.retry import BudgetLedger, FailureKind, GiveUp, Retry, RetryIn
+from ...core.retry_after import parse_retry_after
+from ...errors import (
+    CallError,
+    CircuitOpen,
+    ConfigError,
+    ConnectError,
+    DeadlineExceeded,
+    RetriesExhausted,
+    TimedOut,
+    TransportError,
+)
+from .._pipeline import Send
+
+__all__ = ["RetryCallState", "RetryPolicy", "is_testing", "set_testing"]
+
+# The errors an attempt may end with that retrying can help; anything else propagates as is.
+# ConnectError before TransportError, its base: nothing was sent, so it is safe to repeat.
+_KIND_OF_ERROR: tuple[tuple[type[CallError], FailureKind], ...] = (
+    (ConnectError, FailureKind.CONNECT),
+    (TransportError, FailureKind.NETWORK),
+    (TimedOut, FailureKind.TIMEOUT),
+    (CircuitOpen, FailureKind.CIRCUIT_OPEN),
+)
+_RETRIED_ERRORS = tuple(error for error, _ in _KIND_OF_ERROR)
+_NOT_RETRYABLE = GiveUp("not_retryable")
+
+
+@dataclass(slots=True)
+class RetryCallState:
+    """One call's progress through its attempts, as tenacity's ``RetryCallState``: what the last
+    attempt ended with, what the core decided, and how long the call has waited so far."""
+
+    request: Request
+    started: float
+    """Monotonic time the call entered the retry loop."""
+    attempt: int = 0
+    """Attempts sent so far; a refusal by the open breaker sent nothing and is not one."""
+    response: Response | None = None
+    """The last attempt's answer, when it answered."""
+    error: CallError | None = None
+    """The last attempt's error, when it raised one."""
+    failure: FailureKind | None = None
+    """How the last attempt failed, as far as retrying is concerned (None: it succeeded)."""
+    retry_after: float | None = None
+    """Seconds the upstream (``Retry-After``) or the breaker asked to wait."""
+    idle_for: float = 0.0
+    """Seconds spent waiting between attempts."""
+    next_wait: float | None = None
+    """The wait the core chose before the next attempt."""
+
+    def answered(self, response: Response, failure: FailureKind, now_wall: float) -> None:
+        """The attempt was answered with a status worth retrying."""
+        self.response, self.error, self.failure = response, None, failure
+        # RFC 9110 section 10.2.3: on 429 and 503 (and any answer) Retry-After says when to come back.
+        self.retry_after = parse_retry_after(response.headers.get("Retry-After"), now_wall)
+
+    def raised(self, error: CallError) -> None:
+        """The attempt ended with one of the errors retrying may help."""
+        self.response, self.error, self.retry_after = None, error, None
+        self.failure = next(kind for cls, kind in _KIND_OF_ERROR if isinstance(error, cls))
+        if isinstance(error, CircuitOpen):
+            self.retry_after = error.retry_in
+            self.attempt -= 1  # refused before sending: not an attempt
+
+    @property
+    def outcome(self) -> Response | CallError | None:
+        """The last attempt's answer or error."""
+        return self.response if self.response is not None else self.error
+
+
+@dataclass(frozen=True, slots=True)
+class _TestingMode:
+    """What ``set_testing`` switched on: at most ``attempts`` attempts per call, no waits."""
+
+    attempts: int
+
+    def applied_to(self, retry: Retry) -> Retry:
+        """``retry`` as testing mode runs it: attempts capped, every backoff zero, Retry-After
+        not waited for."""
+        return replace(
+            retry,
+            attempts=min(retry.attempts, self.attempts),
+            backoff=_NO_BACKOFF,
+            respect_retry_after=False,
+        )
+
+
+_NO_BACKOFF = Backoff(base=0.0, cap=0.0, jitter="none")
+_testing: _TestingMode | None = None
+
+
+class _TestingSwitch:
+    """Returned by ``set_testing``: as a context manager, restores the previous mode on exit."""
+
+    def __init__(self, previous: _TestingMode | None) -> None:
+        self._previous = previous
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        global _testing
+        _testing = self._previous
+
+
+def set_testing(enabled: bool = True, *, attempts: int = 1) -> _TestingSwitch:
+    """Switch testing mode on (or off) for every ``Client`` and ``SyncClient`` in the process.
+
+    In testing mode a call makes at most ``attempts`` attempts (1, the default: no retries)
+    and never waits between them: the backoff is zero and a ``Retry-After`` is neither waited
+    for nor refused as too long. So code under test that retries finishes at once, while the
+    other policies (breaker, cache, rate limit...) behave as usual. The mode is process-wide
+    (a SyncClient's loop runs in a thread of its own) and read as each call starts.
+
+    Returns a context manager that puts the previous mode back on exit::
+
+        with set_testing(True, attempts=2):
+            ...  # every call here is tried at most twice, without waiting
+        # back to normal here
+
+    or call ``set_testing(False)`` to switch it off (in a pytest fixture's teardown, say).
+    """
+    global _testing
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+        raise ConfigError("set_testing", "attempts", f"must be an integer >= 1, got {attempts!r}")
+    previous = _testing
+    _testing = _TestingMode(attempts) if enabled else None
+    return _TestingSwitch(previous)
+
+
+def is_testing() -> bool:
+    """True while testing mode (``set_testing``) is on."""
+    return _testing is not None
+
+
+class RetryPolicy:
+    """The retry stage of the pipeline (see ``interlock.client``). ``config`` None: one attempt,
+    errors raised with the call's context, every answer returned."""
+
+    def __init__(self, config: Retry | None, clock: Clock, rng: random.Random | None = None) -> None:
+        self.config = config
+        self._clock = clock
+        self._rng = rng
+        self._budget = BudgetLedger(config.budget) if config and config.budget else None
+
+    async def handle(self, request: Request, call_next: Send) -> Response:
+        """Run attempts of ``request`` down ``call_next`` until the core says the call is done."""
+        clock = self._clock
+        retry = self.config
+        testing = _testing
+        if retry is not None and testing is not None:
+            retry = testing.applied_to(retry)
+        state = RetryCallState(request, clock.monotonic())
+        if self._budget is not None:
+            self._budget.record_call(state.started)
+        while True:
+            state.attempt += 1
+            request.attempt = state.attempt
+            try:
+                response = await call_next(request)
+            except _RETRIED_ERRORS as exc:
+                state.raised(exc)
+            else:
+                response.attempts = state.attempt
+                failure = retry.failure_of_status(response.status) if retry is not None else None
+                if failure is None:
+                    return response
+                state.answered(response, failure, clock.time())
+            decision = _NOT_RETRYABLE if retry is None else self._decide(retry, state)
+            if isinstance(decision, GiveUp):
+                return _give_up(state, decision)
+            state.next_wait = decision.delay
+            if testing is None:
+                await clock.sleep(decision.delay)
+                state.idle_for += decision.delay
+
+    def _decide(self, retry: Retry, state: RetryCallState) -> RetryIn | GiveUp:
+        assert state.failure is not None
+        request = state.request
+        return retry.decide(
+            attempt=state.attempt,
+            method=request.method,
+            has_idempotency_key=request.idempotency_key is not None,
+            failure=state.failure,
+            retry_after=state.retry_after,
+            now=self._clock.monotonic(),
+            deadline=request.deadline,
+            budget=self._budget,
+            rng=self._rng,
+        )
+
+    def __repr__(self) -> str:
+        return f"<RetryPolicy {self.config} budget={self._budget!r}>"
+
+
+def _give_up(state: RetryCallState, decision: GiveUp) -> Response:
+    """End a call whose last attempt failed: return the answer or raise the right error."""
+    request, response, error = state.request, state.response, state.error
+    context: dict[str, Any] = {
+        **request.context(),
+        "attempts": state.attempt,
+        "tracking_id": response.tracking_id if response else None,
+        "status": response.status if response else None,
+    }
+    if decision.answer_stands:
+        if response is not None:
+            return response
+        assert error is not None
+        if decision.reason == "unsafe_method":
+            error.hint = "not retried: it may have been applied; pass idempotency_key= to retry it"
+        raise error.with_context(**context) from error.__cause__
+    last = f"last answer {response.status}" if response else f"last error: {error}"
+    if decision.reason == "deadline":
+        raise DeadlineExceeded(f"{decision.words}; {last}", **context) from error
+    if error is not None and state.attempt == 1 and decision.reason == "attempts":
+        raise error.with_context(**context) from error.__cause__
+    raise RetriesExhausted(f"gave up: {decision.words}; {last}", **context) from error
