@@ -36,7 +36,10 @@ async def queue_factory(
         )
 
         def factory(**options: Any) -> Queue:
-            q = PostgresQueue(dsn, schema=schema, **{"poll_interval": 0.05, "pool_size": 4, **options})
+            # A generous command bound: the suite shares a loaded machine's server; the fault
+            # tests (test_queue_faults.py) check the bound itself with their own.
+            defaults = {"poll_interval": 0.05, "pool_size": 4, "command_timeout": 60.0}
+            q = PostgresQueue(dsn, schema=schema, **{**defaults, **options})
             made.append(q)
             return q
 
