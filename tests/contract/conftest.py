@@ -1,7 +1,9 @@
-"""Backends for the Queue contract suite: every test runs on SQLite and on PostgreSQL."""
+"""Backends for the Queue contract suite: every test runs on SQLite, PostgreSQL, RabbitMQ and
+NATS JetStream (the brokers with a fresh queue/stream name per test and a SQLite companion)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 
@@ -11,7 +13,7 @@ from interlock.stores import Queue
 from interlock.testing import temporary_schema
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "rabbitmq", "nats"])
 async def queue_factory(
     request: pytest.FixtureRequest, sqlite_path: str
 ) -> AsyncIterator[Callable[[], Queue]]:
@@ -23,6 +25,26 @@ async def queue_factory(
 
         def factory() -> Queue:
             q = SQLiteQueue(f"sqlite:///{sqlite_path}", poll_interval=0.05)
+            made.append(q)
+            return q
+    elif request.param == "rabbitmq":
+        from interlock.stores.queue_rabbitmq import RabbitMQQueue
+
+        url = request.getfixturevalue("rabbitmq_url")  # skips (or fails under CI) without a server
+        name = f"contract_{request.getfixturevalue('run_id')}_{uuid.uuid4().hex[:8]}"
+
+        def factory() -> Queue:
+            q = RabbitMQQueue(url, name=name, companion=f"sqlite:///{sqlite_path}", poll_interval=0.05)
+            made.append(q)
+            return q
+    elif request.param == "nats":
+        from interlock.stores.queue_nats import NATSQueue
+
+        url = request.getfixturevalue("nats_url")  # skips (or fails under CI) without a server
+        name = f"contract_{request.getfixturevalue('run_id')}_{uuid.uuid4().hex[:8]}"
+
+        def factory() -> Queue:
+            q = NATSQueue(url, name=name, companion=f"sqlite:///{sqlite_path}", poll_interval=0.05)
             made.append(q)
             return q
     else:
@@ -44,6 +66,38 @@ async def queue_factory(
         for q in made:
             await q.aclose()
         await schemas.aclose()
+        if request.param in ("rabbitmq", "nats") and made:
+            await delete_broker_objects(made[0])
+
+
+async def delete_broker_objects(queue: Queue) -> None:
+    """Delete what a test's broker queue declared, so runs leave the machine's brokers clean."""
+    from interlock.stores.queue_nats import NATSQueue
+    from interlock.stores.queue_rabbitmq import RabbitMQQueue
+
+    if isinstance(queue, RabbitMQQueue):
+        import aio_pika
+
+        connection = await aio_pika.connect(queue.url)
+        try:
+            delays = {ms for q in [queue] for ms in q._delay_queues}
+            for name in [queue.name, f"{queue.name}.dead", *(f"{queue.name}.delay.{ms}" for ms in delays)]:
+                channel = await connection.channel()
+                await channel.queue_delete(name)
+            channel = await connection.channel()
+            await channel.exchange_delete(f"{queue.name}.dlx")
+        finally:
+            await connection.close()
+    elif isinstance(queue, NATSQueue):
+        import nats
+
+        nc = await nats.connect(queue.url)
+        try:
+            js = nc.jetstream()
+            for stream in (queue.stream, f"{queue.stream}_dead"):
+                await js.delete_stream(stream)
+        finally:
+            await nc.close()
 
 
 @pytest.fixture
