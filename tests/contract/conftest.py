@@ -70,7 +70,7 @@ async def queue_factory(
             await delete_broker_objects(made[0])
 
 
-async def delete_broker_objects(queue: Queue) -> None:
+async def delete_broker_objects(queue: Queue, url: str | None = None) -> None:
     """Delete what a test's broker queue declared, so runs leave the machine's brokers clean."""
     from interlock.stores.queue_nats import NATSQueue
     from interlock.stores.queue_rabbitmq import RabbitMQQueue
@@ -78,9 +78,9 @@ async def delete_broker_objects(queue: Queue) -> None:
     if isinstance(queue, RabbitMQQueue):
         import aio_pika
 
-        connection = await aio_pika.connect(queue.url)
+        connection = await aio_pika.connect(url or queue.url)
         try:
-            delays = {ms for q in [queue] for ms in q._delay_queues}
+            delays = queue._delay_queues
             for name in [queue.name, f"{queue.name}.dead", *(f"{queue.name}.delay.{ms}" for ms in delays)]:
                 channel = await connection.channel()
                 await channel.queue_delete(name)
@@ -91,7 +91,7 @@ async def delete_broker_objects(queue: Queue) -> None:
     elif isinstance(queue, NATSQueue):
         import nats
 
-        nc = await nats.connect(queue.url)
+        nc = await nats.connect(url or queue.url)
         try:
             js = nc.jetstream()
             for stream in (queue.stream, f"{queue.stream}_dead"):

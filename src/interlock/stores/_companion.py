@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -43,6 +44,8 @@ from . import _queue_rows as model
 from ._signal import WorkSignal
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, QueueStats
 
+logger = logging.getLogger("interlock.stores")
+
 UNPUBLISHED, PUBLISHED = 0.0, 1.0
 """``visible_at`` of a pending, unleased row before and after the broker confirmed its publish."""
 
@@ -55,6 +58,10 @@ def split_companion(url: str, default: str) -> tuple[str, str]:
     found = [v for k, v in pairs if k == "companion"]
     rest = urlencode([(k, v) for k, v in pairs if k != "companion"])
     return urlunsplit(parts._replace(query=rest)), (found[-1] if found else default)
+
+
+RECONCILE_EVERY = 10.0
+"""How often (seconds) an open broker queue looks for rows whose publish was never confirmed."""
 
 
 class Companion:
@@ -177,6 +184,29 @@ class BrokerQueue:
     async def _broker_heartbeat(self, handle: Any) -> None:
         """Tell the broker the delivery is still being worked on (NATS ``in_progress``)."""
 
+    def _broker_lost(self, handle: Any) -> bool:
+        """Whether the broker has taken the delivery back already (RabbitMQ: its channel closed)."""
+        return False
+
+    async def _ack_delivery(self, handle: Any) -> None:
+        """Ack a delivery whose row is settled. A failure (the channel or connection it came
+        on is gone) loses nothing: the broker hands the delivery out again, and the copy finds
+        its row settled and is dropped."""
+        try:
+            await self._broker_ack(handle)
+        except Exception as exc:
+            logger.debug("%s %s: ack of a settled delivery failed (%s); it will be dropped on redelivery",
+                         self.owner, self.name, type(exc).__name__)
+
+    async def _requeue_delivery(self, handle: Any) -> None:
+        """Give a delivery back. A failure loses nothing: the broker requeues the deliveries of
+        a lost channel itself (RabbitMQ at once, JetStream after AckWait)."""
+        try:
+            await self._broker_requeue(handle)
+        except Exception as exc:
+            logger.debug("%s %s: requeue failed (%s); the broker redelivers it", self.owner, self.name,
+                         type(exc).__name__)
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -190,18 +220,26 @@ class BrokerQueue:
         await self._reconcile()
         self._reaper = asyncio.create_task(self._reap_forever(), name=f"{self.owner}:{self.name}:reaper")
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, only: set[int] | None = None) -> set[int]:
+        """Publish the companion's unconfirmed rows (all of them, or those of ``only``); return
+        the seqs of the unconfirmed rows seen."""
         c = self._companion
+        seen: set[int] = set()
+        after = -1
         while True:
             rows = await c.fetch(
                 f"SELECT {model.COLUMNS} FROM {c.table} WHERE state = 0 AND lease_token IS NULL"
-                " AND visible_at = ? ORDER BY seq LIMIT 500",
+                " AND visible_at = ? AND seq > ? ORDER BY seq LIMIT 500",
                 UNPUBLISHED,
+                after,
             )
             for row in rows:
-                await self._publish_row(model.message_of(row))
+                seen.add(row[0])
+                if only is None or row[0] in only:
+                    await self._publish_row(model.message_of(row))
             if len(rows) < 500:
-                return
+                return seen
+            after = rows[-1][0]
 
     async def aclose(self) -> None:
         """Give back the deliveries held, disconnect and close the companion."""
@@ -216,7 +254,7 @@ class BrokerQueue:
         held, self._held = list(self._held.values()), {}
         for h in held:
             with contextlib.suppress(Exception):
-                await self._broker_requeue(h.handle)
+                await self._requeue_delivery(h.handle)
         try:
             await self._broker_close()
         finally:
@@ -236,17 +274,34 @@ class BrokerQueue:
     # -- leases held by this process ---------------------------------------------------------
 
     async def _reap_forever(self) -> None:
+        # Every ``RECONCILE_EVERY`` s, rows still unconfirmed since the last look (a publish
+        # that failed while the broker was away, in this process or one that died) are
+        # published again; a row seen once may be a put in flight, so it waits one round.
+        last_reconcile, suspects = self._clock.monotonic(), set[int]()
         while True:
             await asyncio.sleep(min(self.poll_interval, 0.1))
             with contextlib.suppress(Exception):
                 await self._reap()
+            if self._clock.monotonic() - last_reconcile >= RECONCILE_EVERY:
+                last_reconcile = self._clock.monotonic()
+                with contextlib.suppress(Exception):
+                    suspects = await self._reconcile(only=suspects)
 
     async def _reap(self) -> None:
-        """Give expired leases' deliveries back to the broker: the message is leasable again."""
+        """Give expired leases' deliveries back to the broker: the message is leasable again.
+        Leases whose delivery the broker already took back (its channel was lost) are given up
+        in the companion too, so the redelivered copy is leasable at once, not at their expiry."""
         now = self._clock.time()
+        c = self._companion
         for token, h in list(self._held.items()):
-            if h.expires_at <= now and self._held.pop(token, None) is not None:
-                await self._broker_requeue(h.handle)
+            if self._broker_lost(h.handle) and self._held.pop(token, None) is not None:
+                await c.execute(
+                    f"UPDATE {c.table} SET lease_token = NULL, visible_at = ? WHERE lease_token = ? AND state = 0",
+                    PUBLISHED,
+                    token,
+                )
+            elif h.expires_at <= now and self._held.pop(token, None) is not None:
+                await self._requeue_delivery(h.handle)
 
     def _holding(self, lease: Lease) -> Held | None:
         h = self._held.get(lease.token)
@@ -263,6 +318,18 @@ class BrokerQueue:
         published; returns after the confirm."""
         self._need_open()
         if not await self._companion.queue.put(message):
+            # Known. If its publish was never confirmed (the broker was unreachable when it was
+            # first put, and the sender retries), publish it now: a retry must not be answered
+            # "duplicate" while the event sits only in the companion.
+            c = self._companion
+            if await c.fetch(
+                f"SELECT 1 FROM {c.table} WHERE source = ? AND id = ? AND state = 0 AND lease_token IS NULL"
+                " AND visible_at = ?",
+                message.source,
+                message.id,
+                UNPUBLISHED,
+            ):
+                await self._publish_row(message)
             return False
         await self._publish_row(message)
         self._signal.wake()
@@ -310,10 +377,10 @@ class BrokerQueue:
                     if live:
                         parked.append(handle)  # not ours to drop: someone holds it or its key waits
                     else:
-                        await self._broker_ack(handle)  # settled, purged or pruned: a stale copy
+                        await self._ack_delivery(handle)  # settled, purged or pruned: a stale copy
         finally:
             for handle in parked:
-                await self._broker_requeue(handle)
+                await self._requeue_delivery(handle)
         return sorted(leases, key=lambda lease: lease.message.received_at)
 
     async def _claim(self, source: str, id_: str, visibility: float) -> Lease | None:
@@ -374,7 +441,7 @@ class BrokerQueue:
         )
         self._held.pop(lease.token, None)
         if not changed:
-            await self._broker_requeue(h.handle)
+            await self._requeue_delivery(h.handle)
             return None
         return h
 
@@ -383,7 +450,7 @@ class BrokerQueue:
         h = await self._settle(lease, f"state = {model.DONE}, finished_at = ?, lease_token = NULL", self._clock.time())
         if h is None:
             return False
-        await self._broker_ack(h.handle)
+        await self._ack_delivery(h.handle)
         return True
 
     async def nack(self, lease: Lease, *, delay: float, error: str) -> bool:
@@ -412,7 +479,7 @@ class BrokerQueue:
         )
         if h is None:
             return False
-        await self._broker_ack(h.handle)
+        await self._ack_delivery(h.handle)
         await self._on_dead(lease.message, lease.failures, error)
         return True
 

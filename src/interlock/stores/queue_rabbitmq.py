@@ -106,6 +106,10 @@ class RabbitMQQueue(BrokerQueue):
             f"{self.name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
         )
         await dead.bind(dlx)
+        await self._declare_main()
+        await self._drain_broker_dead(dead)
+
+    async def _declare_main(self) -> None:
         self._queue = await self._channel.declare_queue(
             self.name,
             durable=True,
@@ -115,7 +119,6 @@ class RabbitMQQueue(BrokerQueue):
                 "x-delivery-limit": self.delivery_limit,
             },
         )
-        await self._drain_broker_dead(dead)
 
     async def _drain_broker_dead(self, dead: Any) -> None:
         """Move what the broker dead-lettered itself (past ``x-delivery-limit``) into the
@@ -181,7 +184,14 @@ class RabbitMQQueue(BrokerQueue):
     async def _broker_fetch(self, max_messages: int) -> list[tuple[Any, str, str]]:
         out = []
         for _ in range(max_messages):
-            delivery = await self._queue.get(no_ack=False, fail=False)
+            try:
+                delivery = await self._queue.get(no_ack=False, fail=False)
+            except _aio_pika().exceptions.ChannelInvalidStateError:
+                # After a reconnect the robust channel is back but a queue object declared on
+                # the channel before still points at the closed one: declare it again (the
+                # aio-pika pitfall behind "a robust connection comes back with 0 consumers").
+                await self._declare_main()
+                delivery = await self._queue.get(no_ack=False, fail=False)
             if delivery is None:
                 break
             h = delivery.headers or {}
@@ -193,6 +203,14 @@ class RabbitMQQueue(BrokerQueue):
 
     async def _broker_requeue(self, handle: Any) -> None:
         await handle.nack(requeue=True)
+
+    def _broker_lost(self, handle: Any) -> bool:
+        # A delivery tag is valid only on its channel; when that channel closed (a cut
+        # connection, a broker restart) RabbitMQ requeued the delivery.
+        try:
+            return bool(handle.channel.is_closed)
+        except _aio_pika().exceptions.ChannelInvalidStateError:  # aio-pika: "the channel is gone"
+            return True
 
     async def _broker_retry(self, handle: Any, message: Message, delay: float) -> None:
         # The copy is confirmed in the delay queue before the original is acked: a crash in
