@@ -139,7 +139,7 @@ async def test_a_put_that_died_before_its_publish_is_published_on_open(broker: A
     await companion_only_put(broker, msg(1))
     queue = broker()
     await queue.open()
-    (lease,) = await lease_all(queue, 1)
+    (lease,) = await lease_all(queue, 1, deadline=5.0)  # well before the periodic reconcile (>= 20 s)
     assert (lease.message.id, lease.message.body, lease.attempt) == ("m1", b"body 1", 1)
     assert await queue.ack(lease) is True
 
@@ -149,7 +149,7 @@ async def test_a_retried_put_of_a_message_never_published_publishes_it(broker: A
     await queue.open()
     await companion_only_put(broker, msg(1))  # another process died before its publish
     assert await queue.put(msg(1)) is False  # a duplicate for the sender ...
-    (lease,) = await lease_all(queue, 1)  # ... and published now, not left in the companion
+    (lease,) = await lease_all(queue, 1, deadline=5.0)  # ... published now, not by the periodic reconcile
     assert lease.message.id == "m1"
     assert await queue.ack(lease) is True
     assert await queue.put(msg(1)) is False
@@ -200,12 +200,12 @@ async def test_consumers_come_back_after_the_connection_is_cut(broker: Any) -> N
         if broker.kind == "rabbitmq":
             # A delivery tag dies with its channel: RabbitMQ requeued m1 when the connection
             # dropped, and the lost lease is given up at once, not at its expiry.
-            leases = await lease_all(queue, 2)
+            leases = await lease_all(queue, 2, deadline=15.0)  # the lost lease had VIS = 30 s left
             assert sorted((lease.message.id, lease.attempt) for lease in leases) == [("m1", 2), ("m2", 1)]
             assert await queue.ack(held) is False
         else:
             # JetStream acks by subject, so a lease survives a reconnect of the client.
-            leases = await lease_all(queue, 1)
+            leases = await lease_all(queue, 1, deadline=15.0)
             assert [(lease.message.id, lease.attempt) for lease in leases] == [("m2", 1)]
             assert await queue.ack(held) is True
         for lease in leases:
