@@ -27,24 +27,16 @@ async def queue_factory(
             q = SQLiteQueue(f"sqlite:///{sqlite_path}", poll_interval=0.05)
             made.append(q)
             return q
-    elif request.param == "rabbitmq":
+    elif request.param in ("rabbitmq", "nats"):
+        from interlock.stores.queue_nats import NATSQueue
         from interlock.stores.queue_rabbitmq import RabbitMQQueue
 
-        url = request.getfixturevalue("rabbitmq_url")  # skips (or fails under CI) without a server
+        broker = RabbitMQQueue if request.param == "rabbitmq" else NATSQueue
+        url = request.getfixturevalue(f"{request.param}_url")  # skips (or fails under CI) without a server
         name = f"contract_{request.getfixturevalue('run_id')}_{uuid.uuid4().hex[:8]}"
 
         def factory() -> Queue:
-            q = RabbitMQQueue(url, name=name, companion=f"sqlite:///{sqlite_path}", poll_interval=0.05)
-            made.append(q)
-            return q
-    elif request.param == "nats":
-        from interlock.stores.queue_nats import NATSQueue
-
-        url = request.getfixturevalue("nats_url")  # skips (or fails under CI) without a server
-        name = f"contract_{request.getfixturevalue('run_id')}_{uuid.uuid4().hex[:8]}"
-
-        def factory() -> Queue:
-            q = NATSQueue(url, name=name, companion=f"sqlite:///{sqlite_path}", poll_interval=0.05)
+            q = broker(url, name=name, companion=f"sqlite:///{sqlite_path}", poll_interval=0.05)
             made.append(q)
             return q
     else:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .._clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigError
 from . import _queue_rows as model
+from ._backends import redact_url
 from ._signal import WorkSignal
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, QueueStats
 
@@ -131,13 +133,18 @@ class BrokerQueue:
 
     def __init__(
         self,
+        url: str,
         *,
         name: str,
-        companion: str,
+        companion: str | None,
         clock: Clock | None,
         poll_interval: float,
         max_in_flight: int,
     ) -> None:
+        url, from_url = split_companion(url, "sqlite:///interlock.db")
+        companion = companion or from_url
+        self.url = url
+        """The broker's URL (without ``companion=``)."""
         if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", name):
             raise ConfigError(self.owner, "name", f"must be letters, digits, _ . - (at most 100), got {name!r}")
         if poll_interval <= 0:
@@ -259,6 +266,10 @@ class BrokerQueue:
             await self._broker_close()
         finally:
             await self._companion.queue.aclose()
+
+    def __repr__(self) -> str:
+        state = "open" if self._opened else "closed"
+        return f"{self.owner}(url={redact_url(self.url)!r}, name={self.name!r}, {state})"
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -543,6 +554,14 @@ class BrokerQueue:
         """Forget done rows settled before ``done_before``: their ids stop deduping."""
         self._need_open()
         return await self._companion.queue.prune(done_before)  # type: ignore[no-any-return]
+
+
+def import_client(module: str, owner: str, extra: str) -> Any:
+    """The broker's client library, or an ImportError naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - the factory checks first
+        raise ImportError(f"{owner} needs {extra}'s client: pip install 'interlock[{extra}]'") from exc
 
 
 def message_headers(message: Message) -> dict[str, str]:

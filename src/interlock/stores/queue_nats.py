@@ -29,15 +29,13 @@ How the Protocol's lease maps onto JetStream, and where it differs:
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
 from .._clock import Clock
-from ._backends import redact_url
-from ._companion import BrokerQueue, message_headers, split_companion
+from ._companion import BrokerQueue, import_client, message_headers
 from .queue import Failure, Message
 
 __all__ = ["NATSQueue"]
@@ -47,10 +45,7 @@ _PULL_EXPIRES = 0.02
 
 
 def _nats() -> Any:
-    try:
-        return importlib.import_module("nats")
-    except ImportError as exc:  # pragma: no cover - the factory checks first
-        raise ImportError("NATSQueue needs nats-py: pip install 'interlock[nats]'") from exc
+    return import_client("nats", "NATSQueue", "nats")
 
 
 class NATSQueue(BrokerQueue):
@@ -80,15 +75,8 @@ class NATSQueue(BrokerQueue):
         clock: Clock | None = None,
         table: str | None = None,
     ) -> None:
-        url, from_url = split_companion(url, "sqlite:///interlock.db")
-        super().__init__(
-            name=table or name,
-            companion=companion or from_url,
-            clock=clock,
-            poll_interval=poll_interval,
-            max_in_flight=max_in_flight,
-        )
-        self.url = url
+        super().__init__(url, name=table or name, companion=companion, clock=clock,
+                         poll_interval=poll_interval, max_in_flight=max_in_flight)
         self.ack_wait = ack_wait
         self.max_deliver = max_deliver
         self.duplicate_window = duplicate_window
@@ -196,7 +184,3 @@ class NATSQueue(BrokerQueue):
     async def _on_dead(self, message: Message, failures: Sequence[Failure], error: str) -> None:
         headers = {**message_headers(message), "interlock-error": error[:1000]}
         await self._js.publish(f"{self.name}.dead", message.body, headers=headers)
-
-    def __repr__(self) -> str:
-        state = "open" if self._opened else "closed"
-        return f"NATSQueue(url={redact_url(self.url)!r}, name={self.name!r}, {state})"

@@ -38,23 +38,18 @@ How the Protocol's lease maps onto RabbitMQ, and where it differs:
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from .._clock import Clock
 from . import _queue_rows as model
-from ._backends import redact_url
-from ._companion import BrokerQueue, message_headers, split_companion
+from ._companion import BrokerQueue, import_client, message_headers
 from .queue import Message
 
 __all__ = ["RabbitMQQueue"]
 
 
 def _aio_pika() -> Any:
-    try:
-        return importlib.import_module("aio_pika")
-    except ImportError as exc:  # pragma: no cover - the factory checks first
-        raise ImportError("RabbitMQQueue needs aio-pika: pip install 'interlock[rabbitmq]'") from exc
+    return import_client("aio_pika", "RabbitMQQueue", "rabbitmq")
 
 
 class RabbitMQQueue(BrokerQueue):
@@ -81,15 +76,8 @@ class RabbitMQQueue(BrokerQueue):
         clock: Clock | None = None,
         table: str | None = None,
     ) -> None:
-        url, from_url = split_companion(url, "sqlite:///interlock.db")
-        super().__init__(
-            name=table or name,
-            companion=companion or from_url,
-            clock=clock,
-            poll_interval=poll_interval,
-            max_in_flight=max_in_flight,
-        )
-        self.url = url
+        super().__init__(url, name=table or name, companion=companion, clock=clock,
+                         poll_interval=poll_interval, max_in_flight=max_in_flight)
         self.delivery_limit = delivery_limit
         self._connection: Any = None
         self._channel: Any = None
@@ -217,7 +205,3 @@ class RabbitMQQueue(BrokerQueue):
         # between leaves two copies (the message handled twice at worst), never none.
         await self._broker_publish(message, delay=delay)
         await handle.ack()
-
-    def __repr__(self) -> str:
-        state = "open" if self._opened else "closed"
-        return f"RabbitMQQueue(url={redact_url(self.url)!r}, name={self.name!r}, {state})"
