@@ -104,6 +104,7 @@ async def broker(request: pytest.FixtureRequest, sqlite_path: str) -> AsyncItera
     factory.base = base  # type: ignore[attr-defined]
     factory.name = name  # type: ignore[attr-defined]
     factory.companion = companion  # type: ignore[attr-defined]
+    factory.made = made  # type: ignore[attr-defined]
     try:
         yield factory
     finally:
@@ -216,3 +217,20 @@ async def test_consumers_come_back_after_the_connection_is_cut(broker: Any) -> N
     finally:
         await queue.aclose()
         await proxy.aclose()
+
+
+async def test_a_broker_queue_from_the_factory_keeps_its_companion_where_the_url_says(
+    broker: Any, tmp_path: Any
+) -> None:
+    from interlock.stores import open_queue
+
+    companion = f"sqlite:///{tmp_path}/elsewhere.db"
+    sep = "&" if "?" in broker.base else "?"
+    queue = open_queue(f"{broker.base}{sep}companion={companion}", table=broker.name, poll_interval=0.05)
+    broker.made.append(queue)
+    await queue.open()
+    assert await queue.put(msg(1)) is True
+    (lease,) = await queue.lease(1, VIS)
+    assert await queue.ack(lease) is True
+    async with SQLiteQueue(companion, table=broker.name) as rows:  # the row is in that file
+        assert await rows.put(msg(1)) is False

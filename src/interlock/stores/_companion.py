@@ -476,7 +476,14 @@ class BrokerQueue:
         )
         if h is None:
             return False
-        await self._broker_retry(h.handle, lease.message, delay)
+        try:
+            await self._broker_retry(h.handle, lease.message, delay)
+        except Exception as exc:
+            # The failure is recorded; rather than leave the delivery unacked on a live channel,
+            # give it back now: redelivered before its delay, never stuck.
+            logger.warning("%s %s: delayed retry failed (%s); redelivering at once", self.owner, self.name,
+                           type(exc).__name__)
+            await self._requeue_delivery(h.handle)
         return True
 
     async def dead_letter(self, lease: Lease, *, error: str) -> bool:
@@ -491,7 +498,11 @@ class BrokerQueue:
         if h is None:
             return False
         await self._ack_delivery(h.handle)
-        await self._on_dead(lease.message, lease.failures, error)
+        try:
+            await self._on_dead(lease.message, lease.failures, error)
+        except Exception as exc:  # the companion's dead letter is the one that counts
+            logger.warning("%s %s: copying a dead letter to the broker failed (%s)", self.owner, self.name,
+                           type(exc).__name__)
         return True
 
     async def _on_dead(self, message: Message, failures: Sequence[Failure], error: str) -> None:
