@@ -408,7 +408,7 @@ class RateLimitMiddleware:
             return
         fields = self._fields(applied, verdicts)
         if not allowed:
-            retry = max(math.ceil(v.retry_after) for v in verdicts if not v.allowed)
+            retry = max(_whole_seconds(v.retry_after) for v in verdicts if not v.allowed)
             refused = [limit.name for limit, v in zip(applied, verdicts, strict=True) if not v.allowed]
             await send_problem(
                 send,
@@ -430,7 +430,7 @@ class RateLimitMiddleware:
     def _fields(self, applied: list[Limit], verdicts: list[Verdict]) -> list[tuple[bytes, bytes]]:
         policy = ", ".join(f'"{limit.name}";q={limit.limit};w={math.ceil(limit.window)}' for limit in applied)
         state = ", ".join(
-            f'"{limit.name}";r={v.remaining};t={math.ceil(v.retry_after if not v.allowed else v.reset)}'
+            f'"{limit.name}";r={v.remaining};t={_whole_seconds(v.retry_after if not v.allowed else v.reset)}'
             for limit, v in zip(applied, verdicts, strict=True)
         )
         out = [(b"ratelimit-policy", policy.encode()), (b"ratelimit", state.encode())]
@@ -439,10 +439,16 @@ class RateLimitMiddleware:
             out += [
                 (b"x-ratelimit-limit", str(limit.limit).encode()),
                 (b"x-ratelimit-remaining", str(v.remaining).encode()),
-                (b"x-ratelimit-reset", str(math.ceil(v.reset)).encode()),
+                (b"x-ratelimit-reset", str(_whole_seconds(v.reset)).encode()),
             ]
         return out
 
     def __repr__(self) -> str:
         names = ", ".join(f"{limit.name}={limit.limit}/{limit.window:g}s" for limit in self.limits)
         return f"<RateLimitMiddleware {names} backend={self.backend!r} fail_open={self.fail_open}>"
+
+
+def _whole_seconds(seconds: float) -> int:
+    # Rounded up to whole seconds as the RateLimit fields want, after rounding to milliseconds
+    # (the Redis backend's unit): float noise (1800.0000000002) must not announce 1801.
+    return math.ceil(round(seconds, 3))
