@@ -561,10 +561,11 @@ class BrokerQueue:
         self._need_open()
         return await self._companion.queue.stats()  # type: ignore[no-any-return]
 
-    async def prune(self, done_before: float) -> int:
-        """Forget done rows settled before ``done_before``: their ids stop deduping."""
+    async def prune(self, done_before: float | None, dead_before: float | None = None) -> int:
+        """Forget done rows settled before ``done_before`` (their ids stop deduping) and dead
+        letters dead before ``dead_before``: both are the companion's rows."""
         self._need_open()
-        return await self._companion.queue.prune(done_before)  # type: ignore[no-any-return]
+        return await self._companion.queue.prune(done_before, dead_before)  # type: ignore[no-any-return]
 
 
 def import_client(module: str, owner: str, extra: str) -> Any:
