@@ -538,7 +538,8 @@ class BrokerQueue:
         dialect = model.POSTGRES if c.postgres else model.SQLITE
         clause, params = model.dead_letter_where(where, dialect, first=2)
         sql = (
-            f"UPDATE {c.table} SET state = {model.PENDING}, attempts = 0, visible_at = ?, lease_token = NULL,"
+            f"UPDATE {c.table} SET state = {model.PENDING}, attempts = 0,"
+            f" visible_at = {'$1' if c.postgres else '?'}, lease_token = NULL,"
             f" finished_at = NULL WHERE {clause} RETURNING {model.COLUMNS}"
         )
         if c.postgres:
