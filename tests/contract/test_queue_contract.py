@@ -6,6 +6,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
+
 from interlock.stores import DeadLetterFilter, Message, Queue
 from interlock.stores.queue import Failure
 from interlock.testing import FakeClock
@@ -242,3 +244,53 @@ async def test_prune_forgets_old_done_messages(queue: Queue, clock: FakeClock) -
     assert await queue.prune(clock.time() + 1) == 1
     assert await queue.put(msg(1)) is True  # forgotten, so accepted again
     assert await queue.put(msg(2)) is False  # still pending: never pruned
+
+
+async def test_prune_forgets_old_dead_letters_only_when_asked(queue: Queue) -> None:
+    await put_all(queue, msg(1), msg(2), msg(3))
+    one, two, _pending = await queue.lease(3, VIS)
+    await queue.dead_letter(one, error="boom")
+    await queue.ack(two)
+    assert await queue.prune(time.time() + 1) == 1  # the done one; dead letters are kept
+    assert await queue.count_dead() == 1
+    assert await queue.prune(None, dead_before=time.time() + 1) == 1
+    assert await queue.count_dead() == 0
+    assert await queue.put(msg(1)) is True  # its id is forgotten with it
+    assert await queue.put(msg(3)) is False  # pending: never pruned
+    assert await queue.prune(None, dead_before=time.time() - 3600) == 0  # only those dead before
+
+
+async def test_prune_removes_more_than_one_chunk(queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    from interlock.stores import _queue_rows
+
+    monkeypatch.setattr(_queue_rows, "PRUNE_CHUNK", 4)  # a prune runs as statements of this many rows
+    await put_all(queue, *(msg(i) for i in range(11)))
+    for lease in await queue.lease(11, VIS):
+        await queue.ack(lease)
+    assert await queue.prune(time.time() + 1) == 11
+    assert await queue.put(msg(10)) is True
+
+
+def unstorable() -> list[tuple[str, Message]]:
+    return [
+        ("id", Message(source="src", id="bad\x00id", type="t", body=b"{}")),
+        ("id", Message(source="src", id="bad\ud800id", type="t", body=b"{}")),
+        ("type", Message(source="src", id="bad-type", type="t\x00", body=b"{}")),
+        ("ordering_key", Message(source="src", id="bad-key", type="t", body=b"{}", ordering_key="k\udfff")),
+    ]
+
+
+async def test_a_message_that_cannot_be_stored_fails_only_its_own_put(queue: Queue) -> None:
+    bad = unstorable()
+    healthy = [msg(i) for i in range(40)]
+    # All at once, so on a grouping backend they share one commit.
+    results = await asyncio.gather(
+        *(queue.put(m) for m in healthy[:20]), *(queue.put(m) for _, m in bad), *(queue.put(m) for m in healthy[20:]),
+        return_exceptions=True,
+    )
+    good, refused = results[:20] + results[20 + len(bad):], results[20 : 20 + len(bad)]
+    assert good == [True] * 40
+    for (field, _), error in zip(bad, refused, strict=True):
+        assert isinstance(error, ValueError), error
+        assert f"message's {field}" in str(error)
+    assert (await queue.stats()).pending == 40
