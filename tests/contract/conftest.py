@@ -37,8 +37,9 @@ async def queue_factory(
         url = request.getfixturevalue(f"{request.param}_url")  # skips (or fails under CI) without a server
         name = f"contract_{request.getfixturevalue('run_id')}_{uuid.uuid4().hex[:8]}"
 
-        def factory() -> Queue:
-            q = broker(url, name=name, companion=f"sqlite:///{sqlite_path}", poll_interval=0.05)
+        def factory(**options: Any) -> Queue:
+            defaults = {"name": name, "companion": f"sqlite:///{sqlite_path}", "poll_interval": 0.05}
+            q = broker(url, **{**defaults, **options})
             made.append(q)
             return q
     else:

@@ -87,7 +87,7 @@ async def broker(request: pytest.FixtureRequest, sqlite_path: str) -> AsyncItera
         base = request.getfixturevalue("rabbitmq_url")
 
         def factory(url: str = base, **kwargs: Any) -> Queue:
-            q = RabbitMQQueue(url, name=name, companion=companion, poll_interval=0.05, **kwargs)
+            q = RabbitMQQueue(url, name=name, **{"companion": companion, "poll_interval": 0.05, **kwargs})
             made.append(q)
             return q
     else:
@@ -96,7 +96,7 @@ async def broker(request: pytest.FixtureRequest, sqlite_path: str) -> AsyncItera
         base = request.getfixturevalue("nats_url")
 
         def factory(url: str = base, **kwargs: Any) -> Queue:
-            q = NATSQueue(url, name=name, companion=companion, poll_interval=0.05, **kwargs)
+            q = NATSQueue(url, name=name, **{"companion": companion, "poll_interval": 0.05, **kwargs})
             made.append(q)
             return q
 
@@ -234,3 +234,29 @@ async def test_a_broker_queue_from_the_factory_keeps_its_companion_where_the_url
     assert await queue.ack(lease) is True
     async with SQLiteQueue(companion, table=broker.name) as rows:  # the row is in that file
         assert await rows.put(msg(1)) is False
+
+
+async def test_a_postgres_companion_keeps_dedupe_order_history_and_replay(
+    broker: Any, postgres_dsn: str, postgres_schema: str
+) -> None:
+    from interlock.stores import DeadLetterFilter
+
+    queue = broker(companion=f"{postgres_dsn}?schema={postgres_schema}")
+    await queue.open()
+    key = [Message("s", f"k{i}", "t", b"x", received_at=time.time(), ordering_key="A") for i in (1, 2)]
+    assert [await queue.put(m) for m in (*key, key[0])] == [True, True, False]
+    (first,) = await queue.lease(5, VIS)  # k2 waits for k1
+    assert first.message.id == "k1"
+    assert await queue.nack(first, delay=0, error="boom") is True
+    (again,) = await queue.lease(5, VIS)
+    assert (again.message.id, again.attempt, [f.error for f in again.failures]) == ("k1", 2, ["boom"])
+    assert await queue.dead_letter(again, error="gave up") is True
+    assert await queue.count_dead() == 1
+    (k2,) = await queue.lease(5, VIS)  # dead-lettering unblocked the key
+    assert await queue.ack(k2) is True
+    assert await queue.replay(DeadLetterFilter(ids=["k1"])) == 1
+    (replayed,) = await queue.lease(5, VIS)
+    assert (replayed.message.id, replayed.attempt, len(replayed.failures)) == ("k1", 1, 2)
+    assert await queue.ack(replayed) is True
+    stats = await queue.stats()
+    assert (stats.pending, stats.dead) == (0, 0)

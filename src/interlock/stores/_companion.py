@@ -538,7 +538,8 @@ class BrokerQueue:
         dialect = model.POSTGRES if c.postgres else model.SQLITE
         clause, params = model.dead_letter_where(where, dialect, first=2)
         sql = (
-            f"UPDATE {c.table} SET state = {model.PENDING}, attempts = 0, visible_at = ?, lease_token = NULL,"
+            f"UPDATE {c.table} SET state = {model.PENDING}, attempts = 0,"
+            f" visible_at = {'$1' if c.postgres else '?'}, lease_token = NULL,"
             f" finished_at = NULL WHERE {clause} RETURNING {model.COLUMNS}"
         )
         if c.postgres:
@@ -561,10 +562,11 @@ class BrokerQueue:
         self._need_open()
         return await self._companion.queue.stats()  # type: ignore[no-any-return]
 
-    async def prune(self, done_before: float) -> int:
-        """Forget done rows settled before ``done_before``: their ids stop deduping."""
+    async def prune(self, done_before: float | None, dead_before: float | None = None) -> int:
+        """Forget done rows settled before ``done_before`` (their ids stop deduping) and dead
+        letters dead before ``dead_before``: both are the companion's rows."""
         self._need_open()
-        return await self._companion.queue.prune(done_before)  # type: ignore[no-any-return]
+        return await self._companion.queue.prune(done_before, dead_before)  # type: ignore[no-any-return]
 
 
 def import_client(module: str, owner: str, extra: str) -> Any:
