@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging as _logging
 
-from . import errors, metrics
+from . import errors, metrics, signatures
 from ._ids import correlation_id, current_correlation_id
 from ._models import Request, Response
 from .client import (
@@ -14,6 +14,7 @@ from .client import (
     Client,
     Concurrency,
     Paginator,
+    Profile,
     RateLimit,
     RequestOptions,
     SyncClient,
@@ -22,7 +23,7 @@ from .client import (
 from .core.backoff import Backoff
 from .core.breaker import CircuitBreaker
 from .core.retry import Retry, RetryBudget
-from .inbox import Event, Inbox, Redelivery, signatures
+from .inbox import Event, Inbox, Redelivery
 from .stores.batch_writer import BatchWriter
 from .sync import Sync, SyncRecord, SyncSource, ToHandler, ToTable, WriteBack
 
@@ -38,6 +39,7 @@ __all__ = [
     "Event",
     "Inbox",
     "Paginator",
+    "Profile",
     "RateLimit",
     "Redelivery",
     "Request",

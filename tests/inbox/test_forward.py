@@ -69,6 +69,7 @@ async def until(predicate: Any, timeout: float = 10.0) -> None:
 async def test_forward_through_the_client(sqlite_path: str, internal: tuple[Internal, str]) -> None:
     service, base = internal
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}")
+    box.internal_source("stripe")  # the test puts its events from code
     client = interlock.Client(base, retry=interlock.Retry(attempts=2))
     box.forward("stripe", "*", url="/internal/stripe", client=client)
     await box.put(event(1))
@@ -95,6 +96,7 @@ async def test_a_refusing_service_fails_the_attempt_and_the_event_is_retried(
     box = interlock.Inbox(
         store=f"sqlite:///{sqlite_path}", redelivery=Redelivery(attempts=3, backoff=Backoff(delays=[0.05], jitter="none"))
     )
+    box.internal_source("stripe")
     box.forward("stripe", url=f"{base}/internal/stripe")  # no client given: one is made and closed
     await box.put(event(2))
     pool = box.start_workers()

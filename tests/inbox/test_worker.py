@@ -30,6 +30,7 @@ def message(i: int, *, type: str = "invoice.paid", customer: str | None = None, 
 @pytest.fixture
 async def box(sqlite_path: str) -> AsyncIterator[interlock.Inbox]:
     inbox = interlock.Inbox(store=f"sqlite:///{sqlite_path}", redelivery=FAST_RETRY, visibility=5.0)
+    inbox.internal_source("stripe")  # the tests put its events from code
     try:
         yield inbox
     finally:
@@ -167,6 +168,7 @@ async def test_same_customer_one_at_a_time_in_arrival_order(box: interlock.Inbox
 
 async def test_heartbeat_keeps_a_long_handler_from_being_redelivered(sqlite_path: str) -> None:
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", visibility=0.3)
+    box.internal_source("stripe")  # the tests put its events from code
     calls: list[int] = []
 
     @box.handler("stripe", "*")
@@ -184,6 +186,7 @@ async def test_heartbeat_keeps_a_long_handler_from_being_redelivered(sqlite_path
 
 async def test_slow_handlers_are_warned_about(sqlite_path: str, caplog: pytest.LogCaptureFixture) -> None:
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", slow_after=0.1)
+    box.internal_source("stripe")  # the tests put its events from code
 
     @box.handler("stripe", "*")
     async def slow(event: interlock.Event) -> None:
@@ -252,6 +255,7 @@ async def test_heartbeats_on_the_fake_clock_keep_a_running_handlers_lease(
 ) -> None:
     clock = FakeClock()
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", visibility=30.0, clock=clock)
+    box.internal_source("stripe")  # the tests put its events from code
     release = asyncio.Event()
     calls: list[int] = []
 
@@ -282,6 +286,7 @@ async def test_a_lease_nobody_extends_redelivers_with_the_next_attempt_once_the_
 ) -> None:
     clock = FakeClock()
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", visibility=30.0, clock=clock)
+    box.internal_source("stripe")  # the tests put its events from code
     seen: list[tuple[int, int]] = []
 
     @box.handler("stripe", "*")
@@ -306,6 +311,7 @@ async def test_a_delivery_past_the_attempts_is_dead_lettered_without_running(sql
     box = interlock.Inbox(
         store=f"sqlite:///{sqlite_path}", visibility=30.0, clock=clock, redelivery=Redelivery(attempts=1)
     )
+    box.internal_source("stripe")  # the tests put its events from code
     calls: list[int] = []
     box.add_handler("stripe", "*", lambda event: calls.append(event.attempt))
     await box.put(message(1))
@@ -324,6 +330,7 @@ async def test_a_failed_attempt_comes_back_after_its_retry_delay_on_the_fake_clo
     clock = FakeClock()
     policy = Redelivery(attempts=3, backoff=Backoff(delays=[60.0], jitter="none"))
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", clock=clock, redelivery=policy)
+    box.internal_source("stripe")  # the tests put its events from code
     seen: list[tuple[int, list[int]]] = []
 
     @box.handler("stripe", "*")
@@ -351,6 +358,7 @@ async def acked_past_retention(sqlite_path: str) -> interlock.Inbox:
     """An inbox (retention one hour) holding one event acknowledged an hour and a second ago."""
     clock = FakeClock()
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", clock=clock, retention=3600.0)
+    box.internal_source("stripe")  # the tests put its events from code
     await box.put(message(1))
     (lease,) = await box.queue.lease(1, 30.0)
     await box.queue.ack(lease)

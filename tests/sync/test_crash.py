@@ -64,6 +64,9 @@ def test_sigkill_mid_sync_resumes_without_losing_or_double_applying(sqlite_path:
                 if child.poll() is None:
                     child.kill()
                     child.wait()
+                for pipe in (child.stdout, child.stderr):  # a killed child's pipes are ours to close
+                    if pipe is not None:
+                        pipe.close()
             assert child.returncode == -signal.SIGKILL
             puts_at_kill.append(tb.counters().route("PUT /mirror/{id}").get("200", 0))
         assert puts_at_kill[0] < RECORDS, "the first run finished before it could be killed"

@@ -19,17 +19,19 @@ batching, retry, bucket, breaker); the modules in ``policies`` do the I/O around
 """
 
 from ._client import Client, RequestOptions
-from ._config import Batch, Cache, CacheRule, Concurrency, RateLimit, Timeout
+from ._config import PROFILES, Batch, Cache, CacheRule, Concurrency, Profile, RateLimit, Timeout
 from ._paginate import Paginator
 from ._sync import SyncClient
 
 __all__ = [
+    "PROFILES",
     "Batch",
     "Cache",
     "CacheRule",
     "Client",
     "Concurrency",
     "Paginator",
+    "Profile",
     "RateLimit",
     "RequestOptions",
     "SyncClient",

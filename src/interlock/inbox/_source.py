@@ -88,7 +88,6 @@ class Source:
         else:
             delivery_id = os.urandom(12).hex()
         event_type = (self._type.find(headers, doc) if self._type is not None else None) or ""
-        key = self._order.find(headers, doc) if self._order is not None else None
         kept = {k: v for k, v in headers.items() if k not in _DROPPED_HEADERS}
         return Message(
             source=self.name,
@@ -97,5 +96,18 @@ class Source:
             body=body,
             headers=kept,
             received_at=now,
-            ordering_key=f"{self.name}\x1f{key}" if key is not None else None,
+            ordering_key=self.ordering_key_of(headers, doc),
         )
+
+    def ordering_key_of(self, headers: Mapping[str, str], doc: Any) -> str | None:
+        """The queue's ordering key of an event of this source (None: no ordering), found at
+        ``ordering_key`` in the headers or the parsed body ``doc``."""
+        if self._order is None:
+            return None
+        key = self._order.find(headers, doc)
+        return ordering_key(self.name, key) if key is not None else None
+
+
+def ordering_key(source: str, key: str) -> str:
+    """How the queue keys ordering: by source too, so two sources never wait on each other."""
+    return f"{source}\x1f{key}"

@@ -4,6 +4,7 @@ zstd decoded by aiohttp when ``brotli`` / ``backports.zstd`` are installed (``in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import aiohttp
@@ -30,9 +31,17 @@ class AiohttpTransport:
         self._pool_size = pool_size
         self._keepalive = keepalive
         self._tracking_headers = tuple(tracking_headers)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The event loop the session was opened in (None before first use)."""
+
+    @property
+    def is_open(self) -> bool:
+        """True while a session of this transport's own is open (from first use to ``aclose``)."""
+        return self._own_session and self._session is not None and not self._session.closed
 
     def _open(self) -> aiohttp.ClientSession:
         # Created lazily inside the running loop: aiohttp sessions are bound to one loop.
+        self.loop = asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(
             limit=self._pool_size, keepalive_timeout=self._keepalive, ttl_dns_cache=300
         )
