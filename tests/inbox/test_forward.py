@@ -105,3 +105,18 @@ async def test_a_refusing_service_fails_the_attempt_and_the_event_is_retried(
     await box.aclose()
     assert [h["x-interlock-attempt"] for _, h, _ in service.requests] == ["1", "2"]
     assert box.metrics.retries["stripe"] == 1
+
+
+async def test_forward_calls_wait_out_a_breaker_as_background_work(internal: tuple[Internal, str]) -> None:
+    """Nobody waits on a forward: through a client built without explicit retry settings, its
+    call is one of the background profile, which waits out the breaker the failures opened."""
+    service, base = internal
+    service.statuses[:] = [503, 503, 503, 200]
+    breaker = interlock.CircuitBreaker(failure_ratio=0.5, min_calls=2, window=10.0, open_for=0.2)
+    async with interlock.Client(base, breaker=breaker) as client:
+        forward = interlock.inbox.Forward("/internal/stripe", client=client)
+        await forward(interlock.Event("evt_7", "stripe", "invoice.paid", b'{"id": "evt_7"}', {}, time.time()))
+    assert len(service.requests) == 4  # three 503s (the breaker opened between) and the 200
+    made = interlock.inbox.Forward(f"{base}/internal/stripe")
+    assert made._get_client().profile is interlock.client.PROFILES["background"]
+    await made.aclose()
