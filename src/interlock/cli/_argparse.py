@@ -1,4 +1,4 @@
-"""What the subcommands share: the parser (one line per mistake), argument types that say what
+"""What the command modules of ``interlock.cli`` share: the parser (one line per mistake), argument types that say what
 they accept, the ``UsageError`` a command raises for a mistake it finds later, and asking for
 confirmation (``--yes`` where there is no terminal to ask on)."""
 

@@ -18,8 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from interlock.errors import ConfigError
-
+from ..errors import ConfigError
 from ..testbed import DIALECTS, Latency, RateLimitConfig, Testbed, TestbedConfig
 from ._argparse import count, fraction, port, seconds
 
