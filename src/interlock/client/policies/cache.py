@@ -5,6 +5,10 @@ background; and it forgets what writes change.
 
 A cache must never break a call: store errors are logged and the call goes upstream as if the
 cache were not there.
+
+Identical reads that miss together share one fill (when the client coalesces): the first goes
+upstream and stores the answer, the others get their own copy of it, as the coalescing stage
+below would give them, but without each building and storing the same entry again.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ...stores import open_cache
 from ...stores.cache import CacheStore
 from .._config import Cache, CacheRule
 from .._pipeline import Send
+from .coalesce import CoalescePolicy
 
 _log = logging.getLogger("interlock.cache")
 _STORE_ERROR_LOG_EVERY = 30.0
@@ -52,7 +57,11 @@ def open_cache_store(config: Cache, clock: Clock) -> CacheStore:
 class CachePolicy:
     """The cache stage of the pipeline, and the handle for invalidating it (``client.cache``)."""
 
-    def __init__(self, config: Cache, upstream: str, clock: Clock) -> None:
+    def __init__(
+        self, config: Cache, upstream: str, clock: Clock, *, share_fills: Sequence[str] | None = None
+    ) -> None:
+        """``share_fills``: the headers that do not tell reads apart (as the coalescing stage's),
+        to share fills between identical reads; None: every miss fills on its own."""
         self.config = config
         self.upstream = upstream
         self.store = open_cache_store(config, clock)
@@ -64,6 +73,8 @@ class CachePolicy:
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._last_store_error = -1e18
         self._terms_of: dict[CacheRule, fr.CacheTerms] = {}
+        # Its own flights: the coalescing stage below keeps the ones of the upstream calls.
+        self._fills = CoalescePolicy(upstream, share_fills) if share_fills is not None else None
 
     # -- keys -------------------------------------------------------------------------------
     def _base(self, path: str) -> str:
@@ -112,7 +123,22 @@ class CachePolicy:
             if decision.refresh is not None:
                 self._refresh_in_background(key, request, read, decision.refresh, call_next)
             return self._serve(decision.entry, request, stale=True)
-        return await self._upstream(key, request, read, decision, call_next)
+        fills = self._fills
+        shared_as = fills.identity(request) if fills is not None else None
+        if shared_as is None:
+            return await self._upstream(key, request, read, decision, call_next)
+        assert fills is not None
+        while not fills.take_off(shared_as):
+            if (shared := await fills.follow(shared_as, request)) is not None:
+                self._count(request.route, "revalidated" if shared.from_cache else "miss")
+                return shared
+        try:
+            response = await self._upstream(key, request, read, decision, call_next)
+        except BaseException as exc:
+            fills.land(shared_as, None, exc)
+            raise
+        fills.land(shared_as, response)
+        return response
 
     async def _upstream(
         self,

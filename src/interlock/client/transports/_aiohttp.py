@@ -7,10 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import aiohttp
+from multidict import istr
+from yarl import URL
 
 from ..._models import Request, Response
 from ...errors import ConnectError, TimedOut, TransportError
 from ._base import AttemptTimeout, answer
+
+MAX_CACHED_URLS = 4096
+"""Parsed URLs the transport keeps (see ``AiohttpTransport``)."""
 
 
 class AiohttpTransport:
@@ -29,7 +34,14 @@ class AiohttpTransport:
         self._session = session
         self._pool_size = pool_size
         self._keepalive = keepalive
-        self._tracking_headers = tuple(tracking_headers)
+        # istr keys: the response's header table looks them up without case-folding them again.
+        self._tracking_headers = tuple(istr(name) for name in tracking_headers)
+        # Parsed URLs by string, so aiohttp does not parse and re-quote the same URL on every
+        # attempt; bounded (forgotten at once when full), like the route names.
+        self._urls: dict[str, URL] = {}
+        # The Client hands the same AttemptTimeout to every attempt whose deadline is further
+        # off than its per-attempt cap: one ClientTimeout is built for it, not one per attempt.
+        self._timeout_of: tuple[AttemptTimeout | None, aiohttp.ClientTimeout | None] = (None, None)
 
     def _open(self) -> aiohttp.ClientSession:
         # Created lazily inside the running loop: aiohttp sessions are bound to one loop.
@@ -52,13 +64,19 @@ class AiohttpTransport:
         """Send one attempt; aiohttp's errors become ``ConnectError``, ``TransportError`` or
         ``TimedOut``."""
         session = self._session or self._open()
-        client_timeout = aiohttp.ClientTimeout(
-            total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
-        )
+        last, client_timeout = self._timeout_of
+        if timeout is not last or client_timeout is None:
+            client_timeout = aiohttp.ClientTimeout(
+                total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
+            )
+            self._timeout_of = (timeout, client_timeout)
+        url: URL | str | None = self._urls.get(request.url)
+        if url is None:
+            url = self._url(request.url)
         try:
             async with session.request(
                 request.method,
-                request.url,
+                url,
                 params=request.params or None,
                 headers=request.headers,
                 data=request.body,
@@ -75,6 +93,16 @@ class AiohttpTransport:
         except (aiohttp.ClientError, OSError) as exc:
             raise TransportError(f"connection failed: {type(exc).__name__}: {exc}") from exc
         return answer(request, status, headers, content, self._tracking_headers)
+
+    def _url(self, text: str) -> URL | str:
+        try:
+            url = URL(text)
+        except ValueError:
+            return text  # aiohttp reports it, as for any URL it cannot use
+        if len(self._urls) >= MAX_CACHED_URLS:
+            self._urls.clear()
+        self._urls[text] = url
+        return url
 
     async def aclose(self) -> None:
         """Close the session, if this transport created it."""
