@@ -94,9 +94,9 @@ class _CallRecorder:
         response.elapsed = elapsed = self._clock.monotonic() - start
         response.request_id = request.request_id
         status = response.status
-        self._observe(
-            request, _OUTCOMES[status // 100] if 100 <= status < 1000 else _outcome(status), elapsed
-        )
+        outcome = _OUTCOMES[status // 100] if 100 <= status < 1000 else _outcome(status)
+        stats = self._stats.routes.get(request.route) or self._stats.route(request.route)
+        stats.observe(request.method, outcome, elapsed)
         if _log.isEnabledFor(logging.INFO):
             fields = self._log_fields(request, response, elapsed, None)
             _log.info(

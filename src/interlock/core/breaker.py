@@ -130,6 +130,8 @@ class Breaker:
     # -- decisions ------------------------------------------------------------------------------
     def admit(self, now: float) -> Admit | Reject:
         """Whether a call may start now; moves an open breaker whose time is up to half-open."""
+        if self.state is BreakerState.CLOSED:
+            return ADMIT
         if self.state is BreakerState.OPEN:
             remaining = self._opened_at + self.config.open_for - now
             if remaining > 0:
@@ -154,7 +156,8 @@ class Breaker:
         ``failure_ratio`` failed; a probe's failure reopens a half-open one, and
         ``half_open_calls`` successful probes close it.
         """
-        if self.config.slow_call is not None and duration >= self.config.slow_call:
+        config = self.config
+        if config.slow_call is not None and duration >= config.slow_call:
             failed = True
         if admitted.probe:
             if self.state is not BreakerState.HALF_OPEN:
@@ -171,7 +174,7 @@ class Breaker:
             return  # a call admitted before the breaker opened; its verdict is already moot
         # ``_slot`` inlined: this runs once per call.
         bucket_id = int(now // self._bucket_width)
-        slot = bucket_id % self.config.buckets
+        slot = bucket_id % config.buckets
         if self._bucket_ids[slot] != bucket_id:
             self._bucket_ids[slot] = bucket_id
             self._calls[slot] = 0

@@ -36,6 +36,8 @@ from .coalesce import CoalescePolicy
 
 _log = logging.getLogger("interlock.cache")
 _STORE_ERROR_LOG_EVERY = 30.0
+_MAX_REMEMBERED_PATHS = 10_000
+_UNKNOWN: Any = object()
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
 
@@ -73,6 +75,8 @@ class CachePolicy:
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._last_store_error = -1e18
         self._terms_of: dict[CacheRule, fr.CacheTerms] = {}
+        # path -> its rule and placeholders (or None), remembered like the route names: bounded
+        self._rule_of: dict[str, Any] = {}
         # Its own flights: the coalescing stage below keeps the ones of the upstream calls.
         self._fills = CoalescePolicy(upstream, share_fills) if share_fills is not None else None
 
@@ -103,7 +107,12 @@ class CachePolicy:
             if self.config.invalidate_on_write and fr.invalidates(request.method, response.status):
                 await self._invalidate_write(request, response)
             return response
-        found = self.config.rule_for(request.path)
+        found = self._rule_of.get(request.path, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = self.config.rule_for(request.path)
+            if len(self._rule_of) >= _MAX_REMEMBERED_PATHS:
+                self._rule_of.clear()
+            self._rule_of[request.path] = found
         if found is None:
             return await call_next(request)
         rule, params = found

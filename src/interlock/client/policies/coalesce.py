@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import replace
 
 from ..._metrics import work_stats
 from ..._models import Request, Response
@@ -42,8 +41,9 @@ class CoalescePolicy:
     def __init__(self, upstream: str, ignored_headers: Iterable[str] = DEFAULT_IGNORED_HEADERS) -> None:
         self.upstream = upstream
         self._ignored = frozenset(h.lower() for h in ignored_headers)
-        # key -> the flight's future, made when a first follower comes (None until then)
-        self._flights: dict[Identity, asyncio.Future[Response] | None] = {}
+        # key -> the futures of the flight's followers, each its own (so a follower that gives
+        # up cancels nothing but itself); None until a first follower comes
+        self._flights: dict[Identity, list[asyncio.Future[Response]] | None] = {}
         self._work = work_stats(upstream)
         self.coalesced = 0
 
@@ -80,31 +80,37 @@ class CoalescePolicy:
         None when there is no flight (any more) or its leader gave up: then ``take_off``."""
         if key not in self._flights:
             return None
-        future = self._flights[key]
-        if future is None:
-            future = self._flights[key] = asyncio.get_running_loop().create_future()
+        followers = self._flights[key]
+        if followers is None:
+            followers = self._flights[key] = []
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        followers.append(future)
         self.coalesced += 1
         counts = self._work.coalesced
         counts[request.route] = counts.get(request.route, 0) + 1
         try:
-            # shield: a follower that gives up must not cancel the leader's call.
-            response = await asyncio.shield(future)
+            response = await future
         except _LeaderCancelled:
             return None  # the leader gave up; lead or follow the next flight
         # Every caller its own object: callers may set fields, and json() caches per object.
-        return replace(response, request_id=request.request_id, _json=None)
+        return response.copy_for(request.request_id)
 
     def land(self, key: Identity, response: Response | None, error: BaseException | None = None) -> None:
         """The leader's call under ``key`` ended: hand its answer or error to the followers. A
         cancelled leader hands them nothing: they make the call again."""
-        future = self._flights.pop(key)
-        if future is None:
+        followers = self._flights.pop(key)
+        if followers is None:
             return
-        if error is None:
-            future.set_result(response)  # type: ignore[arg-type]
-            return
-        future.set_exception(_LeaderCancelled() if isinstance(error, asyncio.CancelledError) else error)
-        future.exception()  # retrieved here: followers that gave up would leave it unretrieved
+        if error is not None and isinstance(error, asyncio.CancelledError):
+            error = _LeaderCancelled()
+        for future in followers:
+            if future.done():
+                continue  # that follower gave up
+            if error is None:
+                future.set_result(response)  # type: ignore[arg-type]
+            else:
+                future.set_exception(error)
+                future.exception()  # retrieved here: a follower cancelled meanwhile never reads it
 
     async def handle(self, request: Request, call_next: Send) -> Response:
         """Lead a new flight or follow the one in the air; writes and bodies pass through."""
