@@ -145,10 +145,14 @@ class Client:
             if batches
             else None
         )
-        self._retry = RetryPolicy(retry, self._clock, rng)
         self.rate_limit = RateLimitPolicy(rate_limit, self.name, self._clock) if rate_limit else None
         self._limiter = ConcurrencyLimiter(self.concurrency) if self.concurrency else None
-        self._breaker = BreakerPolicy(breaker, self.name, self._clock) if breaker else None
+        self._breaker = (
+            BreakerPolicy(breaker, self.name, self._clock, attempt_timeout=self._per_attempt)
+            if breaker
+            else None
+        )
+        self._retry = RetryPolicy(retry, self._clock, rng, breaker=self._breaker)
         self._call = compose_pipeline(
             cache=self.cache,
             coalesce=self._coalesce,
