@@ -86,12 +86,14 @@ async def test_observe_adopt_sets_the_balance(store: QuotaStore) -> None:
 
 async def test_pause_stops_grants_for_everyone(store: QuotaStore) -> None:
     assert await store.paused_for("k") == 0
-    left = await store.pause("k", 50, rate=100, capacity=10)
+    left = await store.pause("k", 50, rate=SLOW, capacity=10)
     assert 49 < left <= 50
     assert 49 < await store.paused_for("k") <= 50
-    grant = await store.acquire("k", rate=100, capacity=10)
-    assert 49 < grant.wait <= 50.02
-    shorter = await store.pause("k", 5, rate=100, capacity=10)
+    first = await store.acquire("k", rate=SLOW, capacity=10)
+    assert 49 < first.wait <= 50  # the next in line goes when the pause ends, to ask again
+    second = await store.acquire("k", rate=SLOW, capacity=10)
+    assert 149 < second.wait <= 150  # and the others at the bucket's pace after it
+    shorter = await store.pause("k", 5, rate=SLOW, capacity=10)
     assert shorter > 49  # the longest pause wins
 
 

@@ -14,7 +14,9 @@ def test_x_ratelimit_with_epoch_reset() -> None:
         {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "12", "X-RateLimit-Reset": str(int(NOW) + 3)},
         NOW,
     )
-    assert q == Quota(limit=50, window=None, remaining=12, reset_after=3.0, dialect="x-ratelimit")
+    assert q == Quota(
+        limit=50, window=None, remaining=12, reset_after=3.0, dialect="x-ratelimit", reset_epoch=NOW + 3
+    )
 
 
 def test_x_ratelimit_with_delta_reset() -> None:

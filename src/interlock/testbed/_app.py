@@ -307,6 +307,9 @@ class TestbedApp:
             status, body, headers = answered
         if quota:
             headers.update(quota)
+        extra = self.config.faults.headers
+        if extra:
+            headers.update(extra)
         return status, body, headers
 
     async def _hold(self, delay: float) -> None:

@@ -190,6 +190,9 @@ class Faults:
     is dropped before the response is sent -- the case idempotency keys exist for.
     ``outage_retry_after``: seconds announced in ``Retry-After`` on every answer of an outage
     (a maintenance page or a load balancer that knows when to come back); None sends none.
+    ``headers``: sent with every resource answer that gets past the outage and the rate limit,
+    over whatever the answer had: a buggy upstream's absurd ``X-RateLimit-Limit: 0.000001``,
+    or ``Retry-After: 86000`` on injected 429s.
     """
 
     latency: Latency | None = None
@@ -201,6 +204,7 @@ class Faults:
     lost_response_rate: float = 0.0
     outage_status: int = 503
     outage_retry_after: float | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.latency is not None and not isinstance(self.latency, Latency):
@@ -239,6 +243,11 @@ class Faults:
             )
         if self.outage_retry_after is not None:
             _non_negative("Faults", "outage_retry_after", self.outage_retry_after)
+        if not isinstance(self.headers, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, str) for k, v in self.headers.items()
+        ):
+            raise ConfigError("Faults", "headers", "must map header names to string values")
+        object.__setattr__(self, "headers", dict(self.headers))
 
     @property
     def is_clean(self) -> bool:
@@ -250,6 +259,7 @@ class Faults:
             and self.slow_rate == 0
             and self.reset_rate == 0
             and self.lost_response_rate == 0
+            and not self.headers
         )
 
     def describe(self) -> str:
@@ -266,6 +276,8 @@ class Faults:
             parts.append(f"lost-response@{self.lost_response_rate:g}")
         if self.outages:
             parts.append(f"{len(self.outages)} outage(s)")
+        if self.headers:
+            parts.append(f"headers {', '.join(sorted(self.headers))}")
         return ", ".join(parts) or "none"
 
     def to_dict(self) -> dict[str, Any]:
@@ -280,6 +292,7 @@ class Faults:
             "lost_response_rate": self.lost_response_rate,
             "outage_status": self.outage_status,
             "outage_retry_after": self.outage_retry_after,
+            "headers": dict(self.headers),
         }
 
     @classmethod
