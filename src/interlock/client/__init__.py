@@ -19,7 +19,7 @@ batching, retry, bucket, breaker); the modules in ``policies`` do the I/O around
 """
 
 from ._client import Client, RequestOptions
-from ._config import Batch, Cache, CacheRule, Concurrency, RateLimit, Timeout
+from ._config import Batch, Cache, CacheRule, Concurrency, Limits, RateLimit, Timeout
 from ._paginate import Paginator
 from ._sync import SyncClient
 
@@ -29,6 +29,7 @@ __all__ = [
     "CacheRule",
     "Client",
     "Concurrency",
+    "Limits",
     "Paginator",
     "RateLimit",
     "RequestOptions",
