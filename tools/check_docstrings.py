@@ -7,11 +7,7 @@ gets a docstring, whatever module it lives in. Like ruff's selection it skips ma
 (D105), ``__init__`` (D107), ``@overload`` stubs, ``@override``s and property setters, whose
 documentation lives on the thing they refine.
 
-Names still waiting for their docstring are listed in ``tools/docstrings_pending.txt`` (one
-``package:QualName`` a line), so the check can run in CI while the list is worked off; an entry
-whose name has since been documented is reported so the line can go, but does not fail.
-
-Run: ``python tools/check_docstrings.py`` (exit 1 when a name outside the list lacks a docstring).
+Run: ``python tools/check_docstrings.py`` (exit 1 when any public name lacks a docstring).
 """
 
 from __future__ import annotations
@@ -23,7 +19,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "src" / "interlock"
-PENDING = Path(__file__).resolve().parent / "docstrings_pending.txt"
 
 _SKIPPED_DECORATORS = {"overload", "override", "setter", "deleter"}
 
@@ -83,26 +78,13 @@ def missing_docstrings(source: Path = SOURCE) -> list[str]:
     return found
 
 
-def pending(path: Path = PENDING) -> set[str]:
-    """The names known to lack a docstring, from ``docstrings_pending.txt`` (``#`` comments)."""
-    if not path.exists():
-        return set()
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return {line for line in lines if line}
-
-
 def main() -> int:
-    """Print the undocumented public names that are not pending; exit 1 if there are any."""
+    """Print the undocumented public names; exit 1 if there are any."""
     missing = missing_docstrings()
-    known = pending()
-    new = [name for name in missing if name not in known]
-    done = sorted(known - set(missing))
-    for name in done:
-        print(f"check_docstrings: {name} is documented now: delete its line from {PENDING.name}")
-    for name in new:
+    for name in missing:
         print(f"check_docstrings: missing docstring: {name}")
-    print(f"check_docstrings: {len(new)} missing, {len(known & set(missing))} pending in {PENDING.name}")
-    return 1 if new else 0
+    print(f"check_docstrings: {len(missing)} missing")
+    return 1 if missing else 0
 
 
 if __name__ == "__main__":

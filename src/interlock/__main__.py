@@ -1,3 +1,5 @@
+"""``python -m interlock``: the same as the ``interlock`` command."""
+
 import sys
 
 from .cli import main

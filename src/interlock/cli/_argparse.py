@@ -1,4 +1,4 @@
-"""Argument parsing shared by the subcommands (which live beside the code they drive)."""
+"""Argument parsing shared by the command modules of `interlock.cli`."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ HELP = "run a workload against a faulty simulated API, naive vs Interlock"
 
 @dataclass
 class Phase:
+    """What one contender did: calls sent, throttled, failed, retried, wall time, writes applied twice."""
     name: str
     sent: int = 0
     throttled: int = 0
@@ -34,6 +35,7 @@ class Phase:
 
 
 def workload(seed: int, reads: int, writes: int) -> list[tuple[str, str]]:
+    """The demo's calls, the same for every contender: ``reads`` GETs and ``writes`` PUTs, shuffled."""
     rng = random.Random(seed)
     calls = [("GET", f"/customers/{rng.randint(1, 1000)}") for _ in range(reads)]
     calls += [("PUT", f"/orders/{order}") for order in rng.sample(range(1, 1001), writes)]
@@ -42,11 +44,13 @@ def workload(seed: int, reads: int, writes: int) -> list[tuple[str, str]]:
 
 
 async def outage_later(tb: Testbed, after: float, duration: float) -> None:
+    """Start the testbed's outage after ``after`` seconds, for ``duration`` seconds."""
     await asyncio.sleep(after)
     tb.start_outage(duration)
 
 
 async def run_naive(tb: Testbed, calls: list[tuple[str, str]]) -> Phase:
+    """Send the calls one after another with plain aiohttp, counting what failed."""
     phase = Phase("naive aiohttp")
     async with aiohttp.ClientSession() as session:
         for method, path in calls:
@@ -62,6 +66,7 @@ async def run_naive(tb: Testbed, calls: list[tuple[str, str]]) -> Phase:
 
 
 async def run_interlock(tb: Testbed, calls: list[tuple[str, str]]) -> Phase:
+    """Send the calls through ``interlock.Client`` and count what it saw."""
     phase = Phase("interlock.Client")
     client = interlock.Client(
         tb.url,
@@ -91,6 +96,7 @@ async def run_interlock(tb: Testbed, calls: list[tuple[str, str]]) -> Phase:
 async def measure(
     tb: Testbed, runner: str, calls: list[tuple[str, str]], outage: tuple[float, float]
 ) -> Phase:
+    """Run one contender against a testbed and return its phase."""
     tb.reset_counters()
     trigger = asyncio.create_task(outage_later(tb, *outage))
     start = time.perf_counter()
@@ -105,6 +111,7 @@ async def measure(
 
 
 def render(phases: list[Phase], calls: int) -> str:
+    """The side-by-side table of the phases."""
     rows = [
         ("operations", *(calls for _ in phases)),
         ("requests sent upstream", *(p.sent for p in phases)),
@@ -118,6 +125,7 @@ def render(phases: list[Phase], calls: int) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> int:
+    """Run both contenders and print what each left behind; the exit status."""
     config = TestbedConfig(
         seed=args.seed,
         records=1000,
@@ -147,6 +155,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the demo's arguments to its parser."""
     parser.add_argument("--reads", type=int, default=300, help="GETs in the workload (default 300)")
     parser.add_argument("--writes", type=int, default=40, help="idempotent PUTs in the workload (default 40)")
     parser.add_argument("--error-rate", type=float, default=0.1, help="fraction of 503s (default 0.1)")
@@ -156,4 +165,5 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the demo; the exit status."""
     return asyncio.run(main_async(args))

@@ -47,6 +47,7 @@ def parse_since(value: str) -> float:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``dlq`` actions and their arguments to the parser."""
     store = option_anywhere(
         parser,
         "--store",
@@ -102,6 +103,7 @@ def _when(ts: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run one ``dlq`` action; the exit status."""
     if args.store.startswith("sqlite:"):
         path = sqlite_path_from_url(args.store)
         if path != ":memory:" and not os.path.exists(path):

@@ -29,6 +29,7 @@ from ._argparse import option_anywhere
 HELP = "run a sync job now, show its checkpoint and ledger, replay its dead records"
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``sync`` actions and their arguments to the parser."""
     app = option_anywhere(
         parser,
         "--app",
@@ -92,6 +93,7 @@ def load_jobs(spec: str | None) -> dict[str, Sync]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run one ``sync`` action; the exit status."""
     jobs = load_jobs(args.app)
     job = jobs.get(args.name)
     if job is None:

@@ -18,8 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from interlock.errors import ConfigError
-
+from ..errors import ConfigError
 from ..testbed import DIALECTS, Latency, RateLimitConfig, Testbed, TestbedConfig
 
 HELP = "run the simulated third-party API"
@@ -50,6 +49,7 @@ def _rate_limit(text: str) -> tuple[int, float]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the testbed's arguments to the parser."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=8080, help="port, 0 for a free one (default %(default)s)")
     parser.add_argument(
@@ -159,6 +159,7 @@ async def _serve(config: TestbedConfig, host: str, port: int, exit_with_parent: 
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serve the testbed until interrupted; the exit status."""
     try:
         config = build_config(args)
     except (ConfigError, OSError) as exc:

@@ -8,7 +8,7 @@ import logging
 import random
 import uuid
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from typing import Any, TypedDict, Unpack
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlsplit
 
 from multidict import CIMultiDict
@@ -34,8 +34,7 @@ from .policies.coalesce import CoalescePolicy
 from .policies.concurrency import ConcurrencyLimiter
 from .policies.ratelimit import RateLimitPolicy
 from .policies.retry import RetryPolicy
-from .transports import DEFAULT_TRACKING_HEADERS, AttemptTimeout, Transport
-from .transports._aiohttp import AiohttpTransport
+from .transports import DEFAULT_TRACKING_HEADERS, AiohttpTransport, AttemptTimeout, Transport
 
 __all__ = ["Client", "ParamValue", "RequestOptions"]
 
@@ -47,14 +46,9 @@ UNSAFE_KEYED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class RequestOptions(TypedDict, total=False):
-    """The keyword arguments of one call: ``Client.get``, ``post``, ``put``, ``patch``,
-    ``delete``, ``head`` and ``request`` take these (editors complete them), as does
-    ``build_request``, which documents each.
-
-    ``params`` (query parameters), ``headers``, ``json`` or ``content`` (the body),
-    ``idempotency_key``, ``route`` (the route name, when the automatic one is wrong),
-    ``timeout`` (seconds for the whole call, over ``Timeout.total``), ``fields`` (sparse
-    fieldsets: ``?fields=id,email``).
+    """The keyword arguments every call takes, as a type: to hand a set of options around
+    (``options: RequestOptions = {"timeout": 2.0}``, then ``client.get(path, **options)``).
+    ``build_request`` documents each; the verbs (``get``, ``post``...) spell them out.
     """
 
     params: Mapping[str, ParamValue] | None
@@ -349,42 +343,183 @@ class Client:
         }
 
     def request(
-        self, method: str, path: str, **options: Unpack[RequestOptions]
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
     ) -> Coroutine[Any, Any, Response]:
         """Build and send one call with any method (``get``, ``post``... are its shorthands);
         the options are ``build_request``'s. Returns a coroutine: ``await api.request(...)``."""
-        return self.send(self.build_request(method, path, **options))
+        request = self.build_request(
+            method,
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self.send(request)
 
-    def get(self, path: str, **options: Unpack[RequestOptions]) -> Coroutine[Any, Any, Response]:
+    def get(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
         """GET ``path``, the call every policy serves: a cached route may be answered from the
         cache, identical GETs in flight share one upstream call, and a declared ``Batch`` route
         becomes part of a list call. Retried on failure."""
-        return self.send(self.build_request("GET", path, **options))
+        return self.send(
+            self.build_request(
+                "GET", path, params=params, headers=headers, route=route, timeout=timeout, fields=fields
+            )
+        )
 
-    def head(self, path: str, **options: Unpack[RequestOptions]) -> Coroutine[Any, Any, Response]:
+    def head(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
         """HEAD ``path``: a GET without the body; shared while in flight, never cached."""
-        return self.send(self.build_request("HEAD", path, **options))
+        return self.send(
+            self.build_request(
+                "HEAD", path, params=params, headers=headers, route=route, timeout=timeout, fields=fields
+            )
+        )
 
-    def post(self, path: str, **options: Unpack[RequestOptions]) -> Coroutine[Any, Any, Response]:
+    def post(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
         """POST ``path``. It may apply twice if repeated, so it is retried only when it carries
         an idempotency key: one is generated for each call unless the client has
         ``idempotency_keys=False`` or ``idempotency_key=`` gives the caller's own. A success
         forgets the cached copies of ``path`` (RFC 9111 section 4.4)."""
-        return self.send(self.build_request("POST", path, **options))
+        request = self.build_request(
+            "POST",
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self.send(request)
 
-    def put(self, path: str, **options: Unpack[RequestOptions]) -> Coroutine[Any, Any, Response]:
+    def put(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
         """PUT ``path``: idempotent (RFC 9110 section 9.2.2), so retried like a read; a success
         forgets the cached copies of ``path``."""
-        return self.send(self.build_request("PUT", path, **options))
+        request = self.build_request(
+            "PUT",
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self.send(request)
 
-    def patch(self, path: str, **options: Unpack[RequestOptions]) -> Coroutine[Any, Any, Response]:
+    def patch(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
         """PATCH ``path``: like ``post``, retried only with its (generated or given) idempotency
         key."""
-        return self.send(self.build_request("PATCH", path, **options))
+        request = self.build_request(
+            "PATCH",
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self.send(request)
 
-    def delete(self, path: str, **options: Unpack[RequestOptions]) -> Coroutine[Any, Any, Response]:
+    def delete(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Coroutine[Any, Any, Response]:
         """DELETE ``path``: idempotent, retried like a read; a success forgets the cached copies."""
-        return self.send(self.build_request("DELETE", path, **options))
+        request = self.build_request(
+            "DELETE",
+            path,
+            params=params,
+            headers=headers,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self.send(request)
 
     # -- state and lifecycle --------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar, Unpack
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from .._models import Response
-from ._client import Client, RequestOptions
+from ._client import Client, ParamValue
 
 __all__ = ["SyncClient"]
 
@@ -44,36 +44,183 @@ class SyncClient:
         """The async Client underneath (its methods must run on this SyncClient's loop)."""
         return self._client
 
-    def request(self, method: str, path: str, **options: Unpack[RequestOptions]) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
         """Send one call with any method and wait for its answer (see ``Client.build_request``
         for the options)."""
-        return self._run(self._client.request(method, path, **options))
+        call = self._client.request(
+            method,
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
-    def get(self, path: str, **options: Unpack[RequestOptions]) -> Response:
+    def get(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
         """GET ``path`` (cached, coalesced and batched as ``Client.get`` is)."""
-        return self.request("GET", path, **options)
+        call = self._client.get(
+            path,
+            params=params,
+            headers=headers,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
-    def head(self, path: str, **options: Unpack[RequestOptions]) -> Response:
+    def head(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
         """HEAD ``path``."""
-        return self.request("HEAD", path, **options)
+        call = self._client.head(
+            path,
+            params=params,
+            headers=headers,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
-    def post(self, path: str, **options: Unpack[RequestOptions]) -> Response:
+    def post(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
         """POST ``path``; retried only with an idempotency key, generated unless switched off
         (see ``Client.post``)."""
-        return self.request("POST", path, **options)
+        call = self._client.post(
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
-    def put(self, path: str, **options: Unpack[RequestOptions]) -> Response:
+    def put(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
         """PUT ``path`` (idempotent: retried like a read)."""
-        return self.request("PUT", path, **options)
+        call = self._client.put(
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
-    def patch(self, path: str, **options: Unpack[RequestOptions]) -> Response:
+    def patch(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
         """PATCH ``path``; like POST, retried only with its idempotency key, generated unless
         switched off."""
-        return self.request("PATCH", path, **options)
+        call = self._client.patch(
+            path,
+            params=params,
+            headers=headers,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
-    def delete(self, path: str, **options: Unpack[RequestOptions]) -> Response:
+    def delete(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        route: str | None = None,
+        timeout: float | None = None,
+        fields: Iterable[str] | None = None,
+    ) -> Response:
         """DELETE ``path`` (idempotent: retried like a read)."""
-        return self.request("DELETE", path, **options)
+        call = self._client.delete(
+            path,
+            params=params,
+            headers=headers,
+            idempotency_key=idempotency_key,
+            route=route,
+            timeout=timeout,
+            fields=fields,
+        )
+        return self._run(call)
 
     def paginate(self, path: str, **options: Any) -> Iterator[Any]:
         """Every item of a listing (see ``Client.paginate``); the next page is fetched on the

@@ -35,8 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from interlock.errors import ConfigError
-
+from ..errors import ConfigError
 from ._config import Faults, RateLimitConfig, TestbedConfig
 from ._counters import Stats
 from ._data import DataStore, Record

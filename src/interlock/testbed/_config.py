@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, cast
 
-from interlock.errors import ConfigError
-
+from ..errors import ConfigError
 from ._timefmt import parse_rfc3339_ms
 
 __all__ = [

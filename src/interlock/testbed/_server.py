@@ -9,8 +9,7 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 
-from interlock.errors import ConfigError
-
+from ..errors import ConfigError
 from ._app import TestbedApp
 from ._config import Faults, RateLimitConfig, TestbedConfig
 from ._counters import Counters, RecentRequest

@@ -20,8 +20,7 @@ import urllib.request
 from types import TracebackType
 from typing import Any
 
-from interlock.errors import ConfigError
-
+from ..errors import ConfigError
 from ._config import Faults, RateLimitConfig, TestbedConfig
 from ._counters import Counters, RecentRequest
 from ._data import Record

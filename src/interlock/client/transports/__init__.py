@@ -6,20 +6,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._aiohttp import AiohttpTransport
 from ._base import DEFAULT_TRACKING_HEADERS, AttemptTimeout, Transport, answer
 from ._mock import MockTransport, Responder, respond
 
 if TYPE_CHECKING:
-    from ._aiohttp import AiohttpTransport
     from ._httpx import HttpxTransport
 
 
 def __getattr__(name: str) -> object:
-    # These transports load on first use, so their HTTP libraries stay optional.
-    if name == "AiohttpTransport":
-        from ._aiohttp import AiohttpTransport
-
-        return AiohttpTransport
+    # httpx loads on first use, so it stays optional (aiohttp is a core dependency).
     if name == "HttpxTransport":
         from ._httpx import HttpxTransport
 
