@@ -282,6 +282,11 @@ class _WorkCollector(Collector):
         throttled = CounterMetricFamily(
             "interlock_ratelimit_throttled", "429 Too Many Requests answers received.", labels=["upstream"]
         )
+        store_errors = CounterMetricFamily(
+            "interlock_store_errors",
+            "Operations of a shared store (cache, quota) that failed or ran out of time; the call went on without it.",
+            labels=["upstream", "store"],
+        )
         for upstream, ws in list(_WORK.items()):
             for route, counts in list(ws.cache.items()):
                 for result, n in counts.items():
@@ -301,12 +306,6 @@ class _WorkCollector(Collector):
                 limit.add_metric([upstream], ws.ratelimit_limit)
             wait.add_metric([upstream], ws.ratelimit_wait)
             throttled.add_metric([upstream], ws.ratelimit_throttled)
-        store_errors = CounterMetricFamily(
-            "interlock_store_errors",
-            "Operations of a shared store (cache, quota) that failed or ran out of time; the call went on without it.",
-            labels=["upstream", "store"],
-        )
-        for upstream, ws in list(_WORK.items()):
             for store, n in list(ws.store_errors.items()):
                 store_errors.add_metric([upstream, store], n)
         yield from (lookups, ratio, invalidations, coalesced, batch_calls, batch_members)

@@ -101,3 +101,17 @@ def test_redact_functions() -> None:
     assert custom.mask_params({"q": "1", "token": "2"}) == {"q": "***", "token": "2"}
     with pytest.raises(TypeError):
         Redaction(headers="authorization")  # type: ignore[arg-type]
+
+
+async def test_a_pagination_warning_masks_a_key_in_the_path(caplog: pytest.LogCaptureFixture) -> None:
+    async with Testbed(TestbedConfig(records=50)) as tb, Client(tb.url) as api:
+        with caplog.at_level(logging.WARNING, logger="interlock"):
+            items = [
+                item
+                async for item in api.paginate(
+                    f"/customers?api_key={SECRET}", params={"limit": 10}, max_pages=1
+                )
+            ]
+    assert items
+    assert "pagination stopped" in caplog.text and SECRET not in caplog.text
+    assert all(SECRET not in str(getattr(r, "interlock", "")) for r in caplog.records)

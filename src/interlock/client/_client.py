@@ -160,7 +160,14 @@ class Client:
         self._breaker = BreakerPolicy(breaker, self.name, self._clock) if breaker else None
         self._follower = (
             RedirectFollower(
-                redirects, self._transport.send, self._clock, self.redaction, idempotency_header, self.name
+                redirects,
+                self._transport.send,
+                self._clock,
+                self.redaction,
+                idempotency_header,
+                self.name,
+                connect=self.timeout.connect,
+                per_attempt=self._per_attempt,
             )
             if redirects is not None and redirects.follow
             else None
@@ -176,6 +183,7 @@ class Client:
             transport=self._send,
             clock=self._clock,
             on_resend=self._count_retry,
+            follow=self._follower.follow if self._follower is not None else None,
         )
         self._closed = False
         track_client(self)
@@ -202,11 +210,7 @@ class Client:
         request.max_response_bytes = (
             limits.response_bytes_for(request.path) if limits.rules else limits.max_response_bytes
         )
-        timeout = AttemptTimeout(self.timeout.connect, None, total)
-        sent = self._transport.send(request, timeout)
-        if self._follower is None:
-            return sent
-        return self._follower.follow(request, sent, timeout)
+        return self._transport.send(request, AttemptTimeout(self.timeout.connect, None, total))
 
     def _count_retry(self, request: Request) -> None:
         self._stats.route(request.route).retries += 1

@@ -1,5 +1,7 @@
 """Follows redirects for the Client, hop by hop, as ``core.redirect`` decides: the same for
-every transport (they never follow on their own), within the attempt's time.
+every transport (they never follow on their own). The pipeline's ``GatedSend`` hands it an
+attempt's redirect answer, so the hops hold the attempt's gates and cost the common path
+nothing.
 
 A hop to another origin (only to an allowed host) carries no credential header the client's
 ``Redaction`` names and no idempotency key; a 303 (and a POST answered 301/302) becomes a GET
@@ -19,7 +21,7 @@ from multidict import CIMultiDict
 from .._clock import Clock
 from .._models import Request, Response
 from .._redact import Redaction
-from ..core.redirect import REDIRECT_STATUSES, Follow, Redirects, Stay, next_hop, origin_of
+from ..core.redirect import Follow, Redirects, Stay, next_hop, origin_of
 from ..errors import TimedOut
 from .transports import AttemptTimeout
 
@@ -36,7 +38,8 @@ def _full_url(request: Request) -> str:
 
 
 class RedirectFollower:
-    """Sends the hops of one attempt after its first answer was a redirect."""
+    """Sends the hops of one attempt after its answer was a redirect. Each hop is bounded like an
+    attempt: by ``per_attempt`` and by what is left of the call's deadline."""
 
     def __init__(
         self,
@@ -46,6 +49,9 @@ class RedirectFollower:
         redaction: Redaction,
         idempotency_header: str,
         upstream: str,
+        *,
+        connect: float | None,
+        per_attempt: float | None,
     ) -> None:
         self.config = config
         self._send = send
@@ -53,15 +59,13 @@ class RedirectFollower:
         self._redaction = redaction
         self._idempotency_header = idempotency_header.lower()
         self._upstream = upstream
+        self._connect = connect
+        self._per_attempt = per_attempt
         self._warned: set[tuple[str, str]] = set()
 
-    async def follow(self, request: Request, first: Awaitable[Response], timeout: AttemptTimeout) -> Response:
-        """The attempt's answer: ``first`` (the transport's answer to ``request``), or, while it
-        redirects where the rules allow, the answer of the next hop."""
-        start = self._clock.monotonic()
-        response = await first
-        if response.status not in REDIRECT_STATUSES:
-            return response
+    async def follow(self, request: Request, response: Response) -> Response:
+        """The attempt's answer, ``response`` being the redirect the first hop got: the answer of
+        the last hop the rules allow."""
         origin = origin_of(request.url)
         if origin is None:
             return response
@@ -83,12 +87,13 @@ class RedirectFollower:
                 return response
             hop = self._next(hop, decision)
             hops += 1
-            total = timeout.total
-            if total is not None:
-                total -= self._clock.monotonic() - start
-                if total <= 0:
-                    raise TimedOut(f"timed out following redirects ({hops} hops)", **request.context())
-            response = await self._send(hop, AttemptTimeout(timeout.connect, timeout.read, total))
+            total = self._per_attempt
+            if request.deadline is not None:
+                left = request.deadline - self._clock.monotonic()
+                if left <= 0:
+                    raise TimedOut(f"deadline reached following redirects ({hops} hops)", **request.context())
+                total = left if total is None else min(total, left)
+            response = await self._send(hop, AttemptTimeout(self._connect, None, total))
 
     def _next(self, hop: Request, follow: Follow) -> Request:
         url, _, query = follow.url.partition("?")

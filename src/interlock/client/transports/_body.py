@@ -175,11 +175,12 @@ class BodyReader:
     ``TransportError`` for a body that does not decode.
     """
 
-    __slots__ = ("_chunks", "_decoded", "_decoders", "_limit", "_raw", "_request", "coding")
+    __slots__ = ("_bound", "_chunks", "_decoded", "_decoders", "_limit", "_raw", "_request", "coding")
 
     def __init__(self, request: Request, content_encoding: str | None, limit: int | None) -> None:
         self._request = request
         self._limit = limit
+        self._bound = limit if limit is not None else 1 << 62
         self.coding = content_encoding or ""
         self._decoders = _decoders(content_encoding)
         self._chunks: list[bytes] = []
@@ -194,25 +195,19 @@ class BodyReader:
     @property
     def room(self) -> int:
         """Raw bytes that may still come before the bound (a large number when unbounded)."""
-        return (self._limit if self._limit is not None else 1 << 62) - self._raw
+        return self._bound - self._raw
 
     def feed(self, chunk: bytes) -> None:
         """Take the next raw chunk of the body."""
         if not chunk:
             return
         self._raw += len(chunk)
-        limit = self._limit
-        if limit is not None and self._raw > limit:
-            raise too_large(self._request, limit, f"more than {limit} bytes on the wire")
-        decoders = self._decoders
-        if not decoders:  # identity, or a coding passed through
-            self._chunks.append(chunk)
-            self._decoded = self._raw
-            return
-        self._emit(self._decode(chunk, decoders, final=False))
+        self._check(self._raw, "on the wire")
+        decoders = self._decoders  # none: identity, or a coding passed through as is
+        self._emit(self._decode(chunk, decoders, final=False) if decoders else chunk)
 
     def _decode(self, data: bytes, decoders: list[Any], *, final: bool) -> bytes:
-        room = (self._limit if self._limit is not None else 1 << 62) - self._decoded
+        room = self._bound - self._decoded
         try:
             for decoder in decoders:
                 data = decoder.decode(data, room)
@@ -233,10 +228,12 @@ class BodyReader:
         if not data:
             return
         self._decoded += len(data)
-        limit = self._limit
-        if limit is not None and self._decoded > limit:
-            raise too_large(self._request, limit, f"more than {limit} bytes once decoded from {self.coding}")
+        self._check(self._decoded, f"once decoded from {self.coding}")
         self._chunks.append(data)
+
+    def _check(self, total: int, where: str) -> None:
+        if total > self._bound:
+            raise too_large(self._request, self._bound, f"more than {self._bound} bytes {where}")
 
     def finish(self) -> bytes:
         """The whole decoded body, once every chunk was fed."""
