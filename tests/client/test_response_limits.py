@@ -106,3 +106,16 @@ async def test_an_unknown_charset_reads_as_utf8(transport: Callable[[], Transpor
     async with Testbed(TestbedConfig()) as tb, Client(tb.url, transport=transport()) as api:
         response = await api.get("/_testbed/hostile/charset", params={"charset": charset})
     assert response.text == "caf\u00e9 \u2713"
+
+
+async def test_a_borrowed_aiohttp_session_that_decompresses_is_bounded_too() -> None:
+    import aiohttp
+
+    async with Testbed(TestbedConfig(records=200)) as tb, aiohttp.ClientSession() as session:
+        async with Client(tb.url, transport=AiohttpTransport(session=session), retry=Retry(attempts=1)) as api:
+            listing = await api.get("/customers", params={"limit": 100})
+            with pytest.raises(ResponseTooLarge):
+                await api.get("/_testbed/hostile/bomb", params={"coding": "gzip", "mib": 64})
+        assert not session.closed  # borrowed: left open
+    assert listing.headers.get("Content-Encoding") in ("gzip", "br", "zstd")
+    assert len(listing.json()["data"]) == 100

@@ -120,6 +120,23 @@ async def test_a_deadline_bounds_a_frozen_store_when_the_socket_timeout_is_longe
         assert tb.counters.requests == 1
 
 
+async def test_without_a_deadline_the_redis_socket_timeout_bounds_a_frozen_store(
+    redis_proxy: Any, redis_url: str, redis_prefix: str
+) -> None:
+    limit = RateLimit(per_second=100, store=redis_proxy.url(redis_url), namespace=redis_prefix)
+    cache = Cache(routes={"/customers/{id}": 60}, store=redis_proxy.url(redis_url), namespace=redis_prefix)
+    no_deadline = Timeout(total=None)
+    async with (
+        Testbed(TestbedConfig()) as tb,
+        Client(tb.url, rate_limit=limit, cache=cache, timeout=no_deadline) as api,
+    ):
+        await api.get("/customers/1")
+        redis_proxy.freeze()
+        response = await asyncio.wait_for(api.get("/customers/2"), HANGS_AFTER)
+        redis_proxy.thaw()
+    assert response.status == 200 and not response.from_cache
+
+
 async def test_a_local_refusal_is_rate_limited_with_no_attempt_and_no_budget_spent() -> None:
     async with Testbed(TestbedConfig()) as tb:
         slow = RateLimit(per_second=0.2, burst=1)  # the next turn is 5 s away

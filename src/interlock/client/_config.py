@@ -103,10 +103,11 @@ class Limits:
     ``ResponseTooLarge``. Default 8 MiB; None: no bound.
     ``routes``: the same bound for some routes, by route template (``"/exports/*"``,
     ``"/reports/{id}"``, as ``Cache.routes``), the most specific template winning.
-    ``max_routes``: how many distinct routes (automatic names such as ``/users/alice``, where a
-    slug is not recognised as an id) get their own statistics and Prometheus series; the ones
-    after are all reported as ``"(other)"`` (with one warning). Declared templates
-    (``Client(routes=...)``) always count on their own.
+    ``max_routes``: how many distinct routes of the client (automatic names such as
+    ``/users/alice``, where a slug is not recognised as an id, and names given with ``route=``)
+    get their own statistics and Prometheus series; the ones after are all reported as
+    ``"(other)"`` (with one warning). Declared templates (``Client(routes=...)``) always count
+    on their own.
     """
 
     max_response_bytes: int | None = 8 * 1024 * 1024

@@ -125,7 +125,12 @@ async def _dispatch(request: web.BaseRequest, name: str) -> web.StreamResponse:
         return web.Response(body=b"x" * size, content_type="application/octet-stream")
     if name == "trickle":
         size = _int(request, "bytes", 60, 1 << 20)
-        interval = float(request.query.get("interval", "1"))
+        try:
+            interval = float(request.query.get("interval", "1"))
+        except ValueError:
+            raise web.HTTPBadRequest(text="interval must be a number of seconds") from None
+        if not 0 <= interval <= 60:
+            raise web.HTTPBadRequest(text="interval must be within 0..60 seconds")
         response = web.StreamResponse(headers={"Content-Type": "text/plain", "Content-Length": str(size)})
         await response.prepare(request)
         for _ in range(size):

@@ -279,8 +279,13 @@ class CachePolicy:
         return await self._delete(lambda: self.store.delete_tag(tag), "tag")
 
     async def clear(self) -> None:
-        """Forget every entry of the store."""
+        """Forget every entry of the store (a store failure is logged and counted, as for
+        ``invalidate``)."""
+        await self._delete(self._cleared, "clear")
+
+    async def _cleared(self) -> int:
         await self.store.clear()
+        return 0
 
     # -- store access that never breaks a call ----------------------------------------------
     def _resting(self) -> bool:

@@ -38,6 +38,8 @@ class AiohttpTransport:
         self._keepalive = keepalive
         self._tracking_headers = tuple(tracking_headers)
         self._options: dict[str, Any] = {"allow_redirects": False}
+        # Our own session asks for what _body decodes; a borrowed one is told so per request.
+        self._accept = None if session is None else ACCEPT_ENCODING
         # The body is decoded by _body, within the bound; a session that decodes itself (a
         # borrowed one, on an aiohttp without the per-request switch) hands over decoded bytes.
         self._decodes = True
@@ -75,12 +77,16 @@ class AiohttpTransport:
             total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
         )
         limit = request.max_response_bytes
+        headers_out = request.headers
+        if self._accept is not None and "Accept-Encoding" not in headers_out:
+            headers_out = headers_out.copy()
+            headers_out["Accept-Encoding"] = self._accept
         try:
             async with session.request(
                 request.method,
                 request.url,
                 params=request.params or None,
-                headers=request.headers,
+                headers=headers_out,
                 data=request.body,
                 timeout=client_timeout,
                 **self._options,
