@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlparse
 
 import pytest
 
-from interlock.testing import temporary_schema
+from interlock.testing import TcpProxy, temporary_schema
 
 RUN_ID = uuid.uuid4().hex[:10]
 REDIS_URL = os.environ.get("INTERLOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -63,6 +63,15 @@ def redis_prefix(request: pytest.FixtureRequest) -> str:
 def postgres_dsn() -> str:
     need_service("PostgreSQL", POSTGRES_DSN, 5432)
     return POSTGRES_DSN
+
+
+@pytest.fixture
+def postgres_proxy(postgres_dsn: str) -> Iterator[TcpProxy]:
+    """A loopback TCP proxy in front of the test PostgreSQL, for one test to freeze or cut (never
+    the shared server itself); ``postgres_proxy.url(postgres_dsn)`` connects through it."""
+    parsed = urlparse(postgres_dsn)
+    with TcpProxy(parsed.hostname or "127.0.0.1", parsed.port or 5432) as proxy:
+        yield proxy
 
 
 @pytest.fixture

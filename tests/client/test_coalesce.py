@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -66,12 +69,31 @@ async def test_errors_reach_every_caller(tb: Testbed) -> None:
     assert tb.counters.resets == 1
 
 
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for a state the test cannot be told about (the testbed's or the client's counts)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {timeout}s")
+        await asyncio.sleep(0.001)
+
+
+async def leader_and_follower(api: interlock.Client, tb: Testbed, path: str) -> tuple[Any, Any]:
+    """Two identical reads: the second starts once the first is at the upstream (held there by
+    the testbed's 50 ms latency) and returns once it has joined the first one's flight."""
+    coalesce = api._coalesce
+    assert coalesce is not None
+    leader = asyncio.ensure_future(api.get(path))
+    await until(lambda: tb.counters.in_flight == 1)
+    follower = asyncio.ensure_future(api.get(path))
+    await until(lambda: coalesce.coalesced == 1)
+    assert tb.counters.in_flight == 1 and tb.counters.requests == 1  # still the leader's call alone
+    return leader, follower
+
+
 async def test_a_cancelled_caller_does_not_cancel_the_others(tb: Testbed) -> None:
     async with interlock.Client(tb.url) as api:
-        first = asyncio.ensure_future(api.get("/customers/3"))
-        await asyncio.sleep(0.01)
-        second = asyncio.ensure_future(api.get("/customers/3"))
-        await asyncio.sleep(0.01)
+        first, second = await leader_and_follower(api, tb, "/customers/3")
         first.cancel()
         response = await second
     assert response.status == 200 and first.cancelled()
@@ -81,10 +103,7 @@ async def test_a_cancelled_caller_does_not_cancel_the_others(tb: Testbed) -> Non
 
 async def test_a_cancelled_follower_leaves_the_call_to_the_others(tb: Testbed) -> None:
     async with interlock.Client(tb.url) as api:
-        leader = asyncio.ensure_future(api.get("/customers/4"))
-        await asyncio.sleep(0.01)
-        follower = asyncio.ensure_future(api.get("/customers/4"))
-        await asyncio.sleep(0.01)
+        leader, follower = await leader_and_follower(api, tb, "/customers/4")
         follower.cancel()
         response = await leader
     assert response.status == 200 and follower.cancelled()

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -56,19 +57,42 @@ async def test_zero_429_in_every_dialect(dialect: str) -> None:
         assert pacer.learned and pacer.limit == 30
 
 
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for a condition the test cannot be told about (the testbed's and the client's
+    counters), checking it between event-loop turns; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {timeout}s")
+        await asyncio.sleep(0.005)
+
+
 async def test_a_429_pauses_the_whole_upstream() -> None:
-    # Configured far above the real quota and not adaptive: 429s happen, then everyone waits
-    # for the announced time instead of hammering (each 429'd call retries after the pause).
+    # Configured far above the real quota (5 per second, a bucket of 5) and not adaptive: the
+    # first wave of 8 calls gets 3 429s. The 429 must pause every call to the upstream, so the
+    # calls started during the pause wait with the 429'd ones and none of them gets a 429: the
+    # 3 retries and the 2 newcomers fit in the 5 tokens the quota has again after the pause.
     limit = RateLimitConfig(limit=5, window=1.0, dialect="retry-after-seconds")
     rate = interlock.RateLimit(per_second=1000, burst=1000, adaptive=False)
     async with (
         Testbed(TestbedConfig(records=10, rate_limit=limit)) as tb,
         interlock.Client(tb.url, rate_limit=rate, coalesce=False, retry=interlock.Retry(attempts=5)) as api,
     ):
-        responses = await asyncio.gather(*[api.get("/customers/1") for _ in range(10)])
-        assert api.rate_limit is not None and api.rate_limit.throttled == tb.counters.rate_limited
-    assert {r.status for r in responses} == {200}
-    assert 5 <= tb.counters.rate_limited <= 10  # the first wave only: after it, the pause held
+        limiter = api.rate_limit
+        assert limiter is not None
+        first = [asyncio.ensure_future(api.get("/customers/1")) for _ in range(8)]
+        # The first wave has been answered and the client has seen every 429 of it.
+        await until(lambda: tb.counters.requests >= 8 and 0 < tb.counters.rate_limited == limiter.throttled)
+        refused = tb.counters.rate_limited
+        assert refused <= 3  # 8 calls, 5 tokens (more only if the wave took > 200 ms)
+        during_pause = [asyncio.ensure_future(api.get("/customers/2")) for _ in range(2)]
+        responses = await asyncio.gather(*first, *during_pause)
+        assert limiter.throttled == tb.counters.rate_limited
+    assert [r.status for r in responses] == [200] * 10
+    # Server-side counts: no 429 after the first wave's (the newcomers waited for the pause),
+    # and every refused call was retried once, after it.
+    assert tb.counters.rate_limited == refused
+    assert tb.counters.requests == 10 + refused
 
 
 async def test_max_wait_fails_fast_with_rate_limited() -> None:

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 import pytest
 
 from interlock.stores import Queue
-from interlock.testing import temporary_schema
+from interlock.testing import FakeClock, temporary_schema
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def queue_factory(
     request: pytest.FixtureRequest, sqlite_path: str
-) -> AsyncIterator[Callable[[], Queue]]:
-    """Makes queues on one shared store (several instances = several processes); closes them."""
+) -> AsyncIterator[Callable[..., Queue]]:
+    """Makes queues on one shared store (several instances = several processes); closes them.
+    ``factory(clock=FakeClock(), poll_interval=60)`` for a queue on a clock the test moves."""
     schemas = AsyncExitStack()
     made: list[Queue] = []
     if request.param == "sqlite":
         from interlock.stores.queue_sqlite import SQLiteQueue
 
-        def factory() -> Queue:
-            q = SQLiteQueue(f"sqlite:///{sqlite_path}", poll_interval=0.05)
+        def factory(**options: Any) -> Queue:
+            q = SQLiteQueue(f"sqlite:///{sqlite_path}", **{"poll_interval": 0.05, **options})
             made.append(q)
             return q
     else:
@@ -33,8 +35,11 @@ async def queue_factory(
             temporary_schema(dsn, f"contract_{request.getfixturevalue('run_id')}")
         )
 
-        def factory() -> Queue:
-            q = PostgresQueue(dsn, schema=schema, poll_interval=0.05, pool_size=4)
+        def factory(**options: Any) -> Queue:
+            # A generous command bound: the suite shares a loaded machine's server; the fault
+            # tests (test_queue_faults.py) check the bound itself with their own.
+            defaults = {"poll_interval": 0.05, "pool_size": 4, "command_timeout": 60.0}
+            q = PostgresQueue(dsn, schema=schema, **{**defaults, **options})
             made.append(q)
             return q
 
@@ -47,7 +52,13 @@ async def queue_factory(
 
 
 @pytest.fixture
-async def queue(queue_factory: Callable[[], Queue]) -> Queue:
-    q = queue_factory()
+def clock() -> FakeClock:
+    """The clock of the ``queue`` fixture's queue: leases and delays expire when the test moves it."""
+    return FakeClock(wall=1_767_225_600.0)
+
+
+@pytest.fixture
+async def queue(queue_factory: Callable[..., Queue], clock: FakeClock) -> Queue:
+    q = queue_factory(clock=clock)
     await q.open()
     return q

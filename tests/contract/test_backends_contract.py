@@ -227,3 +227,40 @@ async def test_a_quota_store_from_the_factory_works(shared_url: str | None, redi
         assert [g.wait == 0 for g in grants] == [True, False]
     finally:
         await store.aclose()
+
+
+# -- SQLite durability: what the store's own connection really runs with ------------------------
+
+SQLITE_STORES = [
+    (open_queue, {}),
+    (open_checkpoint, {}),
+    (open_sink, SINK),
+]
+
+
+@pytest.mark.parametrize(("factory", "extra"), SQLITE_STORES, ids=lambda f: getattr(f, "__name__", ""))
+async def test_sqlite_stores_commit_in_wal_mode_with_synchronous_full(
+    tmp_path: Any, factory: Callable[..., Any], extra: dict[str, Any]
+) -> None:
+    """Read the PRAGMAs back on the connection the store commits with (synchronous is per
+    connection: another connection would show its own default, not the store's): WAL, and
+    synchronous=FULL, which fsyncs the WAL at every commit, so an acknowledged write survives a
+    power cut (https://www.sqlite.org/pragma.html#pragma_synchronous)."""
+    path = f"{tmp_path}/durable.db"
+    if factory is open_sink:
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    store = factory(f"sqlite:///{path}", **extra)
+    await store.open()
+    try:
+        journal, synchronous = await store._run(  # the writer thread's own connection
+            lambda conn: (
+                conn.execute("PRAGMA journal_mode").fetchone()[0],
+                conn.execute("PRAGMA synchronous").fetchone()[0],
+            )
+        )
+    finally:
+        await store.aclose()
+    assert (journal, synchronous) == ("wal", 2)  # 2 is FULL (0 OFF, 1 NORMAL, 3 EXTRA)
+    with sqlite3.connect(path) as conn:  # WAL is a property of the file: every reader sees it
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -159,3 +159,50 @@ async def test_two_instances_share_one_database(store_factory: Callable[[], Chec
     await b.save_checkpoint("job", Checkpoint(9, "1", 1.0))
     assert set(await b.lookup("job", ["1"])) == {"1"}
     assert await a.load_checkpoint("job") == Checkpoint(9, "1", 1.0)
+
+
+async def test_opening_waits_while_another_connection_holds_the_new_file(sqlite_path: str) -> None:
+    """Why two instances opening one new file at once used to fail now and then with "database
+    is locked": switching a file to WAL needs an exclusive lock, and SQLite refuses at once
+    (no busy handler) while another connection writes or switches the same file. Made
+    deterministic here: a connection holds a write transaction on the new file, and the store
+    must wait for it instead of failing."""
+    import logging
+    import sqlite3
+    import threading
+
+    from interlock.stores.checkpoint_sqlite import SQLiteCheckpointStore
+
+    holder = sqlite3.connect(sqlite_path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other VALUES (1)")
+    refused_once = threading.Event()
+
+    class Busy(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "busy switching to WAL mode" in record.getMessage():
+                refused_once.set()
+
+    handler, logger = Busy(), logging.getLogger("interlock.stores")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    store = SQLiteCheckpointStore(f"sqlite:///{sqlite_path}")
+    try:
+        opening = asyncio.ensure_future(store.open())
+        refused = asyncio.ensure_future(asyncio.to_thread(refused_once.wait, 10))
+        await asyncio.wait([opening, refused], return_when=asyncio.FIRST_COMPLETED)
+        assert not opening.done(), f"open() gave up at the first refusal: {opening.exception()!r}"
+        assert await refused  # SQLite refused the switch once; the store is waiting
+        holder.execute("COMMIT")  # the other connection finishes: the store gets its lock
+        await asyncio.wait_for(opening, 10)
+        await store.save_checkpoint("job", Checkpoint(1, "1", 1.0))
+        assert await store.load_checkpoint("job") == Checkpoint(1, "1", 1.0)
+        with sqlite3.connect(sqlite_path) as reader:
+            assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        refused_once.set()  # the waiting thread ends even when the test failed early
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        holder.close()
+        await store.aclose()

@@ -13,14 +13,21 @@ import pytest
 from interlock.stores.quota import QuotaStore
 from interlock.stores.quota_memory import MemoryQuotaStore
 from interlock.stores.quota_redis import RedisQuotaStore
+from interlock.testing import FakeClock
 
 SLOW = 0.01  # tokens per second: one per 100 s
 
 
+@pytest.fixture
+def clock() -> FakeClock:
+    """The in-process store's clock: frozen unless a test moves it (Redis keeps its own)."""
+    return FakeClock()
+
+
 @pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[QuotaStore]:
+async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[QuotaStore]:
     if request.param == "memory":
-        yield MemoryQuotaStore()
+        yield MemoryQuotaStore(clock=clock)
         return
     url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")
@@ -84,15 +91,26 @@ async def test_observe_adopt_sets_the_balance(store: QuotaStore) -> None:
     assert waits[:2] == [0, 0] and waits[2] > 99
 
 
-async def test_pause_stops_grants_for_everyone(store: QuotaStore) -> None:
+async def test_pause_stops_grants_for_everyone(store: QuotaStore, clock: FakeClock) -> None:
+    # Redis measures on its own clock, which runs (a little) between the calls; the in-process
+    # store on the frozen fake clock gives the figures exactly. The upper bounds allow for
+    # float rounding: (now + 50) - now is 50 give or take one ulp of now, never exactly 50
+    # (the wall-clock version of this test failed on that one time in a hundred).
+    exact = isinstance(store, MemoryQuotaStore)
+    ulp = 1e-6
     assert await store.paused_for("k") == 0
     left = await store.pause("k", 50, rate=100, capacity=10)
-    assert 49 < left <= 50
-    assert 49 < await store.paused_for("k") <= 50
+    assert left == 50 if exact else 49 < left <= 50 + ulp
+    paused = await store.paused_for("k")
+    assert paused == 50 if exact else 49 < paused <= 50 + ulp
     grant = await store.acquire("k", rate=100, capacity=10)
-    assert 49 < grant.wait <= 50.02
+    # The pause, then the bucket restarts empty: one token's refill (1/100 s) more.
+    assert grant.wait == pytest.approx(50.01) if exact else 49 < grant.wait <= 50.01 + ulp
     shorter = await store.pause("k", 5, rate=100, capacity=10)
-    assert shorter > 49  # the longest pause wins
+    assert shorter == 50 if exact else shorter > 49  # the longest pause wins
+    if exact:
+        clock.advance(50)
+        assert await store.paused_for("k") == 0
 
 
 async def test_concurrent_acquires_never_share_a_token(store: QuotaStore) -> None:

@@ -46,3 +46,26 @@ def test_huge_retry_numbers_do_not_overflow() -> None:
 def test_bad_values_name_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=f"Backoff.{field}"):
         Backoff(**kwargs)  # type: ignore[arg-type]
+
+
+class _Draw:
+    """A random source that always draws ``value``."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def test_jitter_arithmetic_exactly() -> None:
+    # Ceilings 1 and 4: full jitter draws a fraction of it, equal jitter keeps half and draws the rest.
+    assert Backoff(base=1.0, jitter="full").delay(1, _Draw(0.5)) == 0.5  # type: ignore[arg-type]
+    assert Backoff(base=4.0, cap=10.0, jitter="equal").delay(1, _Draw(0.5)) == 3.0  # type: ignore[arg-type]
+    assert Backoff(base=4.0, cap=10.0, jitter="none").delay(1, _Draw(0.5)) == 4.0  # type: ignore[arg-type]
+    assert Backoff(base=0.0, jitter="full").delay(3, _Draw(0.5)) == 0.0  # type: ignore[arg-type]
+
+
+def test_retry_zero_has_no_delay() -> None:
+    assert Backoff(base=1.0, jitter="none").ceiling(0) == 0.0
+    assert Backoff(delays=[2.0], jitter="none").ceiling(0) == 0.0

@@ -49,3 +49,17 @@ def test_zero_window_flushes_every_member_alone() -> None:
     b: Batcher[str] = Batcher(max_size=5, window=0)
     flush = b.add("g", "1", "a", 0.0)
     assert isinstance(flush, Flush) and list(flush.ids) == ["1"]
+
+
+def test_every_flush_names_its_group_and_ids() -> None:
+    """From the mutation run (issue #19): the driver keys its list call by the flush's group."""
+    b: Batcher[str] = Batcher(max_size=2, window=1.0)
+    b.add(("g", 1), "1", "a", now=0.0)
+    full = b.add(("g", 1), "2", "b", now=0.0)
+    assert isinstance(full, Flush) and full.group == ("g", 1) and list(full.ids) == ["1", "2"]
+    b.add("timed", "3", "c", now=0.0)
+    timed = b.due("timed", now=1.0)
+    assert isinstance(timed, Flush) and timed.group == "timed"
+    b.add("left", "4", "d", now=0.0)
+    (rest,) = b.flush_all()
+    assert (rest.group, list(rest.ids), rest.members) == ("left", ["4"], {"4": ["d"]})

@@ -110,3 +110,77 @@ def test_repr_shows_state() -> None:
 def test_bad_values_name_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=f"CircuitBreaker.{field}"):
         CircuitBreaker(**kwargs)  # type: ignore[arg-type]
+
+
+# -- found by the mutation run (issue #19) ------------------------------------------------------
+
+
+def test_the_window_counts_every_bucket_up_to_its_oldest_edge() -> None:
+    breaker = CircuitBreaker(window=10, buckets=10, min_calls=100).new_state(1000.0)
+    for t in (1000.5, 1003.5, 1003.7):  # buckets 1000 and 1003
+        breaker.record(Admit(probe=False), failed=True, duration=0.0, now=t)
+    breaker.record(Admit(probe=False), failed=False, duration=0.0, now=1004.0)
+    assert breaker.window_counts(1004.0) == (4, 3)
+    assert breaker.window_counts(1009.99) == (4, 3)  # bucket 1000 is the window's oldest
+    assert breaker.window_counts(1010.0) == (3, 2)  # and then it is gone
+    assert breaker.window_counts(1013.99) == (1, 0)
+
+
+def test_transitions_count_each_move_and_a_reopened_breaker_waits_open_for_again() -> None:
+    breaker = CircuitBreaker(min_calls=1, open_for=5, half_open_calls=1).new_state(1000.0)
+    assert breaker.transitions == 0
+    breaker.record(Admit(probe=False), failed=True, duration=0.0, now=1000.0)
+    assert (breaker.state, breaker.transitions) == (BreakerState.OPEN, 1)
+    probe = breaker.admit(1005.0)
+    assert isinstance(probe, Admit) and probe.probe is True and breaker.transitions == 2
+    breaker.record(probe, failed=True, duration=0.0, now=1006.0)  # the probe fails: open again
+    assert (breaker.state, breaker.transitions) == (BreakerState.OPEN, 3)
+    rejected = breaker.admit(1010.5)  # 5 s from the reopening at 1006, not from 1005
+    assert isinstance(rejected, Reject) and rejected.retry_in == pytest.approx(0.5)
+    assert isinstance(breaker.admit(1011.0), Admit)
+
+
+def test_half_open_admits_half_open_calls_probes_and_counts_them_back() -> None:
+    breaker = CircuitBreaker(min_calls=1, open_for=5, half_open_calls=2, window=10, buckets=10).new_state(0.0)
+    before = breaker.admit(0.0)  # a call admitted while closed...
+    assert isinstance(before, Admit) and before.probe is False
+    breaker.record(Admit(probe=False), failed=True, duration=0.0, now=0.0)
+    first = breaker.admit(5.0)
+    assert isinstance(first, Admit) and first.probe
+    breaker.release(before)  # ...and released during half-open frees no probe slot
+    second = breaker.admit(5.0)
+    assert isinstance(second, Admit) and second.probe
+    third = breaker.admit(5.0)
+    assert isinstance(third, Reject) and third.retry_in == 1.0  # one bucket's width
+    breaker.release(first)  # a probe ends without a verdict: its slot is free again
+    assert isinstance(breaker.admit(5.0), Admit)
+    assert isinstance(breaker.admit(5.0), Reject)
+
+
+def test_a_successful_probe_frees_its_slot() -> None:
+    breaker = CircuitBreaker(min_calls=1, open_for=5, half_open_calls=2).new_state(0.0)
+    breaker.record(Admit(probe=False), failed=True, duration=0.0, now=0.0)
+    probe = breaker.admit(5.0)
+    assert isinstance(probe, Admit)
+    breaker.record(probe, failed=False, duration=0.0, now=5.0)  # 1 success of 2: still half-open
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert isinstance(breaker.admit(5.0), Admit) and isinstance(breaker.admit(5.0), Admit)
+    assert isinstance(breaker.admit(5.0), Reject)
+
+
+def test_a_call_exactly_as_slow_as_slow_call_counts_as_failed() -> None:
+    breaker = CircuitBreaker(min_calls=1, slow_call=1.0).new_state(0.0)
+    breaker.record(Admit(probe=False), failed=False, duration=0.999, now=0.0)
+    assert breaker.state is BreakerState.CLOSED
+    breaker.record(Admit(probe=False), failed=False, duration=1.0, now=0.0)
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_each_successful_probe_frees_exactly_its_own_slot() -> None:
+    breaker = CircuitBreaker(min_calls=1, open_for=5, half_open_calls=3).new_state(0.0)
+    breaker.record(Admit(probe=False), failed=True, duration=0.0, now=0.0)
+    first, second = breaker.admit(5.0), breaker.admit(5.0)
+    assert isinstance(first, Admit) and isinstance(second, Admit)
+    breaker.record(first, failed=False, duration=0.0, now=5.0)  # 1 in flight, 1 success of 3
+    assert isinstance(breaker.admit(5.0), Admit) and isinstance(breaker.admit(5.0), Admit)  # 3 in flight
+    assert isinstance(breaker.admit(5.0), Reject)

@@ -117,3 +117,60 @@ def test_non_adaptive_pacer_ignores_headers_but_not_429() -> None:
     assert p.on_response(429, Quota(retry_after=4)).pause == 4
     with pytest.raises(ValueError):
         Pacer(None, adaptive=False)
+
+
+# -- found by the mutation run (issue #19): rates other than 1 per second, clocks not at 0 ------
+
+
+def test_refill_arithmetic_at_a_rate_of_two_and_a_half_from_a_clock_at_1000() -> None:
+    bucket = TokenBucket(2.5, 10, 1000.0, tokens=0.0)
+    assert bucket.available(1000.0) == 0.0
+    assert bucket.available(1002.0) == 5.0  # 2 s x 2.5 per s
+    assert bucket.available(1010.0) == 10.0  # capped
+    grant = bucket.reserve(1001.0)  # 2.5 tokens by then: one taken at once
+    assert (grant.wait, grant.seq, grant.granted) == (0.0, 1, True)
+    assert bucket.tokens == 1.5 and bucket.updated == 1001.0
+    queued = [bucket.reserve(1001.0) for _ in range(3)]
+    assert [g.wait for g in queued] == [0.0, pytest.approx(0.2), pytest.approx(0.6)]  # 0.5, -0.5, -1.5 tokens
+
+
+def test_a_new_bucket_keeps_the_tokens_it_is_given_up_to_its_capacity() -> None:
+    assert TokenBucket(1.0, 5, 0.0, tokens=2.0).tokens == 2.0
+    assert TokenBucket(1.0, 5, 0.0, tokens=9.0).tokens == 5.0
+    assert TokenBucket(1.0, 5, 0.0).tokens == 5.0
+
+
+@pytest.mark.parametrize(("rate", "capacity"), [(0.0, 5), (-1.0, 5), (1.0, 0.5)])
+def test_impossible_limits_are_refused(rate: float, capacity: float) -> None:
+    with pytest.raises(ValueError, match=r"^TokenBucket needs rate > 0 and capacity >= 1, got "):
+        TokenBucket(rate, capacity, 0.0)
+    bucket = TokenBucket(1.0, 5, 0.0)
+    with pytest.raises(ValueError, match=r"^TokenBucket needs rate > 0 and capacity >= 1, got "):
+        bucket.set_limits(rate, capacity, 1.0)
+    bucket.set_limits(0.5, 1, 1.0)  # the smallest accepted
+    assert (bucket.rate, bucket.capacity) == (0.5, 1)
+
+
+def test_max_wait_equal_to_the_wait_is_granted_and_a_refusal_keeps_the_sequence() -> None:
+    bucket = TokenBucket(1.0, 1, 0.0)
+    bucket.reserve(0.0)
+    assert bucket.reserve(0.0, max_wait=1.0).granted  # waits exactly 1.0: allowed
+    refused = bucket.reserve(0.0, max_wait=1.0)  # would wait 2.0
+    assert (refused.granted, refused.seq, refused.wait) == (False, 2, 2.0)
+
+
+def test_observe_equal_to_the_balance_changes_nothing() -> None:
+    bucket = TokenBucket(1.0, 10, 0.0, tokens=4.0)
+    assert bucket.observe(4, seq=0, now=0.0) is False
+    assert bucket.observe(3, seq=0, now=0.0) is True and bucket.tokens == 3
+
+
+def test_refund_gives_a_token_back_up_to_the_capacity() -> None:
+    bucket = TokenBucket(1.0, 2, 0.0)
+    bucket.reserve(0.0)
+    bucket.reserve(0.0)
+    bucket.reserve(0.0)  # queued: -1
+    bucket.refund()
+    assert bucket.tokens == 0.0
+    bucket.refund(cost=5.0)
+    assert bucket.tokens == 2  # never above capacity

@@ -229,3 +229,74 @@ def test_flush_schedule_validates(kwargs: dict[str, float], field: str) -> None:
 )
 def test_ledger_decision(state: LedgerState | None, version: int, replay: bool, expected: str) -> None:
     assert ledger_decision(state, version, replay=replay) == expected
+
+
+# -- found by the mutation run (issue #19): each test kills mutants that survived the ones above --
+
+
+def test_position_of_ranks_each_kind_of_id_exactly() -> None:
+    assert Position.of(5, 42) == Position(5, 0, 42, "")
+    assert Position.of(5, "42") == Position(5, 0, 42, "")
+    assert Position.of(5, "0") == Position(5, 0, 0, "")
+    assert Position.of(5, "007") == Position(5, 1, 0, "007")  # a leading zero is text
+    assert Position.of(5, "9" * 18) == Position(5, 0, int("9" * 18), "")
+    assert Position.of(5, "1" + "0" * 18) == Position(5, 1, 0, "1" + "0" * 18)  # 19 digits: text
+    assert Position.of(5, True) == Position(5, 1, 0, "True")  # a bool is not an integer id
+    assert Position.of(5, "cus_1") == Position(5, 1, 0, "cus_1")
+    assert Position.of(5, "cus_1").record_id == "cus_1" and Position.of(5, 42).record_id == "42"
+
+
+def test_watermark_counts_what_it_saw() -> None:
+    w: Watermark[tuple[int]] = Watermark((10,))
+    assert (w.emitted, w.completed, w.late) == (0, 0, 0)
+    assert w.emit((5,)) is False  # late
+    assert w.emit((11,)) and w.emit((12,)) and w.emit((12,))
+    assert (w.emitted, w.late, w.in_flight) == (4, 1, 3)
+    assert w.complete((12,)) is False  # once of twice: still in flight
+    assert w.in_flight == 2 and w.completed == 1
+    assert w.complete((11,)) is True and w.position == (11,)
+    assert w.complete((12,)) is True and w.position == (12,)
+    assert (w.emitted, w.completed, w.late, w.in_flight) == (4, 3, 1, 0)
+    assert "position=(12,)" in repr(w) and "emitted=4" in repr(w)
+
+
+def test_a_key_emitted_three_times_needs_three_completions() -> None:
+    w: Watermark[tuple[int]] = Watermark()
+    for _ in range(3):
+        w.emit((1,))
+    assert w.complete((1,)) is False and w.complete((1,)) is False
+    assert w.position is None and w.in_flight == 1
+    assert w.complete((1,)) is True and w.position == (1,)
+
+
+def test_a_key_done_then_emitted_again_holds_the_position_below_it() -> None:
+    """(2,) completes while (1,) runs, then (2,) is handed out again (listed a second time):
+    when (1,) completes, the position may reach (1,) but not (2,), which is in flight again."""
+    w: Watermark[tuple[int]] = Watermark()
+    w.emit((1,))
+    w.emit((2,))
+    assert w.complete((2,)) is False
+    assert w.emit((2,)) is True  # above the position (none yet): tracked again
+    assert w.complete((1,)) is True
+    assert w.position == (1,)
+    assert w.complete((2,)) is True and w.position == (2,)
+
+
+def test_flush_schedule_counts_one_completion_per_move_by_default() -> None:
+    schedule = FlushSchedule(every=60.0, records=2)
+    schedule.moved()
+    assert schedule.due(0.0)  # never saved: the first move saves at once
+    schedule.saved(0.0)
+    schedule.moved()
+    assert not schedule.due(1.0)  # one completion of the two
+    schedule.moved()
+    assert schedule.due(1.0)
+    assert schedule.next_at() == 60.0
+    schedule.saved(1.0)
+    assert schedule.next_at() is None and not schedule.due(1000.0)
+
+
+def test_a_dead_version_is_skipped_outside_a_replay_by_default() -> None:
+    dead = LedgerState(3, DEAD, None)
+    assert ledger_decision(dead, 3) == "skip"
+    assert ledger_decision(dead, 3, replay=True) == "apply"

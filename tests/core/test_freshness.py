@@ -216,3 +216,95 @@ def test_a_vary_mismatch_is_a_miss_without_fallback() -> None:
 def test_writes_invalidate_unless_they_failed() -> None:
     assert fr.invalidates("POST", 201) and fr.invalidates("DELETE", 204) and fr.invalidates("PUT", 303)
     assert not fr.invalidates("POST", 400) and not fr.invalidates("GET", 200)
+
+
+# -- found by the mutation run (issue #19) ------------------------------------------------------
+
+
+def test_new_entry_keeps_every_field_and_the_bytes_form_round_trips_it() -> None:
+    from interlock.core.freshness import CacheEntry, new_entry
+
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Set-Cookie", "session=secret"),  # never stored: another user's session
+        ("Transfer-Encoding", "chunked"),  # hop-by-hop
+        ("Cache-Control", "max-age=30, stale-while-revalidate=7, stale-if-error=9, must-revalidate"),
+        ("Age", "4"),
+        ("Vary", "Accept-Language,  Authorization"),
+        ("ETag", '"v1"'),
+    ]
+    entry = new_entry(
+        status=203,
+        headers=headers,
+        content=b"{}",
+        now=1000.0,
+        ttl=60.0,
+        respect_headers=True,
+        stale_while_revalidate=1.0,
+        stale_if_error=2.0,
+        request_headers={"accept-language": "fr"},
+        tags=["customers", "customers/1"],
+    )
+    assert entry.status == 203 and entry.content == b"{}" and entry.stored_at == 1000.0
+    assert [k for k, _ in entry.headers] == ["Content-Type", "Cache-Control", "Age", "Vary", "ETag"]
+    assert (entry.lifetime, entry.stale_while_revalidate, entry.stale_if_error) == (30.0, 7.0, 9.0)
+    assert (entry.initial_age, entry.must_revalidate) == (4.0, True)
+    assert entry.vary == (("accept-language", "fr"), ("authorization", ""))
+    assert entry.tags == ("customers", "customers/1")
+    assert entry.age(1010.0) == 14.0 and entry.age(990.0) == 4.0  # a clock going back adds nothing
+    for threshold in (1, 10**6):  # compressed, then raw
+        again = CacheEntry.from_bytes(entry.to_bytes(compress_over=threshold))
+        assert again == entry
+    assert entry.to_bytes(compress_over=10**6)[:1] == b"r"
+    raw_size = len(entry.to_bytes(compress_over=10**6)) - 1
+    assert entry.to_bytes(compress_over=raw_size)[:1] == b"z"  # at the threshold: compressed
+    assert entry.to_bytes(compress_over=raw_size + 1)[:1] == b"r"
+    with pytest.raises(ValueError, match="^not a cache entry$"):
+        CacheEntry.from_bytes(b"x" + entry.to_bytes()[1:])
+
+
+def test_the_upstream_windows_apply_only_when_its_headers_are_respected() -> None:
+    from interlock.core.freshness import new_entry
+
+    common = {
+        "status": 200,
+        "headers": [("Cache-Control", "max-age=30, stale-while-revalidate=7, must-revalidate")],
+        "content": b"",
+        "now": 0.0,
+        "ttl": 60.0,
+        "stale_while_revalidate": 1.0,
+        "stale_if_error": 2.0,
+        "request_headers": {},
+    }
+    ignored = new_entry(respect_headers=False, **common)  # type: ignore[arg-type]
+    assert (ignored.lifetime, ignored.stale_while_revalidate, ignored.stale_if_error) == (60.0, 1.0, 2.0)
+    assert ignored.must_revalidate is False
+    honoured = new_entry(respect_headers=True, **common)  # type: ignore[arg-type]
+    assert (honoured.lifetime, honoured.stale_while_revalidate, honoured.stale_if_error) == (30.0, 7.0, 2.0)
+
+
+def test_cache_control_directives_each_one_read() -> None:
+    from interlock.core.freshness import CacheControl, parse_cache_control
+
+    assert parse_cache_control('private, proxy-revalidate, s-maxage="40", max-age=x') == CacheControl(
+        private=True, s_maxage=40.0
+    )
+    assert parse_cache_control("No-Store, NO-CACHE") == CacheControl(no_store=True, no_cache=True)
+
+
+def test_expires_without_date_falls_back_to_the_rule_and_retention_counts_the_age() -> None:
+    from interlock.core.freshness import CacheEntry, freshness_lifetime
+
+    expires = {"Expires": "Thu, 01 Jan 2026 00:01:00 GMT"}
+    assert freshness_lifetime(60.0, expires, True) == 60.0  # no Date to measure it from
+    dated = {**expires, "Date": "Thu, 01 Jan 2026 00:02:00 GMT"}
+    assert freshness_lifetime(60.0, dated, True) == 0.0  # expired before it was sent
+    entry = CacheEntry(200, (), b"", 0.0, lifetime=30.0, initial_age=10.0, stale_if_error=5.0)
+    assert entry.retention() == 25.0  # 30 - 10 + 5
+    assert CacheEntry(200, (), b"", 0.0, lifetime=0.5).retention() == 1.0  # at least a second
+
+
+def test_vary_on_a_field_the_request_did_not_send_matches_a_request_without_it() -> None:
+    stored = fr.CacheEntry(200, (), b"", 0.0, lifetime=60.0, vary=(("x-tenant", ""),))
+    assert fr.vary_matches(stored, {})
+    assert not fr.vary_matches(stored, {"x-tenant": "a"})

@@ -130,3 +130,47 @@ def test_server_paced_429s_do_not_spend_the_budget() -> None:
     assert decide(retry, failure=FailureKind.THROTTLED, retry_after=1.0, budget=empty) == RetryIn(1.0)
     assert decide(retry, failure=FailureKind.THROTTLED, retry_after=None, budget=empty) == GiveUp("budget")
     assert decide(retry, failure=FailureKind.STATUS, retry_after=1.0, budget=empty) == GiveUp("budget")
+
+
+# -- found by the mutation run (issue #19) ------------------------------------------------------
+
+
+def test_network_errors_are_retried_unless_turned_off_and_nothing_else_is_affected() -> None:
+    on = Retry(backoff=NO_JITTER, budget=None)
+    off = Retry(backoff=NO_JITTER, budget=None, network_errors=False)
+    assert decide(on, failure=FailureKind.NETWORK) == RetryIn(0.5)
+    assert decide(off, failure=FailureKind.NETWORK) == GiveUp("not_retryable")
+    assert decide(off, failure=FailureKind.STATUS) == RetryIn(0.5)
+
+
+def test_retry_after_at_the_maximum_is_waited_for_and_a_delay_reaching_the_deadline_is_not() -> None:
+    retry = Retry(backoff=NO_JITTER, budget=None, max_retry_after=10.0)
+    assert decide(retry, retry_after=10.0) == RetryIn(10.0)
+    assert decide(retry, retry_after=10.01) == GiveUp("retry_after_too_long")
+    assert decide(retry, deadline=100.49) == GiveUp("deadline")
+    assert decide(retry, deadline=100.5) == GiveUp("deadline")  # would start exactly at the deadline
+    assert decide(retry, deadline=100.51) == RetryIn(0.5)
+
+
+def test_the_jitter_draws_from_the_callers_random_source() -> None:
+    class Half:
+        def random(self) -> float:
+            return 0.5
+
+    retry = Retry(backoff=Backoff(base=2.0, cap=10.0, jitter="full"), budget=None)
+    assert decide(retry, rng=Half()) == RetryIn(1.0)
+
+
+def test_the_budget_window_keeps_calls_made_exactly_window_seconds_ago() -> None:
+    ledger = BudgetLedger(RetryBudget(ratio=1.0, min_per_second=0.0, window=10.0))
+    ledger.record_call(90.0)
+    assert ledger.try_spend(100.0)  # the call at 90 is still inside [90, 100]
+    assert not ledger.try_spend(100.0)
+
+
+def test_what_each_status_means_for_retrying() -> None:
+    retry = Retry(statuses={429, 503})
+    assert retry.failure_of_status(429) is FailureKind.THROTTLED
+    assert retry.failure_of_status(503) is FailureKind.STATUS
+    assert retry.failure_of_status(500) is None and retry.failure_of_status(200) is None
+    assert retry.is_retryable_status(503) and not retry.is_retryable_status(502)

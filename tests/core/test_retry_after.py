@@ -21,3 +21,9 @@ def test_http_date_in_future_and_past() -> None:
 def test_garbage_and_absent_are_ignored() -> None:
     for value in (None, "", "soon", "-5", "Tue, 99 Foo 2020"):
         assert parse_retry_after(value, NOW) is None
+
+
+def test_fractional_and_zero_seconds() -> None:
+    assert parse_retry_after("0.5", 0.0) == 0.5
+    assert parse_retry_after("0.0", 0.0) == 0.0
+    assert parse_retry_after("-1.5", 0.0) is None

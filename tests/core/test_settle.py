@@ -72,7 +72,9 @@ def test_jitter_draws_from_the_rng_it_is_given() -> None:
 
 
 @given(policy=policies, seed=st.integers(min_value=0, max_value=2**32))
-def test_an_event_that_always_fails_is_delivered_exactly_attempts_times(policy: Redelivery, seed: int) -> None:
+def test_an_event_that_always_fails_is_delivered_exactly_attempts_times(
+    policy: Redelivery, seed: int
+) -> None:
     rng = random.Random(seed)
     attempt, deliveries = 1, 0
     while True:
@@ -87,7 +89,11 @@ def test_an_event_that_always_fails_is_delivered_exactly_attempts_times(policy: 
     assert deliveries == policy.attempts
 
 
-@given(policy=policies, attempt=st.integers(min_value=1, max_value=25), seed=st.integers(min_value=0, max_value=2**32))
+@given(
+    policy=policies,
+    attempt=st.integers(min_value=1, max_value=25),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
 def test_retry_delays_stay_within_the_backoff_ceiling(policy: Redelivery, attempt: int, seed: int) -> None:
     decision = settle(attempt, Outcome.FAILED, policy, rng=random.Random(seed))
     if attempt >= policy.attempts:

@@ -90,6 +90,8 @@ async def test_ingress_killed_under_load_loses_no_acknowledged_event(sqlite_path
     port = free_port()
     ingress = spawn("ingress", "--db", sqlite_path, "--port", str(port))
     acked: set[str] = set()
+    failed: set[str] = set()  # no answer: refused, or cut off by the kill
+    in_flight: set[str] = set()  # sent, not yet answered
     sent = 0
     stop = asyncio.Event()
     body = json.dumps({"action": "opened"}).encode()
@@ -101,6 +103,7 @@ async def test_ingress_killed_under_load_loses_no_acknowledged_event(sqlite_path
             delivery = f"load-{n}-{i}"
             i += 1
             sent += 1
+            in_flight.add(delivery)
             try:
                 async with session.post(
                     f"http://127.0.0.1:{port}/hooks/github", data=body, headers=github_headers(body, delivery)
@@ -108,21 +111,29 @@ async def test_ingress_killed_under_load_loses_no_acknowledged_event(sqlite_path
                     if reply.status == 200:
                         acked.add(delivery)
             except (aiohttp.ClientError, OSError):
-                await asyncio.sleep(0.01)  # the server is gone; keep trying until told to stop
+                failed.add(delivery)
+                await asyncio.sleep(0.01)  # the server is gone: pace the retries until told to stop
+            finally:
+                in_flight.discard(delivery)
 
     try:
         await wait_port(port)
         async with aiohttp.ClientSession() as session:
             senders = [asyncio.create_task(sender(n, session)) for n in range(16)]
             await wait_for(lambda: len(acked) >= 1500)
+            # kill() blocks the loop: no sender moves between this snapshot and the SIGKILL.
+            at_kill = set(in_flight)
             kill(ingress)  # mid-load: requests are in flight, commits are in progress
-            await asyncio.sleep(0.3)  # answers already on the wire before the kill still count
+            # Answers already on the wire before the kill still count: wait for each of them.
+            await wait_for(lambda: not at_kill & in_flight)
             stop.set()
             await asyncio.gather(*senders)
     finally:
         if ingress.poll() is None:
             kill(ingress)
-    assert len(acked) < sent  # some requests were cut off by the kill
+    # The kill really happened under load: requests were in flight, and some were cut off.
+    assert at_kill, "no request was in flight at the kill"
+    assert at_kill & failed, f"all {len(at_kill)} requests in flight at the kill were answered"
 
     # Count after a restart: every acknowledged delivery id is in the store.
     restarted = spawn("ingress", "--db", sqlite_path, "--port", str(port))
@@ -143,4 +154,7 @@ async def test_ingress_killed_under_load_loses_no_acknowledged_event(sqlite_path
             assert (await reply.json())["status"] == "duplicate"
     finally:
         kill(restarted)
-    print(f"sent {sent}, acknowledged {len(acked)}, stored {len(stored)}, lost 0")
+    print(
+        f"sent {sent}, in flight at the kill {len(at_kill)} ({len(at_kill & failed)} cut off), "
+        f"acknowledged {len(acked)}, stored {len(stored)}, lost 0"
+    )

@@ -166,20 +166,31 @@ async def test_same_customer_one_at_a_time_in_arrival_order(box: interlock.Inbox
 
 
 async def test_heartbeat_keeps_a_long_handler_from_being_redelivered(sqlite_path: str) -> None:
-    box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", visibility=0.3)
+    # On a fake clock (the wall-clock version flaked when a loaded machine delayed a beat past
+    # the 0.3 s visibility): three idle workers poll the queue while the handler runs for over
+    # three visibilities, and none of them is handed the event again.
+    clock = FakeClock()
+    box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", visibility=0.3, clock=clock)
+    release = asyncio.Event()
     calls: list[int] = []
 
     @box.handler("stripe", "*")
-    async def slow(event: interlock.Event) -> None:
+    async def long(event: interlock.Event) -> None:
         calls.append(event.attempt)
-        await asyncio.sleep(1.0)  # over three times the visibility timeout
+        await release.wait()
 
     await box.put(message(1))
+    started = clock.time()
     pool = box.start_workers(concurrency=4)
+    # Only the handler's watcher sleeps on this clock: each beat moves it on by a third of 0.3 s.
+    await until(lambda: clock.time() > started + 3 * 0.3)
+    assert await box.queue.lease(1, 0.3) == []  # the beats kept the lease
+    release.set()
     await until(lambda: box.metrics.processed["stripe"] == 1)
     await pool.aclose()
     await box.aclose()
     assert calls == [1]
+    assert box.metrics.processed["stripe"] == 1
 
 
 async def test_slow_handlers_are_warned_about(sqlite_path: str, caplog: pytest.LogCaptureFixture) -> None:

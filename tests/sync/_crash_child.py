@@ -18,7 +18,7 @@ async def main(url: str, store: str) -> None:
             destination=interlock.WriteBack(client, "/mirror/{id}"),
             store=store,
             window=200,
-            checkpoint_every=0.05,
+            checkpoint_every=0.01,
         )
         async with sync:
             print("polling", flush=True)

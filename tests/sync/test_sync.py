@@ -87,20 +87,27 @@ async def test_write_back_applies_every_changed_record_once(tb: Testbed, make_sy
 async def test_writes_stay_within_the_concurrency_limit(tb: Testbed, make_sync: MakeSync) -> None:
     running = peak = 0
     seen: list[str] = []
+    gate = asyncio.Event()
 
-    async def slow(record: SyncRecord) -> None:
+    async def held(record: SyncRecord) -> None:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
-        await asyncio.sleep(0.002)
+        await gate.wait()  # the first writes hold their slots until every record is waiting
+        await asyncio.sleep(0)
         seen.append(record.id)
         running -= 1
 
-    async with make_sync(destination=slow) as sync:
+    async with make_sync(destination=held) as sync:
         assert sync.concurrency == 5
-        report = await sync.run_once()
+        poll = asyncio.ensure_future(sync.run_once())
+        # All 120 records read and queued for a slot, 5 of them holding one: the limit, exactly.
+        await wait_for(lambda: len(sync._applier._busy) == 120)
+        assert running == 5
+        gate.set()
+        report = await poll
     assert report.applied == 120 and len(set(seen)) == 120
-    assert 2 <= peak <= 5
+    assert peak == 5  # with 115 records queued behind them, never a sixth write at once
 
 
 # -- checkpoint correctness ---------------------------------------------------------------------

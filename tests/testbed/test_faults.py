@@ -70,19 +70,31 @@ async def test_latency_and_slow_requests(session: aiohttp.ClientSession) -> None
         assert time.perf_counter() - start >= 0.15
 
 
-async def test_outage_window_then_recovery(session: aiohttp.ClientSession) -> None:
+def test_outage_windows_open_and_close_on_the_clock_they_are_given() -> None:
+    """The window arithmetic, on explicit clock readings: no waiting for real time to pass."""
     faults = Faults(outages=[Outage(start=0.3, duration=0.4)])
-    async with Testbed(TestbedConfig(records=3, faults=faults)) as tb:
-        # configure() re-bases the window on now.
-        tb.configure(faults=faults)
+    injector = FaultInjector(faults, random.Random(1), 100.0)  # re-based on the moment it was set
+    assert [injector.outage_active(t) for t in (100.0, 100.29)] == [False, False]
+    assert injector.outage_active(100.3) and injector.outage_active(100.69)
+    assert injector.outage_remaining(100.5) == pytest.approx(0.2)
+    assert not injector.outage_active(100.7)  # [start, end): over at 0.7
+    assert injector._windows == []  # a finished window is forgotten
+    injector.start_outage(0.25, 200.0)
+    assert injector.outage_active(200.0) and injector.outage_active(200.24)
+    assert not injector.outage_active(200.25)
+
+
+async def test_an_outage_answers_its_status_over_http_until_it_ends(session: aiohttp.ClientSession) -> None:
+    async with Testbed(TestbedConfig(records=3)) as tb:
         async with session.get(f"{tb.url}/customers/1") as r:
             assert r.status == 200
-        await asyncio.sleep(0.45)
+        tb.start_outage(60)
         async with session.get(f"{tb.url}/customers/1") as r:
             assert r.status == 503
             assert (await r.json())["outage"] is True
         assert tb.outage_active
-        await asyncio.sleep(0.4)
+        tb.configure(faults=None)  # new faults, new windows: the outage is over
+        assert not tb.outage_active
         async with session.get(f"{tb.url}/customers/1") as r:
             assert r.status == 200
         counters = tb.counters
@@ -91,14 +103,14 @@ async def test_outage_window_then_recovery(session: aiohttp.ClientSession) -> No
 
 async def test_start_outage_with_custom_status(session: aiohttp.ClientSession) -> None:
     async with Testbed(TestbedConfig(records=3, faults=Faults(outage_status=502))) as tb:
-        tb.start_outage(duration=0.25)
+        tb.start_outage(duration=60)
         seen = await statuses(session, f"{tb.url}/customers/1", 5)
         assert seen == {502: 5}
         async with session.get(f"{tb.url}/_testbed/counters") as r:
             assert r.status == 200  # admin still answers during an outage
-        await asyncio.sleep(0.3)
+        tb.configure(faults=Faults(outage_status=502))  # ends it
         assert await statuses(session, f"{tb.url}/customers/1", 2) == {200: 2}
-        async with session.post(f"{tb.url}/_testbed/outage", json={"duration": 0.2}) as r:
+        async with session.post(f"{tb.url}/_testbed/outage", json={"duration": 60}) as r:
             assert r.status == 200
         assert await statuses(session, f"{tb.url}/customers/1", 1) == {502: 1}
 
@@ -120,7 +132,7 @@ async def test_reset_drops_the_connection() -> None:
 
 
 async def test_max_concurrency_counter() -> None:
-    faults = Faults(latency=Latency("fixed", ms=150))
+    faults = Faults(latency=Latency("fixed", ms=500))
     async with Testbed(TestbedConfig(records=10, faults=faults)) as tb:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -131,7 +143,10 @@ async def test_max_concurrency_counter() -> None:
                     return r.status
 
             tasks = [asyncio.create_task(one(i)) for i in range(1, 9)]
-            await asyncio.sleep(0.08)
+            deadline = time.monotonic() + 10
+            while tb.counters.in_flight < 8:  # all eight held by the 500 ms latency at once
+                assert time.monotonic() < deadline, f"only {tb.counters.in_flight} in flight"
+                await asyncio.sleep(0.001)
             assert tb.counters.in_flight == 8
             assert await asyncio.gather(*tasks) == [200] * 8
         counters = tb.counters

@@ -90,24 +90,26 @@ class RetryBudget:
 
 class BudgetLedger:
     """Counts calls and retries over a sliding window to enforce a ``RetryBudget``, in bounded
-    memory: the window is cut into ``SLOTS`` equal slots, each holding two counters, so a client
-    making millions of calls keeps the same few hundred bytes (one timestamp per call would grow
-    without end on a healthy upstream, where no retry ever trims them).
+    memory: the window is cut into ``SLOTS`` equal slots (plus the one filling now), each holding
+    two counters, so a client making millions of calls keeps the same few hundred bytes (one
+    timestamp per call would grow without end on a healthy upstream, where no retry ever trims
+    them).
 
-    The window slides a slot at a time: a count is forgotten between ``window - window/SLOTS``
-    and ``window`` seconds after it was made (Finagle's retry budget buckets time the same way).
+    The window slides a slot at a time: a count is kept at least ``window`` seconds and
+    forgotten before ``window + window/SLOTS`` (Finagle's retry budget buckets time the same way).
     """
 
     SLOTS = 20
     """How many slots the window is cut into."""
 
-    __slots__ = ("_calls", "_retries", "_slot", "_width", "budget", "calls", "retries")
+    __slots__ = ("_calls", "_retries", "_ring", "_slot", "_width", "budget", "calls", "retries")
 
     def __init__(self, budget: RetryBudget) -> None:
         self.budget = budget
         self._width = budget.window / self.SLOTS
-        self._calls = [0] * self.SLOTS
-        self._retries = [0] * self.SLOTS
+        self._ring = self.SLOTS + 1  # the window's slots and the one filling now
+        self._calls = [0] * self._ring
+        self._retries = [0] * self._ring
         self._slot: int | None = None  # the slot number (time // width) counted into last
         self.calls = 0
         """Calls counted in the window now."""
@@ -118,22 +120,22 @@ class BudgetLedger:
         """Move the window to ``now``, forgetting the slots it leaves; the index to count into."""
         slot = int(now // self._width)
         last = self._slot
-        if last is None or slot - last >= self.SLOTS:
+        if last is None or slot - last >= self._ring:
             if last is not None:
-                self._calls = [0] * self.SLOTS
-                self._retries = [0] * self.SLOTS
+                self._calls = [0] * self._ring
+                self._retries = [0] * self._ring
                 self.calls = self.retries = 0
             self._slot = slot
         elif slot > last:
             for passed in range(last + 1, slot + 1):
-                index = passed % self.SLOTS
+                index = passed % self._ring
                 self.calls -= self._calls[index]
                 self.retries -= self._retries[index]
                 self._calls[index] = self._retries[index] = 0
             self._slot = slot
         # A clock reading from before the last one (never from a monotonic clock) counts into
         # the current slot rather than into one the window already left.
-        return (self._slot if self._slot is not None else slot) % self.SLOTS
+        return (self._slot if self._slot is not None else slot) % self._ring
 
     def record_call(self, now: float) -> None:
         """Count a call (its first attempt) made at ``now``."""

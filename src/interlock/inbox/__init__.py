@@ -14,6 +14,8 @@ from ._event import Event, Handler
 from ._forward import Forward, ForwardOptions
 from ._inbox import Inbox
 from ._metrics import InboxMetrics
+from ._retention import Pruner, Retention
+from ._serve import ServeSettings
 from ._source import Source
 from ._worker import WorkerPool, WorkerSettings
 
@@ -30,7 +32,10 @@ __all__ = [
     "Inbox",
     "InboxApp",
     "InboxMetrics",
+    "Pruner",
     "Redelivery",
+    "Retention",
+    "ServeSettings",
     "Source",
     "WorkerPool",
     "WorkerSettings",

@@ -6,8 +6,9 @@ await on the group commit. Mount it in Starlette / FastAPI with ``app.mount("/ho
 serve it with uvicorn directly; it honours ``root_path`` either way.
 
 Answers: 200 accepted or duplicate (only after the event is durable), 400 malformed, 401 bad
-signature, 404 unknown source, 405 not POST, 413 too large, 503 the store failed (not
-acknowledged, so the sender retries). Nothing else is a 5xx.
+signature, 404 unknown source, 405 not POST, 408 body too slow, 413 too large, 503 the store
+failed or did not answer in time (not acknowledged, so the sender retries). Nothing else is a
+5xx.
 
 The app receives what it uses (the sources by name, a ``put``, the metrics it counts into, a
 clock for receipt times, lifespan hooks), not the ``Inbox`` that builds it with ``inbox.asgi()``.
@@ -15,18 +16,27 @@ clock for receipt times, lifespan hooks), not the ``Inbox`` that builds it with 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock
-from ..errors import PayloadTooLarge, UnknownSource, WebhookError
+from ..errors import ConfigError, PayloadTooLarge, UnknownSource, WebhookError
 from ..stores.queue import Message
-from ._metrics import InboxMetrics
+from ._metrics import UNKNOWN_SOURCE, InboxMetrics
 from ._source import Source
 
-__all__ = ["InboxApp"]
+__all__ = ["BODY_TIMEOUT", "PUT_TIMEOUT", "RETRY_AFTER", "InboxApp"]
+
+BODY_TIMEOUT = 10.0
+"""Seconds a request body may take to arrive in full (a 1 MiB body at 100 KiB/s) before 408."""
+PUT_TIMEOUT = 5.0
+"""Seconds the ingress waits for the store to make an event durable before answering 503;
+well under the 10 s that senders such as GitHub wait for an answer."""
+RETRY_AFTER = 5
+"""The ``Retry-After`` of a 503, in seconds."""
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -38,6 +48,8 @@ _JSON = (b"content-type", b"application/json")
 _ACCEPTED = b'{"status":"accepted"}'
 _DUPLICATE = b'{"status":"duplicate"}'
 _REASONS = {400: "malformed", 401: "signature", 404: "unknown_source", 413: "too_large"}
+_CLOSE = (b"connection", b"close")
+_UNAVAILABLE = json.dumps({"error": "the event could not be stored; retry later", "status": 503}).encode()
 
 
 def _error_body(status: int, message: str) -> bytes:
@@ -51,6 +63,11 @@ class InboxApp:
     later is served at once); ``put`` stores a verified event durably and returns ``False`` for
     a duplicate; ``clock`` stamps receipt times and checks signature timestamps. ``startup``
     and ``shutdown`` run on the ASGI lifespan events when the server sends them.
+
+    Every wait is bounded: a body not received within ``body_timeout`` s is answered 408 and
+    the connection closed; a ``put`` not done within ``put_timeout`` s is answered 503 with
+    ``Retry-After: retry_after`` (the event may still land; the sender's retry is then a
+    duplicate).
     """
 
     def __init__(
@@ -63,7 +80,15 @@ class InboxApp:
         clock: Clock | None = None,
         startup: Callable[[], Awaitable[object]] | None = None,
         shutdown: Callable[[], Awaitable[object]] | None = None,
+        body_timeout: float = BODY_TIMEOUT,
+        put_timeout: float = PUT_TIMEOUT,
+        retry_after: int = RETRY_AFTER,
     ) -> None:
+        for field, value in (("body_timeout", body_timeout), ("put_timeout", put_timeout)):
+            if not value > 0:
+                raise ConfigError("InboxApp", field, f"must be > 0 seconds, got {value!r}")
+        if retry_after < 0:
+            raise ConfigError("InboxApp", "retry_after", f"must be >= 0 seconds, got {retry_after!r}")
         if not prefix.startswith("/"):
             prefix = "/" + prefix
         if not prefix.endswith("/"):
@@ -75,6 +100,10 @@ class InboxApp:
         self.clock = clock or SYSTEM_CLOCK
         self._startup = startup
         self._shutdown = shutdown
+        self.body_timeout = body_timeout
+        self.put_timeout = put_timeout
+        self.retry_after = retry_after
+        self._retry_after = str(retry_after).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point: HTTP requests and lifespan events; other scopes are ignored."""
@@ -110,15 +139,19 @@ class InboxApp:
         name = path[len(self.prefix) :].rstrip("/") if path.startswith(self.prefix) else ""
         source = self.sources.get(name)
         if source is None:
+            # The name comes from the URL, unauthenticated: it is counted under one label and
+            # quoted cut short, so a flood of made-up names costs nothing that lasts.
+            shown = _shorten(name)
             if path.startswith(self.prefix) or path == self.prefix.rstrip("/"):
-                err: WebhookError = UnknownSource(f"no webhook source named {name!r}")
+                err: WebhookError = UnknownSource(f"no webhook source named {shown!r}")
             else:
-                err = UnknownSource(f"no route {path!r}; webhooks go to {self.prefix}{{source}}")
-            metrics.rejected[(name, "unknown_source")] += 1
+                err = UnknownSource(f"no route {_shorten(path)!r}; webhooks go to {self.prefix}{{source}}")
+            metrics.rejected[(UNKNOWN_SOURCE, "unknown_source")] += 1
             await _respond(send, 404, _error_body(404, str(err)))
             return
+        label = metrics.label(name)
         if scope["method"] != "POST":
-            metrics.rejected[(name, "method")] += 1
+            metrics.rejected[(label, "method")] += 1
             await _respond(
                 send, 405, _error_body(405, "webhooks must be POSTed"), extra=[(b"allow", b"POST")]
             )
@@ -131,40 +164,61 @@ class InboxApp:
             if declared is not None and int(declared) > limit:
                 # Refuse before reading: a huge body never touches memory.
                 raise PayloadTooLarge(f"body of {int(declared)} bytes is over the {limit} byte limit", source=name)
-            body = await _read_body(receive, limit, name)
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    body = await _read_body(receive, limit, name)
+            except TimeoutError:
+                # A body trickling in (or never coming) would hold the connection and its
+                # memory for as long as the sender likes: RFC 9110 section 15.5.9.
+                metrics.rejected[(label, "body_timeout")] += 1
+                log.info("webhook refused: body not received within %.1f s (HTTP 408)", self.body_timeout)
+                slow = f"the body was not received within {self.body_timeout} s"
+                await _respond(send, 408, _error_body(408, slow), extra=[_CLOSE])
+                return
             if body is None:
                 return  # the client went away
             message = source.accept(body, headers, self.clock.time())
         except WebhookError as exc:
             status = exc.http_status
-            metrics.rejected[(name, _REASONS.get(status, "malformed"))] += 1
+            metrics.rejected[(label, _REASONS.get(status, "malformed"))] += 1
             log.info("webhook refused: %s (HTTP %d)", exc, status)
-            close = [(b"connection", b"close")] if status == 413 else []
+            close = [_CLOSE] if status == 413 else []
             await _respond(send, status, _error_body(status, str(exc)), extra=close)
             return
         except ValueError:
-            metrics.rejected[(name, "malformed")] += 1
+            metrics.rejected[(label, "malformed")] += 1
             await _respond(send, 400, _error_body(400, "Content-Length is not an integer"))
             return
 
         try:
-            fresh = await self.put(message)
-        except Exception as exc:
-            metrics.rejected[(name, "store_unavailable")] += 1
-            log.error("webhook %s/%s not stored, answering 503: %r", name, message.id, exc)
-            await _respond(
-                send,
-                503,
-                _error_body(503, "the event could not be stored; retry later"),
-                extra=[(b"retry-after", b"5")],
+            # Bounded: a store that stops answering must not hold the sender (and every
+            # connection after it) without an answer; 503 tells it to come back.
+            async with asyncio.timeout(self.put_timeout):
+                fresh = await self.put(message)
+        except TimeoutError:
+            metrics.rejected[(label, "store_timeout")] += 1
+            log.error(
+                "webhook %s/%s not stored within %.1f s, answering 503", name, message.id, self.put_timeout
             )
+            await _respond(send, 503, _UNAVAILABLE, extra=[(b"retry-after", self._retry_after)])
+            return
+        except Exception as exc:
+            metrics.rejected[(label, "store_unavailable")] += 1
+            log.error(
+                "webhook %s/%s not stored, answering 503: %s", name, message.id, source.redact(repr(exc), headers)
+            )
+            await _respond(send, 503, _UNAVAILABLE, extra=[(b"retry-after", self._retry_after)])
             return
         if fresh:
-            metrics.received[name] += 1
+            metrics.received[label] += 1
             await _respond(send, 200, _ACCEPTED)
         else:
-            metrics.duplicates[name] += 1
+            metrics.duplicates[label] += 1
             await _respond(send, 200, _DUPLICATE)
+
+
+def _shorten(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 async def _read_body(receive: Receive, limit: int, source: str) -> bytes | None:

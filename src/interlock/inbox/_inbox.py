@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from .._clock import SYSTEM_CLOCK, Clock
@@ -11,13 +11,15 @@ from ..core.redelivery import Redelivery
 from ..errors import ConfigError
 from ..stores import open_queue
 from ..stores.queue import Message, Queue, QueueStats
-from ._asgi import InboxApp
+from ._asgi import BODY_TIMEOUT, PUT_TIMEOUT, InboxApp
 from ._dlq import DeadLetters
 from ._event import Handler
 from ._forward import Forward, ForwardOptions
 from ._metrics import SLOW_AFTER, InboxMetrics
-from ._source import DEFAULT_MAX_BODY, Source
-from ._worker import RETENTION, WorkerPool, WorkerSettings
+from ._retention import DEAD_RETENTION, PRUNE_EVERY, RETENTION, Pruner, Retention
+from ._serve import ServeSettings
+from ._source import DEFAULT_MAX_BODY, MAX_JSON_DEPTH, SENSITIVE_HEADERS, Source
+from ._worker import WorkerPool, WorkerSettings
 from .signatures import SignatureScheme
 
 if TYPE_CHECKING:
@@ -39,8 +41,16 @@ class Inbox:
         @inbox.handler("stripe", "invoice.paid")
         async def on_paid(event: interlock.Event) -> None: ...
 
-        app = inbox.asgi()                      # uvicorn module:app, or mount it
+        app = inbox.asgi()                      # mount it, or serve it:
+        await inbox.serve(port=8000)            # uvicorn with every connection bounded
         await inbox.run_workers(concurrency=8)  # in the same process or another one
+
+    Bounds, each configurable: the ingress waits ``put_timeout`` s for the store to make an
+    event durable before answering 503 with ``Retry-After``, and ``body_timeout`` s for a body
+    before answering 408; ``serve()`` / ``uvicorn_config()`` bound each connection (see
+    ``ServeSettings``). Acknowledged events are kept ``retention`` s (their ids keep dropping
+    duplicates) and dead letters ``dead_retention`` s (``None``: for ever), pruned every
+    ``prune_every`` s by whichever process does the Inbox's work, ingress or workers.
     """
 
     def __init__(
@@ -51,6 +61,10 @@ class Inbox:
         visibility: float = 30.0,
         slow_after: float = SLOW_AFTER,
         retention: float | None = RETENTION,
+        dead_retention: float | None = DEAD_RETENTION,
+        prune_every: float = PRUNE_EVERY,
+        put_timeout: float = PUT_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
         path_prefix: str = "/hooks/",
         clock: Clock | None = None,
     ) -> None:
@@ -64,23 +78,39 @@ class Inbox:
             raise ConfigError("Inbox", "visibility", f"must be > 0 seconds, got {visibility!r}")
         if slow_after <= 0:
             raise ConfigError("Inbox", "slow_after", f"must be > 0 seconds, got {slow_after!r}")
-        if retention is not None and retention <= 0:
-            raise ConfigError("Inbox", "retention", f"must be > 0 seconds or None, got {retention!r}")
+        for name, value in (("put_timeout", put_timeout), ("body_timeout", body_timeout)):
+            if not value > 0:
+                raise ConfigError("Inbox", name, f"must be > 0 seconds, got {value!r}")
+        kept = Retention(done=retention, dead=dead_retention, every=prune_every)
         self.clock = clock or SYSTEM_CLOCK
         """Receipt times, stats, pruning and the workers' timings; the queue it opens shares it."""
         self.redelivery = redelivery or Redelivery()
         self.visibility = visibility
         self.slow_after = slow_after
-        self.retention = retention
+        self.put_timeout = put_timeout
+        self.body_timeout = body_timeout
         self.path_prefix = path_prefix
         self.sources: dict[str, Source] = {}
         self._handlers: dict[tuple[str, str], list[Handler]] = {}
         self.metrics = InboxMetrics()
         self.dlq = DeadLetters(self.queue, self.open)
+        self.pruner = Pruner(self.queue, kept, clock=self.clock, ready=self.open)
+        """Prunes the queue as the retention settings say, in the background wherever the
+        ingress or the workers run."""
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
         self._pools: list[WorkerPool] = []
         self._app: InboxApp | None = None
+
+    @property
+    def retention(self) -> float | None:
+        """Seconds an acknowledged event is kept (its id drops duplicates); ``None``: for ever."""
+        return self.pruner.retention.done
+
+    @property
+    def dead_retention(self) -> float | None:
+        """Seconds a dead letter is kept; ``None``: for ever."""
+        return self.pruner.retention.dead
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -94,17 +124,27 @@ class Inbox:
         event_type: str | None = None,
         ordering_key: str | None = None,
         json: bool = True,
+        max_depth: int = MAX_JSON_DEPTH,
+        sensitive_headers: Collection[str] = SENSITIVE_HEADERS,
+        keep_sensitive_headers: bool = False,
     ) -> Source:
         """Accept webhooks at ``POST /hooks/{name}``.
 
         ``dedupe`` / ``event_type`` / ``ordering_key``: a header name or a JSON path
-        (``"$.data.object.customer"``); the first two default to the scheme's own.
+        (``"$.data.object.customer"``); the first two default to the scheme's own. Bodies over
+        ``max_body`` bytes or nesting JSON deeper than ``max_depth`` are refused (413, 400).
+        The ``sensitive_headers`` (``Authorization``, ``Cookie``, ``X-API-Key``... by default)
+        are not stored with the events unless ``keep_sensitive_headers``, and are redacted from
+        logs either way.
         """
         if name in self.sources:
             raise ConfigError("Inbox", "source", f"a source named {name!r} is already configured")
+        if isinstance(sensitive_headers, str):
+            raise ConfigError("Inbox", "sensitive_headers", "must be a collection of header names, not one string")
         src = Source(
             name, signature, max_body=max_body, dedupe=dedupe, event_type=event_type,
-            ordering_key=ordering_key, json=json,
+            ordering_key=ordering_key, json=json, max_depth=max_depth,
+            sensitive_headers=frozenset(sensitive_headers), keep_sensitive_headers=keep_sensitive_headers,
         )
         self.sources[name] = src
         return src
@@ -162,17 +202,22 @@ class Inbox:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the worker pools (in-flight handlers get their grace), close the handlers that
-        hold resources (a ``Forward``'s client), then the queue."""
+        """Stop the worker pools (in-flight handlers get their grace) and the pruner, close the
+        handlers that hold resources (a ``Forward``'s client), then the queue."""
         pools, self._pools = self._pools, []
         for pool in pools:
             await pool.aclose()
+        await self.pruner.aclose()
         for handlers in self._handlers.values():
             for h in handlers:
                 close = getattr(h, "aclose", None)
                 if close is not None:
                     await close()
-        opened, self._opened = self._opened, False
+        if self._open_lock is not None:
+            async with self._open_lock:  # an opening in progress finishes first, then is closed
+                opened, self._opened = self._opened, False
+        else:
+            opened, self._opened = self._opened, False
         if opened:
             await self.queue.aclose()
 
@@ -185,20 +230,70 @@ class Inbox:
     # -- faces -----------------------------------------------------------------------------------
 
     def asgi(self) -> InboxApp:
-        """The ASGI app receiving ``POST {path_prefix}{source}`` (one per inbox)."""
+        """The ASGI app receiving ``POST {path_prefix}{source}`` (one per inbox). Serving it
+        also prunes the queue in that process (from the lifespan startup, or the first
+        request when the server sends no lifespan events, as a mounted app gets none)."""
         if self._app is None:
             self._app = InboxApp(
-                self.sources, self.put, metrics=self.metrics, prefix=self.path_prefix, clock=self.clock,
-                startup=self.open, shutdown=self.aclose,
+                self.sources, self._ingress_put, metrics=self.metrics, prefix=self.path_prefix, clock=self.clock,
+                startup=self._start_ingress, shutdown=self.aclose, body_timeout=self.body_timeout,
+                put_timeout=self.put_timeout,
             )
         return self._app
+
+    async def _start_ingress(self) -> None:
+        await self.open()
+        self.pruner.start()
+
+    async def _ingress_put(self, message: Message) -> bool:
+        if not self.pruner.running:
+            self.pruner.start()
+        return await self.put(message)
+
+    def uvicorn_config(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        settings: ServeSettings | None = None,
+        log_level: str = "info",
+    ) -> Any:
+        """A ``uvicorn.Config`` serving ``asgi()`` with every connection bounded (``settings``,
+        ``ServeSettings()`` by default) and the lifespan on; run it with
+        ``uvicorn.Server(config).serve()``, or set more of uvicorn's options on it first."""
+        import uvicorn
+
+        options = (settings or ServeSettings()).uvicorn_options()
+        return uvicorn.Config(self.asgi(), host=host, port=port, lifespan="on", log_level=log_level, **options)
+
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        settings: ServeSettings | None = None,
+        workers: int = 0,
+        log_level: str = "info",
+    ) -> None:
+        """Serve the ASGI app with uvicorn until it is stopped (SIGINT / SIGTERM), each
+        connection bounded as ``settings`` says (``ServeSettings()`` by default); ``workers``
+        > 0 also runs a worker pool of that concurrency in this process. Closes the inbox on
+        the way out. Needs the ``inbox`` extra (uvicorn)."""
+        import uvicorn
+
+        server = uvicorn.Server(self.uvicorn_config(host, port, settings=settings, log_level=log_level))
+        if workers:
+            self.start_workers(concurrency=workers)
+        try:
+            await server.serve()
+        finally:
+            await self.aclose()
 
     def _pool(self, concurrency: int, visibility: float | None) -> WorkerPool:
         # The pool gets the pieces it uses, not the inbox: the queue, the handler lookup, the
         # policy, the metrics, the clock; ``open`` makes sure the queue is open before it leases.
         settings = WorkerSettings(
-            concurrency=concurrency, visibility=visibility or self.visibility, slow_after=self.slow_after,
-            retention=self.retention,
+            concurrency=concurrency, visibility=visibility or self.visibility, slow_after=self.slow_after
         )
         return WorkerPool(
             self.queue, self.handlers_for, redelivery=self.redelivery, metrics=self.metrics, clock=self.clock,
@@ -207,12 +302,14 @@ class Inbox:
 
     def start_workers(self, concurrency: int = 8, *, visibility: float | None = None) -> WorkerPool:
         """Process events in a background task; ``await pool.aclose()`` (or ``inbox.aclose()``) stops it."""
+        self.pruner.start()
         pool = self._pool(concurrency, visibility)
         self._pools.append(pool)
         return pool.start()
 
     async def run_workers(self, concurrency: int = 8, *, visibility: float | None = None) -> None:
         """Process events until cancelled."""
+        self.pruner.start()
         pool = self._pool(concurrency, visibility)
         self._pools.append(pool)
         try:
@@ -237,11 +334,9 @@ class Inbox:
 
     async def prune(self) -> int:
         """Forget events acknowledged more than ``retention`` seconds ago (their ids stop
-        dropping duplicates); returns how many. Running workers do it every ten minutes."""
-        if self.retention is None:
-            return 0
-        await self.open()
-        return await self.queue.prune(self.clock.time() - self.retention)
+        dropping duplicates) and dead letters older than ``dead_retention``; returns how many.
+        The ingress and the workers do it every ``prune_every`` seconds."""
+        return await self.pruner.prune()
 
     async def stats(self) -> dict[str, Any]:
         """Counters, processing percentiles, queue depth, oldest event age and DLQ size."""

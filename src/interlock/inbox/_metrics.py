@@ -17,6 +17,13 @@ log = logging.getLogger("interlock.inbox")
 
 SLOW_AFTER = 5.0
 """Seed 000: warn when one webhook takes longer than this to process."""
+UNKNOWN_SOURCE = "_unknown"
+"""The one source label every request to an unconfigured source name is counted under: the
+names come from the URL, unauthenticated, and must not each become a label."""
+OTHER_SOURCES = "_other"
+"""The label of the sources met after ``max_sources`` distinct ones were counted."""
+MAX_SOURCES = 100
+"""Distinct source labels an ``InboxMetrics`` keeps; later sources count as ``_other``."""
 
 
 def _percentile(sorted_values: list[float], q: float) -> float | None:
@@ -31,16 +38,21 @@ class InboxMetrics:
     handler durations over the last ``window`` events, and the latest queue gauges.
 
     The counters are ``collections.Counter``s read and written directly (``metrics.processed
-    ["stripe"]``); ``snapshot()`` sums them up for ``Inbox.stats()``.
+    ["stripe"]``), keyed by ``label(source)``; ``snapshot()`` sums them up for
+    ``Inbox.stats()``. Every label set is bounded: at most ``max_sources`` sources (the first
+    ones met; the rest count as ``_other``), requests to unconfigured names all under
+    ``_unknown``, and the fixed list of rejection reasons.
     """
 
-    def __init__(self, window: int = 4096) -> None:
+    def __init__(self, window: int = 4096, *, max_sources: int = MAX_SOURCES) -> None:
+        self.max_sources = max_sources
+        self._labels: set[str] = set()
         self.received: Counter[str] = Counter()
         """Accepted (new, durable) events per source."""
         self.duplicates: Counter[str] = Counter()
         self.rejected: Counter[tuple[str, str]] = Counter()
         """(source, reason) -> count; reasons: signature, too_large, unknown_source, malformed,
-        method, store_unavailable."""
+        method, body_timeout, store_timeout, store_unavailable."""
         self.processed: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
         self.dead_lettered: Counter[str] = Counter()
@@ -50,6 +62,17 @@ class InboxMetrics:
         self.queue_stats: QueueStats | None = None
         """The latest queue gauges (depth, in flight, DLQ size, oldest event), refreshed by the
         workers every few seconds and by ``Inbox.stats()``; ``None`` before the first refresh."""
+
+    def label(self, source: str) -> str:
+        """The label to count ``source`` under: itself while fewer than ``max_sources``
+        distinct sources were counted (or if it is one of them), ``_other`` after that."""
+        labels = self._labels
+        if source in labels:
+            return source
+        if len(labels) < self.max_sources:
+            labels.add(source)
+            return source
+        return OTHER_SOURCES
 
     def observe(self, seconds: float) -> None:
         """Record one delivery's handler time."""

@@ -31,13 +31,9 @@ from ..stores.queue import Lease, Queue
 from ._event import Event, Handler
 from ._metrics import SLOW_AFTER, InboxMetrics
 
-__all__ = ["RETENTION", "WorkerPool", "WorkerSettings"]
+__all__ = ["WorkerPool", "WorkerSettings"]
 
 log = logging.getLogger("interlock.inbox")
-
-RETENTION = 7 * 86400.0
-"""Seconds an acknowledged event is kept (its id keeps dropping duplicates) before pruning."""
-
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
@@ -49,14 +45,10 @@ class WorkerSettings:
     """Seconds a lease hides an event from other workers; heartbeats extend it every third."""
     slow_after: float = SLOW_AFTER
     """Warn about, and count, a delivery whose handlers run longer than this."""
-    retention: float | None = RETENTION
-    """Prune events acknowledged longer ago than this; ``None`` keeps them for ever."""
     grace: float = 10.0
     """On ``aclose()``, seconds in-flight handlers may finish in before they are cancelled."""
     stats_every: float = 5.0
     """Seconds between refreshes of the queue gauges in the metrics."""
-    prune_every: float = 600.0
-    """Seconds between prunes."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -72,8 +64,8 @@ class WorkerPool:
     redeliver).
 
     ``handlers(source, type)`` returns the handlers of an event (none: it is acknowledged and
-    counted as unhandled). The pool counts into ``metrics``, refreshes its queue gauges and
-    prunes old acknowledged events on the schedule ``settings`` gives. ``ready`` is awaited
+    counted as unhandled). The pool counts into ``metrics`` and refreshes its queue gauges on
+    the schedule ``settings`` gives (pruning is the Inbox's ``Pruner``'s). ``ready`` is awaited
     once before the first lease (the Inbox passes its ``open``, which opens the queue once for
     all its users).
     """
@@ -101,7 +93,6 @@ class WorkerPool:
         self._runner: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._stats_at = -math.inf
-        self._pruned_at = -math.inf
         self.in_flight = 0
 
     def start(self) -> WorkerPool:
@@ -143,16 +134,12 @@ class WorkerPool:
             await self._drain()
 
     async def _housekeeping(self) -> None:
-        # Both are best effort: a store that fails here fails the next lease too, which logs it.
+        # Best effort: a store that fails here fails the next lease too, which logs it.
         settings, now = self.settings, self.clock.monotonic()
         if now - self._stats_at >= settings.stats_every:
             self._stats_at = now
             with contextlib.suppress(Exception):
                 self.metrics.queue_stats = await self.queue.stats()
-        if settings.retention is not None and now - self._pruned_at >= settings.prune_every:
-            self._pruned_at = now
-            with contextlib.suppress(Exception):
-                await self.queue.prune(self.clock.time() - settings.retention)
 
     async def _sleep(self, seconds: float) -> None:
         # Real time, not the clock: this pause races the stop event, and on a fake clock (whose
@@ -235,7 +222,7 @@ class WorkerPool:
         elapsed = clock.monotonic() - started
         self.metrics.observe(elapsed)
         if elapsed > self.settings.slow_after:
-            self.metrics.slow[event.source] += 1
+            self.metrics.slow[self.metrics.label(event.source)] += 1
         decision = settle(lease.attempt, outcome, self.redelivery, error=error)
         await self._apply(lease, event, decision, outcome=outcome, error=error)
 
@@ -245,21 +232,22 @@ class WorkerPool:
         """Make the queue call ``decision`` names and count it (``outcome`` is ``None`` when the
         handlers did not run)."""
         queue, metrics, source = self.queue, self.metrics, event.source
+        label = metrics.label(source)
         try:
             if isinstance(decision, Ack):
                 await queue.ack(lease)
                 counted = metrics.processed if outcome is Outcome.SUCCEEDED else metrics.unhandled
-                counted[source] += 1
+                counted[label] += 1
             elif isinstance(decision, RetryIn):
                 await queue.nack(lease, delay=decision.delay, error=error)
-                metrics.retries[source] += 1
+                metrics.retries[label] += 1
                 log.warning(
                     "event %s/%s attempt %d failed, retrying in %.1f s: %s",
                     source, event.id, lease.attempt, decision.delay, error,
                 )
             else:
                 await queue.dead_letter(lease, error=decision.error)
-                metrics.dead_lettered[source] += 1
+                metrics.dead_lettered[label] += 1
                 log.error(
                     "event %s/%s dead-lettered after %d attempts: %s", source, event.id, lease.attempt, decision.error
                 )

@@ -3,6 +3,9 @@ when used, Interlock's ``?schema=`` taken out of the DSN, a pool owned or borrow
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
@@ -52,8 +55,12 @@ class PostgresStore:
     to ``pool_size`` connections on first use and closes it in ``_close_pool``.
     """
 
-    def __init__(self, dsn: str | None, *, schema: str | None, pool: Any, pool_size: int) -> None:
+    def __init__(
+        self, dsn: str | None, *, schema: str | None, pool: Any, pool_size: int, connect_timeout: float | None = None
+    ) -> None:
         self.dsn: str | None = None
+        self.connect_timeout = connect_timeout
+        """Seconds a new connection may take (asyncpg's own default when ``None``)."""
         dsn_schema: str | None = None
         if dsn:
             self.dsn, dsn_schema = split_schema(dsn)
@@ -68,8 +75,39 @@ class PostgresStore:
 
     async def _open_pool(self) -> Any:
         if self._pool is None:
-            self._pool = await create_pool(str(self.dsn), min_size=1, max_size=self.pool_size)
+            extra = {} if self.connect_timeout is None else {"timeout": self.connect_timeout}
+            self._pool = await create_pool(str(self.dsn), min_size=1, max_size=self.pool_size, **extra)
         return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self, timeout: float, what: str) -> AsyncIterator[Any]:
+        """A pool connection for one operation that must finish within ``timeout`` s, waiting
+        for the connection included; ``TimeoutError`` naming ``what`` otherwise.
+
+        asyncpg's own ``command_timeout`` is not enough against a server that stops answering:
+        the timed-out connection stays in the pool waiting for its cancel, and the next
+        acquire waits behind it without bound. A connection that times out (or whose caller is
+        cancelled) mid-statement is closed at once instead, so the pool opens a fresh one.
+        """
+        pool, conn = self._pool, None
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await pool.acquire()
+                yield conn
+        except TimeoutError:
+            if conn is not None:
+                conn.terminate()
+            raise TimeoutError(f"PostgreSQL did not answer {what} within {timeout} s") from None
+        except asyncio.CancelledError:
+            if conn is not None:
+                conn.terminate()
+            raise
+        finally:
+            if conn is not None:
+                # Releasing resets the connection (a round trip): bounded too; a release that
+                # fails has closed the connection already, and the pool replaces it.
+                with contextlib.suppress(Exception):
+                    await pool.release(conn, timeout=timeout)
 
     async def _create_tables(self, lock_name: str, ddl: str) -> None:
         """Run ``ddl`` (``CREATE ... IF NOT EXISTS``) in one transaction under an advisory lock,

@@ -12,7 +12,7 @@ What differs between SQLite and PostgreSQL (placeholders, array parameters, JSON
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -125,6 +125,61 @@ def put_dead_sql(table: str, dialect: Dialect) -> str:
         " headers = excluded.headers, errors = excluded.errors, finished_at = excluded.finished_at,"
         " attempts = excluded.attempts, lease_token = NULL"
     )
+
+
+PRUNE_CHUNK = 10_000
+"""Rows one prune statement deletes at most: a large prune runs as several short transactions,
+so puts are not held behind one long delete."""
+
+
+async def prune_in_chunks(
+    delete: Callable[[str, float], Awaitable[int]],
+    table: str,
+    dialect: Dialect,
+    done_before: float | None,
+    dead_before: float | None,
+) -> int:
+    """``Queue.prune`` for both SQL queues: done rows finished before ``done_before``, dead
+    rows dead before ``dead_before``, ``PRUNE_CHUNK`` at a time; ``delete(sql, before)`` runs
+    one statement in a transaction of its own and says how many rows it deleted."""
+    mark = "$1" if dialect.numbered else "?"
+    removed = 0
+    for state, before in ((DONE, done_before), (DEAD, dead_before)):
+        if before is None:
+            continue
+        sql = (
+            f"DELETE FROM {table} WHERE seq IN (SELECT seq FROM {table} WHERE state = {state}"
+            f" AND finished_at < {mark} LIMIT {PRUNE_CHUNK})"
+        )
+        while True:
+            n = await delete(sql, before)
+            removed += n
+            if n < PRUNE_CHUNK:
+                break
+    return removed
+
+_TEXT_FIELDS = ("source", "id", "type", "ordering_key")
+
+
+def check_storable(message: Message) -> None:
+    """Raise ``ValueError`` naming the field when the message's text cannot be stored.
+
+    Text columns take valid UTF-8 without NUL (PostgreSQL refuses NUL in ``text``; a lone
+    surrogate has no UTF-8 form for either database), so such a message is refused before it
+    joins a group commit, where it would fail every message committed with it.
+    """
+    for name in _TEXT_FIELDS:
+        value = getattr(message, name)
+        if value is None:
+            continue
+        if "\x00" in value:
+            raise ValueError(f"the message's {name} holds a NUL character, which the queue cannot store")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"the message's {name} holds a lone surrogate (not valid UTF-8), which the queue cannot store"
+            ) from None
 
 
 def _json(value: Any) -> str:

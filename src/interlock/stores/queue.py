@@ -41,8 +41,9 @@ class Message:
     id: str
     """The delivery id; unique per source (the dedupe key)."""
     type: str
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = field(repr=False)
+    """Left out of the repr, as the headers are: either may carry what logs must not."""
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     received_at: float = 0.0
     """Wall-clock seconds since the epoch."""
     ordering_key: str | None = None
@@ -141,7 +142,9 @@ class Queue(Protocol):
 
     async def put(self, message: Message) -> bool:
         """Store durably, leasable at once; ``False`` when ``(source, id)`` was put before
-        (nothing stored). Returns only once the message survives a crash."""
+        (nothing stored). Returns only once the message survives a crash. A message the store
+        cannot hold (text with a NUL or a lone surrogate) raises ``ValueError`` and fails only
+        its own put, never the others committed with it."""
         ...
 
     async def lease(self, max_messages: int, visibility: float) -> list[Lease]:
@@ -202,7 +205,8 @@ class Queue(Protocol):
         """Pending, in-flight and dead counts and the oldest pending message's arrival."""
         ...
 
-    async def prune(self, done_before: float) -> int:
-        """Forget acked messages settled before this wall-clock time (their ids stop deduping);
-        how many. Pending and dead messages are never pruned."""
+    async def prune(self, done_before: float | None, dead_before: float | None = None) -> int:
+        """Forget acked messages settled before ``done_before`` (their ids stop deduping) and
+        dead letters dead before ``dead_before`` (wall-clock times; ``None`` prunes none of
+        that kind); how many in all. Pending messages are never pruned."""
         ...

@@ -14,7 +14,7 @@ from typing import TypeVar
 from .._clock import Clock
 from ..errors import ConfigError
 from . import _queue_rows as model
-from ._sqlite import SQLiteStore, Synchronous
+from ._sqlite import WAL_SIZE_LIMIT, WAL_TRUNCATE_IDLE, SQLiteStore, Synchronous
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, QueueStats
 
 __all__ = ["SQLiteQueue"]
@@ -52,7 +52,12 @@ CREATE INDEX IF NOT EXISTS {table}_done ON {table} (finished_at) WHERE state = 1
 class SQLiteQueue(SQLiteStore, model.SQLQueue):
     """``Queue`` on a SQLite file. ``url`` is ``sqlite:///relative.db``, ``sqlite:////abs.db``
     or a plain path. Several processes may share the file (ingress in one, workers in another);
-    workers in other processes notice new messages by polling every ``poll_interval`` s."""
+    workers in other processes notice new messages by polling every ``poll_interval`` s.
+
+    The write-ahead log is bounded: a checkpoint thread copies it into the database as commits
+    come, empties it (a TRUNCATE checkpoint) once it passes ``wal_size_limit`` bytes or the
+    writers have been idle ``wal_truncate_idle`` s, and ``journal_size_limit`` cuts the file
+    back whenever SQLite restarts it."""
 
     def __init__(
         self,
@@ -62,6 +67,8 @@ class SQLiteQueue(SQLiteStore, model.SQLQueue):
         synchronous: Synchronous = "FULL",
         poll_interval: float = 0.2,
         max_batch: int = 4096,
+        wal_size_limit: int = WAL_SIZE_LIMIT,
+        wal_truncate_idle: float = WAL_TRUNCATE_IDLE,
         clock: Clock | None = None,
     ) -> None:
         if not table.replace("_", "").isalnum():
@@ -69,7 +76,9 @@ class SQLiteQueue(SQLiteStore, model.SQLQueue):
         model.SQLQueue.__init__(
             self, "SQLiteQueue", table=table, poll_interval=poll_interval, max_batch=max_batch, clock=clock
         )
-        SQLiteStore.__init__(self, url, synchronous=synchronous)
+        SQLiteStore.__init__(
+            self, url, synchronous=synchronous, wal_size_limit=wal_size_limit, wal_truncate_idle=wal_truncate_idle
+        )
         t = table
         self._sql_put = (
             f"INSERT INTO {t} (source, id, type, body, headers, received_at, ordering_key, visible_at)"
@@ -97,6 +106,7 @@ class SQLiteQueue(SQLiteStore, model.SQLQueue):
 
     async def put(self, message: Message) -> bool:
         """Insert the message unless its (source, id) is known; returns after the shared commit."""
+        model.check_storable(message)
         row = model.put_row(message, self._clock.time())
         sql = self._sql_put
         inserted = await self._run(lambda conn: conn.execute(sql, row).rowcount == 1)
@@ -253,10 +263,14 @@ class SQLiteQueue(SQLiteStore, model.SQLQueue):
 
         return await self._run(op)
 
-    async def prune(self, done_before: float) -> int:
-        """Delete done rows finished before ``done_before``."""
-        sql = f"DELETE FROM {self.table} WHERE state = {model.DONE} AND finished_at < ?"
-        return await self._run(lambda conn: conn.execute(sql, (done_before,)).rowcount)
+    async def prune(self, done_before: float | None, dead_before: float | None = None) -> int:
+        """Delete done rows finished before ``done_before`` and dead rows dead before
+        ``dead_before``, ``PRUNE_CHUNK`` rows per transaction."""
+
+        async def delete(sql: str, before: float) -> int:
+            return await self._run(lambda conn: int(conn.execute(sql, (before,)).rowcount))
+
+        return await model.prune_in_chunks(delete, self.table, model.SQLITE, done_before, dead_before)
 
     def __repr__(self) -> str:
         state = "open" if self._writer is not None else "closed"

@@ -1,0 +1,242 @@
+"""server: what interlock.server's middleware cost on a small JSON endpoint.
+
+A Starlette endpoint answering a small JSON object, served by uvicorn (one worker, a child
+process), loaded by aiohttp from this process with a closed loop of --concurrency requests in
+flight, in rounds that rotate the contenders (medians with min-max):
+  - bare: the endpoint alone (the baseline);
+  - full-stack: AccessLog, Security, RateLimit (memory), Compression, Conditional, Fields;
+  - ratelimit-redis: only RateLimitMiddleware on Redis (one EVALSHA per request);
+  - slowapi-redis: slowapi's Limiter on the same Redis, headers on (its documented setup).
+The limits never bind (every request is admitted), so every contender does the same work.
+Targets (issue 14): full-stack >= 0.7x bare throughput; ratelimit-redis adds <= 0.3 ms p99 over
+bare and is >= 2x slowapi-redis' throughput. The load generator shares the 2 cores with the
+server: ratios of contenders in the same rounds are the result, not absolute figures.
+
+    .venv/bin/python benchmarks/server.py [--requests 4000] [--rounds 3] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import _common
+import aiohttp
+
+CONTENDERS = ["bare", "full-stack", "ratelimit-redis", "slowapi-redis"]
+NEVER = 1_000_000_000
+
+
+def build(name: str, redis_url: str, prefix: str) -> Any:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from interlock.server import (
+        AccessLogMiddleware,
+        CompressionMiddleware,
+        ConditionalMiddleware,
+        FieldsMiddleware,
+        Limit,
+        RateLimitMiddleware,
+        RedisRateLimitBackend,
+        SecurityMiddleware,
+    )
+
+    async def item(request: Request) -> JSONResponse:
+        return JSONResponse({"id": 7, "email": "ann@example.com", "stats": {"total_bookings": 3}})
+
+    if name == "bare":
+        return Starlette(routes=[Route("/item", item)])
+    if name == "full-stack":
+        return Starlette(
+            routes=[Route("/item", item)],
+            middleware=[
+                Middleware(AccessLogMiddleware),
+                Middleware(SecurityMiddleware),
+                Middleware(RateLimitMiddleware, limits=[Limit("api", NEVER, 60.0)]),
+                Middleware(CompressionMiddleware),
+                Middleware(ConditionalMiddleware),
+                Middleware(FieldsMiddleware),
+            ],
+        )
+    if name == "ratelimit-redis":
+        backend = RedisRateLimitBackend(redis_url, namespace=prefix)
+        return Starlette(
+            routes=[Route("/item", item)],
+            middleware=[Middleware(RateLimitMiddleware, limits=[Limit("api", NEVER, 60.0)], backend=backend)],
+        )
+    from slowapi import Limiter, _rate_limit_exceeded_handler
+    from slowapi.errors import RateLimitExceeded
+    from slowapi.util import get_remote_address
+
+    limiter = Limiter(
+        key_func=get_remote_address, storage_uri=redis_url, headers_enabled=True, key_prefix=prefix
+    )
+
+    @limiter.limit(f"{NEVER}/minute")
+    async def limited(request: Request) -> JSONResponse:
+        return JSONResponse({"id": 7, "email": "ann@example.com", "stats": {"total_bookings": 3}})
+
+    app = Starlette(routes=[Route("/item", limited)])
+    app.state.limiter = limiter
+    app.add_exception_handler(RateLimitExceeded, _rate_limit_exceeded_handler)  # type: ignore[arg-type]
+    return app
+
+
+def serve(name: str, port: int, redis_url: str, prefix: str) -> None:
+    import logging
+
+    import uvicorn
+
+    logging.getLogger("interlock.server.access").setLevel(
+        logging.WARNING
+    )  # a log line per request is not the point
+    uvicorn.run(
+        build(name, redis_url, prefix), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server on {port} did not start")
+
+
+async def load(port: int, requests: int, concurrency: int) -> tuple[float, float, int]:
+    """(requests/s, p99 seconds, non-200 answers) of a closed loop."""
+    url = f"http://127.0.0.1:{port}/item"
+    latencies: list[float] = []
+    bad = 0
+    remaining = requests
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+        for _ in range(200):  # warm-up
+            async with http.get(url) as r:
+                await r.read()
+
+        async def worker() -> None:
+            nonlocal remaining, bad
+            while remaining > 0:
+                remaining -= 1
+                t0 = time.perf_counter()
+                async with http.get(url) as r:
+                    await r.read()
+                    if r.status != 200:
+                        bad += 1
+                latencies.append(time.perf_counter() - t0)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return requests / elapsed, _common.percentile(latencies, 99), bad
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--redis", default=os.environ.get("INTERLOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--serve", choices=CONTENDERS)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--prefix", default="")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port, args.redis, args.prefix)
+        return
+    load_avg = _common.Load()
+    results: dict[str, dict[str, list[float]]] = {
+        n: {"rps": [], "p99": [], "solo_p99": [], "bad": []} for n in CONTENDERS
+    }
+    for r, order in enumerate(_common.rotations(CONTENDERS, args.rounds)):
+        for name in order:
+            port = free_port()
+            prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+            child = subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve",
+                    name,
+                    "--port",
+                    str(port),
+                    "--redis",
+                    args.redis,
+                    "--prefix",
+                    prefix,
+                ]
+            )
+            try:
+                wait_for(port)
+                rps, p99, bad = asyncio.run(load(port, args.requests, args.concurrency))
+                _, solo, bad_solo = asyncio.run(load(port, args.requests // 4, 1))
+                bad += bad_solo
+            finally:
+                child.terminate()
+                child.wait(30)
+            results[name]["rps"].append(rps)
+            results[name]["p99"].append(p99)
+            results[name]["solo_p99"].append(solo)
+            results[name]["bad"].append(bad)
+            print(
+                f"round {r + 1} {name}: {rps:,.0f} req/s, p99 {p99 * 1000:.2f} ms, non-200 {bad}", flush=True
+            )
+    rows = []
+    bare_rps = _common.med(results["bare"]["rps"])
+    bare_p99 = _common.med(results["bare"]["p99"])
+    bare_solo = _common.med(results["bare"]["solo_p99"])
+    for name in CONTENDERS:
+        rps = _common.med(results[name]["rps"])
+        p99 = _common.med(results[name]["p99"])
+        rows.append(
+            [
+                name,
+                _common.spread(results[name]["rps"], "{:,.0f}"),
+                _common.spread([v * 1000 for v in results[name]["p99"]], "{:.2f}"),
+                f"{rps / bare_rps:.2f}x",
+                f"{(p99 - bare_p99) * 1000:+.2f}",
+                _common.spread([v * 1000 for v in results[name]["solo_p99"]], "{:.2f}"),
+                f"{(_common.med(results[name]['solo_p99']) - bare_solo) * 1000:+.2f}",
+                int(sum(results[name]["bad"])),
+            ]
+        )
+    print(
+        _common.table(
+            ["contender", "req/s", "p99 ms", "vs bare", "p99 +ms", "solo p99 ms", "solo +ms", "non-200"], rows
+        )
+    )
+    redis_rps = _common.med(results["ratelimit-redis"]["rps"])
+    slow_rps = _common.med(results["slowapi-redis"]["rps"])
+    print(
+        f"full-stack / bare throughput: {_common.med(results['full-stack']['rps']) / bare_rps:.2f}x (target >= 0.7)"
+    )
+    print(f"ratelimit-redis / slowapi-redis throughput: {redis_rps / slow_rps:.2f}x (target >= 2)")
+    solo_added = (_common.med(results["ratelimit-redis"]["solo_p99"]) - bare_solo) * 1000
+    print(f"ratelimit-redis p99 over bare, one request at a time: {solo_added:+.2f} ms (target <= 0.3)")
+    _common.emit("server", {**load_avg.end(), "results": results, "requests": args.requests})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""``interlock.server``: plain ASGI middleware for your own API (Starlette style, usable in
+FastAPI, Starlette or any ASGI app), one module each: ``ratelimit``, ``compression``,
+``conditional``, ``fields``, ``accesslog``, ``security``.
+
+Put them in this order (outermost first), so each sees what it needs::
+
+    middleware = [
+        Middleware(AccessLogMiddleware),       # one record per request, X-Request-ID
+        Middleware(SecurityMiddleware),        # headers, 413, 503 timeout
+        Middleware(RateLimitMiddleware, limits=[Limit("api", 100, 60.0)]),
+        Middleware(CompressionMiddleware),     # gzip / br / zstd
+        Middleware(ConditionalMiddleware),     # ETag, 304, 412
+        Middleware(FieldsMiddleware),          # ?fields=id,email
+    ]
+"""
+
+from __future__ import annotations
+
+from .accesslog import AccessLogMiddleware, route_template
+from .compression import DEFAULT_COMPRESSIBLE, CompressionMiddleware
+from .conditional import ConditionalMiddleware, strong_etag
+from .fields import FieldsMiddleware
+from .idempotency import (
+    IdempotencyMiddleware,
+    IdempotencyStore,
+    MemoryIdempotencyStore,
+    RedisIdempotencyStore,
+    StoredResponse,
+)
+from .loader import DataLoader, request_loader
+from .ratelimit import (
+    Limit,
+    MemoryRateLimitBackend,
+    RateLimitBackend,
+    RateLimitMiddleware,
+    RedisRateLimitBackend,
+    client_ip,
+)
+from .security import DEFAULT_SECURITY_HEADERS, SecurityMiddleware
+
+__all__ = [
+    "DEFAULT_COMPRESSIBLE",
+    "DEFAULT_SECURITY_HEADERS",
+    "AccessLogMiddleware",
+    "CompressionMiddleware",
+    "ConditionalMiddleware",
+    "DataLoader",
+    "FieldsMiddleware",
+    "IdempotencyMiddleware",
+    "IdempotencyStore",
+    "Limit",
+    "MemoryIdempotencyStore",
+    "MemoryRateLimitBackend",
+    "RateLimitBackend",
+    "RateLimitMiddleware",
+    "RedisIdempotencyStore",
+    "RedisRateLimitBackend",
+    "SecurityMiddleware",
+    "StoredResponse",
+    "client_ip",
+    "request_loader",
+    "route_template",
+    "strong_etag",
+]
