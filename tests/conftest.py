@@ -1,4 +1,4 @@
-"""Shared fixtures. Tests that need a server (Redis, PostgreSQL) skip with instructions on a
+"""Shared fixtures. Tests that need a server (Redis, PostgreSQL, RabbitMQ, NATS) skip with instructions on a
 laptop without one; with INTERLOCK_REQUIRE_SERVICES=1 (set by .ci/run) the skip is a failure."""
 
 from __future__ import annotations
@@ -16,11 +16,15 @@ from interlock.testing import TcpProxy, temporary_schema
 RUN_ID = uuid.uuid4().hex[:10]
 REDIS_URL = os.environ.get("INTERLOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_DSN = os.environ.get("INTERLOCK_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+RABBITMQ_URL = os.environ.get("INTERLOCK_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+NATS_URL = os.environ.get("INTERLOCK_TEST_NATS_URL", "nats://127.0.0.1:4222")
 REQUIRE_SERVICES = os.environ.get("INTERLOCK_REQUIRE_SERVICES") == "1"
 
 HOW_TO = {
     "Redis": "start one with `redis-server --port 6379` or point INTERLOCK_TEST_REDIS_URL at one",
     "PostgreSQL": "start one (trust auth, database `test`) or point INTERLOCK_TEST_POSTGRES_DSN at one",
+    "RabbitMQ": "start one with `rabbitmq-server -detached` (guest/guest) or point INTERLOCK_TEST_RABBITMQ_URL at one",
+    "NATS": "start one with JetStream: `nats-server -a 127.0.0.1 -p 4222 -js` or point INTERLOCK_TEST_NATS_URL at one",
 }
 
 
@@ -72,6 +76,18 @@ def postgres_proxy(postgres_dsn: str) -> Iterator[TcpProxy]:
     parsed = urlparse(postgres_dsn)
     with TcpProxy(parsed.hostname or "127.0.0.1", parsed.port or 5432) as proxy:
         yield proxy
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    need_service("RabbitMQ", RABBITMQ_URL, 5672)
+    return RABBITMQ_URL
+
+
+@pytest.fixture
+def nats_url() -> str:
+    need_service("NATS", NATS_URL, 4222)
+    return NATS_URL
 
 
 @pytest.fixture

@@ -42,6 +42,9 @@ CASES: list[tuple[Callable[..., Any], dict[str, Any], str, str, type]] = [
     (open_queue, {}, "SQLITE:///{tmp}/q.db", "SQLiteQueue", Queue),
     (open_queue, {}, PG, "PostgresQueue", Queue),
     (open_queue, {}, "postgres://app@127.0.0.1/test", "PostgresQueue", Queue),
+    (open_queue, {}, "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQQueue", Queue),
+    (open_queue, {}, "amqps://app@mq.internal/vhost", "RabbitMQQueue", Queue),
+    (open_queue, {}, "nats://127.0.0.1:4222", "NATSQueue", Queue),
     (open_cache, {}, "memory", "MemoryCacheStore", CacheStore),
     (open_cache, {}, "redis://127.0.0.1:6379/0", "RedisCacheStore", CacheStore),
     (open_cache, {}, "rediss://127.0.0.1:6380/0", "RedisCacheStore", CacheStore),
@@ -88,6 +91,9 @@ async def test_settings_reach_the_backend_and_those_it_does_not_take_are_ignored
     clock = FakeClock()
     queue = open_queue(f"sqlite:///{tmp_path}/q.db", clock=clock, table="events", poll_interval=0.5, max_batch=8)
     assert (queue.table, queue.poll_interval, queue.max_batch) == ("events", 0.5, 8)  # type: ignore[attr-defined]
+    rabbit = open_queue(f"amqp://127.0.0.1/?companion=sqlite:///{tmp_path}/c.db", table="events", poll_interval=0.5)
+    assert (rabbit.name, rabbit.url, rabbit.poll_interval) == ("events", "amqp://127.0.0.1/", 0.5)  # type: ignore[attr-defined]
+    assert rabbit._companion.url == f"sqlite:///{tmp_path}/c.db"  # type: ignore[attr-defined]
     pg = open_queue(f"{PG}?schema=s1", table="events", poll_interval=2.0)
     assert (pg.schema, pg.table, pg.poll_interval) == ("s1", "events", 2.0)  # type: ignore[attr-defined]
     redis = open_cache("redis://127.0.0.1:6379/0", max_entries=3, namespace="mine:")
@@ -107,7 +113,7 @@ async def test_settings_reach_the_backend_and_those_it_does_not_take_are_ignored
 
 
 ACCEPTED = {
-    open_queue: ("sqlite://", "a file path", "postgresql://", "postgres://"),
+    open_queue: ("sqlite://", "a file path", "postgresql://", "postgres://", "amqp://", "amqps://", "nats://"),
     open_checkpoint: ("sqlite://", "a file path", "postgresql://", "postgres://"),
     open_sink: ("sqlite://", "a file path", "postgresql://", "postgres://"),
     open_cache: ("memory", "redis://", "rediss://", "unix://"),
@@ -143,6 +149,8 @@ def test_the_in_process_backends_take_no_file_path_and_the_file_backends_no_bare
     [
         ("asyncpg", open_queue, PG, "postgres"),
         ("asyncpg", open_checkpoint, PG, "postgres"),
+        ("aio_pika", open_queue, "amqp://guest:s3cret@127.0.0.1:5672/", "rabbitmq"),
+        ("nats", open_queue, "nats://127.0.0.1:4222", "nats"),
         ("redis.asyncio", open_cache, "redis://127.0.0.1:6379/0", "redis"),
         ("redis.asyncio", open_quota, "redis://127.0.0.1:6379/0", "redis"),
     ],
@@ -151,8 +159,9 @@ def test_a_missing_client_library_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, library: str, factory: Callable[..., Any], url: str, extra: str
 ) -> None:
     monkeypatch.setitem(sys.modules, library, None)  # what an install without the extra looks like
-    with pytest.raises(ImportError, match=rf"pip install 'interlock\[{extra}\]'"):
+    with pytest.raises(ImportError, match=rf"pip install 'interlock\[{extra}\]'") as caught:
         factory(url)
+    assert "s3cret" not in str(caught.value)
 
 
 def test_backend_modules_load_only_when_picked(tmp_path: Any) -> None:

@@ -59,6 +59,12 @@ async def test_worker_killed_mid_handler_has_its_event_redelivered(sqlite_path: 
     second = spawn("worker", "--db", sqlite_path, "--log", str(log), "--visibility", "1.0")
     try:
         await wait_for(lambda: "done evt-kill 2" in lines(log))
+        # The handler logs "done" before the worker's ack commits: let the ack land first.
+        async with SQLiteQueue(f"sqlite:///{sqlite_path}") as queue:
+            for _ in range(500):
+                if (await queue.stats()).pending == 0:
+                    break
+                await asyncio.sleep(0.02)
     finally:
         kill(second)
     assert lines(log) == ["start evt-kill 1", "start evt-kill 2", "done evt-kill 2"]

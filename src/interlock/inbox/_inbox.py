@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._lifecycle import Resource
 from ..core.redelivery import Redelivery
 from ..errors import ConfigError
 from ..stores import open_queue
@@ -30,7 +31,7 @@ H = TypeVar("H", bound=Handler)
 __all__ = ["Inbox"]
 
 
-class Inbox:
+class Inbox(Resource):
     """Receive webhooks durably, process them later.
 
     ::
@@ -191,15 +192,6 @@ class Inbox:
             if not self._opened:
                 await self.queue.open()
                 self._opened = True
-
-    async def __aenter__(self) -> Inbox:
-        """``async with Inbox(...) as inbox:`` opens the queue on entry."""
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        """Closes everything on exit, as ``aclose()``: workers first, then handlers and queue."""
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop the worker pools (in-flight handlers get their grace) and the pruner, close the

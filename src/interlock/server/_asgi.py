@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "ASGIApp",
+    "HTTPMiddleware",
     "Message",
     "Receive",
     "Scope",
@@ -23,6 +24,25 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class HTTPMiddleware:
+    """Base of the server middleware: scopes other than HTTP (websocket, lifespan) pass straight
+    to the app; an HTTP request goes to ``handle``, which each middleware defines."""
+
+    app: ASGIApp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass non-HTTP scopes through; hand HTTP requests to ``handle``."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request (defined by each middleware)."""
+        raise NotImplementedError
+
 
 PROBLEM_BASE = "https://interlock.dev/problems/"
 """Problem ``type`` URIs are this base plus a slug (``quota-exceeded``, ``invalid-fields``...)."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._ids import correlation_id, new_id
-from ._asgi import ASGIApp, Message, Receive, Scope, Send, header
+from ._asgi import ASGIApp, HTTPMiddleware, Message, Receive, Scope, Send, header
 from .ratelimit import _networks, client_ip
 
 __all__ = ["AccessLogMiddleware", "route_template"]
@@ -40,7 +40,7 @@ def route_template(scope: Scope) -> str:
     return str(scope.get("path", ""))
 
 
-class AccessLogMiddleware:
+class AccessLogMiddleware(HTTPMiddleware):
     """ASGI middleware writing one access record per HTTP request to ``logger`` and handling
     ``X-Request-ID`` (``request_id_header``). ``trusted_proxies`` as for ``RateLimitMiddleware``:
     whose ``X-Forwarded-For`` names the client."""
@@ -61,11 +61,8 @@ class AccessLogMiddleware:
         self.trusted_proxies = _networks(trusted_proxies)
         self._clock = clock
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Bind the correlation id, call the app, echo the id and log the request."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         sent = header(scope.get("headers", []), self._header)
         given = sent.decode("latin-1") if sent is not None else ""
         rid = given if _SANE_ID.fullmatch(given) else new_id()

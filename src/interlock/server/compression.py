@@ -27,7 +27,7 @@ from typing import Any
 from .._validate import check_count
 from ..core.content_coding import choose_coding as _choose_coding
 from ..errors import ConfigError
-from ._asgi import ASGIApp, Message, Receive, Scope, Send, header
+from ._asgi import ASGIApp, HTTPMiddleware, Message, Receive, Scope, Send, header
 
 __all__ = ["DEFAULT_COMPRESSIBLE", "CompressionMiddleware"]
 
@@ -106,7 +106,7 @@ def _strip_suffixes(value: bytes) -> bytes:
     return text.encode("latin-1")
 
 
-class CompressionMiddleware:
+class CompressionMiddleware(HTTPMiddleware):
     """ASGI middleware compressing responses with the best coding the client accepts.
 
     ``codings``: which to offer, in order of preference on ties (default: zstd, br, gzip, those
@@ -150,11 +150,8 @@ class CompressionMiddleware:
             return False
         return value.startswith(self.content_types) or value.endswith(("+json", "+xml"))
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Compress the app's response for this request when it should be."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         request_headers = scope.get("headers", [])
         accept = header(request_headers, b"accept-encoding")
         coding = choose_coding(accept.decode("latin-1")[:512] if accept else None, self.codings)

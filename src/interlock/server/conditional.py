@@ -26,7 +26,7 @@ import hashlib
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from ._asgi import ASGIApp, Message, Receive, Scope, Send, header, send_problem
+from ._asgi import ASGIApp, HTTPMiddleware, Message, Receive, Scope, Send, header, send_problem
 
 __all__ = ["ConditionalMiddleware", "strong_etag"]
 
@@ -78,7 +78,7 @@ def _date(value: bytes | None) -> float | None:
         return None  # an invalid date is ignored (RFC 9110 section 13.1.3)
 
 
-class ConditionalMiddleware:
+class ConditionalMiddleware(HTTPMiddleware):
     """ASGI middleware for ETags and conditional requests; see the module docstring.
 
     ``check_writes=False`` leaves ``If-Match`` on writes to the app.
@@ -88,11 +88,8 @@ class ConditionalMiddleware:
         self.app = app
         self.check_writes = check_writes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer 304/412 when a precondition says so, else call the app and tag its response."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         method = scope.get("method", "GET")
         headers = scope.get("headers", [])
         if method == "GET":

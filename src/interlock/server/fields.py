@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 
 from .._validate import check_count
 from ..core.fields import FieldError, FieldTree, parse_fields, select_fields
-from ._asgi import ASGIApp, Message, Receive, Scope, Send, header, send_problem
+from ._asgi import ASGIApp, HTTPMiddleware, Message, Receive, Scope, Send, header, send_problem
 
 __all__ = ["FieldsMiddleware"]
 
@@ -28,7 +28,7 @@ def _is_json(content_type: bytes | None) -> bool:
     return value == "application/json" or value.endswith("+json")
 
 
-class FieldsMiddleware:
+class FieldsMiddleware(HTTPMiddleware):
     """ASGI middleware selecting fields of JSON responses from the ``param`` query parameter
     (``fields`` by default). ``max_body``: the largest response, in bytes, it buffers to select."""
 
@@ -38,11 +38,8 @@ class FieldsMiddleware:
         self.param = param
         self.max_body = max_body
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Parse the selection, call the app, and cut its JSON response down to it."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         values = query.get(self.param)
         if values is None:

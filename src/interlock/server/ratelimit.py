@@ -49,7 +49,7 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._validate import check_count, check_seconds
 from ..core.gcra import Verdict, check_all
 from ..errors import ConfigError
-from ._asgi import ASGIApp, Message, Receive, Scope, Send, header, send_problem
+from ._asgi import ASGIApp, HTTPMiddleware, Message, Receive, Scope, Send, header, send_problem
 from ._metrics import RATELIMIT_BACKEND_ERRORS
 
 __all__ = [
@@ -301,7 +301,7 @@ class _WarnEvery:
         return False
 
 
-class RateLimitMiddleware:
+class RateLimitMiddleware(HTTPMiddleware):
     """ASGI middleware enforcing ``limits`` on HTTP requests (other scopes pass through).
 
     ``backend``: ``MemoryRateLimitBackend()`` by default, ``RedisRateLimitBackend`` for many
@@ -365,11 +365,8 @@ class RateLimitMiddleware:
             keys.append(key)
         return applied, keys
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the request's limits, then answer 429 or call the app with the fields added."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         applied, keys = self._keys(scope)
         if not applied:
             await self.app(scope, receive, send)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._validate import check_count, check_seconds
-from ._asgi import ASGIApp, Message, Receive, Scope, Send, header, send_problem
+from ._asgi import ASGIApp, HTTPMiddleware, Message, Receive, Scope, Send, header, send_problem
 
 __all__ = ["DEFAULT_SECURITY_HEADERS", "SecurityMiddleware"]
 
@@ -44,7 +44,7 @@ class _BodyTooLarge(Exception):
     """Raised into the app's ``receive`` when the body passes the limit."""
 
 
-class SecurityMiddleware:
+class SecurityMiddleware(HTTPMiddleware):
     """ASGI middleware for security headers (``headers`` overrides the defaults, None drops one),
     a body limit (``max_body`` bytes, None for none) and a timeout (``timeout`` seconds, None for
     none)."""
@@ -68,11 +68,8 @@ class SecurityMiddleware:
         self.max_body = max_body
         self.timeout = timeout
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Enforce the limits and add the headers."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         limit = self.max_body
         if limit is not None:
             length = header(scope.get("headers", []), b"content-length")

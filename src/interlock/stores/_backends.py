@@ -79,12 +79,18 @@ class Backend:
 
 
 _QUEUE = frozenset({"clock", "table", "poll_interval", "max_batch"})
+_BROKER = frozenset({"clock", "table", "poll_interval"})
+"""The brokers take ``table`` as the name of their queue / stream (and companion table)."""
 _SQL = ("table", "columns", "key")
 
 BACKENDS: tuple[Backend, ...] = (
     Backend("queue", ("sqlite",), "queue_sqlite", "SQLiteQueue", "url", _QUEUE, paths=True),
     Backend("queue", ("postgresql", "postgres"), "queue_postgres", "PostgresQueue", "dsn", _QUEUE,
             library="asyncpg", extra="postgres"),
+    Backend("queue", ("amqp", "amqps"), "queue_rabbitmq", "RabbitMQQueue", "url", _BROKER,
+            library="aio_pika", extra="rabbitmq"),
+    Backend("queue", ("nats",), "queue_nats", "NATSQueue", "url", _BROKER,
+            library="nats", extra="nats"),
     Backend("cache", ("memory",), "cache_memory", "MemoryCacheStore", None,
             frozenset({"max_entries", "max_bytes", "clock"})),
     Backend("cache", ("redis", "rediss", "unix"), "cache_redis", "RedisCacheStore", "url",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._jsonpath import JsonPath
+from .._lifecycle import Resource
 from .._text import describe
 from .._validate import check_count, check_seconds
 from ..core.backoff import Backoff
@@ -37,7 +38,7 @@ __all__ = ["Sync"]
 log = logging.getLogger("interlock.sync")
 
 
-class Sync:
+class Sync(Resource):
     """An incremental sync job: polls ``source`` for changed records and applies each one to
     ``destination`` through a per-record ledger, saving a checkpoint that never skips a record.
 
@@ -158,13 +159,6 @@ class Sync:
     def queue(self) -> Queue:
         """Where dead records go (the inbox's queue when the job has an inbox)."""
         return self._queue
-
-    async def __aenter__(self) -> Sync:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     async def open(self) -> None:
         """Open the store, the DLQ (or the inbox) and the destination; a no-op once open. Every

@@ -1,0 +1,207 @@
+"""``Queue`` on RabbitMQ (aio-pika): a quorum queue carries the messages, leases are unacked
+deliveries, a companion SQL table keeps what the broker does not (see ``_companion``).
+
+What is declared, all durable, under the queue's ``name``:
+
+- ``{name}``: a quorum queue (replicated, survives a broker restart) with a dead-letter exchange
+  ``{name}.dlx`` and ``x-delivery-limit``. The exchange is *always* declared, and bound to the
+  quorum queue ``{name}.dead``: RabbitMQ 4 drops a message silently once it passes its delivery
+  limit when no dead-letter exchange is set. Interlock dead-letters itself long before the
+  limit (``dead_letter`` marks the companion's row dead); ``open`` moves whatever the broker
+  dead-lettered on its own into the companion's dead letters.
+- ``{name}.delay.{ms}``: one queue per retry delay in use, without plugins: its messages have a
+  TTL of ``ms`` and dead-letter back to ``{name}`` through the default exchange
+  (``x-dead-letter-strategy=at-least-once``, so the move survives a broker crash). Each delay
+  queue expires (``x-expires``) once unused, so the set of them stays bounded by the delays in
+  use.
+
+Every publish waits for the broker's publisher confirm; ``put`` returns only after it.
+
+How the Protocol's lease maps onto RabbitMQ, and where it differs:
+
+- ``lease`` is ``basic.get`` (manual ack) until ``max_messages`` are held; the delivery stays
+  unacked while leased. The visibility timeout is kept by this process: when it passes, the
+  delivery is rejected with requeue (``basic.nack``) and another consumer gets it. If the
+  process dies, the broker requeues its unacked deliveries when the connection drops, at once
+  rather than at the lease's expiry; such a copy is given back to the broker until the dead
+  lease expires (the companion says who holds the message), so it is not handled twice.
+- RabbitMQ closes a channel that holds a delivery longer than its ``consumer_timeout`` (30 min
+  by default): a visibility above it is not honoured.
+- A lease is tied to the channel it came from: after a reconnect the old leases are lost
+  (``ack`` returns False) and their messages are redelivered.
+- ``ordering_key`` is enforced by the companion: a delivery whose key has an earlier pending
+  message is held unacked until the end of the ``lease`` call, then given back. A lease call
+  walks past at most ``max_in_flight`` such deliveries, so a long blocked run costs a walk per
+  call (a consistent-hash split into partition queues with a single active consumer each
+  would not; it is not done yet).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._clock import Clock
+from . import _queue_rows as model
+from ._companion import BrokerQueue, import_client, message_headers
+from .queue import Message
+
+__all__ = ["RabbitMQQueue"]
+
+
+def _aio_pika() -> Any:
+    return import_client("aio_pika", "RabbitMQQueue", "rabbitmq")
+
+
+class RabbitMQQueue(BrokerQueue):
+    """``Queue`` on RabbitMQ at ``url`` (``amqp://user:pass@host:5672/vhost`` or ``amqps://``).
+
+    ``name`` names the quorum queue and its companions; ``companion`` is the URL of the SQL
+    store (``sqlite:///path.db`` or ``postgresql://...``; default: a ``companion=`` parameter of
+    ``url``, else ``sqlite:///interlock.db``) that keeps dedupe, error history,
+    dead letters and stats, shared by every process on the same queue. ``delivery_limit`` is
+    the broker's own limit (a safety net: Interlock dead-letters by its retry policy first).
+    """
+
+    owner = "RabbitMQQueue"
+
+    def __init__(
+        self,
+        url: str = "amqp://guest:guest@127.0.0.1:5672/",
+        *,
+        name: str = "interlock_events",
+        companion: str | None = None,
+        delivery_limit: int = 1000,
+        poll_interval: float = 0.2,
+        max_in_flight: int = 1000,
+        clock: Clock | None = None,
+        table: str | None = None,
+    ) -> None:
+        super().__init__(url, name=table or name, companion=companion, clock=clock,
+                         poll_interval=poll_interval, max_in_flight=max_in_flight)
+        self.delivery_limit = delivery_limit
+        self._connection: Any = None
+        self._channel: Any = None
+        self._queue: Any = None
+        self._delay_queues: set[int] = set()
+
+    async def _broker_open(self) -> None:
+        aio_pika = _aio_pika()
+        self._connection = await aio_pika.connect_robust(self.url)
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        await self._channel.set_qos(prefetch_count=0)
+        dlx = await self._channel.declare_exchange(f"{self.name}.dlx", aio_pika.ExchangeType.FANOUT, durable=True)
+        dead = await self._channel.declare_queue(
+            f"{self.name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dead.bind(dlx)
+        await self._declare_main()
+        await self._drain_broker_dead(dead)
+
+    async def _declare_main(self) -> None:
+        self._queue = await self._channel.declare_queue(
+            self.name,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": f"{self.name}.dlx",
+                "x-delivery-limit": self.delivery_limit,
+            },
+        )
+
+    async def _drain_broker_dead(self, dead: Any) -> None:
+        """Move what the broker dead-lettered itself (past ``x-delivery-limit``) into the
+        companion's dead letters, then ack it there."""
+        c = self._companion
+        while True:
+            delivery = await dead.get(no_ack=False, fail=False)
+            if delivery is None:
+                return
+            h = delivery.headers or {}
+            source, id_ = str(h.get("interlock-source", "")), str(h.get("interlock-id", ""))
+            rows = await c.fetch(f"SELECT seq FROM {c.table} WHERE source = ? AND id = ? AND state = 0", source, id_)
+            if rows:
+                await c.execute(
+                    f"UPDATE {c.table} SET state = 2, finished_at = ?, lease_token = NULL,"
+                    f" {c.failure_sql()} WHERE seq = ?",
+                    self._clock.time(),
+                    model.failure_json(0, self._clock.time(), "RabbitMQ delivery limit reached"),
+                    rows[0][0],
+                )
+            await delivery.ack()
+
+    async def _broker_close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = self._channel = self._queue = None
+
+    def _amqp_message(self, message: Message) -> Any:
+        aio_pika = _aio_pika()
+        return aio_pika.Message(
+            message.body,
+            headers=message_headers(message),
+            message_id=f"{message.source}/{message.id}",
+            content_type="application/octet-stream",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+
+    async def _broker_publish(self, message: Message, *, delay: float = 0.0) -> None:
+        routing = self.name if delay <= 0 else await self._delay_queue(delay)
+        # publisher_confirms=True: publish returns once the broker confirmed (or raises).
+        await self._channel.default_exchange.publish(self._amqp_message(message), routing_key=routing, mandatory=True)
+
+    async def _delay_queue(self, delay: float) -> str:
+        ms = max(1, round(delay * 1000))
+        name = f"{self.name}.delay.{ms}"
+        if ms not in self._delay_queues:
+            await self._channel.declare_queue(
+                name,
+                durable=True,
+                arguments={
+                    "x-queue-type": "quorum",
+                    "x-message-ttl": ms,
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": self.name,
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                    "x-expires": ms + 600_000,
+                },
+            )
+            self._delay_queues.add(ms)
+        return name
+
+    async def _broker_fetch(self, max_messages: int) -> list[tuple[Any, str, str]]:
+        out = []
+        for _ in range(max_messages):
+            try:
+                delivery = await self._queue.get(no_ack=False, fail=False)
+            except _aio_pika().exceptions.ChannelInvalidStateError:
+                # After a reconnect the robust channel is back but a queue object declared on
+                # the channel before still points at the closed one: declare it again (the
+                # aio-pika pitfall behind "a robust connection comes back with 0 consumers").
+                await self._declare_main()
+                delivery = await self._queue.get(no_ack=False, fail=False)
+            if delivery is None:
+                break
+            h = delivery.headers or {}
+            out.append((delivery, str(h.get("interlock-source", "")), str(h.get("interlock-id", ""))))
+        return out
+
+    async def _broker_ack(self, handle: Any) -> None:
+        await handle.ack()
+
+    async def _broker_requeue(self, handle: Any) -> None:
+        await handle.nack(requeue=True)
+
+    def _broker_lost(self, handle: Any) -> bool:
+        # A delivery tag is valid only on its channel; when that channel closed (a cut
+        # connection, a broker restart) RabbitMQ requeued the delivery.
+        try:
+            return bool(handle.channel.is_closed)
+        except _aio_pika().exceptions.ChannelInvalidStateError:  # aio-pika: "the channel is gone"
+            return True
+
+    async def _broker_retry(self, handle: Any, message: Message, delay: float) -> None:
+        # The copy is confirmed in the delay queue before the original is acked: a crash in
+        # between leaves two copies (the message handled twice at worst), never none.
+        await self._broker_publish(message, delay=delay)
+        await handle.ack()
