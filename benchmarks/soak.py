@@ -8,12 +8,21 @@ Sections (``--only``; all by default):
           made-up source names. Done events are kept ``--retention`` s, so pruning runs during
           the soak. Every ``--every`` s it samples the server's RSS, the WAL and database file
           sizes and the rows by state.
+  client  One ``interlock.Client`` (every default policy on: retry and its budget, breaker,
+          coalescing, concurrency, metrics) calls a testbed in a child process (``--error-rate``
+          503s, default 2 %, so retries and the budget run too) from ``--concurrency`` workers
+          for ``--seconds``: half the calls to distinct ids (``/customers/{n}``, one route), half
+          to distinct slugs (``/users/user-{n}``: not ids, so each is a route of its own until
+          the route bound folds them into ``(other)``). Every ``--every`` s it samples this
+          process's RSS; at the end, the upstream's route labels and series on the ``/metrics``
+          page and the page's size.
 
 The baseline is the same run's first sample after ``--warmup`` s: RSS at the end is printed as a
 ratio to it ("flat" when within 10 %).
 
-    python benchmarks/soak.py                         # 180 s at 300 events/s
+    python benchmarks/soak.py                         # both, 180 s each (the Inbox at 300 events/s)
     python benchmarks/soak.py --seconds 60 --rate 300
+    python benchmarks/soak.py --only client --concurrency 20
 
 Prints a table of samples, a summary and one JSON line.
 """
@@ -266,9 +275,99 @@ def inbox_section(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# the Client section
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"inbox": inbox_section}
-"""One soak per face; a ``client`` section slots in here with its own options below."""
+
+def route_labels(upstream: str) -> tuple[int, int, int]:
+    """(distinct route labels, series, bytes) of ``upstream`` on the metrics page."""
+    import interlock
+
+    page = interlock.metrics.render()
+    routes: set[str] = set()
+    series = 0
+    needle = f'upstream="{upstream}"'
+    for line in page.decode().splitlines():
+        if needle in line and 'route="' in line:
+            series += 1
+            routes.add(line.split('route="', 1)[1].split('"', 1)[0])
+    return len(routes), series, len(page)
+
+
+async def soak_client(args: argparse.Namespace) -> dict[str, Any]:
+    import interlock
+    from interlock.testbed import Faults, TestbedConfig, spawn_testbed
+
+    name = "soak-client"
+    faults = Faults(error_rates={503: args.error_rate}) if args.error_rate else Faults()
+    samples: list[dict[str, Any]] = []
+    with spawn_testbed(TestbedConfig(records=1000, faults=faults)) as testbed:
+        async with interlock.Client(testbed.url, name=name, timeout=interlock.Timeout(total=10.0)) as api:
+            calls = failed = 0
+            stop = asyncio.Event()
+
+            async def worker() -> None:
+                nonlocal calls, failed
+                while not stop.is_set():
+                    calls += 1
+                    n = calls
+                    path = f"/customers/{n % 1000 + 1}?n={n}" if n % 2 else f"/users/user-{n}"
+                    try:
+                        await api.get(path)
+                    except interlock.errors.CallError:
+                        failed += 1
+
+            workers = [asyncio.ensure_future(worker()) for _ in range(args.concurrency)]
+            start = time.monotonic()
+            end = start + args.seconds
+            while (now := time.monotonic()) < end:
+                await asyncio.sleep(min(args.every, end - now))
+                row = {"t": round(time.monotonic() - start), "rss_kib": rss_kib(os.getpid()), "calls": calls}
+                samples.append(row)
+                print(f"  t={row['t']:>4}s rss={row['rss_kib'] / 1024:6.1f} MiB calls={calls:,}", flush=True)
+            stop.set()
+            await asyncio.gather(*workers)
+            elapsed = time.monotonic() - start
+            labels, series, page = route_labels(name)
+            retries = api.stats()["retries"]
+    return {
+        "calls": calls, "failed": failed, "rate": calls / elapsed, "route_labels": labels, "series": series,
+        "metrics_page_kib": page // 1024, "retries": retries, "samples": samples,
+    }  # fmt: skip
+
+
+def client_section(args: argparse.Namespace) -> dict[str, Any]:
+    machine = Load()
+    result = asyncio.run(soak_client(args))
+    samples = result.pop("samples")
+    warm = next((s for s in samples if s["t"] >= args.warmup), samples[0])
+    end = samples[-1]
+    rss_ratio = end["rss_kib"] / warm["rss_kib"] if warm["rss_kib"] else float("nan")
+    print()
+    print(table(["t (s)", "RSS MiB", "calls"], [[s["t"], s["rss_kib"] / 1024, s["calls"]] for s in samples]))
+    print()
+    print(
+        f"client soak: {args.seconds:.0f} s, {result['calls']:,} calls ({result['rate']:.0f}/s, "
+        f"{result['failed']} failed, {result['retries']} retries sent)"
+    )
+    print(f"  RSS at {warm['t']} s {warm['rss_kib'] / 1024:.1f} MiB, at the end {end['rss_kib'] / 1024:.1f} MiB: "
+          f"ratio {rss_ratio:.3f} ({'flat' if abs(rss_ratio - 1) <= 0.10 else 'NOT flat'} within 10 %)")
+    print(
+        f"  route labels of the upstream {result['route_labels']}, its series {result['series']:,}, "
+        f"the /metrics page {result['metrics_page_kib']:,} KiB"
+    )
+    return {
+        "seconds": args.seconds, **result, **machine.end(), "rss_start_kib": warm["rss_kib"],
+        "rss_end_kib": end["rss_kib"], "rss_ratio": round(rss_ratio, 3), "samples": samples,
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "client": client_section,
+    "inbox": inbox_section,
+}
+"""One soak per face, selected with ``--only``."""
 
 
 def main() -> None:
@@ -289,6 +388,9 @@ def main() -> None:
     inbox.add_argument("--retention", type=float, default=60.0, help="seconds done events are kept (default 60)")
     inbox.add_argument("--workers", type=int, default=8, help="worker concurrency in the server (default 8)")
     inbox.add_argument("--wal-size-limit", type=int, help="SQLiteQueue(wal_size_limit=...) in bytes (default: its own)")
+    client = parser.add_argument_group("client")
+    client.add_argument("--concurrency", type=int, default=20, help="client workers (default 20)")
+    client.add_argument("--error-rate", type=float, default=0.02, help="share of 503s from the testbed (default 0.02)")
     args = parser.parse_args()
     if args.cmd == "serve-inbox":
         serve_inbox(args.db, args.port, args.retention, args.workers, args.wal_size_limit)

@@ -7,12 +7,14 @@ import logging as _logging
 from . import errors, metrics
 from ._ids import correlation_id, current_correlation_id
 from ._models import Request, Response
+from ._redact import Redaction
 from .client import (
     Batch,
     Cache,
     CacheRule,
     Client,
     Concurrency,
+    Limits,
     Paginator,
     RateLimit,
     RequestOptions,
@@ -21,6 +23,7 @@ from .client import (
 )
 from .core.backoff import Backoff
 from .core.breaker import CircuitBreaker
+from .core.redirect import Redirects
 from .core.retry import Retry, RetryBudget
 from .inbox import Event, Inbox, Redelivery, signatures
 from .stores.batch_writer import BatchWriter
@@ -37,9 +40,12 @@ __all__ = [
     "Concurrency",
     "Event",
     "Inbox",
+    "Limits",
     "Paginator",
     "RateLimit",
+    "Redaction",
     "Redelivery",
+    "Redirects",
     "Request",
     "RequestOptions",
     "Response",

@@ -199,6 +199,8 @@ class WorkStats:
         self.ratelimit_limit: float | None = None
         self.ratelimit_wait = 0.0
         self.ratelimit_throttled = 0
+        self.store_errors: dict[str, int] = {}
+        """Failed or timed-out operations of a shared store, by store (``cache``, ``quota``)."""
 
     def cache_result(self, route: str, result: str) -> None:
         """Count one cache lookup on ``route``; ``result`` is one of ``CACHE_RESULTS``."""
@@ -280,6 +282,11 @@ class _WorkCollector(Collector):
         throttled = CounterMetricFamily(
             "interlock_ratelimit_throttled", "429 Too Many Requests answers received.", labels=["upstream"]
         )
+        store_errors = CounterMetricFamily(
+            "interlock_store_errors",
+            "Operations of a shared store (cache, quota) that failed or ran out of time; the call went on without it.",
+            labels=["upstream", "store"],
+        )
         for upstream, ws in list(_WORK.items()):
             for route, counts in list(ws.cache.items()):
                 for result, n in counts.items():
@@ -299,8 +306,10 @@ class _WorkCollector(Collector):
                 limit.add_metric([upstream], ws.ratelimit_limit)
             wait.add_metric([upstream], ws.ratelimit_wait)
             throttled.add_metric([upstream], ws.ratelimit_throttled)
+            for store, n in list(ws.store_errors.items()):
+                store_errors.add_metric([upstream, store], n)
         yield from (lookups, ratio, invalidations, coalesced, batch_calls, batch_members)
-        yield from (remaining, limit, wait, throttled)
+        yield from (remaining, limit, wait, throttled, store_errors)
 
 
 REGISTRY.register(_WorkCollector())

@@ -8,6 +8,7 @@ from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ._redact import REDACTION
 from .errors import UpstreamError
 
 __all__ = ["IDEMPOTENT_METHODS", "SAFE_METHODS", "Request", "Response"]
@@ -21,10 +22,14 @@ IDEMPOTENT_METHODS = SAFE_METHODS | {"PUT", "DELETE"}
 _RESPONSE_CONTEXT = ("upstream", "method", "route", "attempts", "tracking_id", "request_id", "status")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class Request:
     """One outbound call as the pipeline sees it: built by ``Client.build_request``, carried
-    through every policy and attempt, then sent by a transport."""
+    through every policy and attempt, then sent by a transport.
+
+    Its repr masks credentials (``interlock._redact``): sensitive header and query values read
+    ``***`` and the body shows only its size.
+    """
 
     method: str
     url: str
@@ -44,6 +49,10 @@ class Request:
     attempt: int = 0
     extensions: dict[str, Any] = field(default_factory=dict)
     """Scratch space for policies (cache key, batch membership...)."""
+    max_response_bytes: int | None = None
+    """The most bytes the answer may have, on the wire and again decoded (None: no bound);
+    set for each attempt from the client's ``Limits``. Past it the transport stops reading
+    and raises ``ResponseTooLarge``."""
 
     @property
     def is_safe(self) -> bool:
@@ -59,6 +68,16 @@ class Request:
             "route": self.route,
             "request_id": self.request_id,
         }
+
+    def __repr__(self) -> str:
+        headers = ", ".join(f"{k!r}: {v!r}" for k, v in REDACTION.mask_headers(self.headers.items()))
+        body = "None" if self.body is None else f"<{len(self.body)} bytes>"
+        return (
+            f"Request(method={self.method!r}, url={REDACTION.mask_url(self.url)!r}, route={self.route!r}, "
+            f"upstream={self.upstream!r}, params={REDACTION.mask_params(self.params)!r}, "
+            f"headers={{{headers}}}, body={body}, request_id={self.request_id!r}, "
+            f"idempotency_key={self.idempotency_key!r}, deadline={self.deadline!r}, attempt={self.attempt})"
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -109,14 +128,20 @@ class Response:
 
     @property
     def text(self) -> str:
-        """The body decoded with the ``Content-Type`` charset (UTF-8 when none is given)."""
+        """The body decoded with the ``Content-Type`` charset (UTF-8 when none is given, or
+        when the one given is unknown); bytes that do not decode read as U+FFFD."""
         charset = "utf-8"
         ctype = self.headers.get("Content-Type", "")
         for part in ctype.split(";")[1:]:
             key, _, value = part.strip().partition("=")
             if key.lower() == "charset" and value:
-                charset = value.strip('"')
-        return self.content.decode(charset, errors="replace")
+                charset = value.strip().strip('"')
+        try:
+            return self.content.decode(charset, errors="replace")
+        except (LookupError, ValueError):
+            # A charset Python does not know (or a codec that is not a text encoding, or one
+            # that refuses "replace"): the upstream's mistake, which must not fail the caller.
+            return self.content.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
         """The body parsed as JSON (parsed once, then kept)."""

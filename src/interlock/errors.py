@@ -11,7 +11,9 @@
     │   ├── TimedOut                 an attempt ran out of time (also a builtin TimeoutError)
     │   │   └── DeadlineExceeded     the whole call, retries included, ran out of time
     │   ├── CircuitOpen              the breaker is open: failed fast without calling upstream
-    │   ├── RateLimited              the local quota wait would exceed max_wait
+    │   ├── RateLimited              refused by the local rate limit (nothing sent): the wait
+    │   │                            would pass max_wait or the deadline, or the store failed
+    │   ├── ResponseTooLarge         the answer (read or decoded) passed max_response_bytes
     │   └── UpstreamError            the upstream answered with an error status (``.status``)
     │       └── RetriesExhausted     every allowed attempt failed; ``.status`` is the last one's
     │                                (None when the last failure was a network error)
@@ -23,14 +25,21 @@
     └── PermanentFailure             raised by a handler: the event can never succeed, so it goes
                                      to the dead-letter queue at once instead of being retried
 
-Third-party exceptions (aiohttp, asyncpg, redis) are translated at the boundary with
-``raise ... from exc`` so callers only ever need to catch this tree.
+Third-party exceptions (aiohttp, httpx, asyncpg, redis) are translated at the boundary with
+``raise ... from exc`` so callers only ever need to catch this tree. A call error's message
+never shows a credential: passwords in URLs, sensitive query parameters and credential headers
+are masked (``interlock._redact``) when it is built.
 """
 
 from __future__ import annotations
 
 import builtins
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ._redact import redact_text
+
+if TYPE_CHECKING:
+    from ._redact import Redaction
 
 __all__ = [
     "CallError",
@@ -43,6 +52,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermanentFailure",
     "RateLimited",
+    "ResponseTooLarge",
     "RetriesExhausted",
     "SignatureInvalid",
     "TimedOut",
@@ -68,7 +78,11 @@ class ConfigError(InterlockError, ValueError):
 
 
 class CallError(InterlockError):
-    """An outbound call failed. Says where: upstream, method, route, attempts, tracking id."""
+    """An outbound call failed. Says where: upstream, method, route, attempts, tracking id.
+
+    The message is redacted as it is built: credentials it quotes (a URL's password, an
+    ``api_key=`` parameter, an ``Authorization`` header) read ``***``.
+    """
 
     hint = ""
 
@@ -85,7 +99,7 @@ class CallError(InterlockError):
         status: int | None = None,
         hint: str | None = None,
     ) -> None:
-        self.message = message
+        self.message = redact_text(message)
         self.upstream = upstream
         self.method = method
         self.route = route
@@ -118,6 +132,12 @@ class CallError(InterlockError):
         for key, value in context.items():
             if value is not None and not getattr(self, key, None):
                 setattr(self, key, value)
+        self.args = (self._render(),)
+        return self
+
+    def redact(self, redaction: Redaction) -> CallError:
+        """Mask what ``redaction`` (a client's own names) calls sensitive in the message too."""
+        self.message = redaction.mask_text(self.message)
         self.args = (self._render(),)
         return self
 
@@ -163,15 +183,29 @@ class CircuitOpen(CallError):
 
 
 class RateLimited(CallError):
-    """Waiting for the local quota would take longer than ``RateLimit.max_wait``.
+    """Refused by the local rate limit, so nothing was sent (``attempts`` counts only what was):
+    the wait for a turn would pass ``RateLimit.max_wait`` or the call's deadline, or the shared
+    quota store failed and ``RateLimit(on_store_error="fail")`` fails closed.
 
-    ``retry_in`` is how many seconds the next permit is away.
+    ``retry_in`` is how many seconds the next permit is away (0 when unknown).
     """
 
     hint = "the local quota is exhausted; raise RateLimit(max_wait=...) to wait longer"
 
     def __init__(self, message: str, *, retry_in: float = 0.0, **kwargs: Any) -> None:
         self.retry_in = retry_in
+        super().__init__(message, **kwargs)
+
+
+class ResponseTooLarge(CallError):
+    """The upstream's answer passed ``max_response_bytes`` (``limit``), counted on the wire and
+    again while decoding gzip / br / zstd: the read stopped there and the connection was closed.
+    Not retried: the same request would get the same answer."""
+
+    hint = "raise Limits(max_response_bytes=...) for this route if such answers are expected"
+
+    def __init__(self, message: str, *, limit: int = 0, **kwargs: Any) -> None:
+        self.limit = limit
         super().__init__(message, **kwargs)
 
 

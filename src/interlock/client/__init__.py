@@ -4,7 +4,8 @@ Every call goes through one pipeline, in this order::
 
     once per call      cache -> coalesce -> batch
     retry              runs the attempts, waits between them, gives up
-    once per attempt   rate limit -> concurrency -> breaker -> transport
+    once per attempt   rate limit -> concurrency -> breaker -> transport (and the redirects it
+                       is answered with, hop by hop, within the same attempt: ``_follow``)
     the deadline       (``Timeout.total``) bounds all of it: waits for a turn, a slot, a retry
 
 Why this order: the work-avoiding policies come first and run once, so a cache hit, a shared
@@ -19,7 +20,7 @@ batching, retry, bucket, breaker); the modules in ``policies`` do the I/O around
 """
 
 from ._client import Client, RequestOptions
-from ._config import Batch, Cache, CacheRule, Concurrency, RateLimit, Timeout
+from ._config import Batch, Cache, CacheRule, Concurrency, Limits, RateLimit, Timeout
 from ._paginate import Paginator
 from ._sync import SyncClient
 
@@ -29,6 +30,7 @@ __all__ = [
     "CacheRule",
     "Client",
     "Concurrency",
+    "Limits",
     "Paginator",
     "RateLimit",
     "RequestOptions",

@@ -17,10 +17,13 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._ids import current_correlation_id, new_id
 from .._metrics import track_client, upstream_stats
 from .._models import Request, Response
+from .._redact import REDACTION, Redaction
 from ..core.breaker import CircuitBreaker
+from ..core.redirect import Redirects
 from ..core.retry import Retry
 from ..errors import CallError, ConfigError, DeadlineExceeded
-from ._config import Batch, Cache, Concurrency, RateLimit, Timeout, batches_of
+from ._config import Batch, Cache, Concurrency, Limits, RateLimit, Timeout, batches_of
+from ._follow import RedirectFollower
 from ._paginate import Paginator
 from ._pipeline import compose_pipeline
 from ._routes import RouteNamer
@@ -79,8 +82,12 @@ class Client:
     ``concurrency``, ``rate_limit``, ``cache``, ``coalesce``, ``batch`` switch and tune the
     policies (None switches one off); ``headers`` go with every call; ``idempotency_keys``
     adds a generated ``Idempotency-Key`` to POST, PUT and PATCH so that they may be retried;
-    ``routes`` declares route templates for metrics and logs; ``transport``, ``clock`` and
-    ``rng`` replace the network, time and jitter (tests: ``interlock.testing``).
+    ``routes`` declares route templates for metrics and logs; ``limits`` bounds answer sizes
+    and route cardinality (``Limits``); ``redirects`` says which redirects are followed (the
+    call's own origin only, by default); ``redaction`` names the headers and query parameters
+    masked in errors, logs and reprs and stripped from a redirect to another origin;
+    ``transport``, ``clock`` and ``rng`` replace the network, time and jitter (tests:
+    ``interlock.testing``).
     """
 
     def __init__(
@@ -102,18 +109,24 @@ class Client:
         request_id_header: str = "X-Request-ID",
         tracking_headers: Sequence[str] = DEFAULT_TRACKING_HEADERS,
         routes: Iterable[str] = (),
+        limits: Limits | None = None,
+        redirects: Redirects | None = Redirects(),
+        redaction: Redaction | None = None,
         transport: Transport | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError("Client", "base_url", f"must be an absolute http(s) URL, got {base_url!r}")
+            shown = REDACTION.mask_url(base_url)
+            raise ConfigError("Client", "base_url", f"must be an absolute http(s) URL, got {shown!r}")
         self.base_url = base_url.rstrip("/")
-        self.name = name or parts.netloc
+        self.name = name or parts.netloc.rpartition("@")[2]  # a metrics label: never the user info
         self.timeout = timeout or Timeout()
         self._per_attempt = self.timeout.per_attempt
         self.concurrency = Concurrency.coerce(concurrency)
+        self.limits = limits or Limits()
+        self.redaction = redaction or REDACTION
         self.idempotency_keys = idempotency_keys
         self._idempotency_header = idempotency_header
         self._request_id_header = request_id_header
@@ -122,7 +135,9 @@ class Client:
         batches = batches_of(batch)
         declared = [*(t for b in batches for t in (b.route, b.via)), *(cache.templates if cache else ())]
         try:
-            self._routes = RouteNamer([*routes, *declared])
+            self._routes = RouteNamer(
+                [*routes, *declared], max_routes=self.limits.max_routes, upstream=self.name
+            )
         except ValueError as exc:
             raise ConfigError("Client", "routes", str(exc)) from None
         self._transport: Transport = transport or AiohttpTransport(tracking_headers=tracking_headers)
@@ -143,6 +158,20 @@ class Client:
         self.rate_limit = RateLimitPolicy(rate_limit, self.name, self._clock) if rate_limit else None
         self._limiter = ConcurrencyLimiter(self.concurrency) if self.concurrency else None
         self._breaker = BreakerPolicy(breaker, self.name, self._clock) if breaker else None
+        self._follower = (
+            RedirectFollower(
+                redirects,
+                self._transport.send,
+                self._clock,
+                self.redaction,
+                idempotency_header,
+                self.name,
+                connect=self.timeout.connect,
+                per_attempt=self._per_attempt,
+            )
+            if redirects is not None and redirects.follow
+            else None
+        )
         self._call = compose_pipeline(
             cache=self.cache,
             coalesce=self._coalesce,
@@ -154,6 +183,7 @@ class Client:
             transport=self._send,
             clock=self._clock,
             on_resend=self._count_retry,
+            follow=self._follower.follow if self._follower is not None else None,
         )
         self._closed = False
         track_client(self)
@@ -176,6 +206,10 @@ class Client:
             if remaining <= 0:
                 raise DeadlineExceeded("deadline reached before the attempt could start")
             total = remaining if total is None else min(total, remaining)
+        limits = self.limits
+        request.max_response_bytes = (
+            limits.response_bytes_for(request.path) if limits.rules else limits.max_response_bytes
+        )
         return self._transport.send(request, AttemptTimeout(self.timeout.connect, None, total))
 
     def _count_retry(self, request: Request) -> None:
@@ -248,7 +282,7 @@ class Client:
             method=method,
             url=url,
             path=relative,
-            route=route or self._routes(relative),
+            route=self._routes.admit(route) if route else self._routes(relative),
             upstream=self.name,
             params=query,
             headers=merged,
@@ -269,6 +303,8 @@ class Client:
         except CallError as exc:
             elapsed = self._clock.monotonic() - start
             exc.with_context(**request.context(), attempts=request.attempt)
+            if self.redaction is not REDACTION:
+                exc.redact(self.redaction)
             self._observe(request, type(exc).__name__.lower(), elapsed)
             if _log.isEnabledFor(logging.WARNING):
                 _log.warning("%s", exc, extra={"interlock": self._log_fields(request, None, elapsed, exc)})
@@ -533,4 +569,5 @@ class Client:
     def __repr__(self) -> str:
         breaker = self._breaker.breaker.state.value if self._breaker else "none"
         in_flight = self._limiter.in_flight if self._limiter else 0
-        return f"<Client {self.name} {self.base_url} breaker={breaker} in_flight={in_flight}>"
+        url = self.redaction.mask_url(self.base_url)
+        return f"<Client {self.name} {url} breaker={breaker} in_flight={in_flight}>"

@@ -1,5 +1,5 @@
-"""The Client's configuration: ``Timeout``, ``Concurrency``, and the work-avoiding policies'
-``Cache`` / ``CacheRule``, ``Batch`` and ``RateLimit``. (``Retry`` and ``CircuitBreaker`` are the
+"""The Client's configuration: ``Timeout``, ``Concurrency``, ``Limits``, and the work-avoiding
+policies' ``Cache`` / ``CacheRule``, ``Batch`` and ``RateLimit``. (``Retry`` and ``CircuitBreaker`` are the
 configs of a core decision object and live with it in ``interlock.core``.)
 
 Frozen and validated at construction, like every Interlock config object; durations in seconds.
@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._jsonpath import JsonPath
+from .._redact import redact_url
 from ..errors import ConfigError
 from ._routes import RoutePattern
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from ..stores.cache import CacheStore
     from ..stores.quota import QuotaStore
 
-__all__ = ["Batch", "Cache", "CacheRule", "Concurrency", "RateLimit", "Timeout", "batches_of"]
+__all__ = ["Batch", "Cache", "CacheRule", "Concurrency", "Limits", "RateLimit", "Timeout", "batches_of"]
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -87,6 +88,58 @@ class Concurrency:
         raise ConfigError("Client", "concurrency", f"must be an int, a Concurrency or None, got {value!r}")
 
 
+def _byte_bound(owner: str, name: str, value: object) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ConfigError(owner, name, f"must be a number of bytes >= 1 or None (no bound), got {value!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class Limits:
+    """Bounds on what one upstream may cost this process.
+
+    ``max_response_bytes``: the largest answer read, counted on the wire and again while
+    decoding gzip / br / zstd (so a small compression bomb stops at the bound, not at what it
+    inflates to); past it the read stops, the connection is closed and the call fails with
+    ``ResponseTooLarge``. Default 8 MiB; None: no bound.
+    ``routes``: the same bound for some routes, by route template (``"/exports/*"``,
+    ``"/reports/{id}"``, as ``Cache.routes``), the most specific template winning.
+    ``max_routes``: how many distinct routes of the client (automatic names such as
+    ``/users/alice``, where a slug is not recognised as an id, and names given with ``route=``)
+    get their own statistics and Prometheus series; the ones after are all reported as
+    ``"(other)"`` (with one warning). Declared templates (``Client(routes=...)``) always count
+    on their own.
+    """
+
+    max_response_bytes: int | None = 8 * 1024 * 1024
+    routes: Mapping[str, int | None] = field(default_factory=dict)
+    max_routes: int = 200
+    rules: tuple[tuple[RoutePattern, int | None], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _byte_bound("Limits", "max_response_bytes", self.max_response_bytes)
+        if not isinstance(self.max_routes, int) or isinstance(self.max_routes, bool) or self.max_routes < 1:
+            raise ConfigError("Limits", "max_routes", f"must be an integer >= 1, got {self.max_routes!r}")
+        if not isinstance(self.routes, Mapping):
+            raise ConfigError("Limits", "routes", "must map route templates to a number of bytes or None")
+        rules: list[tuple[RoutePattern, int | None]] = []
+        for template, value in self.routes.items():
+            _byte_bound("Limits", f"routes[{template!r}]", value)
+            try:
+                rules.append((RoutePattern(template), value))
+            except ValueError as exc:
+                raise ConfigError("Limits", "routes", str(exc)) from None
+        rules.sort(key=lambda pair: pair[0].specificity)
+        object.__setattr__(self, "rules", tuple(rules))
+
+    def response_bytes_for(self, path: str) -> int | None:
+        """The ``max_response_bytes`` of a request for ``path``: its most specific route rule's,
+        else the default."""
+        for pattern, value in self.rules:
+            if pattern.regex.match(path):
+                return value
+        return self.max_response_bytes
+
+
 def _non_negative(owner: str, name: str, value: float | None) -> None:
     if value is not None and (not isinstance(value, int | float) or not value >= 0 or math.isinf(value)):
         raise ConfigError(owner, name, f"must be a number of seconds >= 0, got {value!r}")
@@ -95,7 +148,12 @@ def _non_negative(owner: str, name: str, value: float | None) -> None:
 def _check_store(owner: str, store: object, seam: str) -> None:
     """A store named by a string is ``"memory"`` or a Redis URL; anything else is the seam itself."""
     if isinstance(store, str) and store != "memory" and not store.startswith(_REDIS_SCHEMES):
-        raise ConfigError(owner, "store", f"must be 'memory', a redis:// URL or a {seam}, got {store!r}")
+        shown = redact_url(store)
+        raise ConfigError(owner, "store", f"must be 'memory', a redis:// URL or a {seam}, got {shown!r}")
+
+
+def _store_repr(store: object) -> str:
+    return repr(redact_url(store)) if isinstance(store, str) else repr(store)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +238,14 @@ class Cache:
         object.__setattr__(self, "rules", tuple(rules))
         object.__setattr__(self, "vary", tuple(self.vary))
 
+    def __repr__(self) -> str:
+        return (
+            f"Cache(routes={dict(self.routes)!r}, store={_store_repr(self.store)}, "
+            f"stale_while_revalidate={self.stale_while_revalidate!r}, stale_if_error={self.stale_if_error!r}, "
+            f"respect_headers={self.respect_headers!r}, max_entries={self.max_entries!r}, "
+            f"max_bytes={self.max_bytes!r})"
+        )
+
     def rule_for(self, path: str) -> tuple[CacheRule, dict[str, str]] | None:
         """The rule of the most specific template matching ``path``, with the placeholders'
         values; None when the path is not cached."""
@@ -255,6 +321,10 @@ class RateLimit:
     one probe call at a time runs until the first answer tells the quota.
     ``store``: None or ``"memory"`` (this process), ``"redis://..."`` (every process calling the
     upstream shares one quota), or any ``QuotaStore``.
+    ``on_store_error``: when the shared store fails or does not answer in time, ``"local"``
+    (the default) paces this process alone with a local bucket at the last known rate, with a
+    warning and the ``interlock_ratelimit_store_errors`` metric, and goes back to the store on
+    its next answer; ``"fail"`` refuses the call with ``RateLimited`` (fail closed).
     ``max_wait``: seconds a call may wait for its turn before failing with ``RateLimited``
     (None: wait as long as the call's deadline allows).
     ``key``: a header name (``"Authorization"``) or a function of the request, for upstreams
@@ -268,6 +338,7 @@ class RateLimit:
     burst: int | None = None
     adaptive: bool = True
     store: str | QuotaStore | None = None
+    on_store_error: Literal["local", "fail"] = "local"
     max_wait: float | None = None
     key: str | Callable[[Request], str] | None = None
     headroom: float = 0.01
@@ -295,6 +366,17 @@ class RateLimit:
         if not isinstance(self.window, int | float) or not self.window > 0:
             raise ConfigError("RateLimit", "window", f"must be > 0 seconds, got {self.window!r}")
         _check_store("RateLimit", self.store, "QuotaStore")
+        if self.on_store_error not in ("local", "fail"):
+            raise ConfigError(
+                "RateLimit", "on_store_error", f"must be 'local' or 'fail', got {self.on_store_error!r}"
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimit(per_second={self.per_second!r}, burst={self.burst!r}, adaptive={self.adaptive!r}, "
+            f"store={_store_repr(self.store)}, on_store_error={self.on_store_error!r}, "
+            f"max_wait={self.max_wait!r})"
+        )
 
     def describe(self) -> str:
         """A short human form for logs and reprs: ``10/s burst=auto adaptive=True``."""

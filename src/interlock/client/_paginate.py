@@ -165,10 +165,16 @@ class Paginator:
             _log.warning(
                 "%s%s: pagination stopped after %d pages (%s); the listing may be incomplete",
                 self._client.name,
-                self.path,
+                self._client.redaction.mask_url(self.path),  # a path may carry ?api_key=...
                 self.pages,
                 reason.replace("_", " "),
-                extra={"interlock": {"path": self.path, "pages": self.pages, "reason": reason}},
+                extra={
+                    "interlock": {
+                        "path": self._client.redaction.mask_url(self.path),
+                        "pages": self.pages,
+                        "reason": reason,
+                    }
+                },
             )
 
     def _take(self, response: Response) -> None:

@@ -17,12 +17,15 @@ from typing import Protocol
 
 from .._clock import Clock
 from .._models import Request, Response
+from ..core.redirect import REDIRECT_STATUSES
 from ..errors import DeadlineExceeded
 
-__all__ = ["Gate", "GatedSend", "Policy", "Send", "chain", "compose_pipeline"]
+__all__ = ["Follow", "Gate", "GatedSend", "Policy", "Send", "chain", "compose_pipeline"]
 
 Send = Callable[[Request], Awaitable[Response]]
 """What each stage calls to pass a request on: the rest of the pipeline, or the transport."""
+Follow = Callable[[Request, Response], Awaitable[Response]]
+"""What an attempt's redirect answer is handed to: the answer of the hops that follow it."""
 
 
 class Policy(Protocol):
@@ -66,17 +69,25 @@ def chain(policies: Sequence[Policy], terminal: Send) -> Send:
 class GatedSend:
     """The end of the attempt chain: pass every gate in order, send one attempt, tell the gates
     (in reverse order) how it ended. A gate that makes the attempt wait never holds it past the
-    call's deadline. ``on_resend`` hears each retry that is actually sent."""
+    call's deadline. ``on_resend`` hears each retry that is actually sent; ``follow`` (when
+    given) turns a redirect answer into the answer of the hops that follow it, within the
+    same attempt and its gates."""
 
-    __slots__ = ("_clock", "_gates", "_on_resend", "_send")
+    __slots__ = ("_clock", "_follow", "_gates", "_on_resend", "_send")
 
     def __init__(
-        self, gates: Sequence[Gate], send: Send, clock: Clock, on_resend: Callable[[Request], None]
+        self,
+        gates: Sequence[Gate],
+        send: Send,
+        clock: Clock,
+        on_resend: Callable[[Request], None],
+        follow: Follow | None = None,
     ) -> None:
         self._gates = tuple(gates)
         self._send = send
         self._clock = clock
         self._on_resend = on_resend
+        self._follow = follow
 
     async def send(self, request: Request) -> Response:
         """Send one attempt through the gates."""
@@ -90,6 +101,8 @@ class GatedSend:
             if request.attempt > 1:  # counted when sent: waiting out an open breaker sends nothing
                 self._on_resend(request)
             response = await self._send(request)
+            if self._follow is not None and response.status in REDIRECT_STATUSES:
+                response = await self._follow(request, response)
         except BaseException as exc:
             for gate in reversed(gates[:entered]):
                 gate.exit(request, None, exc)
@@ -122,10 +135,12 @@ def compose_pipeline(
     transport: Send,
     clock: Clock,
     on_resend: Callable[[Request], None],
+    follow: Follow | None = None,
 ) -> Send:
     """The whole pipeline of one client, in the order stated by ``interlock.client`` (and set
     here only). Absent policies (None) are left out; ``transport`` sends one attempt within
-    the call's deadline."""
-    gated = GatedSend([g for g in (concurrency, breaker) if g is not None], transport, clock, on_resend)
+    the call's deadline, ``follow`` follows its redirects."""
+    gates = [g for g in (concurrency, breaker) if g is not None]
+    gated = GatedSend(gates, transport, clock, on_resend, follow)
     attempt = chain([p for p in (rate_limit,) if p is not None], gated.send)
     return chain([p for p in (cache, coalesce, batch, retry) if p is not None], attempt)

@@ -7,8 +7,16 @@ rules of ``_config`` and the ``RouteNamer`` that names each request's route.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
+
+_log = logging.getLogger("interlock.client")
+
+OTHER_ROUTE = "(other)"
+"""The route every route past a client's ``Limits.max_routes`` is reported as."""
+MAX_ROUTE_LENGTH = 256
+"""A route name longer than this is reported as ``OTHER_ROUTE`` too (it is a label value)."""
 
 _ID_SEGMENT = re.compile(
     r"^(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -67,25 +75,74 @@ class RouteNamer:
     """Maps paths to route names: the first declared template that matches, else the path with
     its id-looking segments (numbers, UUIDs, long hex, ``cus_...`` style ids) as ``{id}``.
 
-    Results are memoised per path, up to ``max_cached`` paths (then forgotten at once), so a
-    client calling millions of distinct ids holds a bounded table.
+    Route names are label values of every per-route statistic and Prometheus series, so their
+    number is bounded: past ``max_routes`` distinct names (slugs and usernames are not ids, so
+    ``/users/alice`` and ``/users/bob`` are two routes) each new one is reported as
+    ``OTHER_ROUTE``, with one warning naming the fix. Declared templates always count on
+    their own. Results are memoised per path, up to ``max_cached`` paths (then forgotten at
+    once), so a client calling millions of distinct ids holds a bounded table.
     """
 
-    def __init__(self, templates: Iterable[str] = (), max_cached: int = 10_000) -> None:
-        patterns = (RoutePattern(t) for t in templates)
+    def __init__(
+        self,
+        templates: Iterable[str] = (),
+        max_cached: int = 10_000,
+        *,
+        max_routes: int = 200,
+        upstream: str = "",
+    ) -> None:
+        patterns = [RoutePattern(t) for t in templates]
         self._declared = [p for p in patterns if not p.is_wildcard]
+        self._declared_names = frozenset(p.template for p in self._declared)
         self._cache: dict[str, str] = {}
         self._max_cached = max_cached
+        self._seen: set[str] = set()
+        self.max_routes = max_routes
+        self._upstream = upstream
+        self.overflowed = 0
+        """Names reported as ``OTHER_ROUTE`` so far (calls, not distinct names)."""
+
+    @property
+    def routes(self) -> int:
+        """Distinct automatic or given route names admitted so far (declared ones not counted)."""
+        return len(self._seen)
 
     def __call__(self, path: str) -> str:
         """The route name of ``path``."""
         route = self._cache.get(path)
         if route is None:
-            route = self._name(path)
+            route = self.admit(self._name(path))
             if len(self._cache) >= self._max_cached:
                 self._cache.clear()
             self._cache[path] = route
+        elif route is OTHER_ROUTE:
+            self.overflowed += 1
         return route
+
+    def admit(self, route: str) -> str:
+        """``route`` itself while the bound allows a new name (or it is known), else ``OTHER_ROUTE``."""
+        if route in self._seen or route in self._declared_names:
+            return route
+        if len(self._seen) < self.max_routes and len(route) <= MAX_ROUTE_LENGTH:
+            self._seen.add(route)
+            return route
+        if not self.overflowed:
+            why = (
+                f"a route name over {MAX_ROUTE_LENGTH} characters"
+                if len(route) > MAX_ROUTE_LENGTH
+                else f"more than {self.max_routes} distinct routes"
+            )
+            _log.warning(
+                "%s: %s (the latest: %.80s); it and every route past the bound are reported as %r. "
+                "Declare route templates, Client(routes=['/users/{name}']), or raise Limits(max_routes=...)",
+                self._upstream,
+                why,
+                route,
+                OTHER_ROUTE,
+                extra={"interlock": {"upstream": self._upstream, "max_routes": self.max_routes}},
+            )
+        self.overflowed += 1
+        return OTHER_ROUTE
 
     def _name(self, path: str) -> str:
         for pattern in self._declared:

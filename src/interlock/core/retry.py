@@ -10,7 +10,6 @@ retry throttling).
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -90,34 +89,71 @@ class RetryBudget:
 
 
 class BudgetLedger:
-    """Counts calls and retries in a sliding window to enforce a ``RetryBudget``."""
+    """Counts calls and retries over a sliding window to enforce a ``RetryBudget``, in bounded
+    memory: the window is cut into ``SLOTS`` equal slots (plus the one filling now), each holding
+    two counters, so a client making millions of calls keeps the same few hundred bytes (one
+    timestamp per call would grow without end on a healthy upstream, where no retry ever trims
+    them).
+
+    The window slides a slot at a time: a count is kept at least ``window`` seconds and
+    forgotten before ``window + window/SLOTS`` (Finagle's retry budget buckets time the same way).
+    """
+
+    SLOTS = 20
+    """How many slots the window is cut into."""
+
+    __slots__ = ("_calls", "_retries", "_ring", "_slot", "_width", "budget", "calls", "retries")
 
     def __init__(self, budget: RetryBudget) -> None:
         self.budget = budget
-        self._calls: deque[float] = deque()
-        self._retries: deque[float] = deque()
+        self._width = budget.window / self.SLOTS
+        self._ring = self.SLOTS + 1  # the window's slots and the one filling now
+        self._calls = [0] * self._ring
+        self._retries = [0] * self._ring
+        self._slot: int | None = None  # the slot number (time // width) counted into last
+        self.calls = 0
+        """Calls counted in the window now."""
+        self.retries = 0
+        """Retries counted in the window now."""
 
-    def _trim(self, now: float) -> None:
-        horizon = now - self.budget.window
-        for times in (self._calls, self._retries):
-            while times and times[0] < horizon:
-                times.popleft()
+    def _advance(self, now: float) -> int:
+        """Move the window to ``now``, forgetting the slots it leaves; the index to count into."""
+        slot = int(now // self._width)
+        last = self._slot
+        if last is None or slot - last >= self._ring:
+            if last is not None:
+                self._calls = [0] * self._ring
+                self._retries = [0] * self._ring
+                self.calls = self.retries = 0
+            self._slot = slot
+        elif slot > last:
+            for passed in range(last + 1, slot + 1):
+                index = passed % self._ring
+                self.calls -= self._calls[index]
+                self.retries -= self._retries[index]
+                self._calls[index] = self._retries[index] = 0
+            self._slot = slot
+        # A clock reading from before the last one (never from a monotonic clock) counts into
+        # the current slot rather than into one the window already left.
+        return (self._slot if self._slot is not None else slot) % self._ring
 
     def record_call(self, now: float) -> None:
         """Count a call (its first attempt) made at ``now``."""
-        self._calls.append(now)
+        self._calls[self._advance(now)] += 1
+        self.calls += 1
 
     def try_spend(self, now: float) -> bool:
         """Take one retry from the budget; False when the budget is used up."""
-        self._trim(now)
-        allowed = self.budget.ratio * len(self._calls) + self.budget.min_per_second * self.budget.window
-        if len(self._retries) + 1 > allowed:
+        index = self._advance(now)
+        allowed = self.budget.ratio * self.calls + self.budget.min_per_second * self.budget.window
+        if self.retries + 1 > allowed:
             return False
-        self._retries.append(now)
+        self._retries[index] += 1
+        self.retries += 1
         return True
 
     def __repr__(self) -> str:
-        return f"<BudgetLedger calls={len(self._calls)} retries={len(self._retries)} {self.budget}>"
+        return f"<BudgetLedger calls={self.calls} retries={self.retries} {self.budget}>"
 
 
 def _frozen_ints(values: Iterable[int]) -> frozenset[int]:

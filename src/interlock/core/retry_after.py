@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from email.utils import parsedate_to_datetime
 
 
@@ -14,14 +15,13 @@ def parse_retry_after(value: str | None, now_wall: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
     try:
-        seconds = float(value)  # some servers send fractions despite the RFC
+        seconds = float(value)  # delay-seconds; some servers send fractions despite the RFC
     except ValueError:
         pass
     else:
-        return seconds if seconds >= 0 else None
+        # NaN, infinities (``inf``, ``1e400``, 400 nines) and negatives are garbage too.
+        return seconds if 0 <= seconds < math.inf else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

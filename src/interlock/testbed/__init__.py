@@ -16,6 +16,10 @@ server-side rate limits announced in five header dialects, and trustworthy count
 Admin API (never subject to faults): ``GET /_testbed/counters``, ``POST /_testbed/reset``,
 ``GET|POST /_testbed/config``, ``POST /_testbed/outage``, ``POST /_testbed/touch``,
 ``GET /_testbed/requests``, ``GET /_testbed/records/{kind}/{id}``, ``GET /_testbed/health``.
+
+The hostile upstream, under ``/_testbed/hostile/`` (never subject to faults): compression bombs,
+large, trickling and corrupt bodies, unknown charsets, redirects anywhere, and an echo of what
+arrived (see ``interlock.testbed._hostile``).
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from ._config import Faults, RateLimitConfig, TestbedConfig
 from ._counters import Stats
 from ._data import DataStore, Record
 from ._faults import FaultInjector
+from ._hostile import HOSTILE_PREFIX, handle_hostile
 from ._listing import BadRequest, by_ids, list_page
 from ._ratelimit import RateLimiter
 from ._timefmt import http_date, parse_http_date
@@ -209,6 +210,8 @@ class TestbedApp:
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Answer one HTTP request: the admin API under ``/_testbed/``, else a resource request, faults and quota applied in the order the module docstring gives."""
         path = request.path
+        if path.startswith(HOSTILE_PREFIX):
+            return await handle_hostile(request, path[len(HOSTILE_PREFIX) :])
         if path.startswith(ADMIN_PREFIX):
             try:
                 reply = await self._admin(request, path[len(ADMIN_PREFIX) :])

@@ -3,8 +3,11 @@
 and this module does it: reads and writes the store, sends upstream, refreshes in the
 background; and it forgets what writes change.
 
-A cache must never break a call: store errors are logged and the call goes upstream as if the
-cache were not there.
+A cache must never break a call: store errors are logged and counted (``interlock_store_errors``)
+and the call goes upstream as if the cache were not there. No store operation outlasts the
+call's deadline, and after a failure reads and writes leave a shared store alone for
+``STORE_RETRY_AFTER`` seconds (a frozen Redis costs one wait, not one per call); invalidations
+are always tried.
 """
 
 from __future__ import annotations
@@ -22,16 +25,20 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ..._clock import Clock
 from ..._metrics import CACHE_RESULTS, work_stats
 from ..._models import Request, Response
+from ..._redact import DEFAULT_HEADERS, redact_text
 from ...core import freshness as fr
 from ...errors import CallError
 from ...stores import open_cache
 from ...stores.cache import CacheStore
+from ...stores.cache_memory import MemoryCacheStore
 from .._config import Cache, CacheRule
 from .._pipeline import Send
+from ._deadline import within_deadline
 
 _log = logging.getLogger("interlock.cache")
 _STORE_ERROR_LOG_EVERY = 30.0
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+STORE_RETRY_AFTER = 5.0
+"""Seconds reads and writes skip a shared store after it failed, before trying it again."""
 
 
 def open_cache_store(config: Cache, clock: Clock) -> CacheStore:
@@ -63,6 +70,8 @@ class CachePolicy:
         self._work = work_stats(upstream)
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._last_store_error = -1e18
+        self._store_down_until = -1e18
+        self._shared = not isinstance(self.store, MemoryCacheStore)  # only a shared one can freeze
         self._terms_of: dict[CacheRule, fr.CacheTerms] = {}
 
     # -- keys -------------------------------------------------------------------------------
@@ -77,7 +86,7 @@ class CachePolicy:
         for name in self._vary:
             value = request.headers.get(name)
             if value is not None:
-                if name in _CREDENTIAL_HEADERS:  # never a credential in a store key
+                if name in DEFAULT_HEADERS:  # never a credential in a store key
                     value = hashlib.sha256(value.encode()).hexdigest()[:16]
                 vary.append(f"{name}={value}")
         return f"{self._base(request.path)}{query}|{'&'.join(vary)}"
@@ -102,7 +111,9 @@ class CachePolicy:
             return await call_next(request)
         key = self.key(request)
         decision = (
-            read.stored(await self._get(key), self._clock.time()) if isinstance(start, fr.Lookup) else start
+            read.stored(await self._get(key, request.deadline), self._clock.time())
+            if isinstance(start, fr.Lookup)
+            else start
         )
         if isinstance(decision, fr.Serve):
             self._count(request.route, "hit")
@@ -143,7 +154,7 @@ class CachePolicy:
         if isinstance(outcome, fr.ServeStale):
             return self._serve_on_error(request, outcome, background)
         if isinstance(outcome, fr.Freshened):
-            await self._set(key, outcome.entry)
+            await self._set(key, outcome.entry, request.deadline)
             if not background:
                 self._count(request.route, "revalidated")
             served = self._serve(outcome.entry, request, stale=False)
@@ -152,7 +163,7 @@ class CachePolicy:
         if not background:
             self._count(request.route, "miss")
         if isinstance(outcome, fr.Store):
-            await self._set(key, outcome.entry)
+            await self._set(key, outcome.entry, request.deadline)
         return response
 
     def _serve_on_error(self, request: Request, stale: fr.ServeStale, background: bool) -> Response:
@@ -241,12 +252,13 @@ class CachePolicy:
                 target = value if "://" in value else base + (value if value.startswith("/") else "/" + value)
                 if target.startswith(base):
                     paths.add(urlsplit(target[len(base) :] or "/").path)
+        deadline = request.deadline
         for path in paths:
-            await self._delete(lambda p=path: self.store.delete_prefix(self._base(p)), "write")
+            await self._delete(lambda p=path: self.store.delete_prefix(self._base(p)), "write", deadline)
             found = self.config.rule_for(path)
             if found is not None:
                 for tag in self._tags(*found):
-                    await self._delete(lambda t=tag: self.store.delete_tag(t), "write")
+                    await self._delete(lambda t=tag: self.store.delete_tag(t), "write", deadline)
 
     async def invalidate(self, path: str, params: Mapping[str, str] | None = None) -> int:
         """Forget the entries of ``path`` (with exactly ``params`` when given, else any query)."""
@@ -267,26 +279,43 @@ class CachePolicy:
         return await self._delete(lambda: self.store.delete_tag(tag), "tag")
 
     async def clear(self) -> None:
-        """Forget every entry of the store."""
+        """Forget every entry of the store (a store failure is logged and counted, as for
+        ``invalidate``)."""
+        await self._delete(self._cleared, "clear")
+
+    async def _cleared(self) -> int:
         await self.store.clear()
+        return 0
 
     # -- store access that never breaks a call ----------------------------------------------
-    async def _get(self, key: str) -> fr.CacheEntry | None:
+    def _resting(self) -> bool:
+        return self._shared and self._clock.monotonic() < self._store_down_until
+
+    async def _get(self, key: str, deadline: float | None) -> fr.CacheEntry | None:
+        if self._resting():
+            return None
         try:
-            return await self.store.get(key)
+            if not self._shared:
+                return await self.store.get(key)
+            return await within_deadline(deadline, self._clock, self.store.get(key))
         except Exception as exc:
             self._store_failed("read", exc)
             return None
 
-    async def _set(self, key: str, entry: fr.CacheEntry) -> None:
+    async def _set(self, key: str, entry: fr.CacheEntry, deadline: float | None) -> None:
+        if self._resting():
+            return
         try:
-            await self.store.set(key, entry, entry.retention())
+            if not self._shared:
+                await self.store.set(key, entry, entry.retention())
+            elif deadline is None or deadline > self._clock.monotonic():  # no time left: not cached
+                await within_deadline(deadline, self._clock, self.store.set(key, entry, entry.retention()))
         except Exception as exc:
             self._store_failed("write", exc)
 
-    async def _delete(self, op: Any, how: str) -> int:
+    async def _delete(self, op: Any, how: str, deadline: float | None = None) -> int:
         try:
-            count = int(await op())
+            count = int(await within_deadline(deadline, self._clock, op()))
         except Exception as exc:
             self._store_failed("invalidate", exc)
             return 0
@@ -296,9 +325,23 @@ class CachePolicy:
 
     def _store_failed(self, what: str, exc: Exception) -> None:
         now = self._clock.monotonic()
+        errors = self._work.store_errors
+        errors["cache"] = errors.get("cache", 0) + 1
+        self._store_down_until = now + STORE_RETRY_AFTER
         if now - self._last_store_error >= _STORE_ERROR_LOG_EVERY:
             self._last_store_error = now
-            _log.warning("%s: cache store %s failed, calling upstream uncached: %r", self.upstream, what, exc)
+            failed = (
+                "did not answer within the call's deadline" if isinstance(exc, TimeoutError) else "failed"
+            )
+            _log.warning(
+                "%s: cache store %s %s (%s: %s); calling upstream uncached for %gs, then trying it again",
+                self.upstream,
+                what,
+                failed,
+                type(exc).__name__,
+                redact_text(str(exc)),
+                STORE_RETRY_AFTER,
+            )
 
     # -- figures ----------------------------------------------------------------------------
     def _count(self, route: str, result: str) -> None:

@@ -27,6 +27,7 @@ from ...errors import (
     ConfigError,
     ConnectError,
     DeadlineExceeded,
+    RateLimited,
     RetriesExhausted,
     TimedOut,
     TransportError,
@@ -44,6 +45,10 @@ _KIND_OF_ERROR: tuple[tuple[type[CallError], FailureKind], ...] = (
     (CircuitOpen, FailureKind.CIRCUIT_OPEN),
 )
 _RETRIED_ERRORS = tuple(error for error, _ in _KIND_OF_ERROR)
+# Refused before anything was sent, and retrying cannot help: the local rate limit has no turn
+# in time (or fails closed), or the deadline came before the attempt could start. Not an
+# attempt, not retried, no retry budget spent.
+_REFUSED = (RateLimited, DeadlineExceeded)
 _NOT_RETRYABLE = GiveUp("not_retryable")
 
 
@@ -182,6 +187,8 @@ class RetryPolicy:
             request.attempt = state.attempt
             try:
                 response = await call_next(request)
+            except _REFUSED as exc:
+                raise _refused(state, exc) from exc.__cause__
             except _RETRIED_ERRORS as exc:
                 state.raised(exc)
             else:
@@ -215,6 +222,20 @@ class RetryPolicy:
 
     def __repr__(self) -> str:
         return f"<RetryPolicy {self.config} budget={self._budget!r}>"
+
+
+def _refused(state: RetryCallState, error: CallError) -> CallError:
+    """The error ending a call whose attempt was refused before it was sent: it counts the
+    attempts that were sent, and says how the last of them ended."""
+    state.attempt -= 1
+    state.request.attempt = state.attempt
+    response = state.response
+    return error.with_context(
+        **state.request.context(),
+        attempts=state.attempt,
+        tracking_id=response.tracking_id if response else None,
+        status=response.status if response else None,
+    )
 
 
 def _give_up(state: RetryCallState, decision: GiveUp) -> Response:

@@ -9,6 +9,8 @@ from typing import Protocol
 from multidict import CIMultiDictProxy
 
 from ..._models import Request, Response
+from ..._redact import redact_text
+from ...errors import CallError
 
 DEFAULT_TRACKING_HEADERS = (
     "Trackingid",
@@ -32,8 +34,10 @@ class AttemptTimeout:
 
 
 class Transport(Protocol):
-    """Sends one attempt. Raises ``ConnectError``, ``TransportError`` or ``TimedOut`` (never a
-    library's own exceptions) and returns the full response, body read."""
+    """Sends one attempt. Raises ``ConnectError``, ``TransportError``, ``TimedOut`` or
+    ``ResponseTooLarge`` (never a library's own exceptions) and returns the full response,
+    body read and decoded within ``request.max_response_bytes``. It never follows redirects
+    itself: the client does (``interlock.core.redirect``), hop by hop."""
 
     async def send(self, request: Request, timeout: AttemptTimeout) -> Response:
         """Send one attempt of ``request`` within ``timeout`` and read the whole answer."""
@@ -60,4 +64,17 @@ def answer(
     return Response.answering(request, status, headers, content, tracking_id=tracking_id)
 
 
-__all__ = ["DEFAULT_TRACKING_HEADERS", "AttemptTimeout", "Transport", "answer"]
+def chained(error: CallError, cause: BaseException) -> CallError:
+    """``error``, to raise for a library's ``cause``: chained to it (``raise ... from``), unless
+    the cause's own text shows a credential (a URL with its ``api_key``): that one is left out,
+    so no traceback prints it. ``error``'s message is redacted already."""
+    text = str(cause)
+    if redact_text(text) == text:
+        error.__cause__ = cause
+    else:
+        error.__cause__ = None
+        error.__suppress_context__ = True
+    return error
+
+
+__all__ = ["DEFAULT_TRACKING_HEADERS", "AttemptTimeout", "Transport", "answer", "chained"]

@@ -12,6 +12,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..._models import Request, Response
 from ._base import DEFAULT_TRACKING_HEADERS, AttemptTimeout, answer
+from ._body import too_large
 
 __all__ = ["MockTransport", "Responder", "respond"]
 
@@ -43,7 +44,8 @@ class MockTransport:
     retries, breaker, cache and the rest then behave as they would against a real upstream.
 
     The answer carries the request's method, URL, route and upstream, and the tracking id
-    found in its headers (``tracking_headers``, as the real transports read it). Every attempt
+    found in its headers (``tracking_headers``, as the real transports read it); a body past
+    ``request.max_response_bytes`` raises ``ResponseTooLarge``, as theirs would. Every attempt
     is recorded: ``requests`` and ``timeouts`` (the ``AttemptTimeout`` each was sent with).
     ``handler`` may be replaced between calls.
 
@@ -67,6 +69,9 @@ class MockTransport:
         self.timeouts.append(timeout)
         result = self.handler(request)
         given = result if isinstance(result, Response) else await result
+        limit = request.max_response_bytes
+        if limit is not None and len(given.content) > limit:
+            raise too_large(request, limit, f"{len(given.content)} bytes")
         response = answer(request, given.status, given.headers, given.content, self._tracking_headers)
         if given.tracking_id is not None:
             response.tracking_id = given.tracking_id
