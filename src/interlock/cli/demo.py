@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-import interlock
-
+from .. import Backoff, CircuitBreaker, Client, Concurrency, RateLimit, Retry, Timeout
 from .._text import render_table
+from ..errors import CallError
 from ..testbed import Faults, Latency, RateLimitConfig, Testbed, TestbedConfig
 
 HELP = "run a workload against a faulty simulated API, naive vs Interlock"
@@ -68,14 +68,14 @@ async def run_naive(tb: Testbed, calls: list[tuple[str, str]]) -> Phase:
 async def run_interlock(tb: Testbed, calls: list[tuple[str, str]]) -> Phase:
     """Send the calls through ``interlock.Client`` and count what it saw."""
     phase = Phase("interlock.Client")
-    client = interlock.Client(
+    client = Client(
         tb.url,
         name="demo-crm",
-        concurrency=interlock.Concurrency(limit=8, writes=5),
-        timeout=interlock.Timeout(connect=1.0, read=5.0, total=20.0),
-        retry=interlock.Retry(attempts=8, backoff=interlock.Backoff(base=0.2, cap=2.0), circuit_open=True),
-        breaker=interlock.CircuitBreaker(failure_ratio=0.5, min_calls=20, window=5.0, open_for=1.0),
-        rate_limit=interlock.RateLimit(adaptive=True),  # learns the quota from the upstream's headers
+        concurrency=Concurrency(limit=8, writes=5),
+        timeout=Timeout(connect=1.0, read=5.0, total=20.0),
+        retry=Retry(attempts=8, backoff=Backoff(base=0.2, cap=2.0), circuit_open=True),
+        breaker=CircuitBreaker(failure_ratio=0.5, min_calls=20, window=5.0, open_for=1.0),
+        rate_limit=RateLimit(adaptive=True),  # learns the quota from the upstream's headers
     )
 
     async def one(method: str, path: str) -> None:
@@ -84,7 +84,7 @@ async def run_interlock(tb: Testbed, calls: list[tuple[str, str]]) -> Phase:
             response = await client.request(method, path, json=body)
             if response.status >= 400:
                 phase.failures += 1
-        except interlock.errors.CallError:
+        except CallError:
             phase.failures += 1
 
     async with client:
