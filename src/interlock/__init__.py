@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging as _logging
 
-from . import errors, metrics
+from . import errors, metrics, signatures
 from ._ids import correlation_id, current_correlation_id
 from ._models import Request, Response
 from ._redact import Redaction
@@ -16,6 +16,7 @@ from .client import (
     Concurrency,
     Limits,
     Paginator,
+    Profile,
     RateLimit,
     RequestOptions,
     SyncClient,
@@ -25,7 +26,7 @@ from .core.backoff import Backoff
 from .core.breaker import CircuitBreaker
 from .core.redirect import Redirects
 from .core.retry import Retry, RetryBudget
-from .inbox import Event, Inbox, Redelivery, signatures
+from .inbox import Event, Inbox, Redelivery
 from .stores.batch_writer import BatchWriter
 from .sync import Sync, SyncRecord, SyncSource, ToHandler, ToTable, WriteBack
 
@@ -42,6 +43,7 @@ __all__ = [
     "Inbox",
     "Limits",
     "Paginator",
+    "Profile",
     "RateLimit",
     "Redaction",
     "Redelivery",

@@ -23,6 +23,7 @@ def ingress(db: str, port: int) -> None:
 
 def worker(db: str, log: str, visibility: float) -> None:
     inbox = interlock.Inbox(store=f"sqlite:///{db}", visibility=visibility)
+    inbox.source("github", interlock.signatures.GitHub(SECRET))  # the same declaration as ingress
 
     @inbox.handler("github", "*")
     async def handle(event: interlock.Event) -> None:

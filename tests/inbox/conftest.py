@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,6 +15,14 @@ import interlock
 from interlock.inbox import InboxApp
 
 SECRET = "test-secret"
+
+
+async def until(predicate: Callable[[], object], timeout: float = 15.0) -> None:
+    """Wait until ``predicate()`` is true, failing the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
 
 
 def github_headers(body: bytes, delivery: str, event: str = "push", secret: str = SECRET) -> dict[str, str]:

@@ -217,3 +217,26 @@ async def test_served_directly_by_uvicorn_with_lifespan(sqlite_path: str) -> Non
     queue = SQLiteQueue(f"sqlite:///{sqlite_path}")
     async with queue:
         assert (await queue.stats()).pending == 5
+
+
+@pytest.mark.parametrize("mount", ["/hooks", "/webhooks"])
+async def test_the_mount_point_is_the_prefix(inbox: interlock.Inbox, mount: str) -> None:
+    """``app.mount("/hooks", inbox.asgi())`` as the README shows: ``POST /hooks/github`` reaches
+    source ``github`` (FastAPI passes the full path with the mount point as ``root_path``)."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    app.mount(mount, inbox.asgi())
+    server, task, port = await _serve(app)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            ok = await client.post(f"{mount}/github", content=BODY, headers=github_headers(BODY, "r-1"))
+            unknown = await client.post(f"{mount}/gitlab", content=BODY, headers=github_headers(BODY, "r-2"))
+            outside = await client.post("/github", content=BODY, headers=github_headers(BODY, "r-3"))
+        assert (ok.status_code, ok.json()) == (200, {"status": "accepted"})
+        assert unknown.status_code == 404 and "gitlab" in unknown.json()["error"]
+        assert outside.status_code == 404  # FastAPI's own 404: not under the mount
+    finally:
+        server.should_exit = True
+        await task
+    assert (await inbox.stats())["queue_depth"] == 1

@@ -91,7 +91,7 @@ def test_missing_store_is_an_error_not_a_new_empty_one(
     store = ["--store", f"sqlite:///{missing}"]
     argv = ["dlq", *store, "list"] if store_first else ["dlq", "list", *store]
     assert main(argv) == 2
-    assert "no inbox store" in capsys.readouterr().out
+    assert "no store at" in capsys.readouterr().err
     assert not os.path.exists(missing)
 
 

@@ -31,6 +31,8 @@ def spawn(*args: str) -> subprocess.Popen[bytes]:
 def kill(proc: subprocess.Popen[bytes]) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
+    if proc.stdout is not None:  # a killed child's pipe is ours to close
+        proc.stdout.close()
 
 
 async def wait_for(predicate: object, timeout: float = 20.0) -> None:

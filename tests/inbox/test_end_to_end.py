@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 import interlock
 from interlock import Backoff, Redelivery
 
-from .conftest import SECRET, call, github_headers
+from .conftest import SECRET, call, github_headers, until
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -34,13 +32,6 @@ async def store(request: pytest.FixtureRequest, sqlite_path: str) -> AsyncIterat
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
-
-
-async def until(predicate: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_duplicate_deliveries_are_processed_once(store: str) -> None:

@@ -16,6 +16,8 @@ import interlock
 from interlock import Backoff, Redelivery
 from interlock.stores import Message
 
+from .conftest import until
+
 
 class Internal:
     """A tiny internal service: answers with the next scripted status, records requests."""
@@ -59,16 +61,10 @@ def event(i: int) -> Message:
     return Message("stripe", f"evt_{i}", "invoice.paid", body, {"content-type": "application/json", "stripe-signature": "t=1"}, time.time())
 
 
-async def until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
 async def test_forward_through_the_client(sqlite_path: str, internal: tuple[Internal, str]) -> None:
     service, base = internal
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}")
+    box.internal_source("stripe")  # the test puts its events from code
     client = interlock.Client(base, retry=interlock.Retry(attempts=2))
     box.forward("stripe", "*", url="/internal/stripe", client=client)
     await box.put(event(1))
@@ -95,6 +91,7 @@ async def test_a_refusing_service_fails_the_attempt_and_the_event_is_retried(
     box = interlock.Inbox(
         store=f"sqlite:///{sqlite_path}", redelivery=Redelivery(attempts=3, backoff=Backoff(delays=[0.05], jitter="none"))
     )
+    box.internal_source("stripe")
     box.forward("stripe", url=f"{base}/internal/stripe")  # no client given: one is made and closed
     await box.put(event(2))
     pool = box.start_workers()
@@ -103,3 +100,18 @@ async def test_a_refusing_service_fails_the_attempt_and_the_event_is_retried(
     await box.aclose()
     assert [h["x-interlock-attempt"] for _, h, _ in service.requests] == ["1", "2"]
     assert box.metrics.retries["stripe"] == 1
+
+
+async def test_forward_calls_wait_out_a_breaker_as_background_work(internal: tuple[Internal, str]) -> None:
+    """Nobody waits on a forward: through a client built without explicit retry settings, its
+    call is one of the background profile, which waits out the breaker the failures opened."""
+    service, base = internal
+    service.statuses[:] = [503, 503, 503, 200]
+    breaker = interlock.CircuitBreaker(failure_ratio=0.5, min_calls=2, window=10.0, open_for=0.2)
+    async with interlock.Client(base, breaker=breaker) as client:
+        forward = interlock.inbox.Forward("/internal/stripe", client=client)
+        await forward(interlock.Event("evt_7", "stripe", "invoice.paid", b'{"id": "evt_7"}', {}, time.time()))
+    assert len(service.requests) == 4  # three 503s (the breaker opened between) and the 200
+    made = interlock.inbox.Forward(f"{base}/internal/stripe")
+    assert made._get_client().profile is interlock.client.PROFILES["background"]
+    await made.aclose()

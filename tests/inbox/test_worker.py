@@ -16,6 +16,8 @@ from interlock import Backoff, Redelivery
 from interlock.stores import Message
 from interlock.testing import FakeClock
 
+from .conftest import until
+
 FAST_RETRY = Redelivery(attempts=3, backoff=Backoff(delays=[0.05], jitter="none"))
 
 
@@ -30,18 +32,11 @@ def message(i: int, *, type: str = "invoice.paid", customer: str | None = None, 
 @pytest.fixture
 async def box(sqlite_path: str) -> AsyncIterator[interlock.Inbox]:
     inbox = interlock.Inbox(store=f"sqlite:///{sqlite_path}", redelivery=FAST_RETRY, visibility=5.0)
+    inbox.internal_source("stripe")  # the tests put its events from code
     try:
         yield inbox
     finally:
         await inbox.aclose()
-
-
-async def until(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def test_handlers_see_the_event_and_the_correlation_id(box: interlock.Inbox) -> None:
@@ -172,6 +167,7 @@ async def test_heartbeat_keeps_a_long_handler_from_being_redelivered(sqlite_path
     clock = FakeClock()
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", visibility=0.3, clock=clock)
     release = asyncio.Event()
+    box.internal_source("stripe")  # the tests put its events from code
     calls: list[int] = []
 
     @box.handler("stripe", "*")
@@ -195,6 +191,7 @@ async def test_heartbeat_keeps_a_long_handler_from_being_redelivered(sqlite_path
 
 async def test_slow_handlers_are_warned_about(sqlite_path: str, caplog: pytest.LogCaptureFixture) -> None:
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", slow_after=0.1)
+    box.internal_source("stripe")  # the tests put its events from code
 
     @box.handler("stripe", "*")
     async def slow(event: interlock.Event) -> None:
@@ -263,6 +260,7 @@ async def test_heartbeats_on_the_fake_clock_keep_a_running_handlers_lease(
 ) -> None:
     clock = FakeClock()
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", visibility=30.0, clock=clock)
+    box.internal_source("stripe")  # the tests put its events from code
     release = asyncio.Event()
     calls: list[int] = []
 
@@ -293,6 +291,7 @@ async def test_a_lease_nobody_extends_redelivers_with_the_next_attempt_once_the_
 ) -> None:
     clock = FakeClock()
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", visibility=30.0, clock=clock)
+    box.internal_source("stripe")  # the tests put its events from code
     seen: list[tuple[int, int]] = []
 
     @box.handler("stripe", "*")
@@ -317,6 +316,7 @@ async def test_a_delivery_past_the_attempts_is_dead_lettered_without_running(sql
     box = interlock.Inbox(
         store=f"sqlite:///{sqlite_path}", visibility=30.0, clock=clock, redelivery=Redelivery(attempts=1)
     )
+    box.internal_source("stripe")  # the tests put its events from code
     calls: list[int] = []
     box.add_handler("stripe", "*", lambda event: calls.append(event.attempt))
     await box.put(message(1))
@@ -335,6 +335,7 @@ async def test_a_failed_attempt_comes_back_after_its_retry_delay_on_the_fake_clo
     clock = FakeClock()
     policy = Redelivery(attempts=3, backoff=Backoff(delays=[60.0], jitter="none"))
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", clock=clock, redelivery=policy)
+    box.internal_source("stripe")  # the tests put its events from code
     seen: list[tuple[int, list[int]]] = []
 
     @box.handler("stripe", "*")
@@ -362,6 +363,7 @@ async def acked_past_retention(sqlite_path: str) -> interlock.Inbox:
     """An inbox (retention one hour) holding one event acknowledged an hour and a second ago."""
     clock = FakeClock()
     box = interlock.Inbox(store=f"sqlite:///{sqlite_path}", clock=clock, retention=3600.0)
+    box.internal_source("stripe")  # the tests put its events from code
     await box.put(message(1))
     (lease,) = await box.queue.lease(1, 30.0)
     await box.queue.ack(lease)

@@ -170,19 +170,17 @@ async def test_memory_backend_is_bounded() -> None:
 
 @pytest.mark.redis
 async def test_redis_backend_shares_one_limit_between_apps(redis_url: str, redis_prefix: str) -> None:
-    apps = [
-        make_app(
-            limits=[Limit("api", 3, 60.0)],
-            backend=RedisRateLimitBackend(redis_url, namespace=redis_prefix, timeout=SLACK),
-            timeout=SLACK,
-        )
-        for _ in range(2)
-    ]
-    async with serve(apps[0]) as one, serve(apps[1]) as two, httpx.AsyncClient() as http:
-        codes = [(await http.get(base + "/")).status_code for base in (one, two, one, two)]
-        assert codes == [200, 200, 200, 429]
-        r = await http.get(two + "/")
-        assert r.headers["retry-after"] == "20"
+    backends = [RedisRateLimitBackend(redis_url, namespace=redis_prefix, timeout=SLACK) for _ in range(2)]
+    apps = [make_app(limits=[Limit("api", 3, 60.0)], backend=backend, timeout=SLACK) for backend in backends]
+    try:
+        async with serve(apps[0]) as one, serve(apps[1]) as two, httpx.AsyncClient() as http:
+            codes = [(await http.get(base + "/")).status_code for base in (one, two, one, two)]
+            assert codes == [200, 200, 200, 429]
+            r = await http.get(two + "/")
+            assert r.headers["retry-after"] == "20"
+    finally:
+        for backend in backends:  # their Redis connections (lifespan is off: nobody else closes them)
+            await backend.aclose()
 
 
 async def _calls(client: Any) -> dict[str, int]:

@@ -63,7 +63,7 @@ async def test_the_stored_checkpoint_stays_below_records_in_flight_and_close_beh
     gates: dict[str, asyncio.Event] = {}
 
     async def held(record: SyncRecord) -> None:
-        gate = gates[record.id] = asyncio.Event()
+        gate = gates[record.key] = asyncio.Event()
         started.put_nowait(record)
         await gate.wait()
         finished.add(record.position)
@@ -89,8 +89,8 @@ async def test_the_stored_checkpoint_stays_below_records_in_flight_and_close_beh
             passed_over = 0 if pick == 0 else passed_over + 1
             record = in_flight.pop(pick)
             clock.advance(1.0)  # a save is due at the next move of the watermark
-            gates[record.id].set()
-            await asyncio.wait_for(store.durable.setdefault(record.id, asyncio.Event()).wait(), 10)
+            gates[record.key].set()
+            await asyncio.wait_for(store.durable.setdefault(record.key, asyncio.Event()).wait(), 10)
         report = await asyncio.wait_for(poll, 10)
 
     assert report.applied == RECORDS and len(finished) == RECORDS

@@ -92,6 +92,9 @@ def test_sigkill_mid_sync_resumes_without_losing_or_double_applying(sqlite_path:
                 if child.poll() is None:
                     child.kill()
                     child.wait()
+                for pipe in (child.stdout, child.stderr):  # a killed child's pipes are ours to close
+                    if pipe is not None:
+                        pipe.close()
             assert child.returncode == -signal.SIGKILL
             # The job is dead: its checkpoint and ledger cannot move any more. Read them, then
             # what the testbed applied (writes still in flight there can only add to that set).

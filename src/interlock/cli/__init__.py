@@ -2,6 +2,11 @@
 
 One module per command, registered in ``COMMANDS`` below. A command module has ``HELP`` (one
 line), ``configure(parser)`` (its arguments) and ``run(args) -> int`` (the exit status).
+
+A mistake (a bad flag, a store that cannot be opened, a job that is not one, no terminal to
+confirm on, a missing extra) is one line on stderr and exit status 2, never a traceback: a
+command raises ``UsageError`` (or lets a ``ConfigError`` or a missing extra's ``ImportError``
+through) and ``main`` prints it.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from ..errors import ConfigError
 from . import demo, dlq, sync, testbed
+from ._argparse import Parser, UsageError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -26,7 +33,7 @@ COMMANDS: dict[str, ModuleType] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``interlock`` argument parser with every command's arguments."""
-    parser = argparse.ArgumentParser(prog="interlock", description=__doc__.splitlines()[0])
+    parser = Parser(prog="interlock", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
@@ -50,5 +57,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    status: int = COMMANDS[args.command].run(args)
+    try:
+        status: int = COMMANDS[args.command].run(args)
+    except (UsageError, ConfigError, ImportError) as exc:
+        # ImportError: a backend's client library is missing; the message names the extra.
+        print(f"interlock {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return status
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -5,17 +5,20 @@ dead records, reset it.
     interlock sync status  NAME --app ...
     interlock sync ledger  NAME --app ... [--outcome dead] [--limit 20]
     interlock sync replay  NAME --app ...        # re-apply its dead letters (no workers needed)
-    interlock sync reset   NAME --app ... --yes  # forget checkpoint and ledger
+    interlock sync reset   NAME --app ... [--yes]  # forget checkpoint and ledger
 
 ``--app module:attribute`` names where the jobs are defined (``$INTERLOCK_SYNC_APP`` by
-default): a ``Sync``, a list or dict of them, or a function returning one of those.
+default): a ``Sync``, a list or dict of them, or a function without arguments returning one of
+those. The clients the job calls through are closed when the command ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -23,13 +26,16 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ..sync import Sync, SyncReport
-from ._argparse import option_anywhere
+from ..client import Client
+from ..errors import CallError
+from ..sync import Sync, SyncReport, checkpoint_json
+from ._argparse import UsageError, confirm, count, open_or_say_why, option_anywhere
 
 HELP = "run a sync job now, show its checkpoint and ledger, replay its dead records"
 
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the ``sync`` actions and their arguments to the parser."""
+    """The ``sync`` actions (run, status, ledger, replay, reset), each with ``--app``."""
     app = option_anywhere(
         parser,
         "--app",
@@ -40,7 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run = sub.add_parser("run", help="poll once now, with a progress bar", parents=[app])
     run.add_argument("name")
     run.add_argument("--full", action="store_true", help="ignore the checkpoint: read everything since start")
-    run.add_argument("--max-records", type=int, default=None, help="stop after reading this many records")
+    run.add_argument(
+        "--max-records", type=count(1), default=None, help="stop after reading this many records"
+    )
     run.add_argument("--no-progress", action="store_true", help="print only the summary")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     status = sub.add_parser("status", help="checkpoint, ledger counts, dead letters", parents=[app])
@@ -48,35 +56,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
     ledger = sub.add_parser("ledger", help="the last outcomes per record, most recent first", parents=[app])
     ledger.add_argument("name")
     ledger.add_argument("--outcome", choices=["applied", "dead"])
-    ledger.add_argument("--limit", type=int, default=20)
+    ledger.add_argument("--limit", type=count(1, 100_000), default=20, help="entries shown (default 20)")
     replay = sub.add_parser(
         "replay", help="re-apply the job's dead letters; those applied leave the DLQ", parents=[app]
     )
     replay.add_argument("name")
-    replay.add_argument("--limit", type=int, default=1000)
+    replay.add_argument("--limit", type=count(1, 1_000_000), default=1000, help="letters replayed at most")
     reset = sub.add_parser("reset", help="forget the job's checkpoint and ledger", parents=[app])
     reset.add_argument("name")
-    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)")
 
 
 def load_jobs(spec: str | None) -> dict[str, Sync]:
-    """Import ``module:attribute`` and collect the ``Sync`` jobs it holds."""
+    """Import ``module:attribute`` and collect the ``Sync`` jobs it holds; a ``UsageError``
+    saying what is wrong with ``spec`` otherwise."""
     if not spec or ":" not in spec:
-        raise SystemExit("name the jobs with --app module:attribute (or set INTERLOCK_SYNC_APP)")
+        raise UsageError("name the jobs with --app module:attribute (or set INTERLOCK_SYNC_APP)")
     module_name, _, attribute = spec.partition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SystemExit(f"cannot import {module_name!r}: {exc}") from None
+        raise UsageError(f"--app {spec}: cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise UsageError(f"--app {spec}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise SystemExit(f"{module_name!r} has no attribute {attribute!r}") from None
+            raise UsageError(f"--app {spec}: {module_name!r} has no attribute {attribute!r}") from None
     if callable(target) and not isinstance(target, Sync):
-        target = target()
+        target = _call_factory(spec, target)
     jobs: Iterable[Any]
     if isinstance(target, Sync):
         jobs = [target]
@@ -85,31 +96,73 @@ def load_jobs(spec: str | None) -> dict[str, Sync]:
     elif isinstance(target, Iterable):
         jobs = list(target)
     else:
-        raise SystemExit(f"{spec} is not a Sync, a list or dict of them, or a function returning one")
+        raise UsageError(f"--app {spec} is not a Sync, a list or dict of them, or a function returning one")
     found = {job.name: job for job in jobs if isinstance(job, Sync)}
     if not found:
-        raise SystemExit(f"{spec} holds no interlock.Sync job")
+        kind = type(target).__name__
+        raise UsageError(f"--app {spec} holds no interlock.Sync job (it gave a {kind})")
     return found
 
 
+def _call_factory(spec: str, factory: Any) -> Any:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        required = [
+            p.name
+            for p in signature.parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        if required:
+            raise UsageError(
+                f"--app {spec} is a function that needs arguments ({', '.join(required)}); name a "
+                "Sync, a list or dict of them, or a function without arguments returning one"
+            )
+    try:
+        return factory()
+    except Exception as exc:
+        raise UsageError(f"--app {spec}: calling it failed: {type(exc).__name__}: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run one ``sync`` action; the exit status."""
+    """Run one ``sync`` action on the job named; the exit status."""
     jobs = load_jobs(args.app)
     job = jobs.get(args.name)
     if job is None:
-        print(f"no sync job named {args.name!r}; known: {', '.join(sorted(jobs))}", file=sys.stderr)
-        return 2
-    if args.action == "reset" and not args.yes:
-        answer = input(f"forget the checkpoint and ledger of {job.name}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            return 1
+        raise UsageError(f"no sync job named {args.name!r} in --app {args.app}; known: {', '.join(sorted(jobs))}")
+    if args.action == "reset" and not confirm(f"forget the checkpoint and ledger of {job.name}?", yes=args.yes):
+        print("nothing reset")
+        return 1
     return asyncio.run(_run(job, args))
 
 
+def _clients_of(job: Sync) -> list[Client]:
+    """The clients the job calls through: its source's and a write-back's."""
+    found: list[Client] = [job.source.client]
+    client = getattr(job.destination, "client", None)
+    if isinstance(client, Client) and client is not job.source.client:
+        found.append(client)
+    return found
+
+
 async def _run(job: Sync, args: argparse.Namespace) -> int:
+    try:
+        return await _act(job, args)
+    finally:
+        # The app module made these clients for this process, which ends with the command:
+        # close them here, inside the loop their connections belong to.
+        for client in _clients_of(job):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+async def _act(job: Sync, args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
+    await open_or_say_why(job, f"the stores of sync job {job.name}")
     try:
         async with job:
             action: str = args.action
@@ -145,28 +198,38 @@ async def _run(job: Sync, args: argparse.Namespace) -> int:
 
 
 async def _poll(job: Sync, args: argparse.Namespace, console: Any) -> int:
-    report: SyncReport
+    try:
+        report = await _poll_once(job, args, console)
+    except CallError as exc:  # the upstream failed past the retries: say so, not a traceback
+        print(f"interlock sync: the poll of {job.name} failed: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    return _summary(job, report, args, console)
+
+
+async def _poll_once(job: Sync, args: argparse.Namespace, console: Any) -> SyncReport:
     if args.no_progress or args.json:
-        report = await job.run_once(full=args.full, max_records=args.max_records)
-    else:
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        return await job.run_once(full=args.full, max_records=args.max_records)
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        columns = (
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed} done"),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task(f"sync {job.name}", total=args.max_records, detail="")
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed} done"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(f"sync {job.name}", total=args.max_records, detail="")
 
-            def show(r: SyncReport) -> None:
-                detail = f"applied {r.applied} · skipped {r.skipped} · dead {r.dead} · {r.rate:.0f}/s"
-                bar.update(task, completed=r.done, detail=detail)
+        def show(r: SyncReport) -> None:
+            detail = f"applied {r.applied} · skipped {r.skipped} · dead {r.dead} · {r.rate:.0f}/s"
+            bar.update(task, completed=r.done, detail=detail)
 
-            report = await job.run_once(full=args.full, max_records=args.max_records, progress=show)
+        return await job.run_once(full=args.full, max_records=args.max_records, progress=show)
+
+
+def _summary(job: Sync, report: SyncReport, args: argparse.Namespace, console: Any) -> int:
     if args.json:
         payload = {
             "job": report.job,
@@ -179,9 +242,7 @@ async def _poll(job: Sync, args: argparse.Namespace, console: Any) -> int:
             "pages": report.pages,
             "elapsed": round(report.elapsed, 3),
             "stop_reason": report.stop_reason,
-            "checkpoint": None
-            if report.checkpoint is None
-            else {"updated_at": report.checkpoint.updated_at, "record_id": report.checkpoint.record_id},
+            "checkpoint": checkpoint_json(report.checkpoint),
         }
         print(json.dumps(payload))
     else:

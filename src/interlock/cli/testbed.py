@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..testbed import DIALECTS, Latency, RateLimitConfig, Testbed, TestbedConfig
+from ._argparse import count, fraction, port, seconds
 
 HELP = "run the simulated third-party API"
 
@@ -49,17 +50,17 @@ def _rate_limit(text: str) -> tuple[int, float]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the testbed's arguments to the parser."""
+    """The testbed's flags: where to listen, and the faults and quota it plays."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
-    parser.add_argument("--port", type=int, default=8080, help="port, 0 for a free one (default %(default)s)")
+    parser.add_argument("--port", type=port, default=8080, help="port, 0 for a free one (default %(default)s)")
     parser.add_argument(
         "--config",
         metavar="JSON|@FILE",
         help="a TestbedConfig as JSON, or @path to a JSON file; the flags below override it",
     )
-    parser.add_argument("--records", type=int, help="records per kind (ids 1..N)")
+    parser.add_argument("--records", type=count(0, 10_000_000), help="records per kind (ids 1..N)")
     parser.add_argument("--seed", type=int, help="seed for data and fault draws")
-    parser.add_argument("--latency-ms", type=float, metavar="MS", help="fixed latency per request")
+    parser.add_argument("--latency-ms", type=seconds(unit="milliseconds"), metavar="MS", help="fixed latency per request")
     parser.add_argument(
         "--error-rate",
         type=_error_rate,
@@ -69,7 +70,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="inject STATUS with probability P (repeatable)",
     )
     parser.add_argument(
-        "--reset-rate", type=float, metavar="P", help="drop the connection with probability P"
+        "--reset-rate", type=fraction(), metavar="P", help="drop the connection with probability P"
     )
     parser.add_argument(
         "--rate-limit", type=_rate_limit, metavar="LIMIT/WINDOW", help="quota per client key, e.g. 50/1"
@@ -79,7 +80,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=("token_bucket", "fixed_window"),
         help="rate-limit algorithm (default token_bucket)",
     )
-    parser.add_argument("--burst", type=int, help="token bucket capacity (default: the limit)")
+    parser.add_argument("--burst", type=count(1), help="token bucket capacity (default: the limit)")
     parser.add_argument(
         "--dialect", choices=DIALECTS, help="how the quota is announced (default x-ratelimit-epoch)"
     )
@@ -159,7 +160,7 @@ async def _serve(config: TestbedConfig, host: str, port: int, exit_with_parent: 
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve the testbed until interrupted; the exit status."""
+    """Serve the testbed until Ctrl-C (or the parent's exit); the exit status."""
     try:
         config = build_config(args)
     except (ConfigError, OSError) as exc:
@@ -168,8 +169,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve(config, args.host, args.port, args.exit_with_parent))
     except OSError as exc:  # e.g. the port is taken
-        print(f"interlock testbed: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
+        print(f"interlock testbed: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
     return 0

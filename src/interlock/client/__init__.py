@@ -20,11 +20,12 @@ batching, retry, bucket, breaker); the modules in ``policies`` do the I/O around
 """
 
 from ._client import Client, RequestOptions
-from ._config import Batch, Cache, CacheRule, Concurrency, Limits, RateLimit, Timeout
+from ._config import PROFILES, Batch, Cache, CacheRule, Concurrency, Limits, Profile, RateLimit, Timeout
 from ._paginate import Paginator
 from ._sync import SyncClient
 
 __all__ = [
+    "PROFILES",
     "Batch",
     "Cache",
     "CacheRule",
@@ -32,6 +33,7 @@ __all__ = [
     "Concurrency",
     "Limits",
     "Paginator",
+    "Profile",
     "RateLimit",
     "RequestOptions",
     "SyncClient",

@@ -7,6 +7,7 @@ import json as _json
 import logging
 import random
 import uuid
+import warnings
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlsplit
@@ -22,10 +23,10 @@ from ..core.breaker import CircuitBreaker
 from ..core.redirect import Redirects
 from ..core.retry import Retry
 from ..errors import CallError, ConfigError, DeadlineExceeded
-from ._config import Batch, Cache, Concurrency, Limits, RateLimit, Timeout, batches_of
+from ._config import Batch, Cache, Concurrency, Limits, Profile, RateLimit, Timeout, batches_of, profile_named
 from ._follow import RedirectFollower
 from ._paginate import Paginator
-from ._pipeline import compose_pipeline
+from ._pipeline import Send, compose_pipeline
 from ._routes import RouteNamer
 from .policies.batch import BatchPolicy
 from .policies.breaker import BreakerPolicy
@@ -43,6 +44,10 @@ _log = logging.getLogger("interlock.client")
 ParamValue = str | int | float | bool | Sequence[str | int]
 """A query parameter's value: a sequence is sent comma-joined, a bool as ``true`` / ``false``."""
 UNSAFE_KEYED_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_DEFAULT_RETRY = Retry()
+# Request.extensions key naming the profile a call asked for (absent: the client's own).
+_PROFILE = "interlock.profile"
+_leak_reported = False
 
 
 class RequestOptions(TypedDict, total=False):
@@ -59,6 +64,7 @@ class RequestOptions(TypedDict, total=False):
     route: str | None
     timeout: float | None
     fields: Iterable[str] | None
+    profile: str | Profile | None
 
 
 def _param(value: ParamValue) -> str:
@@ -77,8 +83,12 @@ class Client:
     """One upstream API, every call through the resilience pipeline (``interlock.client``
     states its order and why).
 
-    Use as ``async with Client("https://api.example.com") as api: await api.get("/x")``.
-    Every option is a keyword: ``timeout`` (a ``Timeout``), ``retry``, ``breaker``,
+    Use as ``async with Client("https://api.example.com") as api: await api.get("/x")``; a
+    client that is never closed leaks its connections and warns (``ResourceWarning``) saying so.
+    ``profile`` picks the retry policy and time limits for a kind of caller: ``"interactive"``
+    (someone is waiting: fail fast) or ``"background"`` (jobs: wait out breakers and rate
+    limits within a long deadline); see ``Profile``. Without one, ``Retry()`` and ``Timeout()``
+    apply. Every option is a keyword: ``timeout`` (a ``Timeout``), ``retry``, ``breaker``,
     ``concurrency``, ``rate_limit``, ``cache``, ``coalesce``, ``batch`` switch and tune the
     policies (None switches one off); ``headers`` go with every call; ``idempotency_keys``
     adds a generated ``Idempotency-Key`` to POST, PUT and PATCH so that they may be retried;
@@ -95,8 +105,9 @@ class Client:
         base_url: str,
         *,
         name: str | None = None,
+        profile: str | Profile | None = None,
         timeout: Timeout | None = None,
-        retry: Retry | None = Retry(),
+        retry: Retry | None = _DEFAULT_RETRY,
         breaker: CircuitBreaker | None = CircuitBreaker(),
         concurrency: int | Concurrency | None = Concurrency(),
         rate_limit: RateLimit | None = None,
@@ -122,6 +133,14 @@ class Client:
             raise ConfigError("Client", "base_url", f"must be an absolute http(s) URL, got {shown!r}")
         self.base_url = base_url.rstrip("/")
         self.name = name or parts.netloc.rpartition("@")[2]  # a metrics label: never the user info
+        self.profile = profile_named(profile)
+        """The ``Profile`` the client was built with (None: the plain defaults)."""
+        # What a call naming another profile may replace: only what was not given explicitly.
+        self._own_retry = retry is not _DEFAULT_RETRY
+        self._own_timeout = timeout is not None
+        if self.profile is not None:
+            retry = retry if self._own_retry else self.profile.retry
+            timeout = timeout or self.profile.timeout
         self.timeout = timeout or Timeout()
         self._per_attempt = self.timeout.per_attempt
         self.concurrency = Concurrency.coerce(concurrency)
@@ -154,6 +173,7 @@ class Client:
             if batches
             else None
         )
+        self._rng = rng
         self._retry = RetryPolicy(retry, self._clock, rng)
         self.rate_limit = RateLimitPolicy(rate_limit, self.name, self._clock) if rate_limit else None
         self._limiter = ConcurrencyLimiter(self.concurrency) if self.concurrency else None
@@ -172,11 +192,17 @@ class Client:
             if redirects is not None and redirects.follow
             else None
         )
-        self._call = compose_pipeline(
+        self._call = self._compose(self._retry)
+        self._profiled: dict[str, Send] = {}
+        self._closed = False
+        track_client(self)
+
+    def _compose(self, retry: RetryPolicy) -> Send:
+        return compose_pipeline(
             cache=self.cache,
             coalesce=self._coalesce,
             batch=self._batch,
-            retry=self._retry,
+            retry=retry,
             rate_limit=self.rate_limit,
             concurrency=self._limiter,
             breaker=self._breaker,
@@ -185,8 +211,14 @@ class Client:
             on_resend=self._count_retry,
             follow=self._follower.follow if self._follower is not None else None,
         )
-        self._closed = False
-        track_client(self)
+
+    def _pipeline_for(self, profile: Profile) -> Send:
+        # A call naming another profile: the same policies (one cache, quota, breaker, pool)
+        # with that profile's retry stage, built once per profile.
+        call = self._profiled.get(profile.name)
+        if call is None:
+            call = self._profiled[profile.name] = self._compose(RetryPolicy(profile.retry, self._clock, self._rng))
+        return call
 
     @property
     def retry(self) -> Retry | None:
@@ -229,6 +261,7 @@ class Client:
         route: str | None = None,
         timeout: float | None = None,
         fields: Iterable[str] | None = None,
+        profile: str | Profile | None = None,
     ) -> Request:
         """The ``Request`` for one call, ready for ``send`` (``get``, ``post``... build and send
         in one step). ``path`` is relative to ``base_url`` (or an absolute URL) and may carry a
@@ -242,7 +275,10 @@ class Client:
           generated one unless the client has ``idempotency_keys=False``;
         - ``route``: the route name for metrics, logs and rules, when the automatic one is wrong;
         - ``timeout``: seconds for the whole call, replacing ``Timeout.total``;
-        - ``fields``: sparse fieldsets, sent as ``?fields=a,b``.
+        - ``fields``: sparse fieldsets, sent as ``?fields=a,b``;
+        - ``profile``: this call's ``Profile`` (``"interactive"`` / ``"background"``), when it
+          differs from the client's: its retry policy and deadline apply, except where the
+          client was given ``retry=`` / ``timeout=`` explicitly.
         """
         method = method.upper()
         if path.startswith(("http://", "https://")):
@@ -278,6 +314,14 @@ class Client:
         if key is not None:
             merged[self._idempotency_header] = key
         total = timeout if timeout is not None else self.timeout.total
+        extensions: dict[str, Any] = {}
+        if profile is not None:
+            chosen = profile_named(profile, "Client.request", "profile")
+            if chosen is not None and chosen is not self.profile:
+                if timeout is None and not self._own_timeout:
+                    total = chosen.timeout.total
+                if not self._own_retry:
+                    extensions[_PROFILE] = chosen
         return Request(
             method=method,
             url=url,
@@ -290,6 +334,7 @@ class Client:
             deadline=self._clock.monotonic() + total if total else None,
             request_id=request_id,
             idempotency_key=key,
+            extensions=extensions,
         )
 
     # -- calling --------------------------------------------------------------------------------
@@ -298,8 +343,13 @@ class Client:
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
         start = self._clock.monotonic()
+        call = self._call
+        if request.extensions:
+            profile = request.extensions.get(_PROFILE)
+            if profile is not None:
+                call = self._pipeline_for(profile)
         try:
-            response = await self._call(request)
+            response = await call(request)
         except CallError as exc:
             elapsed = self._clock.monotonic() - start
             exc.with_context(**request.context(), attempts=request.attempt)
@@ -359,6 +409,7 @@ class Client:
         route: str | None = None,
         timeout: float | None = None,
         fields: Iterable[str] | None = None,
+        profile: str | Profile | None = None,
     ) -> Coroutine[Any, Any, Response]:
         """Build and send one call with any method (``get``, ``post``... are its shorthands);
         the options are ``build_request``'s. Returns a coroutine: ``await api.request(...)``."""
@@ -373,6 +424,7 @@ class Client:
             route=route,
             timeout=timeout,
             fields=fields,
+            profile=profile,
         )
         return self.send(request)
 
@@ -385,13 +437,15 @@ class Client:
         route: str | None = None,
         timeout: float | None = None,
         fields: Iterable[str] | None = None,
+        profile: str | Profile | None = None,
     ) -> Coroutine[Any, Any, Response]:
         """GET ``path``, the call every policy serves: a cached route may be answered from the
         cache, identical GETs in flight share one upstream call, and a declared ``Batch`` route
         becomes part of a list call. Retried on failure."""
         return self.send(
             self.build_request(
-                "GET", path, params=params, headers=headers, route=route, timeout=timeout, fields=fields
+                "GET", path, params=params, headers=headers, route=route, timeout=timeout, fields=fields,
+                profile=profile,
             )
         )
 
@@ -404,11 +458,13 @@ class Client:
         route: str | None = None,
         timeout: float | None = None,
         fields: Iterable[str] | None = None,
+        profile: str | Profile | None = None,
     ) -> Coroutine[Any, Any, Response]:
         """HEAD ``path``: a GET without the body; shared while in flight, never cached."""
         return self.send(
             self.build_request(
-                "HEAD", path, params=params, headers=headers, route=route, timeout=timeout, fields=fields
+                "HEAD", path, params=params, headers=headers, route=route, timeout=timeout, fields=fields,
+                profile=profile,
             )
         )
 
@@ -424,6 +480,7 @@ class Client:
         route: str | None = None,
         timeout: float | None = None,
         fields: Iterable[str] | None = None,
+        profile: str | Profile | None = None,
     ) -> Coroutine[Any, Any, Response]:
         """POST ``path``. It may apply twice if repeated, so it is retried only when it carries
         an idempotency key: one is generated for each call unless the client has
@@ -440,6 +497,7 @@ class Client:
             route=route,
             timeout=timeout,
             fields=fields,
+            profile=profile,
         )
         return self.send(request)
 
@@ -455,6 +513,7 @@ class Client:
         route: str | None = None,
         timeout: float | None = None,
         fields: Iterable[str] | None = None,
+        profile: str | Profile | None = None,
     ) -> Coroutine[Any, Any, Response]:
         """PUT ``path``: idempotent (RFC 9110 section 9.2.2), so retried like a read; a success
         forgets the cached copies of ``path``."""
@@ -469,6 +528,7 @@ class Client:
             route=route,
             timeout=timeout,
             fields=fields,
+            profile=profile,
         )
         return self.send(request)
 
@@ -484,6 +544,7 @@ class Client:
         route: str | None = None,
         timeout: float | None = None,
         fields: Iterable[str] | None = None,
+        profile: str | Profile | None = None,
     ) -> Coroutine[Any, Any, Response]:
         """PATCH ``path``: like ``post``, retried only with its (generated or given) idempotency
         key."""
@@ -498,6 +559,7 @@ class Client:
             route=route,
             timeout=timeout,
             fields=fields,
+            profile=profile,
         )
         return self.send(request)
 
@@ -511,6 +573,7 @@ class Client:
         route: str | None = None,
         timeout: float | None = None,
         fields: Iterable[str] | None = None,
+        profile: str | Profile | None = None,
     ) -> Coroutine[Any, Any, Response]:
         """DELETE ``path``: idempotent, retried like a read; a success forgets the cached copies."""
         request = self.build_request(
@@ -522,18 +585,29 @@ class Client:
             route=route,
             timeout=timeout,
             fields=fields,
+            profile=profile,
         )
         return self.send(request)
 
     # -- state and lifecycle --------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """A snapshot for dashboards: breaker, in-flight and latency quantiles (seconds)."""
+        """A snapshot for dashboards: breaker, in-flight, retries sent, latency quantiles
+        (seconds), reads answered by an identical call in flight (``coalesced``), and list
+        calls made for batched reads (``batch_calls``) with the reads they served (``batched``).
+        ``retries`` and ``retries_by_route`` count retries sent, a batch's list calls under
+        their ``via`` route. Cache results are ``client.cache.stats()``, pacing
+        ``client.rate_limit.stats()``."""
+        by_route = {route: stats.retries for route, stats in self._stats.routes.items() if stats.retries}
         return {
             "upstream": self.name,
             "breaker": self._breaker.breaker.state.value if self._breaker else None,
             "in_flight": self._limiter.in_flight if self._limiter else None,
-            "retries": sum(route.retries for route in self._stats.routes.values()),
+            "retries": sum(by_route.values()),
+            "retries_by_route": by_route,
             "latency": self._stats.latency_quantiles(),
+            "coalesced": self._coalesce.coalesced if self._coalesce else 0,
+            "batch_calls": self._batch.calls if self._batch else 0,
+            "batched": self._batch.members if self._batch else 0,
         }
 
     def gauges(self) -> dict[str, float]:
@@ -566,8 +640,27 @@ class Client:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    def __del__(self) -> None:
+        # A client dropped without aclose() leaks its connection pool. aiohttp then says only
+        # "Unclosed client session"; this says whose and what to do, as a ResourceWarning (shown
+        # by -X dev and test runners) and, once per process, through the loop's exception
+        # handler, where aiohttp's own message goes too (visible without any setup).
+        if getattr(self, "_closed", True) or not getattr(self._transport, "is_open", False):
+            return
+        message = (
+            f"interlock.Client {self.name!r} was never closed and leaks its connections: use "
+            "'async with interlock.Client(...) as client:' or 'await client.aclose()'"
+        )
+        warnings.warn(message, ResourceWarning, source=self, stacklevel=2)
+        global _leak_reported
+        loop = getattr(self._transport, "loop", None)
+        if not _leak_reported and loop is not None:
+            _leak_reported = True
+            loop.call_exception_handler({"message": message})
+
     def __repr__(self) -> str:
         breaker = self._breaker.breaker.state.value if self._breaker else "none"
         in_flight = self._limiter.in_flight if self._limiter else 0
         url = self.redaction.mask_url(self.base_url)
-        return f"<Client {self.name} {url} breaker={breaker} in_flight={in_flight}>"
+        profile = f" profile={self.profile.name}" if self.profile else ""
+        return f"<Client {self.name} {url}{profile} breaker={breaker} in_flight={in_flight}>"

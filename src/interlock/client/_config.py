@@ -1,6 +1,7 @@
-"""The Client's configuration: ``Timeout``, ``Concurrency``, ``Limits``, and the work-avoiding
-policies' ``Cache`` / ``CacheRule``, ``Batch`` and ``RateLimit``. (``Retry`` and ``CircuitBreaker`` are the
-configs of a core decision object and live with it in ``interlock.core``.)
+"""The Client's configuration: ``Timeout``, ``Concurrency``, ``Limits``, the work-avoiding
+policies' ``Cache`` / ``CacheRule``, ``Batch`` and ``RateLimit``, and the named ``Profile``
+presets. (``Retry`` and ``CircuitBreaker`` are the configs of a core decision object and live
+with it in ``interlock.core``.)
 
 Frozen and validated at construction, like every Interlock config object; durations in seconds.
 """
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._jsonpath import JsonPath
 from .._redact import redact_url
+from ..core.backoff import Backoff
+from ..core.retry import Retry
 from ..errors import ConfigError
 from ._routes import RoutePattern
 
@@ -22,7 +25,21 @@ if TYPE_CHECKING:
     from ..stores.cache import CacheStore
     from ..stores.quota import QuotaStore
 
-__all__ = ["Batch", "Cache", "CacheRule", "Concurrency", "Limits", "RateLimit", "Timeout", "batches_of"]
+__all__ = [
+    "BACKGROUND",
+    "INTERACTIVE",
+    "PROFILES",
+    "Batch",
+    "Cache",
+    "CacheRule",
+    "Concurrency",
+    "Limits",
+    "Profile",
+    "RateLimit",
+    "Timeout",
+    "batches_of",
+    "profile_named",
+]
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -395,3 +412,89 @@ def batches_of(value: Any) -> tuple[Batch, ...]:
         if not isinstance(b, Batch):
             raise ConfigError("Client", "batch", f"must be Batch objects, got {b!r}")
     return batches
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A preset for one kind of caller: the ``retry`` policy and the ``timeout`` limits a Client
+    uses for what it is not told explicitly. ``Client(url, profile="interactive")`` or
+    ``"background"`` (``PROFILES`` holds both), or a ``Profile`` of your own.
+
+    An explicit ``Client(retry=..., timeout=...)`` always wins over the profile's. A single call
+    may name another profile (``client.get(path, profile="background")``): it then gets that
+    profile's retry policy and deadline, unless the Client was given ``retry=`` / ``timeout=``
+    explicitly. Interlock does so where it drives calls itself (``Sync`` polls and write-backs,
+    ``Inbox.forward``, replays), so a job borrowing a request-serving client still waits out a
+    breaker instead of dead-lettering every record of an outage.
+
+    Rate-limit waits are bounded by the call's deadline: an interactive call whose turn would
+    come after its deadline fails at once, a background call waits for it.
+    """
+
+    name: str
+    retry: Retry
+    timeout: Timeout
+    summary: str
+    """One line saying what the profile is for, shown by the demo and in reprs."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError("Profile", "name", f"must be a non-empty name, got {self.name!r}")
+        if not isinstance(self.retry, Retry):
+            raise ConfigError("Profile", "retry", f"must be an interlock.Retry, got {self.retry!r}")
+        if not isinstance(self.timeout, Timeout):
+            raise ConfigError("Profile", "timeout", f"must be an interlock.Timeout, got {self.timeout!r}")
+
+    def describe(self) -> str:
+        """The settings in a few words, for people: attempts, deadline, breaker behaviour."""
+        retry, timeout = self.retry, self.timeout
+        breaker = "waits out an open breaker" if retry.circuit_open else "fails fast on an open breaker"
+        total = f"{timeout.total:g} s deadline" if timeout.total else "no deadline"
+        return (
+            f"{retry.attempts} attempts (backoff {retry.backoff.base:g} s x {retry.backoff.multiplier:g}^n, "
+            f"cap {retry.backoff.cap:g} s), {total}, read {timeout.read:g} s per attempt, "
+            f"Retry-After waited up to {retry.max_retry_after:g} s, {breaker}"
+        )
+
+
+INTERACTIVE = Profile(
+    "interactive",
+    retry=Retry(
+        attempts=3, backoff=Backoff(base=0.1, multiplier=2.0, cap=1.0), max_retry_after=2.0, circuit_open=False
+    ),
+    timeout=Timeout(connect=1.0, read=5.0, total=8.0),
+    summary="someone is waiting for the answer: few quick retries, an 8 s deadline, fail fast",
+)
+"""For calls made while a person waits (a request handler): three attempts a fraction of a
+second apart, an 8 s deadline for everything, a ``Retry-After`` over 2 s not waited for, and an
+open breaker fails the call at once (``CircuitOpen``) so the page can say so."""
+
+BACKGROUND = Profile(
+    "background",
+    retry=Retry(
+        attempts=8,
+        backoff=Backoff(base=0.5, multiplier=2.0, cap=30.0),
+        max_retry_after=120.0,
+        circuit_open=True,
+    ),
+    timeout=Timeout(connect=3.0, read=30.0, total=300.0),
+    summary="nobody is waiting (jobs, syncs, webhook handlers): wait out breakers and rate limits",
+)
+"""For work nobody waits on (a sync, a webhook handler, a replay): eight attempts backing off
+to 30 s, a 5 minute deadline, ``Retry-After`` honoured up to 2 minutes, and an open breaker
+waited out (``Retry(circuit_open=True)``) rather than failing the job's records."""
+
+PROFILES: Mapping[str, Profile] = {p.name: p for p in (INTERACTIVE, BACKGROUND)}
+"""The named profiles ``Client(profile=...)`` accepts: ``interactive`` and ``background``."""
+
+
+def profile_named(value: str | Profile | None, owner: str = "Client", field: str = "profile") -> Profile | None:
+    """The ``Profile`` for ``Client(profile=...)`` (a name from ``PROFILES``, a ``Profile``, or
+    None); a ``ConfigError`` naming the accepted names otherwise."""
+    if value is None or isinstance(value, Profile):
+        return value
+    found = PROFILES.get(value) if isinstance(value, str) else None
+    if found is None:
+        names = ", ".join(repr(n) for n in PROFILES)
+        raise ConfigError(owner, field, f"must be one of {names}, a Profile or None, got {value!r}")
+    return found

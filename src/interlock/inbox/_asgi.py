@@ -2,8 +2,12 @@
 
 Raw ASGI rather than Starlette routing because the acknowledgement budget is a few
 milliseconds: the whole request path is one dict lookup, a bounded body read, one HMAC and one
-await on the group commit. Mount it in Starlette / FastAPI with ``app.mount("/hooks", app)`` or
-serve it with uvicorn directly; it honours ``root_path`` either way.
+await on the group commit. Served by uvicorn directly, it answers ``POST {prefix}{source}``
+(``/hooks/stripe``). Mounted in Starlette / FastAPI (``app.mount("/hooks", inbox.asgi())``),
+the mount point is the prefix: ``POST /hooks/stripe`` reaches source ``stripe``, whatever the
+mount path, and ``POST {mount}{prefix}{source}`` works too. The mount point is the ASGI
+``root_path`` (Starlette passes the full path and the mount point in ``root_path``; a proxy's
+``--root-path`` is stripped the same way).
 
 Answers: 200 accepted or duplicate (only after the event is durable), 400 malformed, 401 bad
 signature, 404 unknown source, 405 not POST, 408 body too slow, 413 too large, 503 the store
@@ -136,7 +140,13 @@ class InboxApp:
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        name = path[len(self.prefix) :].rstrip("/") if path.startswith(self.prefix) else ""
+        if path.startswith(self.prefix):
+            name = path[len(self.prefix) :].rstrip("/")
+        elif root and path.startswith("/"):
+            # Mounted (or behind a proxy's root_path): the mount point is the prefix.
+            name = path[1:].rstrip("/")
+        else:
+            name = ""
         source = self.sources.get(name)
         if source is None:
             # The name comes from the URL, unauthenticated: it is counted under one label and

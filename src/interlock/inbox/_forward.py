@@ -1,7 +1,9 @@
 """HTTP forward handler: deliver events to an internal service through ``interlock.Client``.
 
 The call goes through the client's whole pipeline, so delivery to internal services gets rate
-limits, concurrency, the breaker and retries too. The event id is the correlation id (sent as
+limits, concurrency, the breaker and retries too, as a call of the ``"background"`` profile
+(nobody waits on a webhook's processing: an open breaker is waited out within a long deadline,
+unless the client was given ``retry=`` / ``timeout=`` explicitly). The event id is the correlation id (sent as
 ``X-Request-ID``) and ``{source}:{id}`` the ``Idempotency-Key``, so the receiving service can
 drop a redelivery. Any answer outside 2xx fails the attempt and the inbox's redelivery
 schedule takes over.
@@ -70,7 +72,9 @@ class Forward:
             from ..client import Client
 
             parts = urlsplit(self.url)
-            self._client = Client(f"{parts.scheme}://{parts.netloc}", name=f"forward:{parts.netloc}")
+            self._client = Client(
+                f"{parts.scheme}://{parts.netloc}", name=f"forward:{parts.netloc}", profile="background"
+            )
         return self._client
 
     async def __call__(self, event: Event) -> None:
@@ -87,7 +91,9 @@ class Forward:
             }
         )
         headers.update(self.headers)
-        response: Any = await client.request(self.method, self.url, content=event.body, headers=headers)
+        response: Any = await client.request(
+            self.method, self.url, content=event.body, headers=headers, profile="background"
+        )
         response.raise_for_status()
 
     async def aclose(self) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Iterator
+import json
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._ids import new_id
 from .._lifecycle import Resource
 from ..core.redelivery import Redelivery
 from ..errors import ConfigError
@@ -20,6 +22,7 @@ from ._metrics import SLOW_AFTER, InboxMetrics
 from ._retention import DEAD_RETENTION, PRUNE_EVERY, RETENTION, Pruner, Retention
 from ._serve import ServeSettings
 from ._source import DEFAULT_MAX_BODY, MAX_JSON_DEPTH, SENSITIVE_HEADERS, Source
+from ._source import ordering_key as queue_ordering_key
 from ._worker import WorkerPool, WorkerSettings
 from .signatures import SignatureScheme
 
@@ -52,6 +55,10 @@ class Inbox(Resource):
     ``ServeSettings``). Acknowledged events are kept ``retention`` s (their ids keep dropping
     duplicates) and dead letters ``dead_retention`` s (``None``: for ever), pruned every
     ``prune_every`` s by whichever process does the Inbox's work, ingress or workers.
+
+    Events also come from code: ``await inbox.submit("stripe", "invoice.paid", {...})`` (tests,
+    replays of a provider's export), or from a source that never listens over HTTP,
+    declared with ``inbox.internal_source("billing-jobs")`` (internal producers).
     """
 
     def __init__(
@@ -92,6 +99,9 @@ class Inbox(Resource):
         self.body_timeout = body_timeout
         self.path_prefix = path_prefix
         self.sources: dict[str, Source] = {}
+        """The webhook sources, served at ``POST {path_prefix}{name}``."""
+        self.internal_sources: set[str] = set()
+        """Sources whose events come only from code (``submit``), never over HTTP."""
         self._handlers: dict[tuple[str, str], list[Handler]] = {}
         self.metrics = InboxMetrics()
         self.dlq = DeadLetters(self.queue, self.open)
@@ -138,7 +148,7 @@ class Inbox(Resource):
         are not stored with the events unless ``keep_sensitive_headers``, and are redacted from
         logs either way.
         """
-        if name in self.sources:
+        if name in self.sources or name in self.internal_sources:
             raise ConfigError("Inbox", "source", f"a source named {name!r} is already configured")
         if isinstance(sensitive_headers, str):
             raise ConfigError("Inbox", "sensitive_headers", "must be a collection of header names, not one string")
@@ -150,6 +160,28 @@ class Inbox(Resource):
         self.sources[name] = src
         return src
 
+    def internal_source(self, name: str) -> None:
+        """Declare a source whose events come only from code (``submit``): no HTTP endpoint,
+        no signature; handlers, ordering, retries and the DLQ work as for a webhook source.
+        Declaring it again does nothing (a ``Sync`` declares ``sync:NAME`` for its replays)."""
+        if not isinstance(name, str) or not name or not name.isprintable():
+            raise ConfigError("Inbox", "internal_source", f"must be a non-empty printable name, got {name!r}")
+        if name in self.sources:
+            raise ConfigError("Inbox", "internal_source", f"{name!r} is already a webhook source")
+        self.internal_sources.add(name)
+
+    def _check_declared(self, source: str, what: str) -> None:
+        if source in self.sources or source in self.internal_sources:
+            return
+        declared = sorted([*self.sources, *self.internal_sources])
+        known = f"declared: {', '.join(declared)}" if declared else "none is declared yet"
+        raise ConfigError(
+            "Inbox",
+            what,
+            f"no source named {source!r} ({known}); declare it first with inbox.source({source!r}, "
+            f"signature) for webhooks, or inbox.internal_source({source!r}) for events from code, "
+            "otherwise its events are refused and the handler never runs",
+        )
     def handler(self, source: str, type: str = "*") -> Callable[[H], H]:
         """Decorator: handle events of ``type`` ("*" for any) from ``source``."""
 
@@ -161,7 +193,10 @@ class Inbox(Resource):
 
     def add_handler(self, source: str, type: str, fn: Handler) -> None:
         """Handle events of ``type`` ("*" for any) from ``source`` with ``fn`` (the
-        non-decorator form of ``handler``); several handlers of one event run in turn."""
+        non-decorator form of ``handler``); several handlers of one event run in turn.
+        ``source`` must be declared first (``source()`` or ``internal_source()``): a handler of
+        an unknown source would never run, so it is a ``ConfigError``."""
+        self._check_declared(source, "handler")
         if not callable(fn):
             raise ConfigError("Inbox", "handler", f"must be callable, got {fn!r}")
         self._handlers.setdefault((source, type), []).append(fn)
@@ -175,7 +210,9 @@ class Inbox(Resource):
     ) -> Forward:
         """Forward matching events to an internal URL through ``interlock.Client`` (rate
         limits, breaker and retries apply); a non-2xx answer fails the attempt. The options
-        are ``Forward``'s (``headers``, ``forward_headers``, ``method``)."""
+        are ``Forward``'s (``headers``, ``forward_headers``, ``method``). ``source`` must be
+        declared first, as for ``add_handler``."""
+        self._check_declared(source, "forward")
         handler = Forward(url, client=client, **options)
         self.add_handler(source, type, handler)
         return handler
@@ -218,6 +255,61 @@ class Inbox(Resource):
         if not self._opened:
             await self.open()
         return await self.queue.put(message)
+
+    async def submit(
+        self,
+        source: str,
+        type: str,
+        payload: Any = None,
+        *,
+        id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        ordering_key: str | None = None,
+    ) -> bool:
+        """Put an event into the inbox from code, as if it had been received and verified: it
+        is stored durably, then handled by the workers like any delivery. Returns False when an
+        event with this ``id`` from ``source`` is already stored (a duplicate, dropped).
+
+        ``payload``: bytes or text sent as the body as is, anything else as JSON (None: an
+        empty JSON object). ``id``: the delivery id that drops duplicates (default: a new
+        random one). ``ordering_key``: events sharing it are handled one at a time, in order
+        (default: found at the source's own ``ordering_key`` path, for a webhook source).
+        ``source`` must be declared (``source()`` or ``internal_source()``).
+
+        ::
+
+            await inbox.submit("stripe", "invoice.paid", {"id": "evt_1", "customer": "cus_9"})
+        """
+        self._check_declared(source, "submit")
+        if not isinstance(type, str):
+            raise ConfigError("Inbox.submit", "type", f"must be a string, got {type!r}")
+        if isinstance(payload, bytes):
+            body = payload
+        elif isinstance(payload, str):
+            body = payload.encode()
+        else:
+            body = json.dumps({} if payload is None else payload, separators=(",", ":")).encode()
+        kept = {k.lower(): v for k, v in (headers or {}).items()}
+        key: str | None = None
+        if ordering_key is not None:
+            key = queue_ordering_key(source, ordering_key)
+        elif source in self.sources:
+            src = self.sources[source]
+            try:
+                doc = json.loads(body) if src.json else None
+            except ValueError:
+                doc = None
+            key = src.ordering_key_of(kept, doc)
+        message = Message(
+            source=source,
+            id=id or new_id(),
+            type=type,
+            body=body,
+            headers=kept,
+            received_at=self.clock.time(),
+            ordering_key=key,
+        )
+        return await self.put(message)
 
     # -- faces -----------------------------------------------------------------------------------
 

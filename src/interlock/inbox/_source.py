@@ -176,9 +176,6 @@ class Source:
         event_type = ""
         if self._type is not None:
             event_type = _check_key(name, "event type", self._type.spec, self._type.find(headers, doc) or "")
-        key = self._order.find(headers, doc) if self._order is not None else None
-        if key is not None and self._order is not None:
-            _check_key(name, "ordering key", self._order.spec, key)
         dropped = _DROPPED_HEADERS if self.keep_sensitive_headers else _DROPPED_HEADERS | self.sensitive_headers
         kept = {k: v for k, v in headers.items() if k not in dropped}
         return Message(
@@ -188,7 +185,7 @@ class Source:
             body=body,
             headers=kept,
             received_at=now,
-            ordering_key=f"{self.name}\x1f{key}" if key is not None else None,
+            ordering_key=self.ordering_key_of(headers, doc),
         )
 
     def redact(self, text: str, headers: Mapping[str, str]) -> str:
@@ -198,3 +195,19 @@ class Source:
             if name in self.sensitive_headers and len(value) >= 4:
                 text = text.replace(value, _REDACTED)
         return text
+
+    def ordering_key_of(self, headers: Mapping[str, str], doc: Any) -> str | None:
+        """The queue's ordering key of an event of this source (None: no ordering), found at
+        ``ordering_key`` in the headers or the parsed body ``doc``."""
+        if self._order is None:
+            return None
+        key = self._order.find(headers, doc)
+        if key is None:
+            return None
+        _check_key(self.name, "ordering key", self._order.spec, key)
+        return ordering_key(self.name, key)
+
+
+def ordering_key(source: str, key: str) -> str:
+    """How the queue keys ordering: by source too, so two sources never wait on each other."""
+    return f"{source}\x1f{key}"

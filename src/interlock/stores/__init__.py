@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._backends import BACKENDS, open_cache, open_checkpoint, open_queue, open_quota, open_sink
+from ._backends import BACKENDS, open_cache, open_checkpoint, open_queue, open_quota, open_sink, redact_url
 from ._sqlite import sqlite_path_from_url
 from .batch_writer import BatchWriter
 from .cache import CacheStore
@@ -64,6 +64,7 @@ __all__ = [
     "open_queue",
     "open_quota",
     "open_sink",
+    "redact_url",
     "sqlite_path_from_url",
 ]
 

@@ -10,10 +10,11 @@ store is loaded on use.
 from __future__ import annotations
 
 from ..stores.checkpoint import Checkpoint, CheckpointStore, LedgerEntry
+from ._dead_letters import replayable_by_workers
 from ._destinations import Destination, ToHandler, ToTable, WriteBack
 from ._job import Sync
 from ._poll import SyncReport
-from ._source import SyncRecord, SyncSource, format_time, parse_time
+from ._source import SyncRecord, SyncSource, checkpoint_json, format_time, parse_time
 
 __all__ = [
     "Checkpoint",
@@ -27,6 +28,8 @@ __all__ = [
     "ToHandler",
     "ToTable",
     "WriteBack",
+    "checkpoint_json",
     "format_time",
     "parse_time",
+    "replayable_by_workers",
 ]

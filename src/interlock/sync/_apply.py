@@ -51,8 +51,9 @@ class RecordApplier:
     One record at a time per id, across the poll, webhooks and replays: the second waits for
     the first and then finds its outcome in the ledger. At most ``concurrency`` destination
     calls run at once; a record gets ``attempts`` tries ``backoff`` apart, then goes to
-    ``queue`` (the DLQ), where items without a usable id or timestamp go too. Ledger reads and writes of concurrent records are grouped into one
-    store call each.
+    ``queue`` (the DLQ), where items without a usable id or timestamp go too; with
+    ``replayed_by_workers`` (the job has an inbox) its letters say the inbox's workers replay
+    them. Ledger reads and writes of concurrent records are grouped into one store call each.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class RecordApplier:
         concurrency: int,
         attempts: int,
         backoff: Backoff,
+        replayed_by_workers: bool = False,
     ) -> None:
         self.job = job
         self._busy: dict[str, asyncio.Future[None]] = {}
@@ -81,13 +83,14 @@ class RecordApplier:
         self.backoff = backoff
         self._clock = clock
         self.queue = queue
+        self._by_workers = replayed_by_workers
 
     async def apply(self, record: SyncRecord, *, replay: bool = False) -> Outcome:
         """Apply one record unless the ledger says it is done; returns its outcome once that is
         durable. With ``replay`` (a record back from the DLQ) a version dead-lettered before is
         applied again, and a failure raises ``PermanentFailure`` instead of dead-lettering (the
         inbox's redelivery, or the replay loop, takes over)."""
-        rid = record.id
+        rid = record.key
         while (other := self._busy.get(rid)) is not None:
             await asyncio.shield(other)
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -130,7 +133,7 @@ class RecordApplier:
         return tries
 
     async def _settle(self, record: SyncRecord, tries: _Tries, *, replay: bool) -> Outcome:
-        rid, now = record.id, self._clock.time()
+        rid, now = record.key, self._clock.time()
         if tries.ok:
             await self._record(
                 LedgerEntry(rid, record.version, APPLIED, tries.calls, tries.tracking, None, now)
@@ -145,7 +148,10 @@ class RecordApplier:
             raise PermanentFailure(
                 f"sync {self.job}: record {rid} version {record.version} failed again: {error}"
             )
-        await put_record(self.queue, self.job, record, tries.failures, tries.tracking, self._clock.time())
+        await put_record(
+            self.queue, self.job, record, tries.failures, tries.tracking, self._clock.time(),
+            by_workers=self._by_workers,
+        )  # fmt: skip
         await self._record(dead)
         log.error(
             "sync %s: record %s (version %s) dead-lettered after %d attempt(s): %s",

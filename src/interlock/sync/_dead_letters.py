@@ -2,8 +2,12 @@
 attempts, an item it cannot key) and how a replay reads them back.
 
 Both sides of that format live here: the source ``sync:NAME``, the types ``record`` and
-``invalid``, the message id ``{record id}@{version}`` (one letter per record version) and the
-body ``SyncRecord.to_json()``.
+``invalid``, the message id ``{record id}@{version}`` (one letter per record version), the
+body ``SyncRecord.to_json()``, and the ``x-interlock-replay: workers`` header on the letters of
+a job with an inbox, whose workers apply them when ``interlock dlq replay`` sends them back.
+A job without an inbox has no such workers: its letters are replayed by
+``Sync.replay_dead_letters`` (``interlock sync replay``), and ``interlock dlq replay`` leaves
+them where they are rather than strand them in a queue nobody consumes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ from typing import Any
 from ..stores.queue import DeadLetterFilter, Failure, Message, Queue
 from ._source import SyncRecord
 
-__all__ = ["INVALID", "RECORD", "dlq_source", "put_invalid", "put_record", "replay_letters"]
+__all__ = [
+    "INVALID",
+    "RECORD",
+    "REPLAY_HEADER",
+    "dlq_source",
+    "put_invalid",
+    "put_record",
+    "replay_letters",
+    "replayable_by_workers",
+]
 
 log = logging.getLogger("interlock.sync")
 
@@ -25,24 +38,45 @@ RECORD = "record"
 """Message type of a dead record: replayable."""
 INVALID = "invalid"
 """Message type of an item without a usable id or timestamp: for a human, never replayed."""
+REPLAY_HEADER = "x-interlock-replay"
+"""Set to ``workers`` on the letters of a job with an inbox (its workers replay them)."""
+_PREFIX = "sync:"
 
 
 def dlq_source(job: str) -> str:
     """The DLQ source of a job's letters (what an Inbox routes replays by)."""
-    return f"sync:{job}"
+    return f"{_PREFIX}{job}"
+
+
+def replayable_by_workers(message: Message) -> bool:
+    """Whether sending a dead letter back to its queue gets it applied: true for every letter
+    but a sync job's that has no inbox workers to apply it (see the module docstring)."""
+    if not message.source.startswith(_PREFIX):
+        return True
+    return message.type == RECORD and message.headers.get(REPLAY_HEADER) == "workers"
 
 
 async def put_record(
-    queue: Queue, job: str, record: SyncRecord, failures: Sequence[Failure], tracking: str | None, now: float
+    queue: Queue,
+    job: str,
+    record: SyncRecord,
+    failures: Sequence[Failure],
+    tracking: str | None,
+    now: float,
+    *,
+    by_workers: bool = False,
 ) -> None:
     """Dead-letter a record version with the failures of its attempts; ``tracking`` is the
-    upstream's tracking id of the last call, to quote to its support."""
+    upstream's tracking id of the last call, to quote to its support; ``by_workers`` when an
+    inbox's workers replay the job's letters."""
     headers = {"x-interlock-sync": job, "x-interlock-version": str(record.version)}
+    if by_workers:
+        headers[REPLAY_HEADER] = "workers"
     if tracking:
         headers["x-interlock-tracking-id"] = tracking
     message = Message(
         source=dlq_source(job),
-        id=f"{record.id}@{record.version}",
+        id=f"{record.key}@{record.version}",
         type=RECORD,
         body=record.to_json(),
         headers=headers,

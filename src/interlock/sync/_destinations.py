@@ -56,8 +56,10 @@ class WriteBack:
     Seed 002: singular upserts are atomic, fail with a clear error for one record, and retry
     safely; five in parallel is the limit most APIs accept (``concurrency``, default 5).
     ``body(record)`` shapes what is sent (default: the item as listed).
-    Retries are the Client's (``interlock.Retry``): the job itself tries once and dead-letters
-    what the Client gave up on.
+    Retries are the Client's: each write is a call of the ``"background"`` profile (see
+    ``interlock.Profile``: it waits out an open breaker and the rate limit within a 5 minute
+    deadline) unless the Client was given ``retry=`` / ``timeout=`` explicitly; the job itself
+    tries once and dead-letters what the Client gave up on.
     """
 
     default_concurrency = 5
@@ -102,11 +104,12 @@ class WriteBack:
         digest = hashlib.blake2b(content, digest_size=6).hexdigest()
         response = await self.client.request(
             self.method,
-            self.path.replace("{id}", quote(record.id, safe="")),
+            self.path.replace("{id}", quote(record.key, safe="")),
             content=content,
             headers=self._headers,
             idempotency_key=f"{record.idempotency_key}:{digest}",
             route=self.route,
+            profile="background",
         )
         response.raise_for_status()
         return response.tracking_id, response.attempts

@@ -1,6 +1,7 @@
 """``Sync``: an incremental sync job. It holds the job's configuration and what outlives one
 poll (the checkpoint store, the DLQ, the ``RecordApplier`` that polls, webhooks and replays
-share), runs one ``PollRun`` per poll, on demand or on a schedule, and answers for its state.
+share), runs one ``PollRun`` per poll, on demand (``run_once``) or on a schedule
+(``run_forever``), and answers for its state.
 
 One poll is in ``_poll.py``, one record through the ledger in ``_apply.py``, the job's dead
 letters and their replay in ``_dead_letters.py``.
@@ -28,7 +29,7 @@ from ._apply import Outcome, RecordApplier
 from ._dead_letters import RECORD, dlq_source, replay_letters
 from ._destinations import Destination, as_destination
 from ._poll import PollLimits, PollRun, SyncReport
-from ._source import SyncRecord, SyncSource, format_time
+from ._source import SyncRecord, SyncSource, checkpoint_json
 
 if TYPE_CHECKING:
     from ..inbox import Event, Inbox
@@ -54,7 +55,9 @@ class Sync(Resource):
             every=60,
         )
         async with sync:
-            await sync.run()          # every 60 s, sooner when sync.trigger() is called
+            report = await sync.run_once()  # one poll now; returns its SyncReport
+            await sync.run_forever()        # a poll every 60 s (sooner on sync.trigger()),
+                                            # until cancelled: it never returns
 
     - ``store``: URL (``sqlite:///...`` or ``postgresql://...``) or a ``CheckpointStore``; holds
       the checkpoint and the ledger. Dead records go to the DLQ of ``inbox`` when given (and
@@ -67,6 +70,7 @@ class Sync(Resource):
     - ``attempts`` / ``backoff``: tries per record before the DLQ (default: 1 for a write-back,
       whose Client retries; 3 otherwise).
     - ``checkpoint_every``: seconds between checkpoint saves during a poll.
+    - ``every``: seconds between the polls of ``run_forever``.
     - ``webhook_record``: JSON path of the record inside a webhook body (``""``: the body).
     """
 
@@ -136,6 +140,7 @@ class Sync(Resource):
                 self._queue = dlq
         else:
             self._queue = inbox.queue
+            inbox.internal_source(self.dlq_source)
             inbox.add_handler(self.dlq_source, "*", self.replay_event)
         self._applier = RecordApplier(
             name,
@@ -146,12 +151,15 @@ class Sync(Resource):
             concurrency=concurrency,
             attempts=attempts,
             backoff=self.backoff,
+            replayed_by_workers=inbox is not None,
         )
         self._opened = False
         self._run_lock: asyncio.Lock | None = None
         self._wake: asyncio.Event | None = None
         self.polls = 0
+        """Polls this object ran (in this process; ``status()`` reads what the store holds)."""
         self.last_report: SyncReport | None = None
+        """The ``SyncReport`` of this object's last poll."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -195,9 +203,12 @@ class Sync(Resource):
         progress: Callable[[SyncReport], None] | None = None,
         progress_every: float = 0.2,
     ) -> SyncReport:
-        """Poll once: everything changed since the checkpoint (``full``: since ``start``), until
-        the listing ends or ``max_records`` were read. Waits for every record read to finish,
-        then saves the checkpoint. ``progress(report)`` is called every ``progress_every`` s."""
+        """Poll once, now, and return what it did (a ``SyncReport``): everything changed since
+        the checkpoint (``full``: since ``start``), until the listing ends or ``max_records``
+        were read. Waits for every record read to finish, then saves the checkpoint.
+        ``progress(report)`` is called every ``progress_every`` s. A listing that fails (its
+        calls exhausted their retries) raises; what finished before stays checkpointed. To
+        poll on a schedule, ``run_forever()``."""
         await self.open()
         if self._run_lock is None:
             self._run_lock = asyncio.Lock()
@@ -223,9 +234,12 @@ class Sync(Resource):
         if self._wake is not None:
             self._wake.set()
 
-    async def run(self, *, every: float | None = None) -> None:
-        """Poll every ``every`` seconds (default: the job's) until cancelled; ``trigger()`` (a
-        webhook for the same resource) polls sooner, at most once per ``min_trigger_interval``."""
+    async def run_forever(self, *, every: float | None = None) -> None:
+        """Poll every ``every`` seconds (default: the job's), forever: it returns only when
+        cancelled (run it as a task, or as the last line of a worker process). ``trigger()`` (a
+        webhook for the same resource) polls sooner, at most once per ``min_trigger_interval``.
+        A failed poll is logged and the next one runs on time. For one poll that returns its
+        ``SyncReport``, ``run_once()``."""
         interval = every or self.every
         if interval is None or interval <= 0:
             raise ConfigError("Sync", "every", "give every= (seconds between polls) to run on a schedule")
@@ -301,21 +315,18 @@ class Sync(Resource):
     # -- state -----------------------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
-        """Checkpoint, ledger counts and dead letters waiting, for the CLI and dashboards."""
+        """What is stored about the job, for the CLI and dashboards: its checkpoint (as
+        ``checkpoint_json`` writes it: when it was last saved says when a poll last made
+        progress), ledger counts and dead letters waiting. All of it read from the store, so
+        another process (``interlock sync status``) sees the same; ``polls`` and
+        ``last_report`` are this process's own."""
         await self.open()
         checkpoint = await self.store.load_checkpoint(self.name)
         return {
             "job": self.name,
-            "checkpoint": None
-            if checkpoint is None
-            else {
-                "updated_at": format_time(checkpoint.updated_at),
-                "record_id": checkpoint.record_id,
-                "saved_at": checkpoint.saved_at,
-            },
+            "checkpoint": checkpoint_json(checkpoint),
             "ledger": await self.store.counts(self.name),
             "dead_letters": await self.queue.count_dead(DeadLetterFilter(source=self.dlq_source)),
-            "polls": self.polls,
         }
 
     async def reset(self) -> None:

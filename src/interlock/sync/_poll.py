@@ -196,7 +196,9 @@ class PollRun:
         source, report = self.source, self.report
         params = dict(source.params)
         params[source.since_param] = report.since
-        options: dict[str, Any] = {"id_field": source.id_field(), **source.paginate}
+        # Nobody waits on a poll: the listing's calls wait out an open breaker and the rate
+        # limit within the background profile's deadline (unless the client set its own).
+        options: dict[str, Any] = {"id_field": source.id_field(), "profile": "background", **source.paginate}
         paginator = source.client.paginate(
             source.path,
             params=params,

@@ -16,8 +16,9 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ..stores.checkpoint import Checkpoint
 
-__all__ = ["SyncRecord", "SyncSource", "TimeFormat", "format_time", "parse_time"]
+__all__ = ["SyncRecord", "SyncSource", "TimeFormat", "checkpoint_json", "format_time", "parse_time"]
 
 TimeFormat = Literal["rfc3339", "epoch", "epoch_ms"]
 TIME_FORMATS: tuple[str, ...] = ("rfc3339", "epoch", "epoch_ms")
@@ -64,6 +65,19 @@ def format_time(micros: int, fmt: str = "rfc3339") -> str:
     if rest % 1000 == 0:
         return f"{when}.{rest // 1000:03d}Z"
     return f"{when}.{rest:06d}Z"
+
+
+def checkpoint_json(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
+    """A checkpoint as ``Sync.status()`` and ``interlock sync run --json`` both show it:
+    ``updated_at`` and ``saved_at`` in RFC 3339 (UTC), and the ``record_id``."""
+    if checkpoint is None:
+        return None
+    saved = round(checkpoint.saved_at * 1_000_000)
+    return {
+        "updated_at": format_time(checkpoint.updated_at),
+        "record_id": checkpoint.record_id,
+        "saved_at": format_time(saved) if saved else None,
+    }
 
 
 def _path(owner: str, name: str, spec: str) -> JsonPath:
@@ -154,30 +168,42 @@ class SyncSource:
             if not isinstance(raw_version, int) or isinstance(raw_version, bool):
                 raise ValueError(f"item {rid!r}: {self.version!r} is {raw_version!r}, not an integer")
             version = raw_version
-        return SyncRecord(job, str(rid), version, Position.of(updated_at, rid), item)
+        return SyncRecord(job, rid, version, Position.of(updated_at, rid), item)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class SyncRecord:
-    """One changed record: what a destination receives."""
+    """One changed record: what a destination receives (``ToHandler``'s function, ``ToTable``'s
+    ``row``, ``WriteBack``'s ``body``), read from a poll, a webhook or a replay alike."""
 
     job: str
-    id: str
+    """The name of the sync job that read it."""
+    id: str | int
+    """The record's id as the upstream wrote it: an ``int`` stays an ``int`` (``record.id % 250``
+    works), a string stays a string. ``key`` is its text form, which the ledger and the DLQ use."""
     version: int
+    """What orders two changes of the record: its ``updated_at`` in microseconds, or the integer
+    at ``SyncSource(version=...)``. A version the ledger already applied is skipped."""
     position: Position
+    """Where it sits in the listing, ``(updated_at, id)``: what the checkpoint is made of."""
     data: Any
     """The item as the source listed it (or as the webhook carried it)."""
 
     @property
+    def key(self) -> str:
+        """The id as text (``"42"`` for ``42``): how the ledger and the DLQ name the record."""
+        return self.id if isinstance(self.id, str) else str(self.id)
+
+    @property
     def updated_at(self) -> int:
-        """Microseconds since the epoch."""
+        """The record's ``updated_at``, in microseconds since the epoch."""
         return self.position.updated_at
 
     @property
     def idempotency_key(self) -> str:
         """Deterministic per record version: a write replayed after a crash (or a webhook and a
         poll bringing the same change) carries the same key, and the upstream applies it once."""
-        return f"sync:{self.job}:{self.id}:{self.version}"
+        return f"sync:{self.job}:{self.key}:{self.version}"
 
     def to_json(self) -> bytes:
         """The record as a dead letter's body (``from_json`` reads it back for a replay)."""
@@ -191,15 +217,15 @@ class SyncRecord:
 
     @classmethod
     def from_json(cls, job: str, body: bytes) -> SyncRecord:
-        """The record of job ``job`` that ``to_json`` wrote."""
+        """The record of job ``job`` that ``to_json`` wrote (its id keeps its JSON type)."""
         doc = json.loads(body)
         return cls(
             job,
-            str(doc["id"]),
+            doc["id"],
             int(doc["version"]),
             Position.of(int(doc["updated_at"]), doc["id"]),
             doc["data"],
         )
 
     def __repr__(self) -> str:
-        return f"<SyncRecord {self.job}/{self.id} version={self.version}>"
+        return f"<SyncRecord {self.job}/{self.key} version={self.version}>"

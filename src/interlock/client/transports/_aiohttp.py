@@ -4,6 +4,7 @@ zstd decoded within ``max_response_bytes`` by ``_body`` (br and zstd with ``inte
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -47,9 +48,17 @@ class AiohttpTransport:
             self._options["auto_decompress"] = False
         elif session is not None and session.auto_decompress:
             self._decodes = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The event loop the session was opened in (None before first use)."""
+
+    @property
+    def is_open(self) -> bool:
+        """True while a session of this transport's own is open (from first use to ``aclose``)."""
+        return self._own_session and self._session is not None and not self._session.closed
 
     def _open(self) -> aiohttp.ClientSession:
         # Created lazily inside the running loop: aiohttp sessions are bound to one loop.
+        self.loop = asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(
             limit=self._pool_size, keepalive_timeout=self._keepalive, ttl_dns_cache=300
         )
