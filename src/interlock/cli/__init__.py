@@ -17,12 +17,16 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import ConfigError
-from . import demo, dlq, sync, testbed
+from . import check, config, demo, dlq, serve, sync, testbed, worker
 from ._argparse import Parser, UsageError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS: dict[str, ModuleType] = {
+    "serve": serve,
+    "worker": worker,
+    "check": check,
+    "config": config,
     "demo": demo,
     "dlq": dlq,
     "sync": sync,

@@ -146,6 +146,10 @@ class Breaker:
             return Admit(probe=True)
         return Admit(probe=False)
 
+    def reset(self, now: float) -> None:
+        """Close the breaker now and forget the window (an operator knows the upstream is back)."""
+        self._move(BreakerState.CLOSED, now)
+
     def release(self, admitted: Admit) -> None:
         """The admitted call ended without a verdict on health (e.g. cancelled, or a 429)."""
         if admitted.probe and self.state is BreakerState.HALF_OPEN:

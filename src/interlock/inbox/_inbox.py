@@ -93,6 +93,9 @@ class Inbox(Resource):
         self.clock = clock or SYSTEM_CLOCK
         """Receipt times, stats, pruning and the workers' timings; the queue it opens shares it."""
         self.redelivery = redelivery or Redelivery()
+        self.redeliveries: dict[str, Redelivery] = {}
+        """Per-source retry schedules (source name -> ``Redelivery``) replacing ``redelivery``
+        for that source's events; the workers started after a change see it."""
         self.visibility = visibility
         self.slow_after = slow_after
         self.put_timeout = put_timeout
@@ -381,7 +384,7 @@ class Inbox(Resource):
         )
         return WorkerPool(
             self.queue, self.handlers_for, redelivery=self.redelivery, metrics=self.metrics, clock=self.clock,
-            settings=settings, ready=self.open,
+            settings=settings, ready=self.open, redeliveries=self.redeliveries,
         )
 
     def start_workers(self, concurrency: int = 8, *, visibility: float | None = None) -> WorkerPool:
@@ -403,6 +406,11 @@ class Inbox(Resource):
                 self._pools.remove(pool)
 
     # -- observability ---------------------------------------------------------------------------
+
+    @property
+    def workers_running(self) -> bool:
+        """Whether this inbox has worker pools and every one of them is leasing."""
+        return bool(self._pools) and all(pool.running for pool in self._pools)
 
     @property
     def last_stats(self) -> QueueStats | None:

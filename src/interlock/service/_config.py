@@ -705,7 +705,7 @@ def _redact_doc(node: Any, path: tuple[str | int, ...], from_env: frozenset[tupl
     if isinstance(node, str):
         if path in from_env:
             return MASK
-        return redact_url(node) if "://" in node else node
+        return redact_url(node) if "@" in node and "://" in node else node
     return node
 
 
@@ -883,6 +883,20 @@ def signature_of(loaded: LoadedConfig, name: str) -> Any:
         return {"github": signatures.GitHub, "shopify": signatures.Shopify}[src.scheme](secrets)
 
     return _library(loaded, ("sources", name), build)
+
+
+def resolve_handlers(loaded: LoadedConfig) -> None:
+    """Import every ``handler = "module:function"`` of the file, so a missing one is a
+    ``ConfigFileError`` naming its key path (``interlock check`` and ``serve`` call it)."""
+    cfg = loaded.config
+    refs = [(("sources", n, "handler"), s.handler) for n, s in cfg.sources.items()]
+    refs += [(("syncs", n, "handler"), s.handler) for n, s in cfg.syncs.items()]
+    for path, ref in refs:
+        if ref is not None:
+            try:
+                resolve_callable(ref)
+            except ValueError as exc:
+                raise loaded.error(path, str(exc)) from None
 
 
 def check_buildable(loaded: LoadedConfig) -> None:

@@ -1,0 +1,107 @@
+"""``interlock serve -c interlock.toml``: run the service (proxy, webhooks, admin API, workers).
+
+The first line on stdout is the bound URL and nothing else (``--port 0`` picks a free port;
+a parent process reads it, as with ``interlock testbed``). SIGTERM or Ctrl-C stops accepting,
+lets requests in flight finish, gives handlers in flight ``[server] grace`` seconds, and exits 0.
+
+``--workers N`` (or ``[server] workers``) serves from N processes sharing the port; they need a
+PostgreSQL store: SQLite refuses more than one process with a clear message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+from ._argparse import UsageError, count, port
+
+HELP = "run the service from a config file: proxy, webhooks, admin API, workers"
+
+__all__ = ["HELP", "configure", "run"]
+
+CONFIG_ENV = "INTERLOCK_CONFIG"
+"""Where a worker process of ``--workers N`` finds the config file."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """``-c FILE``, and overrides of ``[server]``: ``--host``, ``--port``, ``--workers``."""
+    parser.add_argument("-c", "--config", default="interlock.toml", metavar="FILE", help="the config file (default %(default)s)")
+    parser.add_argument("--host", help="address to bind (default: [server] host)")
+    parser.add_argument("--port", type=port, help="port, 0 for a free one (default: [server] port)")
+    parser.add_argument("--workers", type=count(1, 64), help="processes serving (default: [server] workers)")
+
+
+def _bind(host: str, port_number: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port_number))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port_number}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM / Ctrl-C; the exit status."""
+    from ..service import load_config
+    from ..service._config import resolve_handlers
+
+    loaded = load_config(args.config)
+    server_cfg = loaded.config.server
+    workers = args.workers or server_cfg.workers
+    if workers > 1 and loaded.config.store.url.startswith("sqlite:"):
+        raise UsageError(
+            f"--workers {workers}: several processes cannot share a SQLite store; use --workers 1, or a "
+            "postgresql:// [store] url"
+        )
+    resolve_handlers(loaded)
+    host = args.host or server_cfg.host
+    sock = _bind(host, server_cfg.port if args.port is None else args.port)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"http://{shown}:{bound}", flush=True)
+    print(
+        f"interlock serve: {len(loaded.config.upstreams)} upstreams at /proxy/, {len(loaded.config.sources)} sources "
+        f"at /hooks/, admin API at /admin/api/v1 ({workers} process{'es' if workers > 1 else ''}, pid {os.getpid()})",
+        file=sys.stderr,
+        flush=True,
+    )
+    import uvicorn
+
+    from ..inbox import ServeSettings
+
+    options = ServeSettings().uvicorn_options()
+    common = {
+        "lifespan": "on",
+        "log_level": server_cfg.log_level,
+        "timeout_graceful_shutdown": server_cfg.grace,
+        "access_log": False,
+        **options,
+    }
+    if workers > 1:
+        os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+        config = uvicorn.Config("interlock.cli.serve:app_factory", factory=True, workers=workers, fd=sock.fileno(), **common)
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+        return 0
+    from ..service._app import Service
+
+    service = Service(loaded)
+    config = uvicorn.Config(service, **common)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def app_factory() -> object:
+    """The service of ``$INTERLOCK_CONFIG``: what each process of ``--workers N`` serves."""
+    from ..service import load_config
+    from ..service._app import Service
+
+    return Service(load_config(os.environ[CONFIG_ENV]))
