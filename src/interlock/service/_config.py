@@ -88,6 +88,16 @@ class _Model(BaseModel):
     # strict: TOML values are typed already, so "5" for 5 or true for 1 is a mistake to report.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+    def __repr_args__(self) -> Any:
+        # Header values carry credentials and URLs may carry passwords: never in a repr.
+        for key, value in super().__repr_args__():
+            if key == "headers" and isinstance(value, dict):
+                yield key, dict.fromkeys(value, MASK)
+            elif isinstance(value, str) and "@" in value and "://" in value:
+                yield key, redact_url(value)
+            else:
+                yield key, value
+
 
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -617,6 +627,8 @@ def _describe(err: Mapping[str, Any]) -> tuple[tuple[str | int, ...], str]:
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return path, f"must be one of {expected}, got {_shown(path, got)}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return path, f"must be a table, got {_shown(path, got)}"
     if kind == "string_pattern_mismatch":
         return path, f"{_shown(path, path[-1])} is not a valid name (letters, digits, '_', '-', '.'; at most 63)"
     for word, phrase in _TYPE_WORDS.items():
@@ -648,18 +660,19 @@ _SECRET_KEYS = frozenset({"admin_token", "secrets", "callers", "headers"})
 
 def _first_error(exc: ValidationError) -> tuple[tuple[str | int, ...], str, int]:
     errors = exc.errors(include_url=False)
-    # A union reports one error per member; prefer the most specific member's message (the
-    # deepest location), so ``retry = { attempts = 0 }`` says what is wrong with attempts
-    # rather than "must be false".
-    seen: dict[tuple[str | int, ...], tuple[tuple[str | int, ...], str]] = {}
+    # A union reports one error per member; keep the most telling one per key: the deepest
+    # location (``retry = { attempts = 0 }`` says what is wrong with attempts), then a message
+    # of ours (a validator's) over a generic type mismatch.
+    seen: dict[tuple[str | int, ...], tuple[tuple[int, int], tuple[str | int, ...], str]] = {}
     for err in errors:
         path, message = _describe(err)
+        rank = (len(path), 1 if err["type"] == "value_error" else 0)
         top = path[:3]
         best = seen.get(top)
-        if best is None or len(path) > len(best[0]) or (len(path) == len(best[0]) and "must be false" in best[1]):
-            seen[top] = (path, message)
+        if best is None or rank > best[0]:
+            seen[top] = (rank, path, message)
     first = next(iter(seen.values()))
-    return first[0], first[1], len(seen) - 1
+    return first[1], first[2], len(seen) - 1
 
 
 # -- loading ----------------------------------------------------------------------------------
