@@ -32,13 +32,20 @@ class Origin:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.status = 200
+        self.statuses: list[int] = []
+        """Answered first, one per request; then ``status``."""
+        self.delay = 0.0
+        self.headers: dict[str, str] = {}
         self.url = ""
         self._runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.requests.append((request.method, request.path_qs, dict(request.headers), body))
-        return web.json_response({"ok": True}, status=self.status)
+        self.requests.append((request.method, request.raw_path, dict(request.headers), body))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        status = self.statuses.pop(0) if self.statuses else self.status
+        return web.json_response({"ok": True, "n": len(self.requests)}, status=status, headers=self.headers)
 
     async def __aenter__(self) -> Origin:
         app = web.Application()
@@ -91,3 +98,29 @@ async def serving(text: str, tmp_path: Path, env: dict[str, str] | None = None) 
 
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+async def raw_http(base_url: str, head: bytes, body: bytes = b"") -> tuple[int | None, dict[str, str], bytes]:
+    """Send ``head`` (a request line and headers, ending in a blank line) exactly as written:
+    clients normalise paths, hostile callers do not. (status, headers, body); status None when
+    the server closed without answering."""
+    host, _, port = base_url.removeprefix("http://").partition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head + body)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    if not raw:
+        return None, {}, b""
+    head_bytes, _, rest = raw.partition(b"\r\n\r\n")
+    lines = head_bytes.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, rest
