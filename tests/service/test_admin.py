@@ -1,0 +1,195 @@
+"""The admin API over real uvicorn: the token guards every route (the OpenAPI document's list),
+the fixed paths answer the documented shapes, mistakes are 4xx problems, secrets never show."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from interlock.service._openapi import openapi_document
+from interlock.stores.queue import Failure, Message
+from interlock.testbed import Testbed
+
+from .conftest import ADMIN_TOKEN, Origin, admin_headers, serving
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def config(upstream: str, *, token: bool = True, sync: bool = True) -> str:
+    return (
+        ("[server]\nadmin_token = '${ADMIN}'\n" if token else "")
+        + "[store]\nurl = 'sqlite:///{db}'\n"
+        + f"[upstreams.crm]\nbase_url = '{upstream}'\nheaders = {{ Authorization = 'Bearer ${{CRM_TOKEN}}' }}\n"
+        + "cache = { routes = { '/products/{id}' = { ttl = 600, tags = ['product:{id}'] } } }\n"
+        + "rate_limit = { per_second = 100 }\nbreaker = { min_calls = 2, open_for = 60 }\n"
+        + "retry = { attempts = 1 }\n"
+        + f"[sources.billing]\nscheme = 'standard-webhooks'\nsecrets = ['${{HOOK_SECRET}}']\nforward = '{upstream}/orders'\n"
+        + ("[syncs.customers]\nupstream = 'crm'\npath = '/customers'\nhandler = 'json:dumps'\nevery = 3600\n" if sync else "")
+    )
+
+
+ENV = {"CRM_TOKEN": "crm-upstream-secret", "HOOK_SECRET": SECRET}
+
+
+def concrete(path: str) -> str:
+    return path.replace("{name}", "crm" if "upstreams" in path else ("billing" if "sources" in path else "customers")).replace("{id}", "evt_1")
+
+
+async def test_every_route_refuses_without_the_token(tmp_path: Path, testbed: Testbed) -> None:
+    doc = openapi_document()
+    async with serving(config(testbed.url), tmp_path, ENV) as (_, url), aiohttp.ClientSession() as http:
+        checked = 0
+        for path, ops in doc["paths"].items():
+            for method in ops:
+                for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {ADMIN_TOKEN}"},
+                                {"Authorization": f"Bearer {ADMIN_TOKEN}x"}):
+                    async with http.request(method.upper(), url + concrete(path), headers=headers) as resp:
+                        assert resp.status == 401, (method, path, headers)
+                        assert resp.content_type == "application/problem+json"
+                        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+                checked += 1
+        assert checked >= 19
+
+
+async def test_without_a_configured_token_the_admin_api_is_off(tmp_path: Path, testbed: Testbed) -> None:
+    async with serving(config(testbed.url, token=False), tmp_path, ENV) as (_, url), aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/admin/api/v1/upstreams", headers={"Authorization": "Bearer anything"}) as resp:
+            assert resp.status == 503
+            assert "admin_token" in (await resp.json(content_type=None))["detail"]
+
+
+async def test_the_document_lists_exactly_the_app_routes(tmp_path: Path, testbed: Testbed) -> None:
+    async with serving(config(testbed.url), tmp_path, ENV) as (service, url), aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/admin/api/openapi.json", headers=admin_headers()) as resp:
+            doc = await resp.json()
+        assert doc["openapi"] == "3.1.0"
+        routes = {("/admin" + r.path, m.lower()) for r in service.admin.routes for m in r.methods if m != "HEAD"}  # type: ignore[attr-defined]
+        described = {(p, m) for p, ops in doc["paths"].items() for m in ops}
+        assert routes == described
+        for fixed in ("/admin/api/v1/upstreams", "/admin/api/v1/sources", "/admin/api/v1/dlq", "/admin/api/v1/dlq/{id}",
+                      "/admin/api/v1/dlq/{id}/replay", "/admin/api/v1/dlq/replay", "/admin/api/v1/syncs"):
+            assert fixed in doc["paths"]
+
+
+async def test_upstreams_breaker_reset_and_cache_invalidation(tmp_path: Path, origin: Origin) -> None:
+    async with serving(config(origin.url, sync=False), tmp_path, ENV) as (service, url), aiohttp.ClientSession(headers=admin_headers()) as http:
+        await http.get(f"{url}/proxy/crm/products/1")
+        await http.get(f"{url}/proxy/crm/products/1")
+        assert len(origin.requests) == 1
+        async with http.get(f"{url}/admin/api/v1/upstreams") as resp:
+            [up] = (await resp.json())["upstreams"]
+        assert up["name"] == "crm" and up["breaker"] == "closed" and up["proxied"] == 2
+        assert up["rate_limit"]["keys"] and up["cache"]["routes"]["/products/{id}"]["hit"] == 1
+        async with http.post(f"{url}/admin/api/v1/upstreams/crm/cache/invalidate", json={"tag": "product:1"}) as resp:
+            assert resp.status == 200 and (await resp.json())["removed"] == 1
+        await http.get(f"{url}/proxy/crm/products/1")
+        assert len(origin.requests) == 2
+        for body in ({"path": "/products/1"}, {"prefix": "/products/"}):
+            async with http.post(f"{url}/admin/api/v1/upstreams/crm/cache/invalidate", json=body) as resp:
+                assert resp.status == 200, await resp.text()
+        for bad in ({}, {"path": "x"}, {"path": "/a", "tag": "b"}, {"pth": "/a"}, [1]):
+            async with http.post(f"{url}/admin/api/v1/upstreams/crm/cache/invalidate", json=bad) as resp:
+                assert resp.status == 400, bad
+        origin.status = 503
+        for _ in range(3):
+            await http.get(f"{url}/proxy/crm/customers/1")
+        assert service.clients["crm"].breaker_state() == "open"
+        async with http.post(f"{url}/admin/api/v1/upstreams/crm/breaker/reset") as resp:
+            assert (await resp.json()) == {"upstream": "crm", "breaker": "closed"}
+        async with http.get(f"{url}/admin/api/v1/upstreams/nope") as resp:
+            assert resp.status == 404
+
+
+async def test_sources_pause_and_resume(tmp_path: Path, origin: Origin) -> None:
+    async with serving(config(origin.url, sync=False), tmp_path, ENV) as (service, url), aiohttp.ClientSession(headers=admin_headers()) as http:
+        async with http.post(f"{url}/admin/api/v1/sources/billing/pause") as resp:
+            assert (await resp.json())["paused"] is True
+        await service.inbox.submit("billing", "invoice.paid", {"id": 1}, id="evt_paused")
+        await asyncio.sleep(0.5)
+        assert origin.requests == []  # received and stored, not processed
+        async with http.post(f"{url}/admin/api/v1/sources/billing/resume") as resp:
+            assert (await resp.json())["paused"] is False
+        for _ in range(200):
+            if origin.requests:
+                break
+            await asyncio.sleep(0.05)
+        assert [r[0] for r in origin.requests] == ["POST"]
+        async with http.get(f"{url}/admin/api/v1/sources") as resp:
+            [src] = (await resp.json())["sources"]
+        assert src["name"] == "billing" and src["scheme"] == "standard-webhooks"
+
+
+async def test_dlq_list_show_replay_and_purge(tmp_path: Path, origin: Origin) -> None:
+    async with serving(config(origin.url, sync=False), tmp_path, ENV) as (service, url), aiohttp.ClientSession(headers=admin_headers()) as http:
+        queue = service.inbox.queue
+        for i in range(3):
+            message = Message("billing", f"evt_{i}", "invoice.paid", b'{"n": %d}' % i, {"content-type": "application/json"}, time.time())
+            await queue.put_dead(message, failures=[Failure(1, time.time(), f"boom {i}")])
+        async with http.get(f"{url}/admin/api/v1/dlq", params={"limit": "2"}) as resp:
+            page = await resp.json()
+        assert page["total"] == 3 and len(page["items"]) == 2 and page["items"][0]["last_error"] == "boom 0"
+        async with http.get(f"{url}/admin/api/v1/dlq/evt_1") as resp:
+            one = await resp.json()
+        assert one["body"] == '{"n": 1}' and one["failures"][0]["error"] == "boom 1" and one["headers"]["content-type"]
+        async with http.post(f"{url}/admin/api/v1/dlq/replay", json={"type": "invoice.paid", "dry_run": True}) as resp:
+            assert await resp.json() == {"dry_run": True, "matched": 3}
+        async with http.get(f"{url}/admin/api/v1/dlq") as resp:
+            assert (await resp.json())["total"] == 3  # a dry run moves nothing
+        async with http.post(f"{url}/admin/api/v1/dlq/evt_0/replay") as resp:
+            assert await resp.json() == {"replayed": 1}
+        async with http.post(f"{url}/admin/api/v1/dlq/evt_0/replay") as resp:
+            assert resp.status == 404
+        async with http.post(f"{url}/admin/api/v1/dlq/purge", json={}) as resp:
+            assert resp.status == 400  # an empty filter needs "all": true
+        async with http.post(f"{url}/admin/api/v1/dlq/purge", json={"ids": ["evt_1"]}) as resp:
+            assert await resp.json() == {"dry_run": False, "purged": 1}
+        async with http.post(f"{url}/admin/api/v1/dlq/replay", json={"source": "billing"}) as resp:
+            assert await resp.json() == {"dry_run": False, "replayed": 1}
+        for bad in ("limit=0", "limit=x", "since=-1", "since=nan", "offset=-3"):
+            async with http.get(f"{url}/admin/api/v1/dlq?{bad}") as resp:
+                assert resp.status == 400, bad
+        for body in (b"not json", b"[1]", json.dumps({"since": "yesterday"}).encode(), json.dumps({"bogus": 1}).encode()):
+            async with http.post(f"{url}/admin/api/v1/dlq/replay", data=body) as resp:
+                assert resp.status == 400, body
+
+
+async def test_syncs_status_trigger_reset(tmp_path: Path, testbed: Testbed) -> None:
+    async with serving(config(testbed.url), tmp_path, ENV) as (service, url), aiohttp.ClientSession(headers=admin_headers()) as http:
+        async with http.get(f"{url}/admin/api/v1/syncs") as resp:
+            [job] = (await resp.json())["syncs"]
+        assert job["name"] == "customers" and job["upstream"] == "crm" and job["running"] is True
+        polls = service.syncs["customers"].polls
+        async with http.post(f"{url}/admin/api/v1/syncs/customers/trigger") as resp:
+            assert resp.status == 202
+        for _ in range(200):
+            if service.syncs["customers"].polls > polls:
+                break
+            await asyncio.sleep(0.05)
+        assert service.syncs["customers"].polls > polls
+        async with http.post(f"{url}/admin/api/v1/syncs/customers/reset") as resp:
+            assert resp.status == 200 and (await resp.json())["name"] == "customers"
+        async with http.post(f"{url}/admin/api/v1/syncs/nope/trigger") as resp:
+            assert resp.status == 404
+
+
+async def test_the_effective_config_shows_no_secret(tmp_path: Path, testbed: Testbed) -> None:
+    async with serving(config(testbed.url), tmp_path, ENV) as (_, url), aiohttp.ClientSession(headers=admin_headers()) as http:
+        async with http.get(f"{url}/admin/api/v1/config") as resp:
+            text = await resp.text()
+        assert resp.status == 200 and "upstreams" in json.loads(text)
+        for secret in (ADMIN_TOKEN, "crm-upstream-secret", SECRET):
+            assert secret not in text
+        async with http.get(f"{url}/admin/api/v1/upstreams") as resp:
+            assert "crm-upstream-secret" not in await resp.text()
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+async def test_a_wrong_method_is_a_405_problem(tmp_path: Path, testbed: Testbed, method: str) -> None:
+    async with serving(config(testbed.url), tmp_path, ENV) as (_, url), aiohttp.ClientSession(headers=admin_headers()) as http:
+        async with http.request(method, f"{url}/admin/api/v1/upstreams") as resp:
+            assert resp.status == 405
