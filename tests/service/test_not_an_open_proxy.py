@@ -129,7 +129,7 @@ async def test_no_vector_reaches_a_second_origin(tmp_path: Path, testbed: Testbe
                     line, extra = line.removesuffix(" #host"), f"Host: {o}\r\n"
                 elif line.endswith(" #xfh"):
                     line, extra = line.removesuffix(" #xfh"), f"X-Forwarded-Host: {o}\r\nForwarded: host={o}\r\n"
-                head = f"{line.rstrip()} HTTP/1.1\r\nHost: {extra and o or 'interlock'}\r\n{extra}Connection: close\r\n\r\n"
+                head = f"{line.rstrip()} HTTP/1.1\r\nHost: {(extra and o) or 'interlock'}\r\n{extra}Connection: close\r\n\r\n"
                 head = head.replace(f"Host: {o}\r\nHost: {o}\r\n", f"Host: {o}\r\n")
                 status, headers, body = await raw_http(url, head.encode("latin-1"))
                 outcomes.append((vector, status))

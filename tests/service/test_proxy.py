@@ -64,7 +64,7 @@ async def test_a_503_is_retried_and_the_attempts_are_reported(tmp_path: Path, or
 
 async def test_a_cached_route_is_answered_without_an_upstream_call(tmp_path: Path, testbed: Testbed) -> None:
     extra = "cache = { routes = { '/products/{id}' = 600 } }\n"
-    async with serving(config(testbed.url, extra), tmp_path, ENV) as (service, url), aiohttp.ClientSession() as http:
+    async with serving(config(testbed.url, extra), tmp_path, ENV) as (_service, url), aiohttp.ClientSession() as http:
         seen = []
         for _ in range(3):
             async with http.get(f"{url}/proxy/crm/products/5") as resp:

@@ -21,8 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate ``args.config``; 0 when it is right (a ``ConfigError`` otherwise, exit 2)."""
-    from ..service import load_config
-    from ..service._config import resolve_handlers
+    from ..service import load_config, resolve_handlers
 
     loaded = load_config(args.config)
     resolve_handlers(loaded)

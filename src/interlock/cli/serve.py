@@ -49,8 +49,7 @@ def _bind(host: str, port_number: int) -> socket.socket:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM / Ctrl-C; the exit status."""
-    from ..service import load_config
-    from ..service._config import resolve_handlers
+    from ..service import load_config, resolve_handlers
 
     loaded = load_config(args.config)
     server_cfg = loaded.config.server
@@ -86,12 +85,12 @@ def run(args: argparse.Namespace) -> int:
     }
     if workers > 1:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-        config = uvicorn.Config("interlock.cli.serve:app_factory", factory=True, workers=workers, fd=sock.fileno(), **common)
+        config = uvicorn.Config("interlock.cli.serve:app_factory", factory=True, workers=workers, **common)
         from uvicorn.supervisors import Multiprocess
 
-        Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+        Multiprocess(config, sockets=[sock]).run()
         return 0
-    from ..service._app import Service
+    from ..service import Service
 
     service = Service(loaded)
     config = uvicorn.Config(service, **common)
@@ -101,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
 
 def app_factory() -> object:
     """The service of ``$INTERLOCK_CONFIG``: what each process of ``--workers N`` serves."""
-    from ..service import load_config
-    from ..service._app import Service
+    from ..service import Service, load_config
 
     return Service(load_config(os.environ[CONFIG_ENV]))

@@ -27,9 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 async def _work(args: argparse.Namespace) -> None:
-    from ..service import load_config
-    from ..service._app import Service
-    from ..service._config import resolve_handlers
+    from ..service import Service, load_config, resolve_handlers
 
     loaded = load_config(args.config)
     resolve_handlers(loaded)

@@ -6,6 +6,33 @@ Needs the ``service`` extra (pydantic, starlette, uvicorn).
 
 from __future__ import annotations
 
-from ._config import ConfigFileError, LoadedConfig, ServiceConfig, config_schema, load_config, parse_config
+try:
+    import pydantic  # noqa: F401
+    import starlette  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        f"the Interlock service needs {exc.name}: pip install 'interlock[service]'"
+    ) from None
 
-__all__ = ["ConfigFileError", "LoadedConfig", "ServiceConfig", "config_schema", "load_config", "parse_config"]
+from ._app import PauseGate, Service
+from ._config import (
+    ConfigFileError,
+    LoadedConfig,
+    ServiceConfig,
+    config_schema,
+    load_config,
+    parse_config,
+    resolve_handlers,
+)
+
+__all__ = [
+    "ConfigFileError",
+    "LoadedConfig",
+    "PauseGate",
+    "Service",
+    "ServiceConfig",
+    "config_schema",
+    "load_config",
+    "parse_config",
+    "resolve_handlers",
+]

@@ -80,7 +80,7 @@ class PauseGate:
 
 
 def _gated(gate: PauseGate, source: str, fn: Callable[..., Any]) -> Callable[[Event], Awaitable[None]]:
-    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(type(fn), "__call__", None))
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
     async def handle(event: Event) -> None:
         await gate.wait(source)
@@ -158,7 +158,7 @@ class Service:
             else:
                 assert src.forward is not None
                 parts = urlsplit(src.forward)
-                options = (
+                options: dict[str, Any] = (
                     policy_options(loaded, src.delivery, ("sources", name, "delivery"), default_profile="background")
                     if src.delivery is not None
                     else {"profile": "background"}

@@ -11,6 +11,7 @@ wrong and what is accepted; an unknown key gets a did-you-mean.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import os
 import tomllib
@@ -695,7 +696,8 @@ class LoadedConfig:
         """The effective config as JSON, every secret shown as ``***``: SecretStr fields, header
         values, values interpolated from the environment, passwords in URLs."""
         doc = self.config.model_dump(mode="python")
-        return _redact_doc(doc, (), self.from_env)
+        shown: dict[str, Any] = _redact_doc(doc, (), self.from_env)
+        return shown
 
     def __repr__(self) -> str:
         return f"LoadedConfig({self.file!r}, upstreams={sorted(self.config.upstreams)}, sources={sorted(self.config.sources)})"
@@ -812,15 +814,7 @@ def client_options(loaded: LoadedConfig, name: str) -> dict[str, Any]:
     if up.batch is not None:
         batches = up.batch if isinstance(up.batch, list) else [up.batch]
         options["batch"] = [
-            _library(
-                loaded,
-                (*where, "batch", i),
-                lambda b=b: Batch(
-                    route=b.route, via=b.via, ids_param=b.ids_param, max_size=b.max_size, window=b.window,
-                    items_path=b.items_path, id_field=b.id_field,
-                ),
-            )
-            for i, b in enumerate(batches)
+            _library(loaded, (*where, "batch", i), functools.partial(_batch, b)) for i, b in enumerate(batches)
         ]
     options["coalesce"] = up.coalesce
     options["headers"] = dict(up.headers)
@@ -829,6 +823,13 @@ def client_options(loaded: LoadedConfig, name: str) -> dict[str, Any]:
 
         options["redirects"] = Redirects(follow=False)
     return options
+
+
+def _batch(b: BatchConfig) -> Batch:
+    return Batch(
+        route=b.route, via=b.via, ids_param=b.ids_param, max_size=b.max_size, window=b.window,
+        items_path=b.items_path, id_field=b.id_field,
+    )
 
 
 def policy_options(
@@ -844,11 +845,11 @@ def policy_options(
         )
     if policies.retry is False:
         options["retry"] = None
-    elif policies.retry is not None:
+    elif isinstance(policies.retry, RetryConfig):
         options["retry"] = _library(loaded, (*where, "retry"), policies.retry.build)
     if policies.breaker is False:
         options["breaker"] = None
-    elif policies.breaker is not None:
+    elif isinstance(policies.breaker, BreakerConfig):
         options["breaker"] = _library(loaded, (*where, "breaker"), policies.breaker.build)
     conc = policies.concurrency
     if conc is False:
@@ -918,7 +919,7 @@ def check_buildable(loaded: LoadedConfig) -> None:
     cfg = loaded.config
     known = sorted(cfg.upstreams)
     for name, sync in cfg.syncs.items():
-        refs = [(("syncs", name, "upstream"), sync.upstream)]
+        refs: list[tuple[tuple[str | int, ...], str]] = [(("syncs", name, "upstream"), sync.upstream)]
         if sync.write_back is not None:
             refs.append((("syncs", name, "write_back", "upstream"), sync.write_back.upstream))
         for path, upstream in refs:

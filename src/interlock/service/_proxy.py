@@ -83,7 +83,7 @@ class ProxyUpstream:
         """Whether ``Authorization: Bearer <token>`` names one of the tokens (constant time)."""
         if not self.tokens:
             return True
-        if authorization is None or not authorization[:7].lower() == b"bearer ":
+        if authorization is None or authorization[:7].lower() != b"bearer ":
             return False
         given = authorization[7:].strip()
         found = False

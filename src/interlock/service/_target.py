@@ -58,7 +58,7 @@ def decide_target(method: str, raw_path: bytes, upstreams: Collection[str]) -> T
     if not raw_path.startswith(PREFIX):
         return Refused(404, "not-found", "proxy paths look like /proxy/{upstream}/{path}")
     rest = raw_path[len(PREFIX) :]
-    name_bytes, sep, tail = rest.partition(b"/")
+    name_bytes, _sep, tail = rest.partition(b"/")
     try:
         name = name_bytes.decode("ascii")
     except UnicodeDecodeError:
