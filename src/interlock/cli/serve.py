@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 
@@ -84,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
         **options,
     }
     if workers > 1:
+        # Each process unpickles the config: the bounded protocol class is named by import
+        # string (this module's ``BoundedHttp``), made again in the process that loads it.
+        common["http"] = f"{__name__}:BoundedHttp"
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
         config = uvicorn.Config("interlock.cli.serve:app_factory", factory=True, workers=workers, **common)
         from uvicorn.supervisors import Multiprocess
@@ -94,8 +98,15 @@ def run(args: argparse.Namespace) -> int:
 
     service = Service(loaded)
     config = uvicorn.Config(service, **common)
+    # uvicorn re-raises the signal it shut down for once it is done (so the default handler
+    # kills the process with it); a graceful stop on SIGTERM is a success: exit status 0.
+    signal.signal(signal.SIGTERM, _stopped)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """What uvicorn's re-raised SIGTERM does after the graceful shutdown: nothing more."""
 
 
 def app_factory() -> object:
@@ -103,3 +114,13 @@ def app_factory() -> object:
     from ..service import Service, load_config
 
     return Service(load_config(os.environ[CONFIG_ENV]))
+
+
+def __getattr__(name: str) -> object:
+    """``BoundedHttp``: uvicorn's HTTP protocol with the default ``ServeSettings`` bounds, for
+    the processes of ``--workers N`` (uvicorn imports it by name)."""
+    if name == "BoundedHttp":
+        from ..inbox import ServeSettings
+
+        return ServeSettings().uvicorn_options()["http"]
+    raise AttributeError(name)

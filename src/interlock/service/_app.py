@@ -21,6 +21,7 @@ import contextlib
 import inspect
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -353,7 +354,7 @@ class Service:
                 child["raw_path"] = raw[len(b"/admin") :]
             await self.admin(child, receive, send)
         elif path == "/healthz":
-            await _send_json(send, 200, {"status": "ok"})
+            await _send_json(send, 200, {"status": "ok", "pid": os.getpid()})
         elif path == "/readyz":
             ok, checks = await self.ready()
             await _send_json(send, 200 if ok else 503, {"status": "ready" if ok else "not ready", **checks})

@@ -1,0 +1,138 @@
+"""``interlock serve`` / ``worker`` / ``check`` as processes: the bound URL first on stdout,
+SIGTERM exits 0, every mistake one line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+INTERLOCK = str(Path(sys.executable).with_name("interlock"))
+EXAMPLE = Path(__file__).parents[2] / "examples" / "interlock.toml"
+
+
+def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([INTERLOCK, *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def one_line(done: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], done.stderr
+
+
+def start(*args: str, cwd: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([INTERLOCK, *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    assert url.startswith("http://127.0.0.1:"), (url, proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
+    return proc, url
+
+
+def get(url: str, timeout: float = 20) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return json.loads(resp.read())  # type: ignore[no-any-return]
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def children(parent: int) -> set[int]:
+    """The serving processes whose parent is ``parent`` (from /proc; multiprocessing's
+    resource tracker left out)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == parent and b"resource_tracker" not in cmdline:
+                found.add(int(entry.name))
+    return found
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "interlock.toml"
+    path.write_text(text)
+    return path
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    """SIGTERM, then the exit status and what it wrote on stderr (its pipes closed)."""
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def test_serve_runs_the_example_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    proc, url = start("serve", "-c", str(EXAMPLE), "--port", "0", cwd=tmp_path)
+    try:
+        assert get(f"{url}/healthz")["status"] == "ok"
+        ready = get(f"{url}/readyz")
+        assert ready["store"] == "ok" and ready["workers"] == "running"
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert (tmp_path / "interlock.db").exists()  # the example's store, relative to where it runs
+
+
+def test_serve_mistakes_are_one_line(tmp_path: Path) -> None:
+    one_line(run("serve", "-c", str(tmp_path / "missing.toml"), cwd=tmp_path), "missing.toml: no such file")
+    bad = write(tmp_path, "[server]\nprot = 1\n")
+    one_line(run("serve", "-c", str(bad), cwd=tmp_path), "server.prot: unknown key 'prot'; did you mean 'port'?")
+    ok = write(tmp_path, "[store]\nurl = 'sqlite:///x.db'\n")
+    one_line(run("serve", "-c", str(ok), "--workers", "2", cwd=tmp_path), "cannot share a SQLite store")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        one_line(run("serve", "-c", str(ok), "--port", str(port), cwd=tmp_path), f"cannot listen on 127.0.0.1:{port}")
+    one_line(run("serve", "-c", str(ok), "--port", "70000", cwd=tmp_path), "--port")
+    handler = write(tmp_path, "[sources.b]\nscheme = 'github'\nsecrets = ['s']\nhandler = 'nope_mod_x:f'\n")
+    one_line(run("serve", "-c", str(handler), cwd=tmp_path), "sources.b.handler: cannot import module 'nope_mod_x'")
+
+
+def test_worker_mistakes_and_a_clean_stop(tmp_path: Path) -> None:
+    one_line(run("worker", "-c", str(tmp_path / "missing.toml"), cwd=tmp_path), "no such file")
+    path = write(tmp_path, "[store]\nurl = 'sqlite:///w.db'\n[sources.b]\nscheme = 'github'\nsecrets = ['s']\nhandler = 'json:dumps'\n")
+    proc = subprocess.Popen([INTERLOCK, "worker", "-c", str(path)], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "interlock worker:" in line
+    code, err = stop(proc)
+    assert code == 0, err
+
+
+@pytest.mark.postgres
+def test_serve_with_several_processes_on_postgres(tmp_path: Path, postgres_dsn: str) -> None:
+    path = write(tmp_path, f"[server]\nworkers = 2\n[store]\nurl = '{postgres_dsn}'\n")
+    proc, url = start("serve", "-c", str(path), "--port", "0", cwd=tmp_path)
+    try:
+        pid = get(f"{url}/healthz")["pid"]
+        assert pid != proc.pid  # answered by a worker process, not the supervisor
+        assert get(f"{url}/readyz")["store"] == "ok"
+        deadline = time.monotonic() + 30
+        while len(children(proc.pid)) < 2:  # both serving processes are up
+            assert time.monotonic() < deadline, children(proc.pid)
+            time.sleep(0.1)
+        assert pid in children(proc.pid)
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
