@@ -193,3 +193,38 @@ async def test_a_wrong_method_is_a_405_problem(tmp_path: Path, testbed: Testbed,
     async with serving(config(testbed.url), tmp_path, ENV) as (_, url), aiohttp.ClientSession(headers=admin_headers()) as http:
         async with http.request(method, f"{url}/admin/api/v1/upstreams") as resp:
             assert resp.status == 405
+
+
+async def test_a_replay_job_reports_progress_and_can_be_cancelled(tmp_path: Path, origin: Origin) -> None:
+    async with serving(config(origin.url, sync=False), tmp_path, ENV) as (service, url), aiohttp.ClientSession(headers=admin_headers()) as http:
+        service.gate.pause("billing")  # replayed events wait in the queue, not in our way
+        queue = service.inbox.queue
+        for i in range(250):
+            message = Message("billing", f"evt_{i}", "invoice.paid", b"{}", {}, time.time())
+            await queue.put_dead(message, failures=[Failure(1, time.time(), "boom")])
+        async with http.post(f"{url}/admin/api/v1/dlq/replay-jobs", json={"source": "billing"}) as resp:
+            assert resp.status == 202
+            job = await resp.json()
+        assert job["total"] == 250 and job["state"] in ("running", "done")
+        for _ in range(400):
+            async with http.get(f"{url}/admin/api/v1/dlq/replay-jobs/{job['id']}") as resp:
+                job = await resp.json()
+            if job["state"] != "running":
+                break
+            await asyncio.sleep(0.02)
+        assert job["state"] == "done" and job["replayed"] == 250 and job["progress"] == 1.0
+        assert await service.inbox.dlq.count() == 0
+        async with http.get(f"{url}/admin/api/v1/dlq/replay-jobs") as resp:
+            assert [j["id"] for j in (await resp.json())["jobs"]] == [job["id"]]
+        # Cancelling: the job stops after its current page; what it replayed stays replayed.
+        for i in range(300):
+            message = Message("billing", f"late_{i}", "invoice.paid", b"{}", {}, time.time())
+            await queue.put_dead(message, failures=[Failure(1, time.time(), "boom")])
+        started = await service.replay_jobs.start({"source": "billing"})
+        cancelled = await service.replay_jobs.cancel(started.id)
+        assert cancelled is not None and cancelled.state in ("cancelled", "done")
+        assert cancelled.replayed + await service.inbox.dlq.count() == 300
+        async with http.delete(f"{url}/admin/api/v1/dlq/replay-jobs/nope") as resp:
+            assert resp.status == 404
+        async with http.post(f"{url}/admin/api/v1/dlq/replay-jobs", json={"dry_run": True}) as resp:
+            assert resp.status == 400

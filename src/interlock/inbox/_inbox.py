@@ -376,21 +376,25 @@ class Inbox(Resource):
         finally:
             await self.aclose()
 
-    def _pool(self, concurrency: int, visibility: float | None) -> WorkerPool:
+    def _pool(self, concurrency: int, visibility: float | None, grace: float | None = None) -> WorkerPool:
         # The pool gets the pieces it uses, not the inbox: the queue, the handler lookup, the
         # policy, the metrics, the clock; ``open`` makes sure the queue is open before it leases.
         settings = WorkerSettings(
-            concurrency=concurrency, visibility=visibility or self.visibility, slow_after=self.slow_after
+            concurrency=concurrency, visibility=visibility or self.visibility, slow_after=self.slow_after,
+            **({} if grace is None else {"grace": grace}),
         )
         return WorkerPool(
             self.queue, self.handlers_for, redelivery=self.redelivery, metrics=self.metrics, clock=self.clock,
             settings=settings, ready=self.open, redeliveries=self.redeliveries,
         )
 
-    def start_workers(self, concurrency: int = 8, *, visibility: float | None = None) -> WorkerPool:
-        """Process events in a background task; ``await pool.aclose()`` (or ``inbox.aclose()``) stops it."""
+    def start_workers(
+        self, concurrency: int = 8, *, visibility: float | None = None, grace: float | None = None
+    ) -> WorkerPool:
+        """Process events in a background task; ``await pool.aclose()`` (or ``inbox.aclose()``)
+        stops it, giving handlers in flight ``grace`` seconds (default ``WorkerSettings.grace``)."""
         self.pruner.start()
-        pool = self._pool(concurrency, visibility)
+        pool = self._pool(concurrency, visibility, grace)
         self._pools.append(pool)
         return pool.start()
 

@@ -102,6 +102,10 @@ def admin_app(service: Service) -> Starlette:
         Route(f"{v1}/dlq", guarded(api.dlq_list), methods=["GET"]),
         Route(f"{v1}/dlq/replay", guarded(api.dlq_replay_where), methods=["POST"]),
         Route(f"{v1}/dlq/purge", guarded(api.dlq_purge), methods=["POST"]),
+        Route(f"{v1}/dlq/replay-jobs", guarded(api.replay_jobs), methods=["GET"]),
+        Route(f"{v1}/dlq/replay-jobs", guarded(api.replay_job_start, 202), methods=["POST"]),
+        Route(f"{v1}/dlq/replay-jobs/{{job}}", guarded(api.replay_job), methods=["GET"]),
+        Route(f"{v1}/dlq/replay-jobs/{{job}}", guarded(api.replay_job_cancel), methods=["DELETE"]),
         Route(f"{v1}/dlq/{{id}}", guarded(api.dlq_show), methods=["GET"]),
         Route(f"{v1}/dlq/{{id}}/replay", guarded(api.dlq_replay), methods=["POST"]),
         Route(f"{v1}/syncs", guarded(api.syncs), methods=["GET"]),
@@ -365,6 +369,35 @@ class _Api:
         if dry_run:
             return {"dry_run": True, "matched": await dlq.count(**match)}
         return {"dry_run": False, "purged": await dlq.purge(**match)}
+
+    async def replay_jobs(self, request: Request) -> Any:
+        return {"jobs": [j.to_json() for j in self.service.replay_jobs.all()]}
+
+    async def replay_job_start(self, request: Request) -> Any:
+        doc = await _json_body(request)
+        if "dry_run" in doc:
+            raise AdminError(400, "bad-filter", "a replay job has no dry_run: count with POST /admin/api/v1/dlq/replay")
+        match = _filter_of(doc)
+        try:
+            job = await self.service.replay_jobs.start(match)
+        except RuntimeError as exc:
+            raise AdminError(409, "too-many-jobs", str(exc)) from None
+        return job.to_json()
+
+    def _job_id(self, request: Request) -> str:
+        return str(request.path_params["job"])
+
+    async def replay_job(self, request: Request) -> Any:
+        job = self.service.replay_jobs.get(self._job_id(request))
+        if job is None:
+            raise AdminError(404, "unknown-job", "no such replay job")
+        return job.to_json()
+
+    async def replay_job_cancel(self, request: Request) -> Any:
+        job = await self.service.replay_jobs.cancel(self._job_id(request))
+        if job is None:
+            raise AdminError(404, "unknown-job", "no such replay job")
+        return job.to_json()
 
     async def syncs(self, request: Request) -> Any:
         return {"syncs": [await self.service.sync_status(name) for name in self.service.syncs]}

@@ -34,6 +34,7 @@ from ._admin import admin_app
 from ._config import LoadedConfig, client_options, policy_options, resolve_callable, signature_of
 from ._problem import problem
 from ._proxy import ProxyApp, ProxyUpstream
+from ._replay import ReplayJobs
 
 __all__ = ["PauseGate", "Service"]
 
@@ -53,6 +54,7 @@ class PauseGate:
 
     def __init__(self) -> None:
         self._open: dict[str, asyncio.Event] = {}
+        self._closed = False
 
     def _event(self, source: str) -> asyncio.Event:
         event = self._open.get(source)
@@ -74,10 +76,19 @@ class PauseGate:
         self._event(source).set()
 
     async def wait(self, source: str) -> None:
-        """Return once ``source`` is not paused."""
+        """Return once ``source`` is not paused. After ``close()`` a paused source's waiters are
+        cancelled: their events were not handled, their leases expire and they run later."""
         event = self._event(source)
         if not event.is_set():
             await event.wait()
+            if self._closed:
+                raise asyncio.CancelledError(f"shutting down while {source!r} is paused")
+
+    def close(self) -> None:
+        """Shutting down: release every waiter (as cancelled, see ``wait``)."""
+        self._closed = True
+        for event in self._open.values():
+            event.set()
 
 
 def _gated(gate: PauseGate, source: str, fn: Callable[..., Any]) -> Callable[[Event], Awaitable[None]]:
@@ -131,6 +142,8 @@ class Service:
             max_body=cfg.server.max_body,
         )
         self.hooks = self.inbox.asgi()
+        self.replay_jobs = ReplayJobs(self.inbox.dlq)
+        """Bulk DLQ replays running in the background (the admin API's ``replay-jobs``)."""
         self.admin = admin_app(self)
         from prometheus_client import CollectorRegistry
 
@@ -205,7 +218,7 @@ class Service:
         await self.inbox.open()
         self.inbox.pruner.start()
         if self.run_workers:
-            self.inbox.start_workers(concurrency=self.concurrency)
+            self.inbox.start_workers(concurrency=self.concurrency, grace=self.config.server.grace)
             for name, sync in self.syncs.items():
                 await sync.open()
                 if sync.every is not None:
@@ -214,6 +227,8 @@ class Service:
     async def aclose(self) -> None:
         """Stop the schedules and workers (handlers in flight get ``[server] grace`` s), close
         every client and the store."""
+        await self.replay_jobs.aclose()
+        self.gate.close()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()

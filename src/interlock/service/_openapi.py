@@ -141,6 +141,33 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Replayed": _obj({"dry_run": _BOOL, "replayed": _INT, "matched": _INT}),
     "Purged": _obj({"dry_run": _BOOL, "purged": _INT, "matched": _INT}),
+    "ReplayJob": _obj(
+        {
+            "id": _STR,
+            "filter": {"type": "object"},
+            "state": {"type": "string", "enum": ["running", "done", "cancelled", "failed"]},
+            "total": {**_INT, "description": "matching dead letters when the job started"},
+            "replayed": _INT,
+            "progress": {**_NUM, "description": "replayed / total, 0..1"},
+            "started_at": _NUM,
+            "finished_at": _nullable(_NUM),
+            "error": _nullable(_STR),
+        },
+        ["id", "state", "total", "replayed", "progress"],
+    ),
+    "ReplayJobList": _obj({"jobs": {"type": "array", "items": _ref("ReplayJob")}}, ["jobs"]),
+    "ReplayFilter": {
+        "type": "object",
+        "properties": {
+            "source": _STR,
+            "type": _STR,
+            "ids": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 1000},
+            "since": {"type": "number", "minimum": 0},
+            "until": {"type": "number", "minimum": 0},
+            "error": _STR,
+        },
+        "additionalProperties": False,
+    },
     "Sync": _obj(
         {
             "name": _STR,
@@ -233,6 +260,17 @@ _PATHS: dict[str, Any] = {
             "Delete matching dead letters (an empty filter needs \"all\": true)", "Purged", body="DeadLetterFilter",
             errors=("400", "413"),
         )
+    },
+    "/admin/api/v1/dlq/replay-jobs": {
+        "get": _op("Bulk replay jobs, newest first", "ReplayJobList"),
+        "post": _op(
+            "Start a bulk replay job (a page at a time, with progress, cancellable)", "ReplayJob",
+            body="ReplayFilter", status="202", errors=("400", "409", "413"),
+        ),
+    },
+    "/admin/api/v1/dlq/replay-jobs/{job}": {
+        "get": _op("One replay job's progress", "ReplayJob", params=[_path_param("job")], errors=("404",)),
+        "delete": _op("Cancel a replay job after its current page", "ReplayJob", params=[_path_param("job")], errors=("404",)),
     },
     "/admin/api/v1/dlq/{id}": {
         "get": _op(
