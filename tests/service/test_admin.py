@@ -78,6 +78,9 @@ async def test_the_document_lists_exactly_the_app_routes(tmp_path: Path, testbed
 
 async def test_upstreams_breaker_reset_and_cache_invalidation(tmp_path: Path, origin: Origin) -> None:
     async with serving(config(origin.url, sync=False), tmp_path, ENV) as (service, url), aiohttp.ClientSession(headers=admin_headers()) as http:
+        async with http.get(f"{url}/admin/api/v1/upstreams/crm") as resp:  # before any call: no latency yet
+            assert resp.status == 200
+            assert (await resp.json())["latency"] == {"p50": None, "p95": None, "p99": None}
         await http.get(f"{url}/proxy/crm/products/1")
         await http.get(f"{url}/proxy/crm/products/1")
         assert len(origin.requests) == 1

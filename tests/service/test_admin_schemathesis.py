@@ -35,6 +35,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "[server]\nadmin_token = '${ADMIN}'\n[store]\nurl = 'sqlite:///{db}'\n"
                 f"[upstreams.crm]\nbase_url = '{origin.url}'\ncache = {{ routes = {{ '/p/{{id}}' = 60 }} }}\n"
                 "rate_limit = { per_second = 50 }\n"
+                "[upstreams.idle]\nbase_url = 'http://127.0.0.1:9'\nbreaker = false\n"  # never called: no figures yet
                 f"[sources.billing]\nscheme = 'github'\nsecrets = ['s3cret']\nforward = '{origin.url}/in'\n"
                 "[syncs.customers]\nupstream = 'crm'\npath = '/customers'\nhandler = 'json:dumps'\nevery = 3600\n"
             )

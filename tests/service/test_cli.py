@@ -136,3 +136,24 @@ def test_serve_with_several_processes_on_postgres(tmp_path: Path, postgres_dsn: 
     finally:
         code, err = stop(proc)
     assert code == 0, err
+
+
+def test_stats_reads_a_running_service(tmp_path: Path) -> None:
+    token = "stats-admin-token-0123456789"
+    path = write(tmp_path, f"[server]\nadmin_token = '{token}'\n[store]\nurl = 'sqlite:///s.db'\n"
+                 "[upstreams.crm]\nbase_url = 'http://127.0.0.1:9'\n"
+                 "[sources.b]\nscheme = 'github'\nsecrets = ['s']\nhandler = 'json:dumps'\n")
+    proc, url = start("serve", "-c", str(path), "--port", "0", cwd=tmp_path)
+    try:
+        get(f"{url}/healthz")
+        shown = run("stats", "--url", url, "--token", token, cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert "crm" in shown.stdout and "closed" in shown.stdout and "github" in shown.stdout
+        as_json = run("stats", "--url", url, "--token", token, "--json", cwd=tmp_path)
+        assert json.loads(as_json.stdout)["upstreams"]["upstreams"][0]["name"] == "crm"
+        one_line(run("stats", "--url", url, "--token", "wrong-token-000", cwd=tmp_path), "answered 401")
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    one_line(run("stats", "--url", url, "--token", token, cwd=tmp_path), f"cannot reach the service at {url}")
+    one_line(run("stats", "-c", str(tmp_path / "none.toml"), cwd=tmp_path), "none.toml: no such file")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import ConfigError
-from . import check, config, demo, dlq, serve, sync, testbed, worker
+from . import check, config, demo, dlq, serve, stats, sync, testbed, worker
 from ._argparse import Parser, UsageError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -30,6 +30,7 @@ COMMANDS: dict[str, ModuleType] = {
     "demo": demo,
     "dlq": dlq,
     "sync": sync,
+    "stats": stats,
     "testbed": testbed,
 }
 """Command name -> the module that implements it, in the order ``--help`` lists them."""

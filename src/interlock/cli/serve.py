@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         "log_level": server_cfg.log_level,
         "timeout_graceful_shutdown": server_cfg.grace,
         "access_log": False,
+        "proxy_headers": False,  # X-Forwarded-* are not trusted: the proxy is not behind one by default
         **options,
     }
     if workers > 1:

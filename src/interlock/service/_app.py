@@ -21,6 +21,7 @@ import contextlib
 import inspect
 import json
 import logging
+import math
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -262,7 +263,7 @@ class Service:
                 if k.get("capacity") and k.get("remaining") is not None
             ]
             limit["headroom"] = min(shares) if shares else None
-        return {
+        return _finite({
             "name": name,
             "base_url": redact_url(client.base_url),
             "breaker": stats["breaker"],
@@ -273,7 +274,7 @@ class Service:
             "rate_limit": _jsonable(limit),
             "cache": _jsonable(client.cache.stats()) if client.cache is not None else None,
             "proxied": self.proxy.proxied.get(name, 0),
-        }
+        })
 
     async def source_status(self, name: str) -> dict[str, Any]:
         """One source's configuration and counters (the admin API's ``Source``)."""
@@ -423,8 +424,20 @@ class Service:
         )
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities (a latency quantile before any call) as None: JSON has
+    neither."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str)) if value is not None else None
+    return _finite(json.loads(json.dumps(value, default=str))) if value is not None else None
 
 
 async def _send_json(send: Send, status: int, doc: Any) -> None:
