@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -78,9 +79,6 @@ async def test_the_document_lists_exactly_the_app_routes(tmp_path: Path, testbed
 
 async def test_upstreams_breaker_reset_and_cache_invalidation(tmp_path: Path, origin: Origin) -> None:
     async with serving(config(origin.url, sync=False), tmp_path, ENV) as (service, url), aiohttp.ClientSession(headers=admin_headers()) as http:
-        async with http.get(f"{url}/admin/api/v1/upstreams/crm") as resp:  # before any call: no latency yet
-            assert resp.status == 200
-            assert (await resp.json())["latency"] == {"p50": None, "p95": None, "p99": None}
         await http.get(f"{url}/proxy/crm/products/1")
         await http.get(f"{url}/proxy/crm/products/1")
         assert len(origin.requests) == 1
@@ -231,3 +229,39 @@ async def test_a_replay_job_reports_progress_and_can_be_cancelled(tmp_path: Path
             assert resp.status == 404
         async with http.post(f"{url}/admin/api/v1/dlq/replay-jobs", json={"dry_run": True}) as resp:
             assert resp.status == 400
+
+
+async def test_events_handled_here_with_every_attempt(tmp_path: Path, origin: Origin) -> None:
+    text = config(origin.url, sync=False).replace("forward = ", "retry = { attempts = 2, backoff = { base = 0.01, cap = 0.02 } }\nforward = ")
+    origin.statuses = [500]  # the first forward fails, the second succeeds
+    async with serving(text, tmp_path, ENV) as (service, url), aiohttp.ClientSession(headers=admin_headers()) as http:
+        await service.inbox.submit("billing", "invoice.paid", {"n": 1}, id="evt_a")
+        for _ in range(400):
+            async with http.get(f"{url}/admin/api/v1/events", params={"status": "succeeded"}) as resp:
+                page = await resp.json()
+            if page["items"]:
+                break
+            await asyncio.sleep(0.02)
+        [item] = page["items"]
+        assert (item["id"], item["source"], item["attempts"]) == ("evt_a", "billing", 2)
+        async with http.get(f"{url}/admin/api/v1/events/evt_a") as resp:
+            shown = await resp.json()
+        assert json.loads(shown["body"]) == {"n": 1}
+        errors = [a["error"] for a in shown["attempt_history"]]
+        assert errors[0] is not None and "500" in errors[0] and errors[1] is None
+        async with http.get(f"{url}/admin/api/v1/events", params={"status": "failed"}) as resp:
+            assert (await resp.json())["items"] == []
+        for bad in ("status=nope", "limit=0", "since=x"):
+            async with http.get(f"{url}/admin/api/v1/events?{bad}") as resp:
+                assert resp.status == 400, bad
+        async with http.get(f"{url}/admin/api/v1/events/nope") as resp:
+            assert resp.status == 404
+
+
+async def test_an_upstream_never_called_has_null_figures(tmp_path: Path) -> None:
+    name = f"fresh{uuid.uuid4().hex[:8]}"  # metrics are per upstream name, process-wide
+    text = f"[server]\nadmin_token = '${{ADMIN}}'\n[store]\nurl = 'sqlite:///{{db}}'\n[upstreams.{name}]\nbase_url = 'http://127.0.0.1:9'\n"
+    async with serving(text, tmp_path) as (_, url), aiohttp.ClientSession(headers=admin_headers()) as http:
+        async with http.get(f"{url}/admin/api/v1/upstreams/{name}") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["latency"] == {"p50": None, "p95": None, "p99": None}

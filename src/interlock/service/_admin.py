@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from .._redact import redact_headers
 from ..stores.queue import DeadLetter
+from ._events import STATUSES
 from ._openapi import openapi_document
 from ._problem import problem
 
@@ -99,6 +100,8 @@ def admin_app(service: Service) -> Starlette:
         Route(f"{v1}/sources/{{name}}", guarded(api.source), methods=["GET"]),
         Route(f"{v1}/sources/{{name}}/pause", guarded(api.pause), methods=["POST"]),
         Route(f"{v1}/sources/{{name}}/resume", guarded(api.resume), methods=["POST"]),
+        Route(f"{v1}/events", guarded(api.events), methods=["GET"]),
+        Route(f"{v1}/events/{{id}}", guarded(api.event), methods=["GET"]),
         Route(f"{v1}/dlq", guarded(api.dlq_list), methods=["GET"]),
         Route(f"{v1}/dlq/replay", guarded(api.dlq_replay_where), methods=["POST"]),
         Route(f"{v1}/dlq/purge", guarded(api.dlq_purge), methods=["POST"]),
@@ -309,6 +312,24 @@ class _Api:
         name = self._source(request)
         self.service.gate.resume(name)
         return await self.service.source_status(name)
+
+    async def events(self, request: Request) -> Any:
+        limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
+        status = _text_param(request, "status")
+        if status is not None and status not in STATUSES:
+            raise AdminError(400, "bad-parameter", f"status must be one of {', '.join(STATUSES)}, got {status[:32]!r}")
+        found = self.service.events.list(
+            source=_text_param(request, "source"), type=_text_param(request, "type"), status=status,
+            since=_float_param(request, "since"), limit=limit,
+        )
+        return {"items": [e.summary() for e in found], "limit": limit, "kept": self.service.events.capacity}
+
+    async def event(self, request: Request) -> Any:
+        event_id = request.path_params["id"]
+        seen = self.service.events.get(event_id, _text_param(request, "source"))
+        if seen is None:
+            raise AdminError(404, "unknown-event", f"no recent event with id {event_id[:64]!r} (see /admin/api/v1/dlq for dead letters)")
+        return seen.detail()
 
     async def dlq_list(self, request: Request) -> Any:
         limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)

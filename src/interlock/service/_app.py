@@ -33,6 +33,7 @@ from ..inbox import Event, Forward, Inbox
 from ..sync import Sync, SyncSource, ToHandler, WriteBack
 from ._admin import admin_app
 from ._config import LoadedConfig, client_options, policy_options, resolve_callable, signature_of
+from ._events import EventLog
 from ._problem import problem
 from ._proxy import ProxyApp, ProxyUpstream
 from ._replay import ReplayJobs
@@ -92,17 +93,25 @@ class PauseGate:
             event.set()
 
 
-def _gated(gate: PauseGate, source: str, fn: Callable[..., Any]) -> Callable[[Event], Awaitable[None]]:
+def _gated(gate: PauseGate, log: EventLog, source: str, fn: Callable[..., Any]) -> Callable[[Event], Awaitable[None]]:
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
     async def handle(event: Event) -> None:
+        if gate.paused(source):
+            log.started(event, paused=True)
         await gate.wait(source)
-        if is_async:
-            await fn(event)
-            return
-        result = await asyncio.to_thread(fn, event)
-        if inspect.isawaitable(result):
-            await result
+        log.started(event)
+        try:
+            if is_async:
+                await fn(event)
+            else:
+                result = await asyncio.to_thread(fn, event)
+                if inspect.isawaitable(result):
+                    await result
+        except Exception as exc:
+            log.finished(event, exc)
+            raise
+        log.finished(event, None)
 
     handle.__qualname__ = handle.__name__ = getattr(fn, "__name__", "handler")
     return handle
@@ -125,6 +134,8 @@ class Service:
         self.concurrency = cfg.server.concurrency
         """Events the inbox workers of this process handle at once."""
         self.gate = PauseGate()
+        self.events = EventLog()
+        """The events this process's workers handled (bounded; the admin API's ``events``)."""
         self.clients: dict[str, Client] = {}
         self._forwarders: list[Client] = []
         self.syncs: dict[str, Sync] = {}
@@ -169,7 +180,7 @@ class Service:
                     fn = resolve_callable(src.handler)
                 except ValueError as exc:
                     raise loaded.error(("sources", name, "handler"), str(exc)) from None
-                self.inbox.add_handler(name, "*", _gated(self.gate, name, fn))
+                self.inbox.add_handler(name, "*", _gated(self.gate, self.events, name, fn))
             else:
                 assert src.forward is not None
                 parts = urlsplit(src.forward)
@@ -184,7 +195,7 @@ class Service:
                 forward = Forward(
                     src.forward, client=client, headers=dict(src.headers), forward_headers=tuple(src.forward_headers)
                 )
-                self.inbox.add_handler(name, "*", _gated(self.gate, name, forward))
+                self.inbox.add_handler(name, "*", _gated(self.gate, self.events, name, forward))
         for name, job in cfg.syncs.items():
             where = ("syncs", name)
             if job.handler is not None:
@@ -263,7 +274,7 @@ class Service:
                 if k.get("capacity") and k.get("remaining") is not None
             ]
             limit["headroom"] = min(shares) if shares else None
-        return _finite({
+        status: dict[str, Any] = _finite({
             "name": name,
             "base_url": redact_url(client.base_url),
             "breaker": stats["breaker"],
@@ -275,6 +286,7 @@ class Service:
             "cache": _jsonable(client.cache.stats()) if client.cache is not None else None,
             "proxied": self.proxy.proxied.get(name, 0),
         })
+        return status
 
     async def source_status(self, name: str) -> dict[str, Any]:
         """One source's configuration and counters (the admin API's ``Source``)."""

@@ -92,6 +92,41 @@ _SCHEMAS: dict[str, Any] = {
         ["name", "scheme", "paused"],
     ),
     "SourceList": _obj({"sources": {"type": "array", "items": _ref("Source")}}, ["sources"]),
+    "Event": _obj(
+        {
+            "source": _STR,
+            "id": _STR,
+            "type": _STR,
+            "status": {"type": "string", "enum": ["processing", "succeeded", "failed", "paused"]},
+            "received_at": _NUM,
+            "updated_at": _NUM,
+            "attempts": _INT,
+            "last_error": _nullable(_STR),
+        },
+        ["source", "id", "type", "status", "attempts"],
+    ),
+    "EventPage": _obj(
+        {"items": {"type": "array", "items": _ref("Event")}, "limit": _INT, "kept": {**_INT, "description": "events remembered"}},
+        ["items", "limit", "kept"],
+    ),
+    "EventDetail": {
+        "allOf": [
+            _ref("Event"),
+            _obj(
+                {
+                    "body": _STR,
+                    "body_encoding": {"type": "string", "enum": ["utf-8", "base64"]},
+                    "body_truncated": _BOOL,
+                    "headers": {"type": "object", "additionalProperties": _STR},
+                    "attempt_history": {
+                        "type": "array",
+                        "items": _obj({"attempt": _INT, "started_at": _NUM, "finished_at": _NUM, "error": _nullable(_STR)}),
+                    },
+                },
+                ["body", "body_encoding", "headers", "attempt_history"],
+            ),
+        ]
+    },
     "DeadLetter": _obj(
         {
             "id": _STR,
@@ -247,6 +282,26 @@ _PATHS: dict[str, Any] = {
     },
     "/admin/api/v1/sources/{name}/resume": {
         "post": _op("Resume processing", "Source", params=[_path_param("name")], errors=("404",))
+    },
+    "/admin/api/v1/events": {
+        "get": _op(
+            "Events this process's workers handled, most recent first (the last 1000)", "EventPage",
+            params=[
+                _query("source", _STR, "only this source"),
+                _query("type", _STR, "only this event type"),
+                _query("status", {"type": "string", "enum": ["processing", "succeeded", "failed", "paused"]}, "only this status"),
+                _query("since", {"type": "number", "minimum": 0}, "received at or after (epoch seconds)"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most (default 100)"),
+            ],
+            errors=("400",),
+        )
+    },
+    "/admin/api/v1/events/{id}": {
+        "get": _op(
+            "One event with its raw body, headers and every attempt's error", "EventDetail",
+            params=[_path_param("id"), _query("source", _STR, "the source, when ids repeat across sources")],
+            errors=("400", "404"),
+        )
     },
     "/admin/api/v1/dlq": {"get": _op("Dead letters, oldest first", "DeadLetterPage", params=_DLQ_QUERY, errors=("400",))},
     "/admin/api/v1/dlq/replay": {
