@@ -104,6 +104,9 @@ def test_serve_mistakes_are_one_line(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         one_line(run("serve", "-c", str(ok), "--port", str(port), cwd=tmp_path), f"cannot listen on 127.0.0.1:{port}")
     one_line(run("serve", "-c", str(ok), "--port", "70000", cwd=tmp_path), "--port")
+    down = write(tmp_path, "[store]\nurl = 'postgresql://postgres@127.0.0.1:1/test'\n")
+    one_line(run("serve", "-c", str(down), cwd=tmp_path), "cannot open the store postgresql://postgres@127.0.0.1:1/test")
+    one_line(run("worker", "-c", str(down), cwd=tmp_path), "cannot open the store")
     handler = write(tmp_path, "[sources.b]\nscheme = 'github'\nsecrets = ['s']\nhandler = 'nope_mod_x:f'\n")
     one_line(run("serve", "-c", str(handler), cwd=tmp_path), "sources.b.handler: cannot import module 'nope_mod_x'")
 

@@ -11,12 +11,13 @@ PostgreSQL store: SQLite refuses more than one process with a clear message.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import socket
 import sys
 
-from ._argparse import UsageError, count, port
+from ._argparse import UsageError, count, open_or_say_why, port
 
 HELP = "run the service from a config file: proxy, webhooks, admin API, workers"
 
@@ -48,6 +49,17 @@ def _bind(host: str, port_number: int) -> socket.socket:
     return sock
 
 
+async def check_store(url: str) -> None:
+    """Open and close the store once before serving, so one that cannot be reached is one line
+    on stderr (exit 2) rather than uvicorn's failed startup."""
+    from .._redact import redact_url
+    from ..stores import open_queue
+
+    queue = open_queue(url, owner="[store]", field="url")
+    await open_or_say_why(queue, f"the store {redact_url(url)}")
+    await queue.aclose()
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM / Ctrl-C; the exit status."""
     from ..service import load_config, resolve_handlers
@@ -61,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             "postgresql:// [store] url"
         )
     resolve_handlers(loaded)
+    asyncio.run(check_store(loaded.config.store.url))
     host = args.host or server_cfg.host
     sock = _bind(host, server_cfg.port if args.port is None else args.port)
     bound = sock.getsockname()[1]

@@ -41,9 +41,9 @@ async def _work(args: argparse.Namespace) -> None:
             loop.add_signal_handler(sig, stop.set)
     try:
         await service.start()
-    except OSError as exc:
+    except Exception as exc:
         await service.aclose()
-        raise UsageError(f"cannot open the store: {exc}") from None
+        raise UsageError(f"cannot open the store: {type(exc).__name__}: {exc}") from None
     print(f"interlock worker: {service!r}; Ctrl-C to stop", file=sys.stderr, flush=True)
     try:
         await stop.wait()
