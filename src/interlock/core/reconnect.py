@@ -88,7 +88,8 @@ class StreamSupervisor:
         return self.connected_at is not None
 
     def opened(self, now: float, *, first: bool) -> None:
-        """The connection is open and its answer accepted."""
+        """The connection is open and its answer accepted (its stall clock starts; it has not
+        delivered anything yet)."""
         if not first:
             self.reconnects += 1
         self.connected_at = now
@@ -118,10 +119,9 @@ class StreamSupervisor:
 
     def delay(self) -> float:
         """Seconds to wait before the next attempt."""
-        hint = self.hint or 0.0
-        if self.failures == 0:
-            return hint
-        return max(hint, self.policy.backoff.delay(self.failures, self.rng))
+        # After a healthy connection: the first step of the backoff (jittered, so that the
+        # consumers of a restarted upstream do not all come back at the same instant).
+        return max(self.hint or 0.0, self.policy.backoff.delay(max(1, self.failures), self.rng))
 
     def stall_deadline(self) -> float | None:
         """When the open connection counts as stalled if nothing arrives (None: not connected)."""

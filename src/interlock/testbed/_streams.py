@@ -19,6 +19,7 @@ Streams obey the testbed's outage (refused with its status) and count as request
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -136,7 +137,8 @@ class StreamServer:
                 await response.write(f"retry: {control.retry_ms}\n\n".encode())
             while True:
                 if self._due_cut(conn):
-                    return self._cut(request, response, conn, seq)
+                    await self._cut(request, response, conn, seq)
+                    return None
                 if (rest := self._stalled()) > 0:
                     await asyncio.wait([asyncio.ensure_future(conn.cut.wait())], timeout=rest)
                     continue
@@ -168,12 +170,12 @@ class StreamServer:
         data = "".join(f"data: {line}\n" for line in text.split("\n"))
         return f"id: {change.seq}\nevent: {change.type}\n{data}\n".encode()
 
-    def _cut(self, request: web.BaseRequest, response: web.StreamResponse, conn: _Conn, seq: int) -> None:
+    async def _cut(self, request: web.BaseRequest, response: web.StreamResponse, conn: _Conn, seq: int) -> None:
         # Half of the next event, then a reset: the consumer must not commit a partial event.
         pending = self.feed.after(seq, limit=1)
-        transport = request.transport
-        if pending and transport is not None and not transport.is_closing():
-            transport.write(self._sse_event(pending[0])[:20])
+        if pending:
+            with contextlib.suppress(ConnectionError):
+                await response.write(self._sse_event(pending[0])[:20])
         _abort(request)
         self._open.discard(conn)
 
