@@ -56,8 +56,9 @@ async def test_interval_follows_the_changes(tb: Testbed, store_url: str) -> None
     # Polls 2 and 3 find changes; then nothing changes for 9 polls.
     clock = ScriptedClock([touch, touch, *[None] * 9])
     sync = await _run(tb, store_url, clock, every=60, adaptive=True, min_every=5, max_every=900)
-    # Poll 1 finds all 50 (30 s), polls 2-3 the touched ones (15, 7.5), then doubling to 900.
-    assert clock.waits == [30, 15, 7.5, 15, 30, 60, 120, 240, 480, 900, 900]
+    # Poll 1 finds all 50 (60 / 4), polls 2-3 the touched ones (down to min_every), then
+    # doubling up to max_every.
+    assert clock.waits == [15, 5, 5, 10, 20, 40, 80, 160, 320, 640, 900]
     assert sync.polls == 12
     # Nothing changed after poll 3. Poll 4 lists from the new checkpoint (a new URL: no ETag
     # to send yet); polls 5-12 send its ETag and get 304s.

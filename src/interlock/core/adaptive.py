@@ -1,10 +1,11 @@
 """Adaptive polling: the interval between polls of a listing, from what the polls found. Pure.
 
-A poll that finds changes halves the interval (down to ``min_every``): changes come in bursts,
-and the next one is probably near. A poll that finds none (or an unchanged listing, a 304)
-doubles it (up to ``max_every``): a quiet upstream costs few calls. This is TCP's
-multiplicative decrease/increase turned into a poll rate; the interval never leaves
-``[min_every, max_every]`` and starts at ``every``.
+A poll that finds changes divides the interval by four (down to ``min_every``): changes come
+in bursts (people at work, an import), and a burst is over before a gentler step would reach
+it. A poll that finds none (or an unchanged listing, a 304) doubles it (up to ``max_every``): a
+quiet upstream costs few calls. Multiplicative steps both ways, so the interval follows the
+upstream's activity within a few polls; it never leaves ``[min_every, max_every]`` and starts
+at ``every``.
 
 ``PollBudget`` counts the calls the polls spent over the last hour, and compares the rate now
 with what the fixed ``every`` would spend, for ``Sync.status()``.
@@ -30,7 +31,7 @@ class AdaptiveInterval:
     """The starting interval (the fixed one, without adaptation)."""
     min_every: float
     max_every: float
-    shrink: float = 0.5
+    shrink: float = 0.25
     """Factor applied after a poll that found changes."""
     grow: float = 2.0
     """Factor applied after a poll that found none."""

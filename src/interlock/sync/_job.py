@@ -295,6 +295,8 @@ class Sync(Resource):
         woken = asyncio.ensure_future(wake.wait())
         try:
             await asyncio.wait([sleep, woken], return_when=asyncio.FIRST_COMPLETED)
+            if sleep.done():
+                sleep.result()  # a clock whose sleep failed (or was cancelled) stops the job
         finally:
             for task in (sleep, woken):
                 task.cancel()
