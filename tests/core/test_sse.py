@@ -68,9 +68,10 @@ def test_bounds() -> None:
     with pytest.raises(EventTooLarge):
         SSEParser(max_event_bytes=16).feed(b"data: " + b"x" * 40)
     parser = SSEParser(max_event_bytes=16)
+    for _ in range(3):
+        parser.feed(b"data: xxxx\n")  # 15 characters of data so far
     with pytest.raises(EventTooLarge):
-        for _ in range(10):
-            parser.feed(b"data: xxxx\n")
+        parser.feed(b"data: xxxx\n")
     with pytest.raises(ValueError):
         SSEParser(max_event_bytes=0)
 

@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-
 import pytest
 
 import interlock

@@ -7,10 +7,11 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from .conftest import FAST, Recorder, change, json_ids, until
 
 import interlock
 from interlock.testbed import Testbed
+
+from .conftest import FAST, Recorder, change, json_ids, until
 
 
 async def _inbox(db: str, tb: Testbed, policy: interlock.StreamPolicy = FAST, **kw: object) -> tuple[
@@ -36,7 +37,7 @@ async def running(db: str, testbed: Testbed) -> AsyncIterator[tuple[interlock.In
 
 
 async def test_events_reach_handlers_with_their_type_and_data(running, testbed: Testbed) -> None:
-    inbox, recorder, sub = running
+    _, recorder, sub = running
     await until(lambda: testbed.streams.open_streams == 1)
     change(testbed, 3)
     await until(lambda: len(recorder.seen) == 3)
@@ -49,7 +50,7 @@ async def test_events_reach_handlers_with_their_type_and_data(running, testbed: 
 
 
 async def test_five_drops_mid_event_lose_nothing_and_repeat_nothing(running, testbed: Testbed) -> None:
-    inbox, recorder, sub = running
+    _, recorder, sub = running
     await until(lambda: testbed.streams.open_streams == 1)
     total = 0
     for _ in range(5):
@@ -70,7 +71,7 @@ async def test_five_drops_mid_event_lose_nothing_and_repeat_nothing(running, tes
 
 async def test_drop_every_n_events(db: str, testbed: Testbed) -> None:
     testbed.streams.configure(drop_every=3, multiline=True)
-    inbox, client, recorder, sub = await _inbox(db, testbed)
+    inbox, client, recorder, _sub = await _inbox(db, testbed)
     change(testbed, 20)
     inbox.start_workers(concurrency=4)
     try:
@@ -104,7 +105,7 @@ async def test_a_server_replaying_from_the_start_commits_nothing_twice(db: str, 
 
 
 async def test_restart_resumes_from_the_checkpoint(db: str, testbed: Testbed) -> None:
-    inbox, client, recorder, sub = await _inbox(db, testbed)
+    inbox, client, _recorder, sub = await _inbox(db, testbed)
     sub.start()
     await until(lambda: testbed.streams.open_streams == 1)
     change(testbed, 5)
@@ -125,7 +126,7 @@ async def test_restart_resumes_from_the_checkpoint(db: str, testbed: Testbed) ->
 
 
 async def test_a_stalled_stream_is_detected_and_reopened(running, testbed: Testbed) -> None:
-    inbox, recorder, sub = running
+    _, recorder, sub = running
     await until(lambda: testbed.streams.open_streams == 1)
     change(testbed, 2)
     await until(lambda: len(recorder.seen) == 2)
@@ -139,7 +140,7 @@ async def test_a_stalled_stream_is_detected_and_reopened(running, testbed: Testb
 
 async def test_keepalives_keep_a_quiet_stream_open(db: str, testbed: Testbed) -> None:
     testbed.streams.configure(keepalive=0.1)
-    inbox, client, recorder, sub = await _inbox(db, testbed)
+    inbox, client, _recorder, sub = await _inbox(db, testbed)
     sub.start()
     try:
         await until(lambda: testbed.streams.open_streams == 1)
@@ -157,7 +158,7 @@ async def test_keepalives_keep_a_quiet_stream_open(db: str, testbed: Testbed) ->
 
 async def test_retry_hint_is_honoured(db: str, testbed: Testbed) -> None:
     testbed.streams.configure(retry_ms=1500)
-    inbox, client, recorder, sub = await _inbox(db, testbed)
+    inbox, client, _recorder, sub = await _inbox(db, testbed)
     sub.start()
     try:
         await until(lambda: sub.supervisor.hint == 1.5)
@@ -172,7 +173,7 @@ async def test_an_outage_triggers_the_reconciliation_poll(db: str, testbed: Test
         backoff=interlock.Backoff(base=0.05, multiplier=2.0, cap=0.1), stall_timeout=1.0, reconcile_after=0.3
     )
     triggered: list[bool] = []
-    inbox, client, recorder, sub = await _inbox(db, testbed, policy, reconcile=lambda: triggered.append(True))
+    inbox, client, _recorder, sub = await _inbox(db, testbed, policy, reconcile=lambda: triggered.append(True))
     sub.start()
     try:
         await until(lambda: testbed.streams.open_streams == 1)
@@ -196,7 +197,7 @@ async def test_reconcile_accepts_a_sync_and_credentials_go_upstream(db: str, tes
             self.triggers += 1
 
     sync = FakeSync()
-    inbox, client, recorder, sub = await _inbox(db, testbed, reconcile=sync)
+    inbox, client, _recorder, sub = await _inbox(db, testbed, reconcile=sync)
     assert sub._reconcile == sync.trigger
     sub.start()
     try:

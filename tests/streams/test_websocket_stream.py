@@ -52,7 +52,7 @@ async def test_events_resume_message_and_five_drops(db: str, testbed: Testbed) -
 
 
 async def test_a_server_that_stops_answering_pings_is_a_stall(db: str, testbed: Testbed) -> None:
-    inbox, client, recorder, sub = await _inbox(db, testbed)
+    inbox, client, _recorder, sub = await _inbox(db, testbed)
     sub.start()
     try:
         await until(lambda: testbed.streams.open_streams == 1)
@@ -72,7 +72,7 @@ async def test_a_function_builds_the_resume_message(db: str, testbed: Testbed) -
         sent.append(last)
         return {"type": "subscribe", "after": last}
 
-    inbox, client, recorder, sub = await _inbox(db, testbed, subscribe_message=hello)
+    inbox, client, _recorder, sub = await _inbox(db, testbed, subscribe_message=hello)
     inbox.start_workers(concurrency=1)
     try:
         await until(lambda: testbed.streams.open_streams == 1)
@@ -87,7 +87,7 @@ async def test_a_function_builds_the_resume_message(db: str, testbed: Testbed) -
 
 
 async def test_a_refused_subscription_backs_off(db: str, testbed: Testbed) -> None:
-    inbox, client, recorder, sub = await _inbox(db, testbed, subscribe_message="not json")
+    inbox, client, _recorder, sub = await _inbox(db, testbed, subscribe_message="not json")
     sub.start()
     try:
         await until(lambda: sub.supervisor.failures >= 2)

@@ -174,9 +174,8 @@ class SSEParser:
             if "\x00" not in value:
                 self.last_event_id = value
                 self.since_id = -1  # the next dispatch is the first event of this id
-        elif name == "retry":
-            if value and value.isascii() and value.isdigit():
-                self.retry = int(value)
+        elif name == "retry" and value and value.isascii() and value.isdigit():
+            self.retry = int(value)
         # any other field is ignored (spec: "the field is ignored")
 
     def _dispatch(self, out: list[SSEEvent | Comment]) -> None:

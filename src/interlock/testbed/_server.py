@@ -10,11 +10,11 @@ from typing import Any, Final, Literal
 from aiohttp import web
 
 from ..errors import ConfigError
-from ._streams import StreamServer
 from ._app import TestbedApp
 from ._config import Faults, RateLimitConfig, TestbedConfig
 from ._counters import Counters, RecentRequest
 from ._data import DataStore, Record
+from ._streams import StreamServer
 
 __all__ = ["UNSET", "Testbed"]
 

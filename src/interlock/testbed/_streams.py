@@ -237,8 +237,9 @@ class StreamServer:
     async def _ws_reader(self, ws: web.WebSocketResponse, conn: _Conn) -> None:
         async for msg in ws:
             if msg.type == WSMsgType.PING:
-                while self._stalled() > 0:  # a stalled server answers nothing, not even pings
-                    await asyncio.sleep(0.05)
+                rest = self._stalled()
+                if rest > 0:  # a stalled server answers nothing, not even pings
+                    await asyncio.sleep(rest)
                 await ws.pong(msg.data)
             elif msg.type == WSMsgType.CLOSE:
                 break
