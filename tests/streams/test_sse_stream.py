@@ -222,3 +222,28 @@ async def test_subscribe_mistakes_are_config_errors(db: str, testbed: Testbed) -
         with pytest.raises(interlock.errors.ConfigError, match="heartbeat"):
             interlock.EventStream.websocket(client, "/ws", heartbeat=60)
     await inbox.aclose()
+
+
+async def test_metrics_are_exported_per_stream(running, testbed: Testbed) -> None:
+    _, recorder, sub = running
+    await until(lambda: testbed.streams.open_streams == 1)
+    change(testbed, 2)
+    await until(lambda: len(recorder.seen) == 2)
+    text = interlock.metrics.render()
+    assert 'interlock_stream_connected{stream="crm"} 1.0' in text
+    assert 'interlock_stream_events_total{stream="crm"} 2.0' in text
+    assert 'interlock_stream_lag_seconds{stream="crm"}' in text
+
+
+async def test_errors_are_redacted(db: str, testbed: Testbed) -> None:
+    inbox = interlock.Inbox(store=db)
+    async with interlock.Client(testbed.url) as client:
+        stream = interlock.EventStream.sse(client, "/nope", params={"api_key": "k3y-s3cret"}, policy=FAST)
+        sub = inbox.subscribe("crm", stream)
+        sub.start()
+        try:
+            await until(lambda: sub.supervisor.failures >= 1)
+            assert sub.last_error is not None and "404" in sub.last_error
+            assert "k3y-s3cret" not in repr(sub.status())
+        finally:
+            await inbox.aclose()

@@ -217,6 +217,7 @@ class Subscription:
     # -- between connections ---------------------------------------------------------------------
 
     def _dropped(self, why: str) -> None:
+        why = self.stream.client.redaction.mask_text(why)  # aiohttp's messages quote the URL
         sup = self.supervisor
         was_connected = sup.connected
         sup.dropped(self._clock.monotonic())
