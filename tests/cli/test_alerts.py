@@ -50,6 +50,14 @@ def test_thresholds_come_from_the_alerts_section(tmp_path: Path) -> None:
     assert rules["InterlockUpstreamP95Warning"]["expr"].endswith(" > 0.6")
     assert rules["InterlockErrorRate"]["expr"].endswith(" > 0.05")
     assert rules["InterlockProcessingP95"]["expr"].endswith(" > 5")  # untouched: the default
+    flat = tmp_path / "flat.toml"  # interlock.toml's own spelling: one firing level per key
+    flat.write_text("[alerts]\np95_above = 0.3\ncache_hit_rate_below = 0.8\n")
+    done = interlock_cli("alerts", "--prometheus-rules", "-c", str(flat), cwd=tmp_path)
+    rules = rules_of(done.stdout)
+    assert rules["InterlockUpstreamP95"]["expr"].endswith(" > 0.3")
+    assert rules["InterlockUpstreamP95Warning"]["expr"].endswith(" > 0.3")  # the default 0.4 would come after
+    assert rules["InterlockCacheHitRate"]["expr"].endswith(" < 0.8")
+    assert rules["InterlockCacheHitRateWarning"]["expr"].endswith(" < 0.95")  # still reached first
     table = interlock_cli("alerts", "-c", str(config), cwd=tmp_path)
     assert table.returncode == 0 and "upstream_p95" in table.stdout and "above 0.8" in table.stdout
 
@@ -58,7 +66,9 @@ def test_a_bad_alerts_section_is_one_line_and_exit_2(tmp_path: Path) -> None:
     cases = {
         "[alerts.p95]\nfiring = 1\n": "Thresholds.p95: is not a rule",
         "[alerts.upstream_p95]\nwarning = 2.0\n": "warning must be <= firing",
-        "[alerts]\nupstream_p95 = 3\n": "[alerts] must hold one table per rule",
+        "[alerts]\nupstream_p95 = 3\n": "must be a table of warning, firing, min_samples",
+        "[alerts]\np95_above = 'fast'\n": "Thresholds.p95_above: must be a number",
+        "alerts = 3\n": "[alerts] must be a table",
         "[alerts\n": "not valid TOML",
     }
     for i, (text, message) in enumerate(cases.items()):

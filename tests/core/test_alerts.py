@@ -64,7 +64,7 @@ def test_overrides_from_the_alerts_section() -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"p95": {"firing": 1.0}}, "Thresholds.p95: is not a rule; accepted: cache_hit_rate, error_rate"),
+        ({"p95": {"firing": 1.0}}, "Thresholds.p95: is not a rule; accepted: cache_hit_rate, cache_hit_rate_below, error_rate"),
         ({"upstream_p95": {"fire": 1.0}}, "Thresholds.upstream_p95.fire: is not a setting"),
         ({"upstream_p95": {"warning": 0.9, "firing": 0.5}}, "warning must be <= firing"),
         ({"cache_hit_rate": {"warning": 0.8, "firing": 0.9}}, "warning must be >= firing"),

@@ -78,11 +78,14 @@ def load_thresholds(path: str | None) -> Thresholds:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
     section: Any = document.get("alerts", {})
-    if not isinstance(section, dict) or not all(isinstance(v, dict) for v in section.values()):
-        raise UsageError(f"{path}: [alerts] must hold one table per rule, such as [alerts.upstream_p95]")
-    # ``thresholds`` may nest the rules one level down (the service config's spelling).
-    rules = section.get("thresholds", section)
-    return Thresholds.from_mapping({k: v for k, v in rules.items() if k != "webhook_url"})
+    if not isinstance(section, dict):
+        raise UsageError(f"{path}: [alerts] must be a table, such as p95_above = 0.5")
+    # The notification target sits beside the thresholds; it is the service's to use.
+    rules = {k: v for k, v in section.items() if k not in NOT_THRESHOLDS}
+    return Thresholds.from_mapping(rules)
+
+
+NOT_THRESHOLDS = frozenset({"webhook_url", "notify_url"})
 
 
 def prometheus_rules(thresholds: Thresholds) -> str:

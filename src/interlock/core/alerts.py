@@ -17,14 +17,16 @@ nothing yet: its badge is ``no_data``, not a false alarm on the first failed cal
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import ConfigError
 
-__all__ = ["DEFAULT_RULES", "Badge", "BadgeState", "Rule", "Thresholds", "evaluate"]
+__all__ = ["DEFAULT_RULES", "FIRING_KEYS", "Badge", "BadgeState", "Rule", "Thresholds", "evaluate"]
 
 OWNER = "Thresholds"
 
@@ -109,16 +111,35 @@ class Thresholds:
         return tuple(getattr(self, f.name) for f in fields(self))
 
     @classmethod
-    def from_mapping(cls, values: dict[str, dict[str, float]]) -> Thresholds:
-        """Thresholds with ``values`` (``{"upstream_p95": {"firing": 0.8}}``) over the defaults.
+    def from_mapping(cls, values: Mapping[str, object]) -> Thresholds:
+        """Thresholds with ``values`` over the defaults, in either spelling of ``[alerts]``:
+
+        - a table per rule, both levels: ``{"upstream_p95": {"warning": 0.6, "firing": 0.8}}``;
+        - one firing level per key, as ``interlock.toml`` writes it: ``p95_above``,
+          ``error_rate_above``, ``webhook_processing_above``, ``rate_limit_remaining_below``,
+          ``cache_hit_rate_below``. The warning level stays at its default while that is still
+          reached first, else it equals the firing level (no warning band).
 
         An unknown rule or key is a ``ConfigError`` naming the accepted ones."""
         defaults = cls()
         chosen: dict[str, Rule] = {}
         known = {f.name for f in fields(cls)}
         for name, override in values.items():
+            if name in FIRING_KEYS:
+                base: Rule = getattr(defaults, FIRING_KEYS[name])
+                firing = override
+                if not isinstance(firing, int | float):
+                    raise ConfigError(OWNER, name, f"must be a number, got {firing!r}")
+                warning = (
+                    base.warning if base.crossed(firing, base.warning) or firing == base.warning else firing
+                )
+                chosen[base.name] = _replace(base, warning=warning, firing=float(firing))
+                continue
             if name not in known:
-                raise ConfigError(OWNER, name, f"is not a rule; accepted: {', '.join(sorted(known))}")
+                accepted = ", ".join(sorted(known | set(FIRING_KEYS)))
+                raise ConfigError(OWNER, name, f"is not a rule; accepted: {accepted}")
+            if not isinstance(override, Mapping):
+                raise ConfigError(OWNER, name, "must be a table of warning, firing, min_samples")
             unknown = set(override) - {"warning", "firing", "min_samples"}
             if unknown:
                 raise ConfigError(
@@ -126,17 +147,28 @@ class Thresholds:
                     f"{name}.{sorted(unknown)[0]}",
                     "is not a setting; accepted: warning, firing, min_samples",
                 )
-            base: Rule = getattr(defaults, name)
-            chosen[name] = Rule(
-                base.name,
-                base.summary,
-                base.direction,
-                override.get("warning", base.warning),
-                override.get("firing", base.firing),
-                base.unit,
-                int(override.get("min_samples", base.min_samples)),
+            base = getattr(defaults, name)
+            chosen[name] = _replace(
+                base,
+                warning=override.get("warning", base.warning),
+                firing=override.get("firing", base.firing),
+                min_samples=int(override.get("min_samples", base.min_samples)),
             )
         return cls(**chosen)
+
+
+FIRING_KEYS = {
+    "p95_above": "upstream_p95",
+    "rate_limit_remaining_below": "ratelimit_headroom",
+    "webhook_processing_above": "processing_p95",
+    "error_rate_above": "error_rate",
+    "cache_hit_rate_below": "cache_hit_rate",
+}
+"""``interlock.toml``'s one-level spelling of each rule's firing level."""
+
+
+def _replace(rule: Rule, **changes: Any) -> Rule:
+    return dataclasses.replace(rule, **changes)
 
 
 @dataclass(frozen=True, slots=True)
