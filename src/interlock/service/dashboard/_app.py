@@ -9,10 +9,11 @@ the package (no CDN, no build step).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlencode
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from ...inbox import DeadLetterMatch
+
 __all__ = ["dashboard_app"]
 
 HERE = Path(__file__).parent
@@ -36,18 +39,22 @@ MAX_FORM = 16 * 1024
 DLQ_PAGE = 50
 
 
-def dashboard_app(monitor: Monitor, *, admin_token: str, prefix: str = "/ui", secure_cookie: bool = False) -> Starlette:
+def dashboard_app(
+    monitor: Monitor, *, admin_token: str, prefix: str = "/ui", secure_cookie: bool = False
+) -> Starlette:
     """The dashboard as an ASGI app serving ``prefix`` (mount it at that path, or serve it as
     is: its routes carry the prefix). ``secure_cookie`` marks the session cookie ``Secure``
     (behind HTTPS)."""
     try:
         import jinja2
         from starlette.applications import Starlette
-        from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+        from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
         from starlette.routing import Mount, Route
         from starlette.staticfiles import StaticFiles
     except ImportError as exc:  # pragma: no cover - the message is the point
-        raise ImportError("the dashboard needs Starlette and Jinja2: pip install 'interlock[service]'") from exc
+        raise ImportError(
+            "the dashboard needs Starlette and Jinja2: pip install 'interlock[service]'"
+        ) from exc
 
     sessions = Sessions(admin_token)
     env = jinja2.Environment(
@@ -79,21 +86,27 @@ def dashboard_app(monitor: Monitor, *, admin_token: str, prefix: str = "/ui", se
 
         return guarded
 
-    def action(handler: Callable[[Request, dict[str, str]], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    def action(
+        handler: Callable[[Request, dict[str, str]], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def guarded(request: Request) -> Response:
             try:
                 fields = await form(request)
             except _TooLarge:
                 return HTMLResponse("form too large", status_code=413)
             if not sessions.csrf_ok(request.cookies.get(COOKIE), fields.get("csrf")):
-                return HTMLResponse("missing or wrong CSRF token: reload the page and try again", status_code=403)
+                return HTMLResponse(
+                    "missing or wrong CSRF token: reload the page and try again", status_code=403
+                )
             return await handler(request, fields)
 
         return guarded
 
     # -- login ---------------------------------------------------------------------------------
     async def login_form(request: Request) -> Response:
-        return render(request, "login.html", next=_safe_next(request.query_params.get("next"), prefix), error="")
+        return render(
+            request, "login.html", next=_safe_next(request.query_params.get("next"), prefix), error=""
+        )
 
     async def login(request: Request) -> Response:
         try:
@@ -103,7 +116,9 @@ def dashboard_app(monitor: Monitor, *, admin_token: str, prefix: str = "/ui", se
         target = _safe_next(fields.get("next"), prefix)
         cookie = sessions.login(fields.get("token", ""))
         if cookie is None:
-            return render(request, "login.html", status=401, next=target, error="That is not the admin token.")
+            return render(
+                request, "login.html", status=401, next=target, error="That is not the admin token."
+            )
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             COOKIE, cookie, max_age=int(sessions.lifetime), path=prefix, httponly=True,
@@ -184,17 +199,21 @@ def dashboard_app(monitor: Monitor, *, admin_token: str, prefix: str = "/ui", se
             return render(request, "missing.html", status=404, what="an inbox")
         letter = await inbox.dlq.inspect(request.path_params["id"], source=request.query_params.get("source"))
         if letter is None:
-            return render(request, "missing.html", status=404, what=f"dead letter {request.path_params['id']!r}")
+            return render(
+                request, "missing.html", status=404, what=f"dead letter {request.path_params['id']!r}"
+            )
         return render(request, "dead_letter.html", letter=letter, body=_body_text(letter.message.body))
 
     async def replay_one(request: Request, fields: dict[str, str]) -> Response:
         assert inbox is not None
-        n = await inbox.dlq.replay(request.path_params["id"], source=fields.get("source") or None)
-        note = "replayed" if n else "was no longer in the DLQ"
-        return RedirectResponse(f"{prefix}/dlq?{urlencode({'note': f'{request.path_params['id']} {note}'})}", 303)
+        letter_id = request.path_params["id"]
+        n = await inbox.dlq.replay(letter_id, source=fields.get("source") or None)
+        note = f"{letter_id} replayed" if n else f"{letter_id} was no longer in the DLQ"
+        return RedirectResponse(f"{prefix}/dlq?{urlencode({'note': note})}", status_code=303)
 
     async def replay_bulk(request: Request, fields: dict[str, str]) -> Response:
-        assert inbox is not None and jobs is not None
+        assert inbox is not None
+        assert jobs is not None
         match = _match(fields)
         if fields.get("dry_run"):
             count = await inbox.dlq.count(**match)
@@ -226,7 +245,9 @@ def dashboard_app(monitor: Monitor, *, admin_token: str, prefix: str = "/ui", se
         count = await inbox.dlq.count(**match)
         if fields.get("confirm") != str(count):
             # The operator confirms by typing the count they were shown: a stale page purges nothing.
-            return render(request, "purge.html", status=409 if fields.get("confirm") else 200, match=match, count=count)
+            return render(
+                request, "purge.html", status=409 if fields.get("confirm") else 200, match=match, count=count
+            )
         purged = await inbox.dlq.purge(**match)
         return RedirectResponse(f"{prefix}/dlq?{urlencode({'note': f'purged {purged}'})}", status_code=303)
 
@@ -248,7 +269,8 @@ def dashboard_app(monitor: Monitor, *, admin_token: str, prefix: str = "/ui", se
         if sync is None:
             return render(request, "missing.html", status=404, what=f"sync {name!r}")
         result = await sync.replay_dead_letters()
-        return RedirectResponse(f"{prefix}/syncs/{quote(name)}?{urlencode({'note': json.dumps(result)})}", 303)
+        note = urlencode({"note": f"replayed: {json.dumps(result)}"})
+        return RedirectResponse(f"{prefix}/syncs/{quote(name)}?{note}", status_code=303)
 
     async def issues(request: Request) -> Response:
         chosen = request.query_params.get("state", "")
@@ -260,7 +282,9 @@ def dashboard_app(monitor: Monitor, *, admin_token: str, prefix: str = "/ui", se
         try:
             state = IssueState(fields.get("state", ""))
         except ValueError:
-            return HTMLResponse(f"state must be one of {', '.join(s.value for s in IssueState)}", status_code=400)
+            return HTMLResponse(
+                f"state must be one of {', '.join(s.value for s in IssueState)}", status_code=400
+            )
         monitor.groups.set_state(request.path_params["id"], state)
         return RedirectResponse(f"{prefix}/issues", status_code=303)
 
@@ -288,11 +312,15 @@ def dashboard_app(monitor: Monitor, *, admin_token: str, prefix: str = "/ui", se
         Mount(f"{prefix}/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
 
-    async def shutdown() -> None:
-        if jobs is not None:
-            await jobs.aclose()
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if jobs is not None:
+                await jobs.aclose()
 
-    return Starlette(routes=routes, on_shutdown=[shutdown])
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 SECURITY_HEADERS = {
@@ -302,6 +330,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+NONE = "\u2013"
+"""What a figure reads before there is one (an en dash)."""
 
 
 class _TooLarge(Exception):
@@ -325,9 +357,16 @@ def _safe_next(target: str | None, prefix: str) -> str:
     return prefix
 
 
-def _match(values: Any) -> dict[str, str]:
-    """The DLQ filter fields of a query string or form: source, type, q (an error substring)."""
-    return {k: str(values[k]) for k in ("source", "type") if values.get(k)}
+def _match(values: Any) -> DeadLetterMatch:
+    """The DLQ filter of a query string or form: source, type, error (a substring of it)."""
+    match: DeadLetterMatch = {}
+    if values.get("source"):
+        match["source"] = str(values["source"])
+    if values.get("type"):
+        match["type"] = str(values["type"])
+    if values.get("error"):
+        match["error"] = str(values["error"])
+    return match
 
 
 def _body_text(body: bytes) -> str:
@@ -351,30 +390,30 @@ def _finite(value: Any) -> Any:
 
 def _ms(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return NONE
     return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
 
 
 def _pct(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return NONE
     return f"{value * 100:.1f} %"
 
 
 def _secs(value: float | None) -> str:
     if value is None:
-        return "–"
+        return NONE
     if value < 120:
         return f"{value:.0f} s"
     return f"{value / 60:.0f} min" if value < 7200 else f"{value / 3600:.1f} h"
 
 
 def _ago(at: float | None) -> str:
-    return "–" if at is None else _secs(max(0.0, time.time() - at)) + " ago"
+    return NONE if at is None else _secs(max(0.0, time.time() - at)) + " ago"
 
 
 def _when(at: float | None) -> str:
-    return "–" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at)) + "Z"
+    return NONE if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at)) + "Z"
 
 
 def _pretty(value: Any) -> str:

@@ -13,6 +13,7 @@ upstream or source.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -80,7 +81,9 @@ def difference(newer: CallReading, older: CallReading) -> CallWindow:
     def delta(a: int, b: int) -> int:
         return a - b if a >= b else a
 
-    buckets = [delta(n, o) for n, o in zip(newer.buckets, older.buckets or (0,) * len(newer.buckets), strict=False)]
+    buckets = [
+        delta(n, o) for n, o in zip(newer.buckets, older.buckets or (0,) * len(newer.buckets), strict=False)
+    ]
     cumulative: list[float] = []
     running = 0
     for n in buckets:
@@ -141,7 +144,7 @@ class Series:
     def points(self) -> list[tuple[float, CallWindow]]:
         """One window per tick, oldest first, stamped with its end: a chart's points."""
         readings = list(self._readings)
-        return [(b.at, difference(b, a)) for a, b in zip(readings, readings[1:], strict=False)]
+        return [(b.at, difference(b, a)) for a, b in itertools.pairwise(readings)]
 
 
 @dataclass(slots=True)

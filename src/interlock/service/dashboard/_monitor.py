@@ -68,11 +68,14 @@ class Monitor:
     groups: FailureGroups = field(default_factory=FailureGroups)
     on_transition: Callable[[Transition, Issue], None] | None = None
     """Told when an issue opens, reopens or resolves itself (a notifier posts it)."""
+    on_alert: Callable[[str, dict[str, Any]], None] | None = None
+    """Told ``(upstream or source, badge)`` when a badge turns to firing."""
     clock: Callable[[], float] = time.time
     series: dict[str, Series] = field(default_factory=dict)
     inbox_series: GaugeSeries = field(init=False)
     failures: dict[str, deque[RecentFailure]] = field(default_factory=dict)
     _successes: dict[tuple[str, str], int] = field(default_factory=dict)
+    _firing: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.inbox_series = GaugeSeries(self.interval)
@@ -97,6 +100,20 @@ class Monitor:
                     "processing_p95": processing["p95"],
                 },
             )
+        self._watch_badges()
+
+    def _watch_badges(self) -> None:
+        """Tell ``on_alert`` of each badge that turned to firing since the last tick."""
+        rows = [self.upstream_row(name) for name in self.clients]
+        firing = set()
+        for row in rows:
+            for badge in row["badges"]:
+                if badge["state"] == BadgeState.FIRING.value:
+                    key = (row["name"], badge["rule"])
+                    firing.add(key)
+                    if key not in self._firing and self.on_alert is not None:
+                        self.on_alert(row["name"], badge)
+        self._firing = firing
 
     def _read_upstream(self, name: str, now: float) -> CallReading:
         stats = upstream_stats(name)
@@ -104,7 +121,9 @@ class Monitor:
         buckets: list[int] = []
         for route, rs in list(stats.routes.items()):
             retries += rs.retries
-            buckets = [a + b for a, b in zip(buckets, rs.buckets, strict=True)] if buckets else list(rs.buckets)
+            buckets = (
+                [a + b for a, b in zip(buckets, rs.buckets, strict=True)] if buckets else list(rs.buckets)
+            )
             for (method, outcome), n in list(rs.outcomes.items()):
                 calls += n
                 if outcome[:1] in NOT_ERRORS:
@@ -130,7 +149,9 @@ class Monitor:
 
     def record_failure(self, key: IssueKey, failure: RecentFailure) -> None:
         """One failed call or delivery (from ``FailureFeed``): grouped, and kept for its page."""
-        transition = self.groups.failure(key, at=failure.at, detail=failure.message, reference=failure.reference)
+        transition = self.groups.failure(
+            key, at=failure.at, detail=failure.message, reference=failure.reference
+        )
         name = key.scope[1]
         if name in self.clients or key.scope[0] == "source":
             recent = self.failures.get(name)
@@ -264,8 +285,14 @@ class Monitor:
                 {
                     "name": name,
                     "polls": sync.polls,
-                    "last_run": None if report is None else {"applied": report.applied, "dead": report.dead,
-                                                              "read": report.read, "elapsed": report.elapsed},
+                    "last_run": None
+                    if report is None
+                    else {
+                        "applied": report.applied,
+                        "dead": report.dead,
+                        "read": report.read,
+                        "elapsed": report.elapsed,
+                    },
                     "checkpoint": checkpoint,
                     "lag": _lag(checkpoint, self.clock()),
                     "ledger": status.get("ledger", {}),

@@ -12,7 +12,10 @@ import asyncio
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ...inbox import DeadLetterMatch, DeadLetters
 
 __all__ = ["ReplayJob", "ReplayJobs"]
 
@@ -20,20 +23,12 @@ MAX_JOBS = 50
 PAGE = 100
 
 
-class DeadLetterQueue(Protocol):
-    """What a replay job needs of ``Inbox.dlq``."""
-
-    async def list(self, *, limit: int = 100, offset: int = 0, **match: Any) -> list[Any]: ...
-    async def count(self, **match: Any) -> int: ...
-    async def replay(self, id: str, *, source: str | None = None) -> int: ...
-
-
 @dataclass(slots=True)
 class ReplayJob:
     """One bulk replay: its filter, how far it got, and how it ended."""
 
     id: str
-    match: dict[str, str]
+    match: DeadLetterMatch
     total: int
     done: int = 0
     replayed: int = 0
@@ -47,7 +42,7 @@ class ReplayJob:
         """The job as the progress bar reads it."""
         return {
             "id": self.id,
-            "match": self.match,
+            "match": dict(self.match),
             "total": self.total,
             "done": self.done,
             "replayed": self.replayed,
@@ -59,7 +54,7 @@ class ReplayJob:
         """Stop after the dead letter being replayed now."""
         self._cancel.set()
 
-    async def run(self, dlq: DeadLetterQueue) -> None:
+    async def run(self, dlq: DeadLetters) -> None:
         """Replay every dead letter matching ``match``, one at a time."""
         try:
             # At most the letters counted at the start: one that fails again and comes back to
@@ -87,14 +82,14 @@ class ReplayJob:
 class ReplayJobs:
     """The replay jobs of one dashboard."""
 
-    dlq: DeadLetterQueue
+    dlq: DeadLetters
     _jobs: OrderedDict[str, ReplayJob] = field(default_factory=OrderedDict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    async def start(self, match: dict[str, str]) -> ReplayJob:
+    async def start(self, match: DeadLetterMatch) -> ReplayJob:
         """Count what ``match`` selects and start replaying it in the background."""
         total = await self.dlq.count(**match)
-        job = ReplayJob(f"replay-{next(self._ids)}", dict(match), total)
+        job = ReplayJob(f"replay-{next(self._ids)}", match, total)
         self._forget_old()
         self._jobs[job.id] = job
         job._task = asyncio.get_running_loop().create_task(job.run(self.dlq))

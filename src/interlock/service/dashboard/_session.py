@@ -26,7 +26,9 @@ LIFETIME = 12 * 3600.0
 class Sessions:
     """Issues and checks session cookies and CSRF tokens for one admin token."""
 
-    def __init__(self, admin_token: str, *, lifetime: float = LIFETIME, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, admin_token: str, *, lifetime: float = LIFETIME, clock: Callable[[], float] = time.time
+    ) -> None:
         if not admin_token:
             raise ValueError("the dashboard needs an admin token ([server] admin_token)")
         self._token = admin_token.encode()
