@@ -26,7 +26,6 @@ from interlock.core.alerts import Thresholds
 from interlock.service.dashboard import FailureFeed, Monitor, dashboard_app
 from interlock.testbed import Testbed, TestbedConfig
 
-
 REQUIRE_SERVICES = os.environ.get("INTERLOCK_REQUIRE_SERVICES") == "1"
 CHROMIUM = os.environ.get("INTERLOCK_CHROMIUM", "/usr/bin/chromium")
 TOKEN = "ui-test-admin-token-9f8e7d"
@@ -71,9 +70,9 @@ class Service:
 
 
 @pytest.fixture
-def artifacts() -> Iterator[Path]:
+def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    yield ARTIFACTS
+    return ARTIFACTS
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ async def test_live_figures_follow_the_traffic_and_the_p95_badge_fires(
 
     async def calls_flowing() -> bool:
         text = await pace.inner_text()
-        return text not in ("–", "0.0")
+        return text not in ("\u2013", "0.0")
 
     await until(calls_flowing)
     badge = row.locator('.badge[data-rule="upstream_p95"]')
