@@ -225,7 +225,7 @@ async def test_subscribe_mistakes_are_config_errors(db: str, testbed: Testbed) -
 
 
 async def test_metrics_are_exported_per_stream(running, testbed: Testbed) -> None:
-    _, recorder, sub = running
+    _, recorder, _sub = running
     await until(lambda: testbed.streams.open_streams == 1)
     change(testbed, 2)
     await until(lambda: len(recorder.seen) == 2)
@@ -247,3 +247,16 @@ async def test_errors_are_redacted(db: str, testbed: Testbed) -> None:
             assert "k3y-s3cret" not in repr(sub.status())
         finally:
             await inbox.aclose()
+
+
+async def test_the_dashboard_has_a_row_per_stream(running, testbed: Testbed) -> None:
+    from interlock.service.dashboard._monitor import Monitor
+
+    inbox, recorder, _sub = running
+    await until(lambda: testbed.streams.open_streams == 1)
+    change(testbed, 1)
+    await until(lambda: len(recorder.seen) == 1)
+    overview = await Monitor(clients={}, inbox=inbox).overview()
+    [row] = overview["streams"]
+    assert row["name"] == "crm" and row["kind"] == "sse" and row["connected"] is True
+    assert row["events"] == 1 and row["position"] == "1"
