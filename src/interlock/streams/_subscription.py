@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -205,8 +206,6 @@ class Subscription:
         if path is None:
             return None
         try:
-            import json
-
             value = path.find(json.loads(body))
         except ValueError:
             return None

@@ -75,11 +75,14 @@ async def read_sse(
         headers["Last-Event-ID"] = last_id  # WHATWG HTML 9.2.4: the last event ID string
     request = client.build_request("GET", stream.path, params=stream.params, headers=headers)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=stream.policy.connect_timeout)
-    async with asyncio.timeout(stream.policy.connect_timeout):
-        response = await session.get(
-            request.url, params=request.params or None, headers=request.headers, timeout=timeout,
-            allow_redirects=False,
-        )
+    try:
+        async with asyncio.timeout(stream.policy.connect_timeout):
+            response = await session.get(
+                request.url, params=request.params or None, headers=request.headers, timeout=timeout,
+                allow_redirects=False,
+            )
+    except TimeoutError:  # not a stall: the connection never opened
+        raise ConnectionError(f"no answer within {stream.policy.connect_timeout:g} s") from None
     async with response:
         content_type = response.headers.get("Content-Type", "")
         if response.status != 200 or not content_type.lower().startswith("text/event-stream"):
@@ -115,11 +118,14 @@ async def read_websocket(
     client = stream.client
     request = client.build_request("GET", stream.path, params=stream.params, headers=dict(stream.headers))
     url = "ws" + request.url.removeprefix("http")
-    async with asyncio.timeout(stream.policy.connect_timeout):
-        ws = await session.ws_connect(
-            url, params=request.params or None, headers=request.headers, autoping=False,
-            max_msg_size=stream.max_event_bytes,
-        )
+    try:
+        async with asyncio.timeout(stream.policy.connect_timeout):
+            ws = await session.ws_connect(
+                url, params=request.params or None, headers=request.headers, autoping=False,
+                max_msg_size=stream.max_event_bytes,
+            )
+    except TimeoutError:  # not a stall: the connection never opened
+        raise ConnectionError(f"no answer within {stream.policy.connect_timeout:g} s") from None
     pinger = asyncio.ensure_future(_ping(ws, stream.heartbeat))
     try:
         first = stream.resume_message(last_id)
