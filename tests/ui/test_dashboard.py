@@ -224,3 +224,20 @@ async def test_a_thousand_identical_failures_are_one_issue(service: Service, bro
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_usable_at_phone_width_and_in_dark_mode(service: Service, browser: Any, artifacts: Path) -> None:
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, color_scheme="dark")
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await login(page, service)
+    await page.locator('tr[data-upstream="crm"] .badge').first.wait_for()
+    # Wide tables scroll inside their card; the page itself does not scroll sideways.
+    overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    red, green, blue = (int(v) for v in re.findall(r"\d+", background)[:3])
+    assert red + green + blue < 150, background  # the dark palette, not the light one
+    await page.screenshot(path=str(artifacts / "overview-phone-dark.png"), full_page=True)
+    assert errors == []
