@@ -261,3 +261,29 @@ async def test_the_dashboard_has_a_row_per_stream(running, testbed: Testbed) -> 
     [row] = overview["streams"]
     assert row["name"] == "crm" and row["kind"] == "sse" and row["connected"] is True
     assert row["events"] == 1 and row["position"] == "1"
+
+
+async def test_stream_events_feed_a_sync_through_its_ledger(db: str, testbed: Testbed) -> None:
+    inbox, client, _recorder, sub = await _inbox(db, testbed)
+    applied: list[tuple[int, int]] = []
+
+    async def apply(record: interlock.SyncRecord) -> None:
+        applied.append((int(record.data["id"]), int(record.data["version"])))
+
+    sync = interlock.Sync(
+        "crm-customers", source=interlock.SyncSource(client, "/customers"), destination=apply,
+        store=db, inbox=inbox, webhook_record="$.data",
+    )
+    inbox.add_handler("crm", "customers.updated", sync.on_webhook)
+    inbox.start_workers(concurrency=2)
+    try:
+        await until(lambda: testbed.streams.open_streams == 1)
+        change(testbed, 2, start=7)
+        await until(lambda: len(applied) == 2)
+        assert sorted(applied) == [(7, 2), (8, 2)]
+        report = await sync.run_once()  # the poll finds those versions applied already
+        assert report.applied == 50 - 2 and report.skipped == 2
+    finally:
+        await sync.aclose()
+        await inbox.aclose()
+        await client.aclose()
