@@ -264,7 +264,7 @@ async def test_the_dashboard_has_a_row_per_stream(running, testbed: Testbed) -> 
 
 
 async def test_stream_events_feed_a_sync_through_its_ledger(db: str, testbed: Testbed) -> None:
-    inbox, client, _recorder, sub = await _inbox(db, testbed)
+    inbox, client, _recorder, _sub = await _inbox(db, testbed)
     applied: list[tuple[int, int]] = []
 
     async def apply(record: interlock.SyncRecord) -> None:
