@@ -260,7 +260,9 @@ class Sync(Resource):
         """Poll every ``every`` seconds (default: the job's), forever: it returns only when
         cancelled (run it as a task, or as the last line of a worker process). ``trigger()`` (a
         webhook for the same resource) polls sooner, at most once per ``min_trigger_interval``.
-        A failed poll is logged and the next one runs on time. For one poll that returns its
+        A failed poll is logged and the next one runs on time. With ``adaptive=True`` (and no
+        ``every`` given here, which fixes the interval) each wait is the adaptive interval after
+        the poll before. Waits are on the job's ``clock``. For one poll that returns its
         ``SyncReport``, ``run_once()``."""
         interval = every or self.every
         if interval is None or interval <= 0:
