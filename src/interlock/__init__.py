@@ -28,6 +28,7 @@ from .core.redirect import Redirects
 from .core.retry import Retry, RetryBudget
 from .inbox import Event, Inbox, Redelivery
 from .stores.batch_writer import BatchWriter
+from .streams import EventStream, StreamPolicy, Subscription
 from .sync import Sync, SyncRecord, SyncSource, ToHandler, ToTable, WriteBack
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "Client",
     "Concurrency",
     "Event",
+    "EventStream",
     "Inbox",
     "Limits",
     "Paginator",
@@ -53,6 +55,8 @@ __all__ = [
     "Response",
     "Retry",
     "RetryBudget",
+    "StreamPolicy",
+    "Subscription",
     "Sync",
     "SyncClient",
     "SyncRecord",

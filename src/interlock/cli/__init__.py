@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import ConfigError
-from . import check, config, demo, dlq, serve, stats, sync, testbed, worker
+from . import alerts, check, config, demo, dlq, serve, stats, sync, testbed, worker
 from ._argparse import Parser, UsageError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -27,6 +27,7 @@ COMMANDS: dict[str, ModuleType] = {
     "worker": worker,
     "check": check,
     "config": config,
+    "alerts": alerts,
     "demo": demo,
     "dlq": dlq,
     "sync": sync,

@@ -1,5 +1,6 @@
 """The service: ``interlock serve -c interlock.toml`` runs upstreams, webhook sources and syncs
-from one config file, with an outbound proxy for callers in any language and an admin API.
+from one config file, with an outbound proxy for callers in any language, an admin API and the
+dashboard (``interlock.service.dashboard``).
 
 Needs the ``service`` extra (pydantic, starlette, uvicorn).
 """
