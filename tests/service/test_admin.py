@@ -213,7 +213,7 @@ async def test_a_replay_job_reports_progress_and_can_be_cancelled(tmp_path: Path
             if job["state"] != "running":
                 break
             await asyncio.sleep(0.02)
-        assert job["state"] == "done" and job["replayed"] == 250 and job["progress"] == 1.0
+        assert job["state"] == "succeeded" and job["replayed"] == job["done"] == 250
         assert await service.inbox.dlq.count() == 0
         async with http.get(f"{url}/admin/api/v1/dlq/replay-jobs") as resp:
             assert [j["id"] for j in (await resp.json())["jobs"]] == [job["id"]]
@@ -221,10 +221,12 @@ async def test_a_replay_job_reports_progress_and_can_be_cancelled(tmp_path: Path
         for i in range(300):
             message = Message("billing", f"late_{i}", "invoice.paid", b"{}", {}, time.time())
             await queue.put_dead(message, failures=[Failure(1, time.time(), "boom")])
-        started = await service.replay_jobs.start({"source": "billing"})
-        cancelled = await service.replay_jobs.cancel(started.id)
-        assert cancelled is not None and cancelled.state in ("cancelled", "done")
-        assert cancelled.replayed + await service.inbox.dlq.count() == 300
+        async with http.post(f"{url}/admin/api/v1/dlq/replay-jobs", json={"source": "billing"}) as resp:
+            started = await resp.json()
+        async with http.delete(f"{url}/admin/api/v1/dlq/replay-jobs/{started['id']}") as resp:
+            cancelled = await resp.json()
+        assert cancelled["state"] in ("cancelled", "succeeded")
+        assert cancelled["replayed"] + await service.inbox.dlq.count() == 300
         async with http.delete(f"{url}/admin/api/v1/dlq/replay-jobs/nope") as resp:
             assert resp.status == 404
         async with http.post(f"{url}/admin/api/v1/dlq/replay-jobs", json={"dry_run": True}) as resp:
@@ -265,3 +267,24 @@ async def test_an_upstream_never_called_has_null_figures(tmp_path: Path) -> None
         async with http.get(f"{url}/admin/api/v1/upstreams/{name}") as resp:
             assert resp.status == 200
             assert (await resp.json())["latency"] == {"p50": None, "p95": None, "p99": None}
+
+
+async def test_the_dashboard_is_served_at_ui(tmp_path: Path, testbed: Testbed) -> None:
+    async with serving(config(testbed.url, sync=False), tmp_path, ENV) as (service, url):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:  # unsafe: an IP host
+            await http.get(f"{url}/proxy/crm/customers/1")
+            async with http.get(f"{url}/ui/api/overview") as resp:
+                assert resp.status == 401  # no session yet
+            async with http.get(f"{url}/ui", allow_redirects=False) as resp:
+                assert resp.status == 303 and "/ui/login" in resp.headers["Location"]
+            async with http.post(f"{url}/ui/login", data={"token": ADMIN_TOKEN, "next": "/ui"}, allow_redirects=False) as resp:
+                assert resp.status == 303
+            await service.monitor.tick()
+            async with http.get(f"{url}/ui/api/overview") as resp:
+                assert resp.status == 200
+                overview = await resp.json()
+        assert "crm" in json.dumps(overview) and "billing" in json.dumps(overview)
+        assert "crm-upstream-secret" not in json.dumps(overview)
+    async with serving(config(testbed.url, token=False, sync=False), tmp_path, ENV) as (_, url), aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/ui") as resp:
+            assert resp.status == 503

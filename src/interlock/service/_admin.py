@@ -10,6 +10,7 @@ The JSON shapes are the OpenAPI document's (``_openapi.py``), which the dashboar
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
@@ -398,26 +399,23 @@ class _Api:
         doc = await _json_body(request)
         if "dry_run" in doc:
             raise AdminError(400, "bad-filter", "a replay job has no dry_run: count with POST /admin/api/v1/dlq/replay")
-        match = _filter_of(doc)
-        try:
-            job = await self.service.replay_jobs.start(match)
-        except RuntimeError as exc:
-            raise AdminError(409, "too-many-jobs", str(exc)) from None
+        job = await self.service.replay_jobs.start(_filter_of(doc))  # type: ignore[arg-type]
         return job.to_json()
 
-    def _job_id(self, request: Request) -> str:
-        return str(request.path_params["job"])
+    def _job(self, request: Request) -> Any:
+        job = self.service.replay_jobs.get(str(request.path_params["job"]))
+        if job is None:
+            raise AdminError(404, "unknown-job", "no such replay job")
+        return job
 
     async def replay_job(self, request: Request) -> Any:
-        job = self.service.replay_jobs.get(self._job_id(request))
-        if job is None:
-            raise AdminError(404, "unknown-job", "no such replay job")
-        return job.to_json()
+        return self._job(request).to_json()
 
     async def replay_job_cancel(self, request: Request) -> Any:
-        job = await self.service.replay_jobs.cancel(self._job_id(request))
-        if job is None:
-            raise AdminError(404, "unknown-job", "no such replay job")
+        job = self._job(request)
+        job.cancel()
+        if job._task is not None:  # it stops after the dead letter being replayed now
+            await asyncio.wait([job._task], timeout=5)
         return job.to_json()
 
     async def syncs(self, request: Request) -> Any:

@@ -36,7 +36,7 @@ from ._config import LoadedConfig, client_options, policy_options, resolve_calla
 from ._events import EventLog
 from ._problem import problem
 from ._proxy import ProxyApp, ProxyUpstream
-from ._replay import ReplayJobs
+from .dashboard import FailureFeed, Monitor, Notifier, ReplayJobs, dashboard_app
 
 __all__ = ["PauseGate", "Service"]
 
@@ -45,6 +45,8 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _log = logging.getLogger("interlock.service")
+_FAILURE_LOGGERS = ("interlock.client", "interlock.inbox")
+"""Where the failures the dashboard groups into issues are logged."""
 READY_TIMEOUT = 2.0
 """Seconds ``/readyz`` waits for the store before answering 503."""
 
@@ -157,6 +159,19 @@ class Service:
         self.replay_jobs = ReplayJobs(self.inbox.dlq)
         """Bulk DLQ replays running in the background (the admin API's ``replay-jobs``)."""
         self.admin = admin_app(self)
+        self.monitor = Monitor(self.clients, inbox=self.inbox, syncs=self.syncs, thresholds=cfg.alerts.thresholds())
+        """Reads the figures the dashboard shows, every few seconds while the service runs."""
+        self.notifier = Notifier(cfg.alerts.webhook_url) if cfg.alerts.webhook_url else None
+        if self.notifier is not None:
+            self.monitor.on_transition, self.monitor.on_alert = self.notifier.issue, self.notifier.alert
+        self.dashboard = (
+            dashboard_app(self.monitor, admin_token=token.get_secret_value(), prefix="/ui", jobs=self.replay_jobs)
+            if token is not None
+            else None
+        )
+        """The dashboard at ``/ui`` (None without an admin token: it logs in with it)."""
+        self._feed = FailureFeed(self.monitor)
+        self._stop = asyncio.Event()
         from prometheus_client import CollectorRegistry
 
         self.registry = CollectorRegistry(auto_describe=True)
@@ -229,6 +244,12 @@ class Service:
         self._started = True
         await self.inbox.open()
         self.inbox.pruner.start()
+        self._stop = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self.monitor.run(self._stop), name="interlock-monitor"))
+        if self.notifier is not None:
+            self._tasks.append(asyncio.create_task(self.notifier.run(self._stop), name="interlock-notifier"))
+        for logger in _FAILURE_LOGGERS:
+            logging.getLogger(logger).addHandler(self._feed)
         if self.run_workers:
             self.inbox.start_workers(concurrency=self.concurrency, grace=self.config.server.grace)
             for name, sync in self.syncs.items():
@@ -239,6 +260,9 @@ class Service:
     async def aclose(self) -> None:
         """Stop the schedules and workers (handlers in flight get ``[server] grace`` s), close
         every client and the store."""
+        self._stop.set()
+        for logger in _FAILURE_LOGGERS:
+            logging.getLogger(logger).removeHandler(self._feed)
         await self.replay_jobs.aclose()
         self.gate.close()
         tasks, self._tasks = self._tasks, []
@@ -381,6 +405,16 @@ class Service:
             if raw:
                 child["raw_path"] = raw[len(b"/admin") :]
             await self.admin(child, receive, send)
+        elif path == "/ui" or path.startswith("/ui/"):
+            if self.dashboard is None:
+                status, headers, body = problem(
+                    503, "dashboard-disabled", "Dashboard disabled",
+                    "set [server] admin_token: the dashboard logs in with it",
+                )
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+            else:
+                await self.dashboard(scope, receive, send)
         elif path == "/healthz":
             await _send_json(send, 200, {"status": "ok", "pid": os.getpid()})
         elif path == "/readyz":
@@ -390,7 +424,7 @@ class Service:
             await self._metrics(send)
         else:
             status, headers, body = problem(
-                404, "not-found", "Not found", "the service serves /proxy/, /hooks/, /admin/, /metrics, /healthz, /readyz"
+                404, "not-found", "Not found", "the service serves /proxy/, /hooks/, /admin/, /ui/, /metrics, /healthz, /readyz"
             )
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})

@@ -475,14 +475,44 @@ class StoreConfig(_Model):
         return value
 
 
-class AlertsConfig(_Model):
-    """``[alerts]``: the dashboard's thresholds (seed defaults)."""
+class AlertRuleConfig(_Model):
+    """Both levels of one rule: ``[alerts.upstream_p95] warning = 0.4, firing = 0.5``."""
 
-    rate_limit_remaining_below: Annotated[float, Field(ge=0, le=1)] = 0.2
-    p95_above: PositiveSeconds = 0.5
-    error_rate_above: Annotated[float, Field(ge=0, le=1)] = 0.01
-    webhook_processing_above: PositiveSeconds = 5.0
-    cache_hit_rate_below: Annotated[float, Field(ge=0, le=1)] = 0.9
+    warning: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    firing: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    min_samples: Count | None = None
+
+
+class AlertsConfig(_Model):
+    """``[alerts]``: the dashboard's thresholds (``interlock.core.alerts.Thresholds``; defaults
+    from the seeds: p95 > 500 ms, error rate > 1 %, cache hit rate < 90 %, quota left < 20 %,
+    webhook processing > 5 s), as one firing level per key or a table per rule; and where
+    issues and firing alerts are posted (``webhook_url``, Slack-compatible)."""
+
+    rate_limit_remaining_below: Annotated[float, Field(ge=0, le=1)] | None = None
+    p95_above: PositiveSeconds | None = None
+    error_rate_above: Annotated[float, Field(ge=0, le=1)] | None = None
+    webhook_processing_above: PositiveSeconds | None = None
+    cache_hit_rate_below: Annotated[float, Field(ge=0, le=1)] | None = None
+    upstream_p95: AlertRuleConfig | None = None
+    ratelimit_headroom: AlertRuleConfig | None = None
+    processing_p95: AlertRuleConfig | None = None
+    error_rate: AlertRuleConfig | None = None
+    cache_hit_rate: AlertRuleConfig | None = None
+    webhook_url: str | None = None
+    """Issues and firing alerts are posted here (an http(s) URL)."""
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value, "an http(s) URL such as https://hooks.slack.com/...")
+
+    def thresholds(self) -> Any:
+        """The ``interlock.core.alerts.Thresholds`` these settings describe."""
+        from ..core.alerts import Thresholds
+
+        values = self.model_dump(exclude_none=True, exclude={"webhook_url"})
+        return Thresholds.from_mapping(values)
 
 
 class ServiceConfig(_Model):
@@ -656,7 +686,7 @@ def _shown(path: tuple[str | int, ...], value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-_SECRET_KEYS = frozenset({"admin_token", "secrets", "callers", "headers"})
+_SECRET_KEYS = frozenset({"admin_token", "secrets", "callers", "headers", "webhook_url"})
 
 
 def _first_error(exc: ValidationError) -> tuple[tuple[str | int, ...], str, int]:
@@ -936,6 +966,7 @@ def check_buildable(loaded: LoadedConfig) -> None:
         if src.retry is not None:
             _library(loaded, ("sources", name, "retry"), src.retry.build)
     _library(loaded, ("inbox",), cfg.inbox.build)
+    _library(loaded, ("alerts",), cfg.alerts.thresholds)
     if cfg.server.workers > 1 and cfg.store.url.startswith("sqlite:"):
         raise loaded.error(
             ("server", "workers"),

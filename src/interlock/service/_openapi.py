@@ -179,16 +179,14 @@ _SCHEMAS: dict[str, Any] = {
     "ReplayJob": _obj(
         {
             "id": _STR,
-            "filter": {"type": "object"},
-            "state": {"type": "string", "enum": ["running", "done", "cancelled", "failed"]},
-            "total": {**_INT, "description": "matching dead letters when the job started"},
+            "match": {"type": "object", "description": "the filter"},
+            "state": {"type": "string", "enum": ["running", "succeeded", "cancelled", "failed"]},
+            "total": {**_INT, "description": "matching dead letters when the job started (at most these are replayed)"},
+            "done": {**_INT, "description": "dead letters handled so far (progress: done / total)"},
             "replayed": _INT,
-            "progress": {**_NUM, "description": "replayed / total, 0..1"},
-            "started_at": _NUM,
-            "finished_at": _nullable(_NUM),
-            "error": _nullable(_STR),
+            "error": _STR,
         },
-        ["id", "state", "total", "replayed", "progress"],
+        ["id", "state", "total", "done", "replayed"],
     ),
     "ReplayJobList": _obj({"jobs": {"type": "array", "items": _ref("ReplayJob")}}, ["jobs"]),
     "ReplayFilter": {
@@ -319,13 +317,13 @@ _PATHS: dict[str, Any] = {
     "/admin/api/v1/dlq/replay-jobs": {
         "get": _op("Bulk replay jobs, newest first", "ReplayJobList"),
         "post": _op(
-            "Start a bulk replay job (a page at a time, with progress, cancellable)", "ReplayJob",
-            body="ReplayFilter", status="202", errors=("400", "409", "413"),
+            "Start a bulk replay job (one dead letter at a time, with progress, cancellable)", "ReplayJob",
+            body="ReplayFilter", status="202", errors=("400", "413"),
         ),
     },
     "/admin/api/v1/dlq/replay-jobs/{job}": {
         "get": _op("One replay job's progress", "ReplayJob", params=[_path_param("job")], errors=("404",)),
-        "delete": _op("Cancel a replay job after its current page", "ReplayJob", params=[_path_param("job")], errors=("404",)),
+        "delete": _op("Cancel a replay job after the dead letter it is replaying", "ReplayJob", params=[_path_param("job")], errors=("404",)),
     },
     "/admin/api/v1/dlq/{id}": {
         "get": _op(
