@@ -46,11 +46,12 @@ RECORDS = 1000
 
 
 @contextlib.contextmanager
-def interlock_serve(upstream: str, workdir: Path) -> Iterator[str]:
-    """``interlock serve`` in a child process, proxying ``crm`` to ``upstream``."""
+def interlock_serve(upstream: str, workdir: Path, server_extra: str = "") -> Iterator[str]:
+    """``interlock serve`` in a child process, proxying ``crm`` to ``upstream``; ``server_extra``
+    lines go in its ``[server]`` table."""
     config = workdir / "interlock.toml"
     config.write_text(
-        "[server]\nlog_level = 'error'\n"
+        f"[server]\nlog_level = 'error'\n{server_extra}"
         f"[store]\nurl = 'sqlite:///{workdir / 'bench.db'}'\n"
         f"[upstreams.crm]\nbase_url = '{upstream}'\n"
         "concurrency = { limit = 1000, writes = 5 }\n"
@@ -192,11 +193,12 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase (default 5)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64, help="callers at saturation (default 64)")
+    parser.add_argument("--server", default="", help="extra [server] settings for interlock serve, ';'-separated (run_workers = false)")
     args = parser.parse_args()
     load = _common.Load()
     with tempfile.TemporaryDirectory() as tmp, spawn_testbed(TestbedConfig(records=RECORDS)) as tb:
         work = Path(tmp)
-        with interlock_serve(tb.url, work) as proxy_url, nginx(tb.url, work) as nginx_url:
+        with interlock_serve(tb.url, work, args.server.replace(";", "\n") + "\n" if args.server else "") as proxy_url, nginx(tb.url, work) as nginx_url:
             contenders: dict[str, tuple[str, Callable[..., Awaitable[object]]]] = {
                 "direct": (tb.url, with_aiohttp),
                 "proxy": (proxy_url, with_aiohttp),
