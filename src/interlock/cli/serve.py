@@ -115,8 +115,20 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn re-raises the signal it shut down for once it is done (so the default handler
     # kills the process with it); a graceful stop on SIGTERM is a success: exit status 0.
     signal.signal(signal.SIGTERM, _stopped)
+    _freeze_startup_objects()
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _freeze_startup_objects() -> None:
+    """Move everything built so far (modules, the config, the app) out of the garbage
+    collector's reach: a full collection then walks only what requests create, instead of
+    stalling every request in flight for the tens of milliseconds a walk over the whole
+    import graph takes (``gc.freeze``, as long-running servers do)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _stopped(signum: int, frame: object) -> None:
@@ -127,7 +139,9 @@ def app_factory() -> object:
     """The service of ``$INTERLOCK_CONFIG``: what each process of ``--workers N`` serves."""
     from ..service import Service, load_config
 
-    return Service(load_config(os.environ[CONFIG_ENV]))
+    service = Service(load_config(os.environ[CONFIG_ENV]))
+    _freeze_startup_objects()
+    return service
 
 
 def __getattr__(name: str) -> object:

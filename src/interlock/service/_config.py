@@ -15,6 +15,7 @@ import functools
 import importlib
 import os
 import tomllib
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -597,7 +598,7 @@ def _unwrap(tp: Any) -> Any:
         origin = get_origin(tp)
         if origin is Annotated:
             tp = get_args(tp)[0]
-        elif origin is Union or str(origin) == "<class 'types.UnionType'>" or type(tp).__name__ == "UnionType":
+        elif origin in (Union, types.UnionType):
             models = [a for a in get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
             dicts = [a for a in get_args(tp) if get_origin(a) in (dict, list)]
             if models:

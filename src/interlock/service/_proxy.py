@@ -21,7 +21,6 @@ gets the policies by pointing its base URL here.
 from __future__ import annotations
 
 import hmac
-import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,8 +46,6 @@ __all__ = ["HOP_BY_HOP", "ProxyApp", "ProxyUpstream", "cache_status", "problem_f
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-_log = logging.getLogger("interlock.service.proxy")
 
 HOP_BY_HOP = frozenset(
     {
