@@ -3,12 +3,15 @@ any language sees them (headers and problem details), caller tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from interlock.testbed import Testbed
+from interlock.testing import TcpProxy
 
 from .conftest import Origin, serving
 
@@ -154,3 +157,40 @@ async def test_an_unknown_upstream_is_404_and_health_endpoints_answer(tmp_path: 
         async with http.get(f"{url}/metrics") as resp:
             text = await resp.text()
             assert resp.status == 200 and "interlock_" in text and 'upstream="crm"' in text
+
+
+@pytest.mark.postgres
+async def test_readyz_is_503_while_the_store_does_not_answer(tmp_path: Path, origin: Origin, postgres_proxy: TcpProxy, postgres_dsn: str) -> None:
+    text = f"[store]\nurl = '{postgres_proxy.url(postgres_dsn)}'\n[upstreams.crm]\nbase_url = '{origin.url}'\n"
+    async with serving(text, tmp_path) as (_, url), aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/readyz") as resp:
+            assert resp.status == 200
+        postgres_proxy.freeze()
+        try:
+            async with http.get(f"{url}/readyz") as resp:
+                assert resp.status == 503
+                assert (await resp.json())["store"].startswith("unreachable")
+            async with http.get(f"{url}/healthz") as resp:
+                assert resp.status == 200  # the process is up
+            async with http.get(f"{url}/proxy/crm/x") as resp:
+                assert resp.status == 200  # the proxy does not need the store
+        finally:
+            postgres_proxy.thaw()
+        async with http.get(f"{url}/readyz") as resp:
+            assert resp.status == 200
+
+
+async def test_revalidated_and_stale_answers_are_labelled(tmp_path: Path, testbed: Testbed) -> None:
+    extra = "cache = { routes = { '/products/{id}' = { ttl = 0.2, stale_if_error = 600 } } }\n"
+    async with serving(config(testbed.url, extra), tmp_path, ENV) as (_, url), aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/proxy/crm/products/9") as resp:
+            assert resp.headers["X-Interlock-Cache"] == "miss"
+        await asyncio.sleep(0.3)  # past the TTL: the next read asks the testbed with its ETag
+        async with http.get(f"{url}/proxy/crm/products/9") as resp:
+            assert resp.status == 200 and (await resp.json())["id"] == 9
+            assert (resp.headers["X-Interlock-Cache"], resp.headers["X-Interlock-Attempts"]) == ("revalidated", "1")
+        await asyncio.sleep(0.3)
+        testbed.start_outage(60)
+        async with http.get(f"{url}/proxy/crm/products/9") as resp:
+            assert resp.status == 200 and (await resp.json())["id"] == 9
+            assert resp.headers["X-Interlock-Cache"] == "stale"
