@@ -46,7 +46,7 @@ RECORDS = 1000
 
 
 @contextlib.contextmanager
-def interlock_serve(upstream: str, workdir: Path, server_extra: str = "") -> Iterator[str]:
+def interlock_serve(upstream: str, workdir: Path, server_extra: str = "") -> Iterator[tuple[str, int]]:
     """``interlock serve`` in a child process, proxying ``crm`` to ``upstream``; ``server_extra``
     lines go in its ``[server]`` table."""
     config = workdir / "interlock.toml"
@@ -66,7 +66,7 @@ def interlock_serve(upstream: str, workdir: Path, server_extra: str = "") -> Ite
         url = proc.stdout.readline().strip()
         if not url.startswith("http://"):
             raise RuntimeError("interlock serve did not start")
-        yield url + "/proxy/crm"
+        yield url + "/proxy/crm", proc.pid
     finally:
         proc.terminate()
         try:
@@ -75,6 +75,15 @@ def interlock_serve(upstream: str, workdir: Path, server_extra: str = "") -> Ite
             proc.kill()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc), NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -198,7 +207,7 @@ async def main() -> None:
     load = _common.Load()
     with tempfile.TemporaryDirectory() as tmp, spawn_testbed(TestbedConfig(records=RECORDS)) as tb:
         work = Path(tmp)
-        with interlock_serve(tb.url, work, args.server.replace(";", "\n") + "\n" if args.server else "") as proxy_url, nginx(tb.url, work) as nginx_url:
+        with interlock_serve(tb.url, work, args.server.replace(";", "\n") + "\n" if args.server else "") as (proxy_url, proxy_pid), nginx(tb.url, work) as nginx_url:
             contenders: dict[str, tuple[str, Callable[..., Awaitable[object]]]] = {
                 "direct": (tb.url, with_aiohttp),
                 "proxy": (proxy_url, with_aiohttp),
@@ -210,6 +219,7 @@ async def main() -> None:
                 print("nginx not installed (apt-get install nginx): its column is left out")
             lat: dict[str, dict[str, list[float]]] = {n: {"p50": [], "p99": [], "lag99": [], "share": []} for n in contenders}
             sat: dict[str, list[float]] = {n: [] for n in contenders}
+            cpu_per_request: list[float] = []  # the proxy process's CPU seconds per request at saturation
             failures: dict[str, int] = dict.fromkeys(contenders, 0)
             for r, order in enumerate(_common.rotations(list(contenders), args.rounds)):
                 for name in order:
@@ -221,7 +231,11 @@ async def main() -> None:
                     lat[name]["lag99"].append(ol.lag_p(99))
                     lat[name]["share"].append(ol.achieved_share)
                     failures[name] += ol.failed + ol.unfinished
+                    cpu_before, wall_before = cpu_seconds(proxy_pid), time.perf_counter()
                     rate, failed = await runner(base, saturation_work(args.concurrency, args.duration))  # type: ignore[misc]
+                    if name == "proxy":
+                        served = rate * (time.perf_counter() - wall_before)
+                        cpu_per_request.append((cpu_seconds(proxy_pid) - cpu_before) / served if served else float("nan"))
                     sat[name].append(rate)
                     failures[name] += failed
                     print(f"round {r + 1}: {name:<10} p50 {ol.p(50) * 1000:.2f} ms  p99 {ol.p(99) * 1000:.2f} ms  saturation {rate:,.0f} req/s", flush=True)
@@ -247,7 +261,11 @@ async def main() -> None:
     proxy_sat = _common.med(sat["proxy"])
     print(f"proxy saturation: {proxy_sat:,.0f} req/s with one worker process (target >= 3,000), "
           f"{proxy_sat / _common.med(sat['direct']):.2f}x direct, {proxy_sat / _common.med(sat['in-process']):.2f}x the in-process Client")
+    cpu = _common.med(cpu_per_request)
+    print(f"proxy CPU per request at saturation: {cpu * 1e6:.0f} us, i.e. {1 / cpu:,.0f} req/s per fully used core "
+          "(the proxy process's own CPU time: what it costs, whatever else the machine runs)")
     results: dict[str, object] = {
+        "proxy_cpu_us_per_request": cpu * 1e6,
         "rate": args.rate, "duration": args.duration, "rounds": args.rounds, "concurrency": args.concurrency,
         "p50_ms": {n: m[n]["p50"] * 1000 for n in contenders}, "p99_ms": {n: m[n]["p99"] * 1000 for n in contenders},
         "saturation_rps": {n: _common.med(sat[n]) for n in contenders}, "failed": failures,
