@@ -160,3 +160,48 @@ def test_stats_reads_a_running_service(tmp_path: Path) -> None:
     assert code == 0, err
     one_line(run("stats", "--url", url, "--token", token, cwd=tmp_path), f"cannot reach the service at {url}")
     one_line(run("stats", "-c", str(tmp_path / "none.toml"), cwd=tmp_path), "none.toml: no such file")
+
+
+async def test_an_acknowledged_webhook_survives_sigkill(tmp_path: Path) -> None:
+    import asyncio
+    import hashlib
+    import hmac
+
+    from .conftest import Origin
+
+    async with Origin() as origin:
+        base = (
+            "[store]\nurl = 'sqlite:///kill.db'\n"
+            f"[sources.gh]\nscheme = 'github'\nsecrets = ['gh-secret']\nforward = '{origin.url}/hooks'\n"
+        )
+        # First process: ingress only, so the event is stored and acknowledged, not yet handled.
+        first = write(tmp_path, "[server]\nrun_workers = false\n" + base)
+        proc, url = start("serve", "-c", str(first), "--port", "0", cwd=tmp_path)
+        try:
+            body = b'{"action": "opened"}'
+            signature = "sha256=" + hmac.new(b"gh-secret", body, hashlib.sha256).hexdigest()
+            headers = {"X-Hub-Signature-256": signature, "X-GitHub-Delivery": "d-1", "X-GitHub-Event": "push",
+                       "Content-Type": "application/json"}
+            req = urllib.request.Request(f"{url}/hooks/gh", data=body, headers=headers, method="POST")
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            status = await asyncio.to_thread(lambda: opener.open(req, timeout=10).status)
+            assert status in (200, 202)
+        finally:
+            proc.kill()  # SIGKILL: no shutdown at all
+            proc.communicate(timeout=30)
+        assert origin.requests == []
+        # Second process, with workers: the acknowledged event is handled.
+        second = tmp_path / "second.toml"
+        second.write_text(base)
+        proc, url = start("serve", "-c", str(second), "--port", "0", cwd=tmp_path)
+        try:
+            for _ in range(400):
+                if origin.requests:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            code, err = stop(proc)
+        assert code == 0, err
+        [(method, path, seen, got)] = origin.requests
+        assert (method, path, got) == ("POST", "/hooks", body)
+        assert {k.lower(): v for k, v in seen.items()}["x-interlock-event-id"] == "d-1"
