@@ -27,6 +27,7 @@ from .core.breaker import CircuitBreaker
 from .core.redirect import Redirects
 from .core.retry import Retry, RetryBudget
 from .inbox import Event, Inbox, Redelivery
+from .server.jobs import Jobs
 from .stores.batch_writer import BatchWriter
 from .sync import Sync, SyncRecord, SyncSource, ToHandler, ToTable, WriteBack
 
@@ -41,6 +42,7 @@ __all__ = [
     "Concurrency",
     "Event",
     "Inbox",
+    "Jobs",
     "Limits",
     "Paginator",
     "Profile",

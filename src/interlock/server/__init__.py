@@ -27,6 +27,7 @@ from .idempotency import (
     RedisIdempotencyStore,
     StoredResponse,
 )
+from .jobs import Job, JobRejected, Jobs, JobStatus, JobStore, JobWorker, PostgresJobStore, SQLiteJobStore
 from .loader import DataLoader, request_loader
 from .ratelimit import (
     Limit,
@@ -48,13 +49,21 @@ __all__ = [
     "FieldsMiddleware",
     "IdempotencyMiddleware",
     "IdempotencyStore",
+    "Job",
+    "JobRejected",
+    "JobStatus",
+    "JobStore",
+    "JobWorker",
+    "Jobs",
     "Limit",
     "MemoryIdempotencyStore",
     "MemoryRateLimitBackend",
+    "PostgresJobStore",
     "RateLimitBackend",
     "RateLimitMiddleware",
     "RedisIdempotencyStore",
     "RedisRateLimitBackend",
+    "SQLiteJobStore",
     "SecurityMiddleware",
     "StoredResponse",
     "client_ip",
