@@ -270,20 +270,24 @@ class SQLiteJobStore:
 
 class PostgresJobStore:
     """Job statuses in PostgreSQL (``postgresql://...``; extra ``interlock[postgres]``), in
-    ``table``, through a small asyncpg pool."""
+    ``table`` (in ``schema`` when given, else the connection's search path), through a small
+    asyncpg pool."""
 
     def __init__(
         self,
         dsn: str,
         *,
         table: str = "interlock_jobs",
+        schema: str | None = None,
         pool_size: int = 4,
         command_timeout: float = 10.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         _check_table("PostgresJobStore", table)
         self.dsn = dsn
-        self.table = table
+        if schema is not None:
+            _check_table("PostgresJobStore", schema)
+        self.table = table if schema is None else f'"{schema}".{table}'
         self.pool_size = pool_size
         self.command_timeout = command_timeout
         self._clock = clock
@@ -301,6 +305,7 @@ class PostgresJobStore:
             self.dsn, min_size=1, max_size=self.pool_size, command_timeout=self.command_timeout
         )
         t = self.table
+        index = self.table.rsplit(".", 1)[-1] + "_finished"
         try:
             await pool.execute(
                 f"CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, task TEXT NOT NULL,"
@@ -308,7 +313,7 @@ class PostgresJobStore:
                 " updated_at DOUBLE PRECISION NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
                 " progress DOUBLE PRECISION, message TEXT, result TEXT, error TEXT,"
                 " started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, callback_url TEXT);"
-                f" CREATE INDEX IF NOT EXISTS {t}_finished ON {t} (finished_at)"
+                f" CREATE INDEX IF NOT EXISTS {index} ON {t} (finished_at)"
             )
         except BaseException:
             await pool.close()
