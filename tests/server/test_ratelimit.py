@@ -297,7 +297,9 @@ def race_server(redis_url: str, redis_prefix: str) -> Iterator[str]:
 @pytest.mark.slow
 async def test_four_worker_processes_on_one_redis_admit_exactly_the_limit(race_server: str) -> None:
     limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(base_url=race_server, limits=limits, timeout=httpx.Timeout(30.0, pool=None)) as http:
+    async with httpx.AsyncClient(
+        base_url=race_server, limits=limits, timeout=httpx.Timeout(30.0, pool=None)
+    ) as http:
         answers = await asyncio.gather(*(http.get("/") for _ in range(1000)))
     codes = [r.status_code for r in answers]
     assert codes.count(200) == 100

@@ -40,7 +40,9 @@ def decode_secret(secret: str | bytes) -> bytes:
     try:
         key = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise ConfigError("Jobs", "callback_secret", "expected whsec_<base64>; the value is not base64") from None
+        raise ConfigError(
+            "Jobs", "callback_secret", "expected whsec_<base64>; the value is not base64"
+        ) from None
     if not key:
         raise ConfigError("Jobs", "callback_secret", "decodes to an empty key")
     return key

@@ -115,7 +115,9 @@ class JobStore(Protocol):
         """Record the running job's progress."""
         ...
 
-    async def finish(self, job_id: str, state: JobState, *, result: Any = None, error: str | None = None) -> bool:
+    async def finish(
+        self, job_id: str, state: JobState, *, result: Any = None, error: str | None = None
+    ) -> bool:
         """Move a job that is not finished to ``state``: ``succeeded`` with ``result``,
         ``failed`` with ``error``, or back to ``queued`` with the ``error`` of the attempt that
         will be retried; False if it was already finished."""
@@ -161,7 +163,11 @@ class SQLiteJobStore:
     table. Each call runs in a thread on one connection."""
 
     def __init__(
-        self, url: str = "sqlite:///interlock.db", *, table: str = "interlock_jobs", clock: Clock = SYSTEM_CLOCK
+        self,
+        url: str = "sqlite:///interlock.db",
+        *,
+        table: str = "interlock_jobs",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         _check_table("SQLiteJobStore", table)
         self.path = sqlite_path_from_url(url)
@@ -244,7 +250,9 @@ class SQLiteJobStore:
             (progress, message, self._clock.time(), job_id),
         )
 
-    async def finish(self, job_id: str, state: JobState, *, result: Any = None, error: str | None = None) -> bool:
+    async def finish(
+        self, job_id: str, state: JobState, *, result: Any = None, error: str | None = None
+    ) -> bool:
         """Settle a job that is not finished."""
         now = self._clock.time()
         finished = now if state in TERMINAL else None
@@ -364,7 +372,9 @@ class PostgresJobStore:
             progress, message, self._clock.time(), job_id,
         )  # fmt: skip
 
-    async def finish(self, job_id: str, state: JobState, *, result: Any = None, error: str | None = None) -> bool:
+    async def finish(
+        self, job_id: str, state: JobState, *, result: Any = None, error: str | None = None
+    ) -> bool:
         """Settle a job that is not finished."""
         now = self._clock.time()
         done = await self._p().execute(

@@ -180,7 +180,11 @@ class JobRunner:
         if refused is not None:
             raise PermanentFailure(refused.error)
         msg_id = event.headers["webhook-id"]
-        headers = sign(self._key, msg_id, int(self.clock.time()), event.body) if self._key else {"webhook-id": msg_id}
+        headers = (
+            sign(self._key, msg_id, int(self.clock.time()), event.body)
+            if self._key
+            else {"webhook-id": msg_id}
+        )
         try:
             await self.clients.post(event.headers["url"], event.body, headers, idempotency_key=msg_id)
         except Exception as exc:

@@ -135,7 +135,9 @@ class Jobs:
         check_count("Jobs", "max_result", max_result)
         self.queue = queue
         self.callback_queue = callback_queue
-        self.redelivery = redelivery or Redelivery(attempts=3, backoff=Backoff(base=1.0, multiplier=4.0, cap=60.0))
+        self.redelivery = redelivery or Redelivery(
+            attempts=3, backoff=Backoff(base=1.0, multiplier=4.0, cap=60.0)
+        )
         self.callback_redelivery = callback_redelivery or Redelivery(
             attempts=8, backoff=Backoff(base=5.0, multiplier=3.0, cap=3600.0)
         )
@@ -213,7 +215,9 @@ class Jobs:
                 raise JobRejected(why)
         body = json.dumps({"params": params}).encode()
         if len(body) > self.max_params:
-            raise JobRejected(f"the job's parameters take {len(body)} bytes of JSON, more than {self.max_params}")
+            raise JobRejected(
+                f"the job's parameters take {len(body)} bytes of JSON, more than {self.max_params}"
+            )
         await self.open()
         now = self.clock.time()
         status = JobStatus(
@@ -273,9 +277,7 @@ class Jobs:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def worker(
-        self, *, concurrency: int = 4, visibility: float = 30.0, grace: float = 10.0
-    ) -> JobWorker:
+    def worker(self, *, concurrency: int = 4, visibility: float = 30.0, grace: float = 10.0) -> JobWorker:
         """A worker for this process: ``await worker.run()`` until cancelled, or ``start()``
         and ``aclose()``. ``visibility``: seconds a lease lasts without a heartbeat (a job whose
         worker died is run again after at most that); ``grace``: seconds running jobs get to
@@ -291,7 +293,9 @@ class Jobs:
             max_result=self.max_result,
             clock=self.clock,
         )
-        settings = WorkerSettings(concurrency=concurrency, visibility=visibility, grace=grace, slow_after=3600.0)
+        settings = WorkerSettings(
+            concurrency=concurrency, visibility=visibility, grace=grace, slow_after=3600.0
+        )
         jobs_pool = WorkerPool(
             self.queue,
             lambda source, type_: [runner.run_job] if source == JOB_SOURCE else [],
@@ -363,7 +367,9 @@ class JobStatusApp:
         job_id = str(scope.get("path", "")).rstrip("/").rsplit("/", 1)[-1]
         status = await self.jobs.status(job_id)
         if status is None:
-            await send_problem(send, 404, "job-not-found", "No such job", "No job has this id (or it was pruned).")
+            await send_problem(
+                send, 404, "job-not-found", "No such job", "No job has this id (or it was pruned)."
+            )
             return
         body = json.dumps(status.to_json()).encode()
         headers = [
@@ -378,4 +384,3 @@ class JobStatusApp:
 
     def __repr__(self) -> str:
         return f"<JobStatusApp location={self.jobs.location!r}>"
-
