@@ -16,6 +16,7 @@ Put them in this order (outermost first), so each sees what it needs::
 
 from __future__ import annotations
 
+from ._idempotency_sql import PostgresIdempotencyStore, SQLiteIdempotencyStore
 from .accesslog import AccessLogMiddleware, route_template
 from .compression import DEFAULT_COMPRESSIBLE, CompressionMiddleware
 from .conditional import ConditionalMiddleware, strong_etag
@@ -58,11 +59,13 @@ __all__ = [
     "Limit",
     "MemoryIdempotencyStore",
     "MemoryRateLimitBackend",
+    "PostgresIdempotencyStore",
     "PostgresJobStore",
     "RateLimitBackend",
     "RateLimitMiddleware",
     "RedisIdempotencyStore",
     "RedisRateLimitBackend",
+    "SQLiteIdempotencyStore",
     "SQLiteJobStore",
     "SecurityMiddleware",
     "StoredResponse",

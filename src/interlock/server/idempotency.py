@@ -11,8 +11,9 @@ a different request is ``422``; a repeat while the first is still running is ``4
 process died) is free again after ``lock_ttl``. ``namespace(scope)`` scopes keys (say per API
 key or user) so two clients never share one.
 
-Stores: ``MemoryIdempotencyStore`` (one process, bounded) and ``RedisIdempotencyStore`` (many
-processes; each step is one command or one Lua script).
+Stores: ``MemoryIdempotencyStore`` (one process, bounded), ``RedisIdempotencyStore`` (many
+processes; each step is one command or one Lua script), and ``SQLiteIdempotencyStore`` /
+``PostgresIdempotencyStore`` (``interlock.server``; one transaction or statement per step).
 """
 
 from __future__ import annotations
