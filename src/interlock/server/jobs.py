@@ -48,21 +48,19 @@ from ..inbox import WorkerPool, WorkerSettings
 from ..stores import Message, Queue, open_queue
 from ._asgi import Receive, Scope, Send, problem, send_problem
 from ._callback import CallbackClients, callback_url_problem, decode_secret
-from ._jobstore import TERMINAL, JobState, JobStatus, JobStore, PostgresJobStore, SQLiteJobStore
+from ._jobstore import JobStatus, JobStore, PostgresJobStore, SQLiteJobStore
 from ._jobworker import CALLBACK_SOURCE, JOB_SOURCE, Job, JobRunner, TaskFn
 
 __all__ = [
-    "TERMINAL",
     "Job",
     "JobRejected",
-    "JobState",
     "JobStatus",
+    "JobStatusApp",
     "JobStore",
     "JobWorker",
     "Jobs",
     "PostgresJobStore",
     "SQLiteJobStore",
-    "TaskFn",
 ]
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
