@@ -296,7 +296,9 @@ def race_server(redis_url: str, redis_prefix: str) -> Iterator[str]:
 @pytest.mark.redis
 @pytest.mark.slow
 async def test_four_worker_processes_on_one_redis_admit_exactly_the_limit(race_server: str) -> None:
-    limits = httpx.Limits(max_connections=64)
+    # All 1,000 in flight at once: ~250 concurrent checks per worker, more than redis-py's
+    # default pool (100) holds; the backend's blocking pool makes them wait, never fail open.
+    limits = httpx.Limits(max_connections=1000)
     async with httpx.AsyncClient(
         base_url=race_server, limits=limits, timeout=httpx.Timeout(30.0, pool=None)
     ) as http:

@@ -51,6 +51,7 @@ from ..core.gcra import Verdict, check_all
 from ..errors import ConfigError
 from ._asgi import ASGIApp, HTTPMiddleware, Message, Receive, Scope, Send, header, send_problem
 from ._metrics import RATELIMIT_BACKEND_ERRORS
+from ._redis import open_redis
 
 __all__ = [
     "Limit",
@@ -185,7 +186,9 @@ class RedisRateLimitBackend:
     """The state in Redis, shared by every process: one Lua script per check, one round trip.
 
     ``client`` is borrowed when given (never closed); otherwise one is opened for ``url`` with
-    socket timeouts of ``timeout``. Keys are ``namespace + limit name + key``.
+    socket timeouts of ``timeout`` and at most ``max_connections`` connections (checks beyond
+    that wait up to ``timeout`` for one, rather than failing). Keys are ``namespace + limit
+    name + key``.
     """
 
     def __init__(
@@ -195,20 +198,18 @@ class RedisRateLimitBackend:
         namespace: str = "interlock:ratelimit:",
         client: Any = None,
         timeout: float = 0.25,
+        max_connections: int = 64,
     ) -> None:
         check_seconds("RedisRateLimitBackend", "timeout", timeout, positive=True)
+        check_count("RedisRateLimitBackend", "max_connections", max_connections)
         self.url = url
         self.namespace = namespace
         self.timeout = timeout
         self._own = client is None
         if client is None:
-            try:
-                import redis.asyncio as aioredis
-            except ImportError as exc:  # pragma: no cover - depends on the install
-                raise ImportError(
-                    "RedisRateLimitBackend needs redis: pip install 'interlock[redis]'"
-                ) from exc
-            client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            client = open_redis(
+                url, timeout=timeout, max_connections=max_connections, owner="RedisRateLimitBackend"
+            )
         self._redis: Any = client
         import hashlib
 
