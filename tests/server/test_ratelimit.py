@@ -306,3 +306,16 @@ async def test_four_worker_processes_on_one_redis_admit_exactly_the_limit(race_s
     codes = [r.status_code for r in answers]
     assert codes.count(200) == 100
     assert codes.count(429) == 900
+
+
+@pytest.mark.redis
+async def test_a_huge_limit_on_redis_is_checked_not_an_error(redis_url: str, redis_prefix: str) -> None:
+    """An emission interval below the clock's precision (10**9 per minute) once made the script
+    send 'SET ... PX 0', an error on every check: the middleware then failed open silently."""
+    backend = RedisRateLimitBackend(redis_url, namespace=redis_prefix, timeout=SLACK)
+    try:
+        for _ in range(3):
+            allowed, [verdict] = await backend.check(["huge"], [(10**9, 60.0)], 1)
+            assert allowed and verdict.remaining > 10**8
+    finally:
+        await backend.aclose()

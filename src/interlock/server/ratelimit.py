@@ -169,7 +169,9 @@ for i = 1, n do
   local retry = 0
   if allowed == 1 then
     tat = tat + cost * interval
-    redis.call('SET', KEYS[i], string.format('%.17g', tat), 'PX', math.ceil(tat - now))
+    -- At least 1 ms: with an interval below the clock's precision (a huge limit), tat - now is 0
+    -- and 'PX 0' is an error, which would fail every check.
+    redis.call('SET', KEYS[i], string.format('%.17g', tat), 'PX', math.max(1, math.ceil(tat - now)))
   else
     retry = math.max(0, tat + cost * interval - windows[i] - now)
   end
