@@ -333,3 +333,25 @@ async def test_a_worker_sigkilled_mid_job_leaves_no_job_running(sqlite_path: str
                 first.wait(30)
     assert (done.state, done.attempts) == ("succeeded", 2)
     assert done.result == {"attempt": 2, "pid": second.pid}
+
+
+async def test_finished_jobs_are_pruned_after_the_retention(sqlite_path: str) -> None:
+    retention = interlock.inbox.Retention(done=0.05, dead=0.05, every=3600.0)
+    async with Jobs(store=sqlite_path, retention=retention) as jobs:
+
+        @jobs.task("t")
+        async def t(job: Job) -> int:
+            return 1
+
+        finished = await jobs.submit("t")
+        worker = jobs.worker().start()
+        try:
+            await jobs.wait(finished.id, 30.0)
+        finally:
+            await worker.aclose()
+        pending = await jobs.submit("t")  # not finished: never pruned
+        await asyncio.sleep(0.2)
+        assert await jobs.prune() == 2  # the status row and the acked queue message
+        assert await jobs.status(finished.id) is None
+        assert (await jobs.status(pending.id)) is not None
+        assert (await jobs.queue.stats()).pending == 1

@@ -22,7 +22,9 @@ def _example() -> str:
 
 
 @pytest.mark.redis
-async def test_the_readme_stack_serves_a_fastapi_app(redis_url: str, redis_prefix: str, tmp_path: Path) -> None:
+async def test_the_readme_stack_serves_a_fastapi_app(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
     code = _example()
     limiter = 'RedisRateLimitBackend("redis://127.0.0.1:6379/0")'
     idem = 'RedisIdempotencyStore("redis://127.0.0.1:6379/0")'

@@ -32,9 +32,11 @@ the outbound ``Client`` (``callback_client``), retried on ``callback_redelivery`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock
@@ -44,7 +46,7 @@ from ..client import Client
 from ..core.backoff import Backoff
 from ..core.redelivery import Redelivery
 from ..errors import ConfigError
-from ..inbox import WorkerPool, WorkerSettings
+from ..inbox import Pruner, Retention, WorkerPool, WorkerSettings
 from ..stores import Message, Queue, open_queue
 from ._asgi import Receive, Scope, Send, problem, send_problem
 from ._callback import CallbackClients, callback_url_problem, decode_secret
@@ -62,6 +64,8 @@ __all__ = [
     "PostgresJobStore",
     "SQLiteJobStore",
 ]
+
+log = logging.getLogger("interlock.server.jobs")
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TASK = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
@@ -97,6 +101,9 @@ class Jobs:
     caller may name in ``callback_url`` (None: any host; set it on a public API).
     ``location``: the status URL template (``/jobs/{id}``, where ``app`` is mounted).
     ``max_params`` / ``max_result``: bytes of JSON a job's parameters and result may take.
+    ``retention``: how long finished jobs stay readable (``done``: 7 days; their status rows and
+    queue messages) and dead letters stay replayable (``dead``: 30 days); workers prune every
+    ``retention.every`` seconds, and ``prune()`` does it once.
     """
 
     def __init__(
@@ -113,6 +120,7 @@ class Jobs:
         location: str = "/jobs/{id}",
         max_params: int = 64 * 1024,
         max_result: int = 1024 * 1024,
+        retention: Retention | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if isinstance(store, str):
@@ -145,6 +153,7 @@ class Jobs:
         self.max_params = max_params
         self.max_result = max_result
         self.clock = clock
+        self.retention = retention or Retention()
         self.tasks: dict[str, TaskFn] = {}
         self._callback_secret = callback_secret
         self._clients = CallbackClients(callback_client)
@@ -273,6 +282,17 @@ class Jobs:
                     return status
                 await asyncio.sleep(poll)
 
+    async def prune(self) -> int:
+        """Forget what ``retention`` no longer keeps: finished jobs' statuses and queue messages
+        older than ``retention.done``, dead letters older than ``retention.dead``; how many rows."""
+        await self.open()
+        pruned = 0
+        for queue in (self.queue, self.callback_queue):
+            pruned += await Pruner(queue, self.retention, clock=self.clock).prune()
+        if self.retention.done is not None:
+            pruned += await self.store.prune(self.clock.time() - self.retention.done)
+        return pruned
+
     # -- running ---------------------------------------------------------------------------------
 
     def worker(self, *, concurrency: int = 4, visibility: float = 30.0, grace: float = 10.0) -> JobWorker:
@@ -308,27 +328,53 @@ class Jobs:
             settings=WorkerSettings(concurrency=concurrency, visibility=visibility, grace=grace),
             ready=self.open,
         )
-        return JobWorker(jobs_pool, callbacks_pool)
+        return JobWorker(jobs_pool, callbacks_pool, prune=self.prune, every=self.retention.every)
 
     def __repr__(self) -> str:
         return f"<Jobs tasks={sorted(self.tasks)} store={self.store!r} queue={self.queue!r}>"
 
 
 class JobWorker:
-    """Two ``WorkerPool``s: one runs jobs, one delivers their callbacks. Built by ``Jobs.worker()``."""
+    """Two ``WorkerPool``s, one running jobs and one delivering their callbacks, and the
+    housekeeping that calls ``prune`` every ``every`` seconds. Built by ``Jobs.worker()``."""
 
-    def __init__(self, jobs_pool: WorkerPool, callbacks_pool: WorkerPool) -> None:
+    def __init__(
+        self,
+        jobs_pool: WorkerPool,
+        callbacks_pool: WorkerPool,
+        *,
+        prune: Callable[[], Awaitable[int]] | None = None,
+        every: float = 600.0,
+    ) -> None:
         self.jobs_pool = jobs_pool
         self.callbacks_pool = callbacks_pool
+        self._prune = prune
+        self.every = every
+        self._housekeeping: asyncio.Task[None] | None = None
 
     def start(self) -> JobWorker:
-        """Run both pools in background tasks; ``aclose()`` stops them."""
+        """Run both pools and the housekeeping in background tasks; ``aclose()`` stops them."""
         self.jobs_pool.start()
         self.callbacks_pool.start()
+        self._start_housekeeping()
         return self
+
+    def _start_housekeeping(self) -> None:
+        if self._prune is not None and self._housekeeping is None:
+            self._housekeeping = asyncio.create_task(self._keep(), name="interlock-jobs-prune")
+
+    async def _keep(self) -> None:
+        assert self._prune is not None
+        while True:
+            try:
+                await self._prune()
+            except Exception as exc:  # best effort: the next round tries again
+                log.warning("pruning finished jobs failed, trying again in %.0f s: %r", self.every, exc)
+            await asyncio.sleep(self.every)
 
     async def run(self) -> None:
         """Run until cancelled (then let running jobs finish within the grace)."""
+        self._start_housekeeping()
         try:
             await asyncio.gather(self.jobs_pool.run(), self.callbacks_pool.run())
         finally:
@@ -336,6 +382,11 @@ class JobWorker:
 
     async def aclose(self) -> None:
         """Stop leasing; running jobs get the grace to finish, then are left to their leases."""
+        task, self._housekeeping = self._housekeeping, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.jobs_pool.aclose()
         await self.callbacks_pool.aclose()
 
