@@ -40,6 +40,7 @@ import aiohttp
 
 CONTENDERS = ["bare", "full-stack", "ratelimit-redis", "slowapi-redis"]
 NEVER = 1_000_000_000
+WARMUP = 200
 
 
 def build(name: str, redis_url: str, prefix: str) -> Any:
@@ -243,6 +244,14 @@ def serve(name: str, port: int, redis_url: str, prefix: str) -> None:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux ``/proc``): the server's own cost per
+    request, which other load on the machine disturbs far less than its throughput."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -267,7 +276,7 @@ async def load(port: int, requests: int, concurrency: int) -> tuple[float, float
     bad = 0
     remaining = requests
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
-        for _ in range(200):  # warm-up
+        for _ in range(WARMUP):  # warm-up
             async with http.get(url) as r:
                 await r.read()
 
@@ -323,7 +332,7 @@ def main() -> None:
         _common.emit("server", {**load_avg.end(), "accuracy": race})
         return
     results: dict[str, dict[str, list[float]]] = {
-        n: {"rps": [], "p99": [], "solo_p99": [], "bad": []} for n in CONTENDERS
+        n: {"rps": [], "p99": [], "solo_p99": [], "bad": [], "cpu_us": []} for n in CONTENDERS
     }
     for r, order in enumerate(_common.rotations(CONTENDERS, args.rounds)):
         for name in order:
@@ -345,18 +354,23 @@ def main() -> None:
             )
             try:
                 wait_for(port)
+                cpu_before = cpu_seconds(child.pid)
                 rps, p99, bad = asyncio.run(load(port, args.requests, args.concurrency))
+                cpu = (cpu_seconds(child.pid) - cpu_before) / (args.requests + WARMUP)
                 _, solo, bad_solo = asyncio.run(load(port, args.requests // 4, 1))
                 bad += bad_solo
             finally:
                 child.terminate()
                 child.wait(30)
             results[name]["rps"].append(rps)
+            results[name]["cpu_us"].append(cpu * 1e6)
             results[name]["p99"].append(p99)
             results[name]["solo_p99"].append(solo)
             results[name]["bad"].append(bad)
             print(
-                f"round {r + 1} {name}: {rps:,.0f} req/s, p99 {p99 * 1000:.2f} ms, non-200 {bad}", flush=True
+                f"round {r + 1} {name}: {rps:,.0f} req/s, p99 {p99 * 1000:.2f} ms,"
+                f" server CPU {cpu * 1e6:.0f} us/request, non-200 {bad}",
+                flush=True,
             )
     rows = []
     bare_rps = _common.med(results["bare"]["rps"])
@@ -397,6 +411,13 @@ def main() -> None:
     print(
         f"ratelimit-redis / bare throughput, per round: {_common.spread(per_round('ratelimit-redis', 'bare'), '{:.2f}')}x"
     )
+    bare_cpu = _common.med(results["bare"]["cpu_us"])
+    for name in CONTENDERS:
+        cpu_med = _common.med(results[name]["cpu_us"])
+        print(
+            f"server CPU per request, {name}: {_common.spread(results[name]['cpu_us'], '{:.0f}')} us"
+            f" ({cpu_med / bare_cpu:.2f}x bare, {cpu_med - bare_cpu:+.0f} us)"
+        )
     solo_added = (_common.med(results["ratelimit-redis"]["solo_p99"]) - bare_solo) * 1000
     print(f"ratelimit-redis p99 over bare, one request at a time: {solo_added:+.2f} ms (target <= 0.3)")
     _common.emit(
