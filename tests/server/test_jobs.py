@@ -355,3 +355,30 @@ async def test_finished_jobs_are_pruned_after_the_retention(sqlite_path: str) ->
         assert await jobs.status(finished.id) is None
         assert (await jobs.status(pending.id)) is not None
         assert (await jobs.queue.stats()).pending == 1
+
+
+async def test_a_failed_job_replayed_from_the_dead_letter_queue_runs_again(jobs: Jobs) -> None:
+    fixed = False
+
+    @jobs.task("export")
+    async def export(job: Job) -> str:
+        if not fixed:
+            raise PermanentFailure("bucket missing")
+        return "exported"
+
+    status = await jobs.submit("export")
+    worker = jobs.worker().start()
+    try:
+        failed = await jobs.wait(status.id, 30.0)
+        async with asyncio.timeout(20):
+            while await jobs.queue.count_dead() == 0:
+                await asyncio.sleep(0.02)
+        fixed = True  # the operator fixed the cause, then replays
+        assert await jobs.queue.replay(interlock.inbox.DeadLetterFilter(ids=[status.id])) == 1
+        async with asyncio.timeout(30):
+            while (again := await jobs.status(status.id)) is not None and again.state != "succeeded":
+                await asyncio.sleep(0.02)
+    finally:
+        await worker.aclose()
+    assert failed.state == "failed"
+    assert again is not None and (again.state, again.result, again.error) == ("succeeded", "exported", None)

@@ -36,11 +36,12 @@ import contextlib
 import json
 import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK, Clock
-from .._ids import current_correlation_id, new_id
+from .._ids import current_correlation_id
 from .._validate import check_count
 from ..client import Client
 from ..core.backoff import Backoff
@@ -227,8 +228,14 @@ class Jobs:
             )
         await self.open()
         now = self.clock.time()
+        # The id is the status resource's only key: drawn from the OS's CSPRNG, not guessable.
         status = JobStatus(
-            id=new_id(), task=task, state="queued", created_at=now, updated_at=now, callback_url=callback_url
+            id=secrets.token_hex(12),
+            task=task,
+            state="queued",
+            created_at=now,
+            updated_at=now,
+            callback_url=callback_url,
         )
         await self.store.create(status)
         headers = {}
