@@ -382,3 +382,22 @@ async def test_a_failed_job_replayed_from_the_dead_letter_queue_runs_again(jobs:
         await worker.aclose()
     assert failed.state == "failed"
     assert again is not None and (again.state, again.result, again.error) == ("succeeded", "exported", None)
+
+
+async def test_show_errors_false_keeps_internals_out_of_the_status_resource(sqlite_path: str) -> None:
+    async with Jobs(store=sqlite_path, show_errors=False) as jobs:
+
+        @jobs.task("leaky")
+        async def leaky(job: Job) -> None:
+            raise PermanentFailure("db password=hunter2 at /srv/app/tasks.py")
+
+        status = await jobs.submit("leaky")
+        worker = jobs.worker().start()
+        try:
+            kept = await jobs.wait(status.id, 30.0)
+        finally:
+            await worker.aclose()
+        async with serve(api(jobs)) as base, httpx.AsyncClient(base_url=base) as http:
+            shown = (await http.get(jobs.location_of(status.id))).json()
+    assert (shown["status"], shown["error"]) == ("failed", "the job failed")
+    assert "hunter2" in (kept.error or "")  # the operator still sees why (status(), the DLQ)

@@ -90,6 +90,7 @@ class JobRunner:
         clients: CallbackClients,
         max_result: int,
         clock: Clock,
+        show_errors: bool = True,
     ) -> None:
         self.tasks = tasks
         self.store = store
@@ -103,6 +104,7 @@ class JobRunner:
         self.clients = clients
         self.max_result = max_result
         self.clock = clock
+        self.show_errors = show_errors
 
     # -- jobs ------------------------------------------------------------------------------------
 
@@ -161,12 +163,15 @@ class JobRunner:
         status = await self.store.get(job_id)
         if status is None or status.callback_url is None:
             return
+        shown = status.to_json()
+        if not self.show_errors and shown["error"] is not None:
+            shown["error"] = "the job failed"
         message = Message(
             source=CALLBACK_SOURCE,
             # One callback per finish: a job replayed from the DLQ and finished again calls back again.
             id=f"{job_id}.{status.state}.{status.attempts}",
             type=f"job.{status.state}",
-            body=payload(status.state, status.to_json(), status.updated_at),
+            body=payload(status.state, shown, status.updated_at),
             headers={"url": status.callback_url, "webhook-id": f"job_{job_id}_{status.attempts}"},
             received_at=self.clock.time(),
         )

@@ -68,6 +68,9 @@ __all__ = [
 
 log = logging.getLogger("interlock.server.jobs")
 
+HIDDEN_ERROR = "the job failed"
+"""What the status resource and callbacks show for an error when ``show_errors=False``."""
+
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TASK = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
@@ -104,7 +107,10 @@ class Jobs:
     ``max_params`` / ``max_result``: bytes of JSON a job's parameters and result may take.
     ``retention``: how long finished jobs stay readable (``done``: 7 days; their status rows and
     queue messages) and dead letters stay replayable (``dead``: 30 days); workers prune every
-    ``retention.every`` seconds, and ``prune()`` does it once.
+    ``retention.every`` seconds, and ``prune()`` does it once. ``show_errors=False`` keeps
+    the failure's text (exception type, message and where it was raised) out of the status
+    resource and the callbacks, for APIs whose callers must not see internals: they read
+    ``"the job failed"``, while ``status()`` and the dead-letter queue keep the text.
     """
 
     def __init__(
@@ -122,6 +128,7 @@ class Jobs:
         max_params: int = 64 * 1024,
         max_result: int = 1024 * 1024,
         retention: Retention | None = None,
+        show_errors: bool = True,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if isinstance(store, str):
@@ -155,6 +162,7 @@ class Jobs:
         self.max_result = max_result
         self.clock = clock
         self.retention = retention or Retention()
+        self.show_errors = show_errors
         self.tasks: dict[str, TaskFn] = {}
         self._callback_secret = callback_secret
         self._clients = CallbackClients(callback_client)
@@ -316,6 +324,7 @@ class Jobs:
             callback_secret=self._callback_secret,
             clients=self._clients,
             max_result=self.max_result,
+            show_errors=self.show_errors,
             clock=self.clock,
         )
         settings = WorkerSettings(
@@ -427,7 +436,10 @@ class JobStatusApp:
                 send, 404, "job-not-found", "No such job", "No job has this id (or it was pruned)."
             )
             return
-        body = json.dumps(status.to_json()).encode()
+        shown = status.to_json()
+        if not self.jobs.show_errors and shown["error"] is not None:
+            shown["error"] = HIDDEN_ERROR
+        body = json.dumps(shown).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
