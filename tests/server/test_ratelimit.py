@@ -319,3 +319,28 @@ async def test_a_huge_limit_on_redis_is_checked_not_an_error(redis_url: str, red
             assert allowed and verdict.remaining > 10**8
     finally:
         await backend.aclose()
+
+
+async def test_concurrent_checks_share_a_pipeline_one_evalsha_each_and_survive_script_flush(
+    private_redis: PrivateRedis,
+) -> None:
+    """Checks made in the same tick go out as one pipeline: still exactly one EVALSHA per check
+    (commandstats), exact admissions, and NOSCRIPT inside a pipeline is answered by EVAL."""
+    backend = RedisRateLimitBackend(private_redis.url, namespace="p:", timeout=SLACK)
+    probe = aioredis.Redis.from_url(private_redis.url)
+    try:
+        await backend.check(["warm"], [(10, 60.0)], 1)  # loads the script
+        before = await _calls(probe)
+        answers = await asyncio.gather(*(backend.check(["k"], [(150, 3600.0)], 1) for _ in range(200)))
+        delta = _delta(before, await _calls(probe))
+        assert [allowed for allowed, _ in answers].count(True) == 150
+        assert delta["evalsha"] == 200 and "eval" not in delta
+        await probe.script_flush()
+        before = await _calls(probe)
+        again = await asyncio.gather(*(backend.check(["j"], [(30, 3600.0)], 1) for _ in range(50)))
+        delta = _delta(before, await _calls(probe))
+        assert [allowed for allowed, _ in again].count(True) == 30
+        assert delta["evalsha"] == 50 and delta["eval"] == 50  # each NOSCRIPT retried once by EVAL
+    finally:
+        await probe.aclose()
+        await backend.aclose()
