@@ -27,6 +27,7 @@ from .core.breaker import CircuitBreaker
 from .core.redirect import Redirects
 from .core.retry import Retry, RetryBudget
 from .inbox import Event, Inbox, Redelivery
+from .server.jobs import Jobs
 from .stores.batch_writer import BatchWriter
 from .streams import EventStream, StreamPolicy, Subscription
 from .sync import Sync, SyncRecord, SyncSource, ToHandler, ToTable, WriteBack
@@ -43,6 +44,7 @@ __all__ = [
     "Event",
     "EventStream",
     "Inbox",
+    "Jobs",
     "Limits",
     "Paginator",
     "Profile",
