@@ -288,3 +288,11 @@ async def test_the_dashboard_is_served_at_ui(tmp_path: Path, testbed: Testbed) -
     async with serving(config(testbed.url, token=False, sync=False), tmp_path, ENV) as (_, url), aiohttp.ClientSession() as http:
         async with http.get(f"{url}/ui") as resp:
             assert resp.status == 503
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    from openapi_spec_validator import validate
+
+    doc = openapi_document()
+    assert doc["openapi"] == "3.1.0"
+    validate(doc)  # raises on any violation of the OpenAPI 3.1 schema
