@@ -296,3 +296,33 @@ def test_the_document_is_valid_openapi_3_1() -> None:
     doc = openapi_document()
     assert doc["openapi"] == "3.1.0"
     validate(doc)  # raises on any violation of the OpenAPI 3.1 schema
+
+
+@pytest.mark.postgres
+async def test_one_process_of_those_sharing_a_postgres_store_runs_a_sync(
+    tmp_path: Path, testbed: Testbed, postgres_dsn: str
+) -> None:
+    name = f"customers{uuid.uuid4().hex[:8]}"  # the lock is per sync name, server-wide
+    text = (
+        f"[store]\nurl = '{postgres_dsn}'\n[upstreams.crm]\nbase_url = '{testbed.url}'\n"
+        f"[syncs.{name}]\nupstream = 'crm'\npath = '/customers'\nhandler = 'json:dumps'\nevery = 3600\n"
+    )
+    async with serving(text, tmp_path) as (first, _), serving(text, tmp_path) as (second, _):
+        for leader in (*first.leaders.values(), *second.leaders.values()):
+            leader.retry_every = 0.1
+        for _ in range(200):
+            if first.leaders[name].leading or second.leaders[name].leading:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # both had several chances to take the lock
+        assert [first.leaders[name].leading, second.leaders[name].leading].count(True) == 1
+        holder, other = (first, second) if first.leaders[name].leading else (second, first)
+        # The holder stops: the other takes over.
+        for task in holder._tasks:
+            task.cancel()
+        for _ in range(200):
+            if other.leaders[name].leading:
+                break
+            await asyncio.sleep(0.05)
+        assert other.leaders[name].leading
+        assert (await other.sync_status(name))["running"] is True

@@ -34,6 +34,7 @@ from ..sync import Sync, SyncSource, ToHandler, WriteBack
 from ._admin import admin_app
 from ._config import LoadedConfig, client_options, policy_options, resolve_callable, signature_of
 from ._events import EventLog
+from ._leader import SyncLeader
 from ._problem import problem
 from ._proxy import ProxyApp, ProxyUpstream
 from .dashboard import FailureFeed, Monitor, Notifier, ReplayJobs, dashboard_app
@@ -141,6 +142,8 @@ class Service:
         self.clients: dict[str, Client] = {}
         self._forwarders: list[Client] = []
         self.syncs: dict[str, Sync] = {}
+        self.leaders: dict[str, SyncLeader] = {}
+        """On a PostgreSQL store, who runs each sync's schedule (``_leader``)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._build()  # clients open their connections on first use: a failed build leaks none
@@ -252,9 +255,15 @@ class Service:
             logging.getLogger(logger).addHandler(self._feed)
         if self.run_workers:
             self.inbox.start_workers(concurrency=self.concurrency, grace=self.config.server.grace)
+            shared = self.config.store.url.startswith(("postgresql://", "postgres://"))
             for name, sync in self.syncs.items():
                 await sync.open()
-                if sync.every is not None:
+                if sync.every is None:
+                    continue
+                if shared:  # one process of all those sharing the store runs the schedule
+                    leader = self.leaders[name] = SyncLeader(self.config.store.url, name, sync.run_forever)
+                    self._tasks.append(asyncio.create_task(leader.serve(), name=f"interlock-sync-leader-{name}"))
+                else:
                     self._tasks.append(asyncio.create_task(sync.run_forever(), name=f"interlock-sync-{name}"))
 
     async def aclose(self) -> None:
@@ -342,7 +351,7 @@ class Service:
             "upstream": job.upstream,
             "path": job.path,
             "every": job.every,
-            "running": any(t.get_name() == f"interlock-sync-{name}" and not t.done() for t in self._tasks),
+            "running": self._schedule_running(name),
             "checkpoint": _jsonable(stored.get("checkpoint")),
             "ledger": _jsonable(stored.get("ledger")),
             "dead_letters": stored.get("dead_letters", 0),
@@ -350,11 +359,16 @@ class Service:
             "last_report": _jsonable(getattr(report, "__dict__", None) or (repr(report) if report else None)),
         }
 
+    def _schedule_running(self, name: str) -> bool:
+        leader = self.leaders.get(name)
+        if leader is not None:
+            return leader.leading
+        return any(t.get_name() == f"interlock-sync-{name}" and not t.done() for t in self._tasks)
+
     def trigger_sync(self, name: str) -> None:
         """Poll ``name`` now: wake its schedule, or run one poll in the background."""
         sync = self.syncs[name]
-        running = any(t.get_name() == f"interlock-sync-{name}" and not t.done() for t in self._tasks)
-        if running:
+        if self._schedule_running(name):
             sync.trigger()
             return
 
