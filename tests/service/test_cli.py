@@ -205,3 +205,49 @@ async def test_an_acknowledged_webhook_survives_sigkill(tmp_path: Path) -> None:
         [(method, path, seen, got)] = origin.requests
         assert (method, path, got) == ("POST", "/hooks", body)
         assert {k.lower(): v for k, v in seen.items()}["x-interlock-event-id"] == "d-1"
+
+
+def test_sigterm_lets_the_handler_in_flight_finish(tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+    import os
+
+    (tmp_path / "slow_hooks.py").write_text(
+        "import asyncio, pathlib\n"
+        "async def on_event(event):\n"
+        "    pathlib.Path('started').write_text(event.id)\n"
+        "    await asyncio.sleep(1.5)\n"
+        "    pathlib.Path('finished').write_text(event.id)\n"
+    )
+    path = write(tmp_path, "[server]\ngrace = 20\n[store]\nurl = 'sqlite:///grace.db'\n"
+                 "[sources.gh]\nscheme = 'github'\nsecrets = ['gh-secret']\nhandler = 'slow_hooks:on_event'\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.Popen([INTERLOCK, "serve", "-c", str(path), "--port", "0"], cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    try:
+        body = b'{"action": "opened"}'
+        signature = "sha256=" + hmac.new(b"gh-secret", body, hashlib.sha256).hexdigest()
+        headers = {"X-Hub-Signature-256": signature, "X-GitHub-Delivery": "d-grace", "X-GitHub-Event": "push",
+                   "Content-Type": "application/json"}
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        opener.open(urllib.request.Request(f"{url}/hooks/gh", data=body, headers=headers, method="POST"), timeout=10).close()
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "started").exists():  # the handler is in flight
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert not (tmp_path / "finished").exists()
+    finally:
+        code, err = stop(proc)  # SIGTERM while the handler sleeps
+    assert code == 0, err
+    assert (tmp_path / "finished").read_text() == "d-grace"  # it was let finish
+    import asyncio
+
+    from interlock.stores.queue_sqlite import SQLiteQueue
+
+    async def pending() -> int:  # its event acknowledged, not left to redeliver
+        async with SQLiteQueue(f"sqlite:///{tmp_path / 'grace.db'}") as queue:
+            return (await queue.stats()).pending
+
+    assert asyncio.run(pending()) == 0
