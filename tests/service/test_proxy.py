@@ -13,7 +13,7 @@ import pytest
 from interlock.testbed import Testbed
 from interlock.testing import TcpProxy
 
-from .conftest import Origin, serving
+from .conftest import Origin, raw_http, serving
 
 
 def config(upstream_url: str, extra: str = "", name: str = "crm") -> str:
@@ -194,3 +194,15 @@ async def test_revalidated_and_stale_answers_are_labelled(tmp_path: Path, testbe
         async with http.get(f"{url}/proxy/crm/products/9") as resp:
             assert resp.status == 200 and (await resp.json())["id"] == 9
             assert resp.headers["X-Interlock-Cache"] == "stale"
+
+
+async def test_odd_bytes_in_headers_are_not_a_server_error(tmp_path: Path, origin: Origin) -> None:
+    origin.headers = {"X-Name": "Zoë", "X-Tracking": "t-1"}
+    async with serving(config(origin.url), tmp_path, ENV) as (_, url):
+        head = b"GET /proxy/crm/x HTTP/1.1\r\nHost: i\r\nX-Caller: caf\xe9\r\nConnection: close\r\n\r\n"
+        status, headers, _ = await raw_http(url, head)
+    assert status == 200
+    assert headers["x-tracking"] == "t-1"
+    assert headers["x-name"].encode("latin-1") == "Zoë".encode()  # the upstream's bytes, as sent
+    [(_, _, seen, _)] = origin.requests
+    assert "X-Caller" in seen or "x-caller" in {k.lower() for k in seen}

@@ -194,8 +194,10 @@ class ProxyApp:
         except CallError as exc:
             await _send_problem(send, problem_for(exc, decision.upstream, exc.request_id))
             return
+        # aiohttp decoded the upstream's header bytes as UTF-8 with surrogateescape: encoding
+        # them back the same way gives the bytes as received, whatever they were.
         out = [
-            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            (k.lower().encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
             for k, v in response.headers.items()
             if k.lower() not in _RESPONSE_DROPPED
         ]
