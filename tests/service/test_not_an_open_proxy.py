@@ -10,9 +10,13 @@ legitimate requests with spoofed headers, served by the configured upstream only
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
+import hypothesis
 import pytest
+import yarl
 from aiohttp import web
+from hypothesis import strategies as st
 
 from interlock.service._target import Refused, Target, decide_target
 from interlock.testbed import Testbed
@@ -145,3 +149,28 @@ async def test_no_vector_reaches_a_second_origin(tmp_path: Path, testbed: Testbe
     assert len(outcomes) == len(VECTORS)
     # The testbed saw only paths under its own root, never a dot segment.
     assert all(".." not in r.path for r in testbed.recent())
+
+
+_ALPHABET = st.sampled_from(
+    [b"/", b".", b"..", b"%2e", b"%2E", b"%2f", b"%5c", b"\\", b"@", b":", b"%40", b"%25", b"%00", b"a", b"b1", b"?",
+     b"#", b";", b"%", b"http:", b"//", b"evil.example", b"%u002e", b"\x00", b" ", b"\xc3\xa9", b"~", b"-"]
+)
+
+
+@hypothesis.settings(max_examples=3000, deadline=None)
+@hypothesis.given(st.lists(_ALPHABET, max_size=12).map(b"".join))
+def test_no_path_the_decision_lets_through_leaves_the_upstream(tail: bytes) -> None:
+    base = "http://upstream.internal:8443/v1"
+    decided = decide_target("GET", b"/proxy/crm/" + tail, {"crm"})
+    if isinstance(decided, Refused):
+        assert 400 <= decided.status < 500
+        return
+    url = base + decided.path
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.hostname, parts.port) == ("http", "upstream.internal", 8443)
+    assert parts.path.startswith("/v1/")
+    # Whatever a server downstream decodes, it finds no way up or out.
+    decoded = unquote(decided.path)
+    assert "/../" not in decoded + "/" and "/./" not in decoded + "/" and "//" not in decoded and "\\" not in decoded
+    assert "@" not in decoded and "?" not in decoded and "#" not in decoded
+    assert yarl.URL(url).host == "upstream.internal" and yarl.URL(url).path.startswith("/v1/")

@@ -28,7 +28,7 @@ ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "O
 # NUL and the other control characters, '@', '?' and '#' (which would move the query or
 # fragment boundary once decoded).
 _BAD_ENCODED = re.compile(rb"%(?:2[eEfF5]|5[cC]|0[0-9a-fA-F]|1[0-9a-fA-F]|7[fF]|40|3[fF]|23)")
-_BAD_RAW = re.compile(rb"[\x00-\x20\x7f-\xff\\@]")
+_BAD_RAW = re.compile(rb"[\x00-\x20\x7f-\xff\\@?#]")
 _DOT_SEGMENT = re.compile(rb"^\.{1,2}(?:;.*)?$")
 
 
@@ -70,7 +70,7 @@ def decide_target(method: str, raw_path: bytes, upstreams: Collection[str]) -> T
     path = b"/" + tail
     if _BAD_RAW.search(path):
         return Refused(
-            400, "unsafe-path", "the path holds a character that is not proxied (space, control, non-ASCII, '\\', '@')"
+            400, "unsafe-path", "the path holds a character that is not proxied (space, control, non-ASCII, '\\', '@', '?', '#')"
         )
     if _BAD_ENCODED.search(path):
         return Refused(
