@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from interlock.service import ConfigFileError, config_schema, load_config, parse_config
-from interlock.service._config import resolve_handlers
+from interlock.service._config import resolve_handlers, validate_document
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "interlock.toml"
 UP = "[upstreams.crm]\nbase_url = 'http://127.0.0.1:8080'\n"
@@ -150,3 +152,32 @@ def test_check_and_schema_commands(tmp_path: Path) -> None:
     assert f"interlock check: error: {bad}: upstreams.crm.retry.attmpts: unknown key 'attmpts'" in failed.stderr
     schema = subprocess.run([sys.executable, "-m", "interlock", "config", "schema"], capture_output=True, text=True)
     assert schema.returncode == 0 and json.loads(schema.stdout)["title"] == "interlock.toml"
+
+
+_KEYS = st.sampled_from(
+    ["server", "store", "upstreams", "sources", "syncs", "alerts", "inbox", "crm", "billing", "port", "host",
+     "admin_token", "url", "base_url", "retry", "attempts", "breaker", "cache", "routes", "/x", "/y/{id}",
+     "rate_limit", "per_second", "concurrency", "timeout", "scheme", "secrets", "handler", "forward", "headers",
+     "callers", "batch", "route", "via", "workers", "backoff", "base", "cap", "p95_above", "webhook_url", "delivery"]
+)
+_LEAVES = st.one_of(
+    st.integers(-5, 70000), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+    st.sampled_from(["", "x", "http://127.0.0.1:9", "sqlite:///x.db", "stripe", "json:dumps", "${NOPE}", "${A:-b}",
+                     "/customers/{id}", "redis://h", "a" * 40, "ftp://x", "postgresql://u:pw@h/db"]),
+)
+_DOCS = st.recursive(
+    st.dictionaries(_KEYS, _LEAVES, max_size=4),
+    lambda children: st.dictionaries(_KEYS, st.one_of(children, st.lists(children, max_size=2), _LEAVES), max_size=4),
+    max_leaves=20,
+)
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(_DOCS)
+def test_any_document_is_valid_or_one_precise_mistake(doc: dict[str, object]) -> None:
+    try:
+        validate_document(doc, file="f.toml", env={})
+    except ConfigFileError as exc:
+        message = str(exc)
+        assert message.startswith("f.toml: ") and "\n" not in message
+        assert "pw@" not in message  # a password in a URL is never quoted

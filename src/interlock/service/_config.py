@@ -55,6 +55,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "resolve_callable",
+    "validate_document",
 ]
 
 SCHEMES = ("standard-webhooks", "stripe", "github", "shopify", "slack", "hmac")
@@ -683,7 +684,7 @@ _PHRASES = (
 def _shown(path: tuple[str | int, ...], value: Any) -> str:
     if any(str(p) in _SECRET_KEYS for p in path):
         return MASK
-    text = repr(value)
+    text = REDACTION.mask_text(repr(value))  # a password in a URL, an api_key= parameter
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -762,8 +763,15 @@ def parse_config(text: str, *, file: str = "interlock.toml", env: Mapping[str, s
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigFileError(file, "", f"not valid TOML: {exc}") from None
+    return validate_document(doc, file=file, env=env)
+
+
+def validate_document(
+    doc: Mapping[str, Any], *, file: str = "interlock.toml", env: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    """Validate a parsed config document (what ``tomllib`` returns) as ``parse_config`` does."""
     try:
-        doc, from_env = interpolate(doc, os.environ if env is None else env)
+        doc, from_env = interpolate(dict(doc), os.environ if env is None else env)
     except MissingVariable as exc:
         raise ConfigFileError(file, key_path(exc.path), exc.problem) from None
     try:
