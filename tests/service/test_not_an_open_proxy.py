@@ -174,3 +174,21 @@ def test_no_path_the_decision_lets_through_leaves_the_upstream(tail: bytes) -> N
     assert "/../" not in decoded + "/" and "/./" not in decoded + "/" and "//" not in decoded and "\\" not in decoded
     assert "@" not in decoded and "?" not in decoded and "#" not in decoded
     assert yarl.URL(url).host == "upstream.internal" and yarl.URL(url).path.startswith("/v1/")
+
+
+async def test_random_raw_targets_over_http_never_reach_a_second_origin(tmp_path: Path, testbed: Testbed, origin: Origin) -> None:
+    import random
+
+    rng = random.Random(12)
+    o = origin.url.removeprefix("http://")
+    pieces = ["/", ".", "..", "%2e", "%2f", "%5c", "\\", "@", o, "%40", "%25", "a", "customers", "1", ";", ":", "//",
+              "http://" + o, "%00", "%0d%0a", "~", "%", "%zz", "products", "?x=", "#f"]
+    text = f"[store]\nurl = 'sqlite:///{{db}}'\n[upstreams.crm]\nbase_url = '{testbed.url}'\n"
+    async with serving(text, tmp_path) as (_, url):
+        for _ in range(300):
+            tail = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+            method = rng.choice(["GET", "GET", "POST", "DELETE", "CONNECT", "OPTIONS"])
+            head = f"{method} /proxy/crm/{tail} HTTP/1.1\r\nHost: {o}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            status, _, body = await raw_http(url, head.encode("latin-1"))
+            assert status is None or status < 500, (method, tail, status, body[:200])
+    assert origin.requests == []
