@@ -288,7 +288,7 @@ async def test_awaited_writes_of_one_key_wait_for_the_batch_holding_it(sqlite_pa
     sink.release.set()
     await asyncio.gather(first, second, other)
     await writer.aclose()
-    assert [b for b in sink.batches] == [[("k", "old", 1)], [("j", "c", 3)], [("k", "new", 2)]]
+    assert sink.batches == [[("k", "old", 1)], [("j", "c", 3)], [("k", "new", 2)]]
     assert rows_in(sqlite_path) == [("j", "c", 3), ("k", "new", 2)]
 
 
