@@ -50,11 +50,12 @@ def test_observe_adopt_sets_the_balance_both_ways() -> None:
     assert b.tokens == 10
 
 
-def test_pause_blocks_until_then_restarts_empty() -> None:
+def test_pause_blocks_until_then_lets_one_call_ask_then_paces() -> None:
     b = TokenBucket(rate=10, capacity=5, now=0.0)
     b.pause(until=2.0, now=0.0)
-    assert b.reserve(0.5).wait == pytest.approx(1.5 + 0.1)
+    assert b.reserve(0.5).wait == pytest.approx(1.5)  # the next in line goes at the pause's end
     assert b.paused_until == 2.0
+    assert b.reserve(0.5).wait == pytest.approx(1.5 + 0.1)  # the others at the bucket's pace
     assert b.reserve(2.0).wait == pytest.approx(0.2)
 
 

@@ -174,10 +174,14 @@ class Client:
             else None
         )
         self._rng = rng
-        self._retry = RetryPolicy(retry, self._clock, rng)
         self.rate_limit = RateLimitPolicy(rate_limit, self.name, self._clock) if rate_limit else None
         self._limiter = ConcurrencyLimiter(self.concurrency) if self.concurrency else None
-        self._breaker = BreakerPolicy(breaker, self.name, self._clock) if breaker else None
+        self._breaker = (
+            BreakerPolicy(breaker, self.name, self._clock, attempt_timeout=self._per_attempt)
+            if breaker
+            else None
+        )
+        self._retry = RetryPolicy(retry, self._clock, rng, breaker=self._breaker)
         self._follower = (
             RedirectFollower(
                 redirects,
@@ -217,7 +221,9 @@ class Client:
         # with that profile's retry stage, built once per profile.
         call = self._profiled.get(profile.name)
         if call is None:
-            call = self._profiled[profile.name] = self._compose(RetryPolicy(profile.retry, self._clock, self._rng))
+            call = self._profiled[profile.name] = self._compose(
+                RetryPolicy(profile.retry, self._clock, self._rng, breaker=self._breaker)
+            )
         return call
 
     @property

@@ -5,16 +5,22 @@ does it: wait, or end the call with the answer or the right error.
 The loop is tenacity's (``Retrying.iter`` deciding over a ``RetryCallState``), the decisions
 are the core's: this module classifies outcomes, sleeps and raises, and decides nothing.
 
+A call refused by the open breaker and willing to wait (``Retry(circuit_open=True)``) waits
+for the breaker itself: it is woken the moment the breaker closes, frees a probe slot or opens
+again, instead of sleeping out a backoff while the upstream is already back.
+
 Testing mode (``interlock.testing.set_testing``, stamina's idea) caps attempts and skips every
 wait, so code under test that retries finishes at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from ..._clock import Clock
 from ..._models import Request, Response
@@ -34,7 +40,7 @@ from ...errors import (
 )
 from .._pipeline import Send
 
-__all__ = ["RetryCallState", "RetryPolicy", "is_testing", "set_testing"]
+__all__ = ["BreakerWatch", "RetryCallState", "RetryPolicy", "is_testing", "set_testing"]
 
 # The errors an attempt may end with that retrying can help; anything else propagates as is.
 # ConnectError before TransportError, its base: nothing was sent, so it is safe to repeat.
@@ -162,14 +168,31 @@ def is_testing() -> bool:
     return _testing is not None
 
 
+class BreakerWatch(Protocol):
+    """What the retry stage needs of the breaker gate: a wake-up when it may admit again."""
+
+    def changed(self) -> Awaitable[None]:
+        """Resolves the next time the breaker changes state or frees a probe slot."""
+        ...
+
+
 class RetryPolicy:
     """The retry stage of the pipeline (see ``interlock.client``). ``config`` None: one attempt,
-    errors raised with the call's context, every answer returned."""
+    errors raised with the call's context, every answer returned. ``breaker``: the breaker gate
+    whose refusals the calls wait out, woken as soon as it may admit them."""
 
-    def __init__(self, config: Retry | None, clock: Clock, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: Retry | None,
+        clock: Clock,
+        rng: random.Random | None = None,
+        *,
+        breaker: BreakerWatch | None = None,
+    ) -> None:
         self.config = config
         self._clock = clock
         self._rng = rng
+        self._breaker = breaker
         self._budget = BudgetLedger(config.budget) if config and config.budget else None
 
     async def handle(self, request: Request, call_next: Send) -> Response:
@@ -202,8 +225,22 @@ class RetryPolicy:
                 return _give_up(state, decision)
             state.next_wait = decision.delay
             if testing is None:
-                await clock.sleep(decision.delay)
-                state.idle_for += decision.delay
+                if state.failure is FailureKind.CIRCUIT_OPEN and self._breaker is not None:
+                    started = clock.monotonic()
+                    await self._until_breaker_changes(decision.delay, self._breaker)
+                    state.idle_for += clock.monotonic() - started
+                else:
+                    await clock.sleep(decision.delay)
+                    state.idle_for += decision.delay
+
+    async def _until_breaker_changes(self, delay: float, breaker: BreakerWatch) -> None:
+        """Sleep ``delay`` seconds, or less: until the breaker may admit the call again."""
+        changed = asyncio.ensure_future(breaker.changed())
+        sleeper = asyncio.ensure_future(self._clock.sleep(delay))
+        try:
+            await asyncio.wait((sleeper, changed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
 
     def _decide(self, retry: Retry, state: RetryCallState) -> RetryIn | GiveUp:
         assert state.failure is not None
