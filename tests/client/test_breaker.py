@@ -145,3 +145,42 @@ async def test_callers_waiting_on_the_breaker_are_woken_by_a_successful_probe() 
         assert [r.status for r in responses] == [200, 200]
         assert clock.now == 1_005.0  # nobody's own timer ran out: the waiter was woken
         assert tb.counters.requests == 4  # 2 tripping calls, the probe, the woken waiter
+
+
+async def test_a_caller_backing_off_after_a_failure_is_woken_when_the_breaker_closes() -> None:
+    # A caller whose attempt failed in the outage backs off 5 s; the breaker closes on another
+    # caller's probe long before that. On a clock that never moves by itself, the caller can
+    # only finish if the closing breaker wakes it; then its backoff starts over.
+    clock = HeldClock()
+    retry = Retry(
+        attempts=4, circuit_open=True, backoff=Backoff(base=5.0, cap=5.0, jitter="none"), budget=None
+    )
+    async with (
+        Testbed(TestbedConfig(records=10)) as tb,
+        Client(
+            tb.url,
+            retry=retry,
+            breaker=CircuitBreaker(min_calls=3, open_for=1.0),
+            timeout=Timeout(total=60.0),
+            clock=clock,  # type: ignore[arg-type]
+        ) as client,
+    ):
+        assert client._breaker is not None
+        client.retry = None
+        tb.start_outage(60.0)
+        for i in range(2):  # two failures: not yet open
+            assert (await client.get(f"/customers/{i + 1}")).status == 503
+        client.retry = retry
+        backing_off = asyncio.create_task(client.get("/customers/3"))  # the 3rd failure opens it
+        while client._breaker.breaker.state is not BreakerState.OPEN:
+            await asyncio.sleep(0.005)
+        assert tb.counters.requests == 3
+        tb.configure(faults=Faults())  # the outage is over
+        clock.advance(1.0)  # the open period is over, the caller's own 5 s backoff is not
+        probe = await client.get("/customers/4")
+        assert probe.status == 200 and client._breaker.breaker.state is BreakerState.CLOSED
+        response = await asyncio.wait_for(backing_off, timeout=10)
+    assert response.status == 200 and response.attempts == 2
+    assert clock.now == 1_001.0  # its own timer never ran out: the closing breaker woke it
+    assert client._breaker.recoveries == 1
+    assert tb.counters.requests == 5  # 3 failures, the probe, the woken caller's second attempt

@@ -247,3 +247,30 @@ def test_failures_in_a_row_open_it_whatever_the_window_holds() -> None:
     calls(ratio_only, clock, 200, failed=False)
     calls(ratio_only, clock, 100, failed=True)
     assert ratio_only.state is BreakerState.CLOSED
+
+
+def test_a_probe_failing_without_retry_after_keeps_the_upstreams_cadence() -> None:
+    # An outage says "Retry-After: 1"; the first probe after it meets a stray 503 with no
+    # Retry-After. The breaker must probe again in 1 s, not after open_for's 30 s.
+    clock = FakeClock()
+    breaker = CircuitBreaker(min_calls=1, open_for=30).new_state(clock.monotonic())
+    first = breaker.admit(clock.monotonic())
+    assert isinstance(first, Admit)
+    breaker.record(first, failed=True, duration=0.01, now=clock.monotonic(), retry_after=1.0)
+    clock.advance(1.0)
+    probe = breaker.admit(clock.monotonic())
+    assert probe == Admit(probe=True)
+    breaker.record(probe, failed=True, duration=0.01, now=clock.monotonic())  # type: ignore[arg-type]
+    reopened = breaker.admit(clock.monotonic())
+    assert isinstance(reopened, Reject) and reopened.retry_in == pytest.approx(1.0)
+    clock.advance(1.0)
+    second = breaker.admit(clock.monotonic())
+    assert second == Admit(probe=True)
+    breaker.record(second, failed=False, duration=0.01, now=clock.monotonic())  # type: ignore[arg-type]
+    assert breaker.state is BreakerState.CLOSED
+    # Closed, the episode is over: the next outage without a Retry-After gets open_for.
+    again = breaker.admit(clock.monotonic())
+    assert isinstance(again, Admit)
+    breaker.record(again, failed=True, duration=0.01, now=clock.monotonic())
+    rejected = breaker.admit(clock.monotonic())
+    assert isinstance(rejected, Reject) and rejected.retry_in == pytest.approx(30.0)

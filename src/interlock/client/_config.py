@@ -488,7 +488,7 @@ BACKGROUND = Profile(
     "background",
     retry=Retry(
         attempts=8,
-        backoff=Backoff(base=0.5, multiplier=2.0, cap=30.0),
+        backoff=Backoff(base=0.2, multiplier=2.0, cap=30.0),
         max_retry_after=120.0,
         circuit_open=True,
     ),

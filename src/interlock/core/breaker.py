@@ -138,6 +138,7 @@ class Breaker:
         self._probes_in_flight = 0
         self._probe_successes = 0
         self._in_a_row = 0
+        self._advised: float | None = None  # the upstream's Retry-After in this episode
         self.transitions = 0
 
     # -- sliding window -------------------------------------------------------------------------
@@ -164,14 +165,20 @@ class Breaker:
         self._bucket_ids = [-1] * self.config.buckets
 
     def _move(self, state: BreakerState, now: float, retry_after: float | None = None) -> None:
+        if state is BreakerState.OPEN:
+            if retry_after is None and self.state is BreakerState.HALF_OPEN:
+                # A probe failed without saying when to come back (a stray 5xx, a timeout): the
+                # upstream's last word in this episode still holds, not ``open_for``.
+                retry_after = self._advised
+            self._advised = retry_after
+            self._open_until = now + self.config.open_period(retry_after)
         self.state = state
         self.transitions += 1
-        if state is BreakerState.OPEN:
-            self._open_until = now + self.config.open_period(retry_after)
         self._probes_in_flight = 0
         self._probe_successes = 0
         self._in_a_row = 0
         if state is BreakerState.CLOSED:
+            self._advised = None
             self._reset_window()
 
     # -- decisions ------------------------------------------------------------------------------
@@ -215,7 +222,9 @@ class Breaker:
         ``failure_ratio`` failed, or ``consecutive_failures`` calls in a row failed; a probe's failure reopens a half-open one, and
         ``half_open_calls`` successful probes close it. ``retry_after``: what the failed answer
         said about coming back; it sets how long the breaker stays open if this failure opens it
-        (``CircuitBreaker.open_period``).
+        (``CircuitBreaker.open_period``). A probe failing without one reopens the breaker for
+        the ``Retry-After`` last given in the same outage, if any: one stray 503 from a
+        recovering upstream must not hold everyone back for ``open_for``.
         """
         if self.config.slow_call is not None and duration >= self.config.slow_call:
             failed = True

@@ -213,8 +213,11 @@ class Retry:
         deadline: float | None,
         budget: BudgetLedger | None = None,
         rng: random.Random | None = None,
+        backoff_from: int = 0,
     ) -> Decision:
-        """Decide what follows failed attempt number ``attempt`` (1-based)."""
+        """Decide what follows failed attempt number ``attempt`` (1-based). ``backoff_from``:
+        attempts whose failures no longer grow the backoff (those before the upstream was seen
+        to recover, say): the backoff is that of attempt ``attempt - backoff_from``."""
         if failure is FailureKind.NETWORK and not self.network_errors:
             return GiveUp("not_retryable")
         if failure is FailureKind.CONNECT and not self.network_errors:
@@ -233,7 +236,7 @@ class Retry:
         # ``attempts``, bounds how long a caller waits for the upstream to recover.
         if failure is not FailureKind.CIRCUIT_OPEN and attempt >= self.attempts:
             return GiveUp("attempts")
-        delay = self.backoff.delay(attempt, rng)
+        delay = self.backoff.delay(max(1, attempt - backoff_from), rng)
         if retry_after is not None and self.respect_retry_after:
             if retry_after > self.max_retry_after:
                 return GiveUp("retry_after_too_long")

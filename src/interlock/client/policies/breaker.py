@@ -7,7 +7,7 @@ import asyncio
 
 from ..._clock import Clock
 from ..._models import Request, Response
-from ...core.breaker import Admit, CircuitBreaker
+from ...core.breaker import Admit, BreakerState, CircuitBreaker
 from ...core.retry_after import parse_retry_after
 from ...errors import CircuitOpen, DeadlineExceeded, TimedOut, TransportError
 
@@ -30,6 +30,8 @@ class BreakerPolicy:
         self._upstream = upstream
         self._attempt_timeout = attempt_timeout
         self._changed: asyncio.Future[None] | None = None
+        self.recoveries = 0
+        """How many times the breaker has closed again after opening (see ``RetryPolicy``)."""
 
     def try_enter(self, request: Request) -> bool:
         """Admit the attempt, or raise ``CircuitOpen`` while the breaker is open."""
@@ -79,6 +81,8 @@ class BreakerPolicy:
             now = self._clock.monotonic()
             breaker.record(admitted, failed=failed, duration=now - start, now=now, retry_after=retry_after)
         if (breaker.transitions, breaker.probes_in_flight) != before:
+            if breaker.transitions != before[0] and breaker.state is BreakerState.CLOSED:
+                self.recoveries += 1
             self._wake()
 
     def _cut_short(self, request: Request, start: float) -> bool:

@@ -7,7 +7,8 @@ are the core's: this module classifies outcomes, sleeps and raises, and decides 
 
 A call refused by the open breaker and willing to wait (``Retry(circuit_open=True)``) waits
 for the breaker itself: it is woken the moment the breaker closes, frees a probe slot or opens
-again, instead of sleeping out a backoff while the upstream is already back.
+again, instead of sleeping out a backoff while the upstream is already back. Such a call
+backing off after a failed attempt is woken the same way.
 
 Testing mode (``interlock.testing.set_testing``, stamina's idea) caps attempts and skips every
 wait, so code under test that retries finishes at once.
@@ -80,6 +81,10 @@ class RetryCallState:
     """Seconds spent waiting between attempts."""
     next_wait: float | None = None
     """The wait the core chose before the next attempt."""
+    recoveries: int = 0
+    """The breaker's ``recoveries`` when this call last failed."""
+    backoff_from: int = 0
+    """Attempts sent before the breaker last recovered: they no longer grow the backoff."""
 
     def answered(self, response: Response, failure: FailureKind, now_wall: float) -> None:
         """The attempt was answered with a status worth retrying."""
@@ -175,6 +180,11 @@ class BreakerWatch(Protocol):
         """Resolves the next time the breaker changes state or frees a probe slot."""
         ...
 
+    @property
+    def recoveries(self) -> int:
+        """How many times the breaker has closed again after opening."""
+        ...
+
 
 class RetryPolicy:
     """The retry stage of the pipeline (see ``interlock.client``). ``config`` None: one attempt,
@@ -203,6 +213,8 @@ class RetryPolicy:
         if retry is not None and testing is not None:
             retry = testing.applied_to(retry)
         state = RetryCallState(request, clock.monotonic())
+        if self._breaker is not None:
+            state.recoveries = self._breaker.recoveries
         if self._budget is not None:
             self._budget.record_call(state.started)
         while True:
@@ -225,7 +237,7 @@ class RetryPolicy:
                 return _give_up(state, decision)
             state.next_wait = decision.delay
             if testing is None:
-                if state.failure is FailureKind.CIRCUIT_OPEN and self._breaker is not None:
+                if self._breaker is not None and _wakes_on_breaker(retry, state.failure):
                     started = clock.monotonic()
                     await self._until_breaker_changes(decision.delay, self._breaker)
                     state.idle_for += clock.monotonic() - started
@@ -245,6 +257,12 @@ class RetryPolicy:
     def _decide(self, retry: Retry, state: RetryCallState) -> RetryIn | GiveUp:
         assert state.failure is not None
         request = state.request
+        breaker = self._breaker
+        if breaker is not None and breaker.recoveries != state.recoveries:
+            # The upstream came back since this call's last failure: the backoff grown during
+            # the outage is stale, this failure starts it again.
+            state.recoveries = breaker.recoveries
+            state.backoff_from = state.attempt - 1
         return retry.decide(
             attempt=state.attempt,
             method=request.method,
@@ -255,10 +273,23 @@ class RetryPolicy:
             deadline=request.deadline,
             budget=self._budget,
             rng=self._rng,
+            backoff_from=state.backoff_from,
         )
 
     def __repr__(self) -> str:
         return f"<RetryPolicy {self.config} budget={self._budget!r}>"
+
+
+def _wakes_on_breaker(retry: Retry | None, failure: FailureKind | None) -> bool:
+    """Whether a call backing off after ``failure`` is woken when the breaker changes: a call
+    refused by the open breaker always is; one backing off after a failed attempt (a 5xx, a
+    network error, a timeout) is when it would wait out the breaker anyway
+    (``Retry(circuit_open=True)``): the breaker closing after a probe succeeded says the
+    upstream is back, and sleeping out a backoff grown during the outage would only waste that.
+    A 429's wait belongs to the rate limit, not the breaker."""
+    if failure is FailureKind.CIRCUIT_OPEN:
+        return True
+    return retry is not None and retry.circuit_open and failure is not FailureKind.THROTTLED
 
 
 def _refused(state: RetryCallState, error: CallError) -> CallError:
