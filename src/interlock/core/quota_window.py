@@ -45,8 +45,11 @@ __all__ = ["Answer", "Span", "Verdict", "WindowClock"]
 # Announced seconds are whole: the truth lies within this much either side.
 ROUNDING = 1.0
 # The narrowest a guess is worth making, in seconds, and as a share of the window.
+# Acting on a guess is safe whatever its width (its end is a certain bound, shifted along the
+# grid); the width only says how late after a window's true beginning its burst may start.
 MIN_PRECISION = 0.01
-PRECISION_SHARE = 0.02
+PRECISION_SHARE = 0.05
+MAX_PRECISION = 1.0
 # Windows that must begin where a narrow guess said before the guess is acted on without a probe.
 TRUSTED_AFTER = 2
 
@@ -242,6 +245,10 @@ class WindowClock:
                 if self.window_source != "policy" and (self.window in (None, 0) or gap < self.window - 0.5):
                     self._set_window(gap, "epoch")
         self.end = announced
+        if self.window and self.window_source in ("policy", "epoch"):
+            # A window of known length began before this answer was served: it ends at most
+            # ``window`` after the answer came back, however fuzzy the announcement.
+            self.end = announced.meet(Span(-math.inf, answer.received + self.window)) or announced
         self._id = answer.quota.reset_epoch
         self._probes = 0
         self._optimistic = self._announced_optimistic
@@ -298,8 +305,8 @@ class WindowClock:
     # -- decisions ------------------------------------------------------------------------------
     @property
     def precision(self) -> float:
-        """How narrow a guess must be to be acted on: a share of the window, at least 10 ms."""
-        return max(MIN_PRECISION, PRECISION_SHARE * (self.window or 1.0))
+        """How narrow a guess must be to be acted on: 5 % of the window, within 10 ms and 1 s."""
+        return max(MIN_PRECISION, min(MAX_PRECISION, PRECISION_SHARE * (self.window or 1.0)))
 
     def guess(self) -> Span | None:
         """Where the window in force ends by the grid (within ``end``), None without a grid."""
