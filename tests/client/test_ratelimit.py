@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -323,3 +324,51 @@ async def test_a_window_announced_to_end_tomorrow_is_asked_again_after_max_pause
         assert (await api.get("/customers/2")).status == 200  # one call asks again
         assert 60 <= clock.monotonic() - before <= 61
     assert tb.counters.requests == 2
+
+
+HOUR_WINDOWS = [
+    ("x-ratelimit-epoch", "up"),
+    ("x-ratelimit-epoch", "down"),
+    ("x-ratelimit-delta", "down"),
+    ("ietf", "up"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("dialect", "rounding"), HOUR_WINDOWS)
+async def test_hour_long_windows_are_spent_to_the_last_call_and_then_waited_for(
+    dialect: str, rounding: str
+) -> None:
+    # 25 calls an hour (GitHub's shape), the server's clock set 1.5 s before an hour ends: this
+    # hour's count, then the next hour's, are spent 10-way without a 429; after that the next
+    # window is an hour away and a call is refused locally at once.
+    now = time.time()
+    skew = (math.floor(now / 3600) + 1) * 3600 - 1.5 - now
+    limit = RateLimitConfig(
+        algorithm="fixed_window",
+        limit=25,
+        window=3600.0,
+        dialect=dialect,  # type: ignore[arg-type]
+        reset_rounding=rounding,  # type: ignore[arg-type]
+        clock_skew=skew,
+    )
+    async with (
+        Testbed(TestbedConfig(records=10, rate_limit=limit)) as tb,
+        interlock.Client(tb.url, rate_limit=interlock.RateLimit(), coalesce=False) as api,
+    ):
+        refusals: list[interlock.errors.RateLimited] = []
+
+        async def worker(n: int) -> None:
+            while not refusals:
+                try:
+                    assert (await api.get(f"/customers/{n + 1}")).status == 200
+                except interlock.errors.RateLimited as refused:
+                    refusals.append(refused)
+
+        await asyncio.wait_for(asyncio.gather(*[worker(n) for n in range(10)]), timeout=30)
+        counters = tb.counters
+    assert counters.rate_limited == 0
+    # Both windows spent but for the calls kept back for probing while the first window's
+    # length was unknown: >= 90 % of the quota (the target), never over it.
+    assert 45 <= counters.count(200) <= 50
+    assert refusals[0].retry_in is not None and refusals[0].retry_in > 8  # past the deadline

@@ -48,8 +48,8 @@ ROUNDING = 1.0
 # Acting on a guess is safe whatever its width (its end is a certain bound, shifted along the
 # grid); the width only says how late after a window's true beginning its burst may start.
 MIN_PRECISION = 0.01
-PRECISION_SHARE = 0.05
-MAX_PRECISION = 1.0
+PRECISION_SHARE = 0.25
+MAX_PRECISION = 5.0
 # Windows that must begin where a narrow guess said before the guess is acted on without a probe.
 TRUSTED_AFTER = 2
 
@@ -305,7 +305,7 @@ class WindowClock:
     # -- decisions ------------------------------------------------------------------------------
     @property
     def precision(self) -> float:
-        """How narrow a guess must be to be acted on: 5 % of the window, within 10 ms and 1 s."""
+        """How narrow a guess must be to be acted on: a quarter of the window, within 10 ms and 5 s."""
         return max(MIN_PRECISION, min(MAX_PRECISION, PRECISION_SHARE * (self.window or 1.0)))
 
     def guess(self) -> Span | None:
@@ -334,8 +334,9 @@ class WindowClock:
     @property
     def keep_next(self) -> int:
         """Calls to keep back of the next window's count, assumed before its first answer: as
-        many as it may want (its first answer sets the real number)."""
-        return 0 if not self.probe or self.trusted else 2
+        many as it may want (its first answer sets the real number); none when this window
+        wanted none (its end was known well enough without probing)."""
+        return 0 if not self.probe or self.trusted or self._keep == 0 else 2
 
     def resume_at(self) -> float | None:
         """When the window in force is over and the next one's count may be spent: ``end.hi``,
