@@ -372,3 +372,29 @@ async def test_hour_long_windows_are_spent_to_the_last_call_and_then_waited_for(
     # length was unknown: >= 90 % of the quota (the target), never over it.
     assert 45 <= counters.count(200) <= 50
     assert refusals[0].retry_in is not None and refusals[0].retry_in > 8  # past the deadline
+
+
+@pytest.mark.slow
+async def test_without_quota_headers_the_first_429s_teach_a_rate_and_say_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An upstream that says nothing until it refuses (a 429 with Retry-After): unpaced at first,
+    # then, after the first 429, paced at what it accepted, and the rest get no 429.
+    limit = RateLimitConfig(limit=20, window=1.0, dialect="retry-after-seconds")
+    caplog.set_level(logging.INFO, logger="interlock.ratelimit")
+    async with (
+        Testbed(TestbedConfig(records=10, rate_limit=limit)) as tb,
+        interlock.Client(
+            tb.url, rate_limit=interlock.RateLimit(), coalesce=False, retry=interlock.Retry(attempts=6)
+        ) as api,
+    ):
+        statuses = await hammer(api, 50, workers=10)
+        assert api.rate_limit is not None
+        state = next(iter(api.rate_limit._keys.values()))
+        refused = tb.counters.rate_limited
+    assert statuses == [200] * 50  # the refused ones were retried after the pause
+    assert state.pacer.paces and state.pacer.throttled_rate
+    assert state.pacer.rate <= 20  # no faster than the quota it met
+    assert 1 <= refused <= 10  # the first wave's, not one per window after it
+    said = [r for r in caplog.records if "a 429 with no quota announced" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.INFO
