@@ -7,11 +7,12 @@ import asyncio
 
 from ..._clock import Clock
 from ..._models import Request, Response
-from ...core.breaker import Admit, BreakerState, CircuitBreaker
+from ...core.breaker import ADMIT, Admit, BreakerState, CircuitBreaker
 from ...core.retry_after import parse_retry_after
 from ...errors import CircuitOpen, DeadlineExceeded, TimedOut, TransportError
 
 _ADMITTED = "interlock.breaker"
+_UNTIMED: tuple[Admit, float | None] = (ADMIT, None)
 
 
 class BreakerPolicy:
@@ -32,6 +33,10 @@ class BreakerPolicy:
         self._changed: asyncio.Future[None] | None = None
         self.recoveries = 0
         """How many times the breaker has closed again after opening (see ``RetryPolicy``)."""
+        # A closed breaker's plain admission needs no memo when slow calls are not judged and the
+        # attempt has time enough: exit finds nothing and knows it was ADMIT, with no start
+        # needed, so the common path stores and allocates nothing.
+        self._timed = config.slow_call is not None
 
     def try_enter(self, request: Request) -> bool:
         """Admit the attempt, or raise ``CircuitOpen`` while the breaker is open."""
@@ -43,7 +48,8 @@ class BreakerPolicy:
             else:
                 message = f"circuit open, failing fast (retry in {admitted.retry_in:.1f}s)"
             raise CircuitOpen(message, retry_in=admitted.retry_in, **request.context())
-        request.extensions[_ADMITTED] = (admitted, now)
+        if admitted is not ADMIT or self._timed or self._cut_short(request, now):
+            request.extensions[_ADMITTED] = (admitted, now)
         return True
 
     async def enter(self, request: Request) -> None:  # pragma: no cover - try_enter never defers
@@ -61,7 +67,7 @@ class BreakerPolicy:
         A failed answer's ``Retry-After`` tells the breaker how long to stay open, should this
         failure open it. Callers waiting on the breaker are woken whenever it changes state or a
         probe slot comes free."""
-        admitted, start = request.extensions.pop(_ADMITTED)
+        admitted, start = request.extensions.pop(_ADMITTED, _UNTIMED)
         breaker = self.breaker
         before = (breaker.transitions, breaker.probes_in_flight)
         retry_after: float | None = None
@@ -71,7 +77,8 @@ class BreakerPolicy:
             if failed:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.time())
         elif isinstance(error, TransportError | TimedOut) and not isinstance(error, DeadlineExceeded):
-            hasty = isinstance(error, TimedOut) and self._cut_short(request, start)
+            # No memo of a plain admission means the attempt had time enough (see try_enter).
+            hasty = isinstance(error, TimedOut) and start is not None and self._cut_short(request, start)
             failed = None if hasty else True
         # else: a 429, a cancellation, or a deadline spent before sending says nothing about the
         # upstream's health.
@@ -79,7 +86,8 @@ class BreakerPolicy:
             breaker.release(admitted)
         else:
             now = self._clock.monotonic()
-            breaker.record(admitted, failed=failed, duration=now - start, now=now, retry_after=retry_after)
+            duration = 0.0 if start is None else now - start
+            breaker.record(admitted, failed=failed, duration=duration, now=now, retry_after=retry_after)
         if (breaker.transitions, breaker.probes_in_flight) != before:
             if breaker.transitions != before[0] and breaker.state is BreakerState.CLOSED:
                 self.recoveries += 1

@@ -8,7 +8,8 @@ are the core's: this module classifies outcomes, sleeps and raises, and decides 
 A call refused by the open breaker and willing to wait (``Retry(circuit_open=True)``) waits
 for the breaker itself: it is woken the moment the breaker closes, frees a probe slot or opens
 again, instead of sleeping out a backoff while the upstream is already back. Such a call
-backing off after a failed attempt is woken the same way.
+backing off after a failed attempt is woken the same way, and once the breaker has closed
+again its backoff starts over: attempts before the recovery no longer grow it.
 
 Testing mode (``interlock.testing.set_testing``, stamina's idea) caps attempts and skips every
 wait, so code under test that retries finishes at once.
@@ -41,7 +42,15 @@ from ...errors import (
 )
 from .._pipeline import Send
 
-__all__ = ["BreakerWatch", "RetryCallState", "RetryPolicy", "is_testing", "set_testing"]
+__all__ = [
+    "REFUSED_ERRORS",
+    "RETRIED_ERRORS",
+    "BreakerWatch",
+    "RetryCallState",
+    "RetryPolicy",
+    "is_testing",
+    "set_testing",
+]
 
 # The errors an attempt may end with that retrying can help; anything else propagates as is.
 # ConnectError before TransportError, its base: nothing was sent, so it is safe to repeat.
@@ -51,22 +60,22 @@ _KIND_OF_ERROR: tuple[tuple[type[CallError], FailureKind], ...] = (
     (TimedOut, FailureKind.TIMEOUT),
     (CircuitOpen, FailureKind.CIRCUIT_OPEN),
 )
-_RETRIED_ERRORS = tuple(error for error, _ in _KIND_OF_ERROR)
-# Refused before anything was sent, and retrying cannot help: the local rate limit has no turn
-# in time (or fails closed), or the deadline came before the attempt could start. Not an
-# attempt, not retried, no retry budget spent.
-_REFUSED = (RateLimited, DeadlineExceeded)
+RETRIED_ERRORS = tuple(error for error, _ in _KIND_OF_ERROR)
+"""The errors an attempt may raise that retrying may help (the rest propagate as they are)."""
+REFUSED_ERRORS = (RateLimited, DeadlineExceeded)
+"""Refusals before anything was sent, where retrying cannot help: the local rate limit has no
+turn in time (or fails closed), or the deadline came before the attempt could start. Not an
+attempt, not retried, no retry budget spent (``RetryPolicy.refused``)."""
 _NOT_RETRYABLE = GiveUp("not_retryable")
 
 
 @dataclass(slots=True)
 class RetryCallState:
     """One call's progress through its attempts, as tenacity's ``RetryCallState``: what the last
-    attempt ended with, what the core decided, and how long the call has waited so far."""
+    attempt ended with, what the core decided, and how long the call has waited so far. Made
+    at a call's first failed attempt: a call that succeeds at once needs none."""
 
     request: Request
-    started: float
-    """Monotonic time the call entered the retry loop."""
     attempt: int = 0
     """Attempts sent so far; a refusal by the open breaker sent nothing and is not one."""
     response: Response | None = None
@@ -81,6 +90,8 @@ class RetryCallState:
     """Seconds spent waiting between attempts."""
     next_wait: float | None = None
     """The wait the core chose before the next attempt."""
+    waits: bool = True
+    """False in testing mode: the next attempt follows at once."""
     recoveries: int = 0
     """The breaker's ``recoveries`` when this call last failed."""
     backoff_from: int = 0
@@ -188,8 +199,12 @@ class BreakerWatch(Protocol):
 
 class RetryPolicy:
     """The retry stage of the pipeline (see ``interlock.client``). ``config`` None: one attempt,
-    errors raised with the call's context, every answer returned. ``breaker``: the breaker gate
-    whose refusals the calls wait out, woken as soon as it may admit them."""
+    errors raised with the call's context, every answer returned."""
+
+    retried_errors = RETRIED_ERRORS
+    """The errors ``raised`` records (``RETRIED_ERRORS``); any other ends the call as it is."""
+    refused_errors = REFUSED_ERRORS
+    """The refusals ``refused`` turns into the error ending the call (``REFUSED_ERRORS``)."""
 
     def __init__(
         self,
@@ -205,45 +220,84 @@ class RetryPolicy:
         self._breaker = breaker
         self._budget = BudgetLedger(config.budget) if config and config.budget else None
 
-    async def handle(self, request: Request, call_next: Send) -> Response:
-        """Run attempts of ``request`` down ``call_next`` until the core says the call is done."""
-        clock = self._clock
-        retry = self.config
-        testing = _testing
-        if retry is not None and testing is not None:
-            retry = testing.applied_to(retry)
-        state = RetryCallState(request, clock.monotonic())
-        if self._breaker is not None:
-            state.recoveries = self._breaker.recoveries
+    # -- the steps of one call, as plain calls (a pipeline may run them inline) ----------------
+    def begin(self) -> Retry | None:
+        """A call starts: count it for the budget. Returns the ``Retry`` its attempts run by
+        (testing mode applied), None for a single attempt."""
         if self._budget is not None:
-            self._budget.record_call(state.started)
-        while True:
-            state.attempt += 1
-            request.attempt = state.attempt
-            try:
-                response = await call_next(request)
-            except _REFUSED as exc:
-                raise _refused(state, exc) from exc.__cause__
-            except _RETRIED_ERRORS as exc:
-                state.raised(exc)
+            self._budget.record_call(self._clock.monotonic())
+        retry = self.config
+        if retry is not None and _testing is not None:
+            retry = _testing.applied_to(retry)
+        return retry
+
+    def answered(
+        self, retry: Retry | None, state: RetryCallState | None, request: Request, attempt: int, response: Response
+    ) -> RetryCallState | None:
+        """Attempt number ``attempt`` was answered: None when the answer ends the call, else the
+        call's state with the failure recorded (then ``after_failure``)."""
+        response.attempts = attempt
+        if retry is None or response.status not in retry.statuses:
+            return None  # the answer stands (what ``Retry.failure_of_status`` says, asked cheaply)
+        failure = retry.failure_of_status(response.status)
+        if failure is None:
+            return None
+        state = self._state(state, request, attempt)
+        state.answered(response, failure, self._clock.time())
+        return state
+
+    def raised(
+        self, state: RetryCallState | None, request: Request, attempt: int, error: CallError
+    ) -> RetryCallState:
+        """Attempt number ``attempt`` raised one of ``RETRIED_ERRORS``: the state recording it."""
+        state = self._state(state, request, attempt)
+        state.raised(error)
+        return state
+
+    @staticmethod
+    def refused(
+        state: RetryCallState | None, request: Request, attempt: int, error: CallError
+    ) -> CallError:
+        """The error ending a call whose attempt number ``attempt`` was refused before it was
+        sent (one of ``REFUSED_ERRORS``): it counts the attempts that were sent, and says how
+        the last of them ended."""
+        request.attempt = attempt - 1
+        response = state.response if state is not None else None
+        return error.with_context(
+            **request.context(),
+            attempts=attempt - 1,
+            tracking_id=response.tracking_id if response else None,
+            status=response.status if response else None,
+        )
+
+    def _state(self, state: RetryCallState | None, request: Request, attempt: int) -> RetryCallState:
+        if state is None:
+            state = RetryCallState(request, waits=_testing is None)
+            if self._breaker is not None:
+                state.recoveries = self._breaker.recoveries
+        state.attempt = attempt
+        return state
+
+    def after_failure(self, retry: Retry | None, state: RetryCallState) -> Response | None:
+        """What follows the failed attempt ``state`` records: the answer that ends the call, or
+        None when another attempt follows (after ``wait``); raises the error that ends it."""
+        decision = _NOT_RETRYABLE if retry is None else self._decide(retry, state)
+        if isinstance(decision, GiveUp):
+            return _give_up(state, decision)
+        state.next_wait = decision.delay
+        return None
+
+    async def wait(self, state: RetryCallState) -> None:
+        """Wait before the next attempt, as ``after_failure`` decided (not in testing mode)."""
+        if state.waits and state.next_wait is not None:
+            breaker = self._breaker
+            if breaker is not None and _wakes_on_breaker(self.config, state.failure):
+                started = self._clock.monotonic()
+                await self._until_breaker_changes(state.next_wait, breaker)
+                state.idle_for += self._clock.monotonic() - started
             else:
-                response.attempts = state.attempt
-                failure = retry.failure_of_status(response.status) if retry is not None else None
-                if failure is None:
-                    return response
-                state.answered(response, failure, clock.time())
-            decision = _NOT_RETRYABLE if retry is None else self._decide(retry, state)
-            if isinstance(decision, GiveUp):
-                return _give_up(state, decision)
-            state.next_wait = decision.delay
-            if testing is None:
-                if self._breaker is not None and _wakes_on_breaker(retry, state.failure):
-                    started = clock.monotonic()
-                    await self._until_breaker_changes(decision.delay, self._breaker)
-                    state.idle_for += clock.monotonic() - started
-                else:
-                    await clock.sleep(decision.delay)
-                    state.idle_for += decision.delay
+                await self._clock.sleep(state.next_wait)
+                state.idle_for += state.next_wait
 
     async def _until_breaker_changes(self, delay: float, breaker: BreakerWatch) -> None:
         """Sleep ``delay`` seconds, or less: until the breaker may admit the call again."""
@@ -253,6 +307,29 @@ class RetryPolicy:
             await asyncio.wait((sleeper, changed), return_when=asyncio.FIRST_COMPLETED)
         finally:
             sleeper.cancel()
+
+    async def handle(self, request: Request, call_next: Send) -> Response:
+        """Run attempts of ``request`` down ``call_next`` until the core says the call is done."""
+        retry = self.begin()
+        state: RetryCallState | None = None
+        attempt = 1
+        while True:
+            request.attempt = attempt
+            try:
+                response = await call_next(request)
+            except REFUSED_ERRORS as exc:
+                raise self.refused(state, request, attempt, exc) from exc.__cause__
+            except RETRIED_ERRORS as exc:
+                state = self.raised(state, request, attempt, exc)
+            else:
+                state = self.answered(retry, state, request, attempt, response)
+                if state is None:
+                    return response
+            final = self.after_failure(retry, state)
+            if final is not None:
+                return final
+            await self.wait(state)
+            attempt = state.attempt + 1
 
     def _decide(self, retry: Retry, state: RetryCallState) -> RetryIn | GiveUp:
         assert state.failure is not None
@@ -290,20 +367,6 @@ def _wakes_on_breaker(retry: Retry | None, failure: FailureKind | None) -> bool:
     if failure is FailureKind.CIRCUIT_OPEN:
         return True
     return retry is not None and retry.circuit_open and failure is not FailureKind.THROTTLED
-
-
-def _refused(state: RetryCallState, error: CallError) -> CallError:
-    """The error ending a call whose attempt was refused before it was sent: it counts the
-    attempts that were sent, and says how the last of them ended."""
-    state.attempt -= 1
-    state.request.attempt = state.attempt
-    response = state.response
-    return error.with_context(
-        **state.request.context(),
-        attempts=state.attempt,
-        tracking_id=response.tracking_id if response else None,
-        status=response.status if response else None,
-    )
 
 
 def _give_up(state: RetryCallState, decision: GiveUp) -> Response:
