@@ -488,7 +488,7 @@ BACKGROUND = Profile(
     "background",
     retry=Retry(
         attempts=8,
-        backoff=Backoff(base=0.2, multiplier=2.0, cap=30.0),
+        backoff=Backoff(base=0.1, multiplier=2.0, cap=30.0),
         max_retry_after=120.0,
         circuit_open=True,
     ),
@@ -496,7 +496,8 @@ BACKGROUND = Profile(
     summary="nobody is waiting (jobs, syncs, webhook handlers): wait out breakers and rate limits",
 )
 """For work nobody waits on (a sync, a webhook handler, a replay): eight attempts backing off
-to 30 s, a 5 minute deadline, ``Retry-After`` honoured up to 2 minutes, and an open breaker
+from 0.1 s, doubling up to 30 s (counted afresh once an open breaker has closed again), a 5
+minute deadline, ``Retry-After`` honoured up to 2 minutes, and an open breaker
 waited out (``Retry(circuit_open=True)``) rather than failing the job's records."""
 
 PROFILES: Mapping[str, Profile] = {p.name: p for p in (INTERACTIVE, BACKGROUND)}
