@@ -220,6 +220,8 @@ def parse_quota(headers: Mapping[str, str], now_wall: float) -> Quota | None:
     single subtraction made here.
     """
     headers = _CaseInsensitive(headers)
+    if not any(("limit" in name and "rate" in name) or name == "retry-after" for name in headers):
+        return None  # most answers of most APIs: nothing to read, found in one pass
     quota = (
         _prefixed(headers, ("RateLimit-",), "ietf-05", now_wall)
         if "RateLimit-Remaining" in headers or "RateLimit-Limit" in headers
