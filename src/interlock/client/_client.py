@@ -12,7 +12,7 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlsplit
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, istr
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._ids import CORRELATION_ID, new_id
@@ -29,7 +29,7 @@ from ._paginate import Paginator
 from ._pipeline import Send, compose_pipeline
 from ._routes import RouteNamer
 from .policies.batch import BatchPolicy
-from .policies.breaker import BreakerPolicy
+from .policies.breaker import CUT_SHORT, BreakerPolicy
 from .policies.cache import CachePolicy
 from .policies.coalesce import CoalescePolicy
 from .policies.concurrency import ConcurrencyLimiter
@@ -215,8 +215,9 @@ class Client:
         self.limits = limits or Limits()
         self.redaction = redaction or REDACTION
         self.idempotency_keys = idempotency_keys
-        self._idempotency_header = idempotency_header
-        self._request_id_header = request_id_header
+        # istr: the header tables of every call look them up without case-folding them again.
+        self._idempotency_header = istr(idempotency_header)
+        self._request_id_header = istr(request_id_header)
         self._headers: CIMultiDict[str] = CIMultiDict(headers or {})
         self._given_id = self._headers.get(request_id_header)
         self._given_key = self._headers.get(idempotency_header)
@@ -321,6 +322,8 @@ class Client:
             if remaining <= 0:
                 raise DeadlineExceeded("deadline reached before the attempt could start")
             if timeout.total is None or remaining < timeout.total:
+                if timeout.total is not None and remaining < 0.5 * timeout.total:
+                    request.extensions[CUT_SHORT] = True  # its timeout says nothing of health
                 timeout = AttemptTimeout(timeout.connect, None, remaining)
         limits = self.limits
         request.max_response_bytes = (
@@ -647,7 +650,8 @@ class Client:
             "retries": sum(by_route.values()),
             "retries_by_route": by_route,
             "latency": self._stats.latency_quantiles(),
-            "coalesced": self._coalesce.coalesced if self._coalesce else 0,
+            "coalesced": (self._coalesce.coalesced if self._coalesce else 0)
+            + (self.cache.shared_fills if self.cache else 0),
             "batch_calls": self._batch.calls if self._batch else 0,
             "batched": self._batch.members if self._batch else 0,
         }

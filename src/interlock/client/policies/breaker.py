@@ -12,7 +12,11 @@ from ...core.retry_after import parse_retry_after
 from ...errors import CircuitOpen, DeadlineExceeded, TimedOut, TransportError
 
 _ADMITTED = "interlock.breaker"
+_CLOSED = BreakerState.CLOSED
 _UNTIMED: tuple[Admit, float | None] = (ADMIT, None)
+CUT_SHORT = "interlock.cut_short"
+"""``Request.extensions`` key the Client sets on an attempt its call's deadline leaves less
+than half the attempt timeout (a closed breaker admits without reading the clock)."""
 
 
 class BreakerPolicy:
@@ -40,6 +44,8 @@ class BreakerPolicy:
 
     def try_enter(self, request: Request) -> bool:
         """Admit the attempt, or raise ``CircuitOpen`` while the breaker is open."""
+        if self.breaker.state is _CLOSED and not self._timed:
+            return True  # what ``admit`` answers a closed breaker (ADMIT), without a clock reading
         now = self._clock.monotonic()
         admitted = self.breaker.admit(now)
         if not isinstance(admitted, Admit):
@@ -78,7 +84,9 @@ class BreakerPolicy:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.time())
         elif isinstance(error, TransportError | TimedOut) and not isinstance(error, DeadlineExceeded):
             # No memo of a plain admission means the attempt had time enough (see try_enter).
-            hasty = isinstance(error, TimedOut) and start is not None and self._cut_short(request, start)
+            hasty = isinstance(error, TimedOut) and (
+                CUT_SHORT in request.extensions or (start is not None and self._cut_short(request, start))
+            )
             failed = None if hasty else True
         # else: a 429, a cancellation, or a deadline spent before sending says nothing about the
         # upstream's health.
