@@ -184,3 +184,33 @@ async def test_a_caller_backing_off_after_a_failure_is_woken_when_the_breaker_cl
     assert clock.now == 1_001.0  # its own timer never ran out: the closing breaker woke it
     assert client._breaker.recoveries == 1
     assert tb.counters.requests == 5  # 3 failures, the probe, the woken caller's second attempt
+
+
+async def test_a_closed_breaker_takes_no_verdict_from_an_attempt_its_deadline_cut_short() -> None:
+    # A closed breaker admits without reading the clock; the Client marks the attempt its
+    # deadline leaves 50 ms of a 10 s attempt timeout, so its timeout opens nothing.
+    async with (
+        Testbed(TestbedConfig(records=10, faults=Faults(latency=Latency.fixed(2_000)))) as tb,
+        Client(
+            tb.url,
+            retry=None,
+            breaker=CircuitBreaker(min_calls=1, consecutive_failures=1),
+            timeout=Timeout(read=10.0, total=30.0),
+        ) as client,
+    ):
+        with pytest.raises(TimedOut):
+            await client.get("/customers/1", timeout=0.05)
+        assert client._breaker is not None
+        assert client._breaker.breaker.state is BreakerState.CLOSED
+    async with (
+        Testbed(TestbedConfig(records=10, faults=Faults(latency=Latency.fixed(2_000)))) as tb,
+        Client(
+            tb.url,
+            retry=None,
+            breaker=CircuitBreaker(min_calls=1, consecutive_failures=1),
+            timeout=Timeout(read=0.05, total=30.0),
+        ) as whole,
+    ):
+        with pytest.raises(TimedOut):  # given its whole attempt time, a timeout counts
+            await whole.get("/customers/2")
+        assert whole._breaker is not None and whole._breaker.breaker.state is BreakerState.OPEN
