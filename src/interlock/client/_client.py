@@ -29,7 +29,7 @@ from ._paginate import Paginator
 from ._pipeline import Send, compose_pipeline
 from ._routes import RouteNamer
 from .policies.batch import BatchPolicy
-from .policies.breaker import BreakerPolicy
+from .policies.breaker import CUT_SHORT, BreakerPolicy
 from .policies.cache import CachePolicy
 from .policies.coalesce import CoalescePolicy
 from .policies.concurrency import ConcurrencyLimiter
@@ -248,10 +248,14 @@ class Client:
             else None
         )
         self._rng = rng
-        self._retry = RetryPolicy(retry, self._clock, rng)
         self.rate_limit = RateLimitPolicy(rate_limit, self.name, self._clock) if rate_limit else None
         self._limiter = ConcurrencyLimiter(self.concurrency) if self.concurrency else None
-        self._breaker = BreakerPolicy(breaker, self.name, self._clock) if breaker else None
+        self._breaker = (
+            BreakerPolicy(breaker, self.name, self._clock, attempt_timeout=self._per_attempt)
+            if breaker
+            else None
+        )
+        self._retry = RetryPolicy(retry, self._clock, rng, breaker=self._breaker)
         self._follower = (
             RedirectFollower(
                 redirects,
@@ -293,7 +297,9 @@ class Client:
         # with that profile's retry stage, built once per profile.
         call = self._profiled.get(profile.name)
         if call is None:
-            call = self._profiled[profile.name] = self._compose(RetryPolicy(profile.retry, self._clock, self._rng))
+            call = self._profiled[profile.name] = self._compose(
+                RetryPolicy(profile.retry, self._clock, self._rng, breaker=self._breaker)
+            )
         return call
 
     @property
@@ -316,6 +322,8 @@ class Client:
             if remaining <= 0:
                 raise DeadlineExceeded("deadline reached before the attempt could start")
             if timeout.total is None or remaining < timeout.total:
+                if timeout.total is not None and remaining < 0.5 * timeout.total:
+                    request.extensions[CUT_SHORT] = True  # its timeout says nothing of health
                 timeout = AttemptTimeout(timeout.connect, None, remaining)
         limits = self.limits
         request.max_response_bytes = (
