@@ -395,6 +395,7 @@ class RateLimitPolicy:
         if remaining is not None:
             self._work.ratelimit_remaining = remaining
             self._work.ratelimit_limit = state.capacity
+            self._work.ratelimit_quota = state.capacity
             left = max(0.0, remaining - windows.keep_back - state.unpaced)
             # A later answer (or a new window's) is the balance; an earlier one only lowers it.
             adopt, capacity = verdict is Verdict.NEW or seq > state.seq, state.capacity
@@ -478,6 +479,7 @@ class RateLimitPolicy:
             )
         if advice.remaining is not None:
             self._work.ratelimit_remaining = advice.remaining
+            self._work.ratelimit_quota = pacer.limit
             remaining = advice.remaining
             await self._store_op(
                 request,
@@ -590,6 +592,7 @@ class RateLimitPolicy:
                 "rate": s.pacer.rate,
                 "capacity": s.pacer.capacity,
                 "remaining": s.pacer.remaining,
+                "limit": s.capacity if s.windows is not None else s.pacer.limit,
             }
             if s.windows is not None:
                 entry["window"] = {
