@@ -156,6 +156,9 @@ async def main(url, redis_url, namespace, seconds):
     rate = interlock.RateLimit(store=redis_url, namespace=namespace)
     statuses = {}
     async with interlock.Client(url, name="shared-upstream", rate_limit=rate, coalesce=False) as api:
+        # A start line for all four: a process that imported slower must not find the quota spent.
+        print("ready", flush=True)
+        sys.stdin.readline()
         stop = time.monotonic() + seconds
         async def worker():
             while time.monotonic() < stop:
@@ -184,12 +187,17 @@ async def test_four_processes_sharing_redis_stay_within_one_quota(redis_url: str
                 redis_url,
                 redis_prefix,
                 str(seconds),
+                stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 env=env,
             )
             for _ in range(4)
         ]
-        outputs = [await p.communicate() for p in procs]
+        for p in procs:
+            assert p.stdout is not None
+            assert (await asyncio.wait_for(p.stdout.readline(), 60)).strip() == b"ready"
+        started = time.monotonic()
+        outputs = [await p.communicate(b"go\n") for p in procs]
         elapsed = time.monotonic() - started
         counters = tb.counters
     assert all(p.returncode == 0 for p in procs)
