@@ -62,6 +62,24 @@ def split_companion(url: str, default: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=rest)), (found[-1] if found else default)
 
 
+def split_options(url: str, owner: str, kinds: dict[str, type]) -> tuple[str, dict[str, Any]]:
+    """A broker URL without the query parameters named in ``kinds`` (Interlock's own options,
+    such as ``?ack_wait=5``), and their values converted to those types; a value that does not
+    convert is a ``ConfigError`` naming the parameter. The client library's own parameters
+    (aio-pika's ``reconnect_interval``...) stay in the URL."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    found: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in kinds:
+            try:
+                found[k] = kinds[k](v)
+            except ValueError:
+                raise ConfigError(owner, k, f"the URL's {k}= must be a {kinds[k].__name__}, got {v!r}") from None
+    rest = urlencode([(k, v) for k, v in pairs if k not in kinds])
+    return urlunsplit(parts._replace(query=rest)), found
+
+
 RECONCILE_EVERY = 10.0
 """How often (seconds) an open broker queue looks for rows whose publish was never confirmed."""
 
@@ -191,6 +209,10 @@ class BrokerQueue:
     async def _broker_heartbeat(self, handle: Any) -> None:
         """Tell the broker the delivery is still being worked on (NATS ``in_progress``)."""
 
+    async def _broker_maintain(self) -> None:
+        """Periodic broker housekeeping, run with each reconcile round (RabbitMQ: take back
+        what the broker dead-lettered on its own)."""
+
     def _broker_lost(self, handle: Any) -> bool:
         """Whether the broker has taken the delivery back already (RabbitMQ: its channel closed)."""
         return False
@@ -297,6 +319,8 @@ class BrokerQueue:
                 last_reconcile = self._clock.monotonic()
                 with contextlib.suppress(Exception):
                     suspects = await self._reconcile(only=suspects)
+                with contextlib.suppress(Exception):
+                    await self._broker_maintain()
 
     async def _reap(self) -> None:
         """Give expired leases' deliveries back to the broker: the message is leasable again.

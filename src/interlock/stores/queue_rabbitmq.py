@@ -7,8 +7,9 @@ What is declared, all durable, under the queue's ``name``:
   ``{name}.dlx`` and ``x-delivery-limit``. The exchange is *always* declared, and bound to the
   quorum queue ``{name}.dead``: RabbitMQ 4 drops a message silently once it passes its delivery
   limit when no dead-letter exchange is set. Interlock dead-letters itself long before the
-  limit (``dead_letter`` marks the companion's row dead); ``open`` moves whatever the broker
-  dead-lettered on its own into the companion's dead letters.
+  limit (``dead_letter`` marks the companion's row dead); ``open``, and every reconcile round
+  after it, puts whatever the broker dead-lettered on its own back in ``{name}`` when its row is
+  still pending (see ``_drain_broker_dead``).
 - ``{name}.delay.{ms}``: one queue per retry delay in use, without plugins: its messages have a
   TTL of ``ms`` and dead-letter back to ``{name}`` through the default exchange
   (``x-dead-letter-strategy=at-least-once``, so the move survives a broker crash). Each delay
@@ -42,7 +43,8 @@ from typing import Any
 
 from .._clock import Clock
 from . import _queue_rows as model
-from ._companion import BrokerQueue, import_client, message_headers
+from ..errors import ConfigError
+from ._companion import BrokerQueue, import_client, message_headers, split_options
 from .queue import Message
 
 __all__ = ["RabbitMQQueue"]
@@ -59,7 +61,8 @@ class RabbitMQQueue(BrokerQueue):
     store (``sqlite:///path.db`` or ``postgresql://...``; default: a ``companion=`` parameter of
     ``url``, else ``sqlite:///interlock.db``) that keeps dedupe, error history,
     dead letters and stats, shared by every process on the same queue. ``delivery_limit`` is
-    the broker's own limit (a safety net: Interlock dead-letters by its retry policy first).
+    the broker's own limit (a safety net: Interlock dead-letters by its retry policy first);
+    it may also be given in the URL (``?delivery_limit=100``), whose value wins.
     """
 
     owner = "RabbitMQQueue"
@@ -76,12 +79,17 @@ class RabbitMQQueue(BrokerQueue):
         clock: Clock | None = None,
         table: str | None = None,
     ) -> None:
+        url, given = split_options(url, self.owner, {"delivery_limit": int})
+        delivery_limit = given.get("delivery_limit", delivery_limit)
+        if delivery_limit < 1:
+            raise ConfigError(self.owner, "delivery_limit", f"must be >= 1, got {delivery_limit!r}")
         super().__init__(url, name=table or name, companion=companion, clock=clock,
                          poll_interval=poll_interval, max_in_flight=max_in_flight)
         self.delivery_limit = delivery_limit
         self._connection: Any = None
         self._channel: Any = None
         self._queue: Any = None
+        self._dead: Any = None
         self._delay_queues: set[int] = set()
 
     async def _broker_open(self) -> None:
@@ -94,6 +102,7 @@ class RabbitMQQueue(BrokerQueue):
             f"{self.name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
         )
         await dead.bind(dlx)
+        self._dead = dead
         await self._declare_main()
         await self._drain_broker_dead(dead)
 
@@ -109,8 +118,11 @@ class RabbitMQQueue(BrokerQueue):
         )
 
     async def _drain_broker_dead(self, dead: Any) -> None:
-        """Move what the broker dead-lettered itself (past ``x-delivery-limit``) into the
-        companion's dead letters, then ack it there."""
+        """Take back what the broker dead-lettered itself (past ``x-delivery-limit``, e.g. a
+        delivery given back many times while its ordering key was blocked): Interlock's own
+        dead letters are the companion's, so a copy whose row is still pending goes back to
+        the queue (its attempts are the companion's, and the retry policy still applies), and
+        any other copy is acked away. Never dropped: the republish is confirmed first."""
         c = self._companion
         while True:
             delivery = await dead.get(no_ack=False, fail=False)
@@ -118,21 +130,20 @@ class RabbitMQQueue(BrokerQueue):
                 return
             h = delivery.headers or {}
             source, id_ = str(h.get("interlock-source", "")), str(h.get("interlock-id", ""))
-            rows = await c.fetch(f"SELECT seq FROM {c.table} WHERE source = ? AND id = ? AND state = 0", source, id_)
+            rows = await c.fetch(f"SELECT {model.COLUMNS} FROM {c.table} WHERE source = ? AND id = ? AND state = 0",
+                                 source, id_)
             if rows:
-                await c.execute(
-                    f"UPDATE {c.table} SET state = 2, finished_at = ?, lease_token = NULL,"
-                    f" {c.failure_sql()} WHERE seq = ?",
-                    self._clock.time(),
-                    model.failure_json(0, self._clock.time(), "RabbitMQ delivery limit reached"),
-                    rows[0][0],
-                )
+                await self._broker_publish(model.message_of(rows[0]))
             await delivery.ack()
+
+    async def _broker_maintain(self) -> None:
+        if self._dead is not None:
+            await self._drain_broker_dead(self._dead)
 
     async def _broker_close(self) -> None:
         if self._connection is not None:
             await self._connection.close()
-        self._connection = self._channel = self._queue = None
+        self._connection = self._channel = self._queue = self._dead = None
 
     def _amqp_message(self, message: Message) -> Any:
         aio_pika = _aio_pika()
