@@ -27,6 +27,7 @@ from .core.breaker import CircuitBreaker
 from .core.redirect import Redirects
 from .core.retry import Retry, RetryBudget
 from .inbox import Event, Inbox, Redelivery
+from .outbox import Outbox
 from .stores.batch_writer import BatchWriter
 from .sync import Sync, SyncRecord, SyncSource, ToHandler, ToTable, WriteBack
 
@@ -42,6 +43,7 @@ __all__ = [
     "Event",
     "Inbox",
     "Limits",
+    "Outbox",
     "Paginator",
     "Profile",
     "RateLimit",

@@ -48,8 +48,11 @@ async def ingress(url: str, table: str | None, count: int) -> None:
 async def worker(url: str, table: str | None, path: str) -> None:
     conn = ledger(path)
     queue = open_queue(url, table=table, poll_interval=0.05)
-    inbox = Inbox(store=queue, visibility=VISIBILITY,
-                  redelivery=Redelivery(attempts=50, backoff=Backoff(delays=[0.05], jitter="none")))
+    inbox = Inbox(
+        store=queue,
+        visibility=VISIBILITY,
+        redelivery=Redelivery(attempts=50, backoff=Backoff(delays=[0.05], jitter="none")),
+    )
     inbox.internal_source("src")
     pid = os.getpid()
 

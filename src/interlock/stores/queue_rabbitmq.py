@@ -42,8 +42,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._clock import Clock
-from . import _queue_rows as model
 from ..errors import ConfigError
+from . import _queue_rows as model
 from ._companion import BrokerQueue, import_client, message_headers, split_options
 from .queue import Message
 
