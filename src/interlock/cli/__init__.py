@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import ConfigError
-from . import demo, dlq, sync, testbed
+from . import demo, dlq, sync, testbed, worker
 from ._argparse import Parser, UsageError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -27,6 +27,7 @@ COMMANDS: dict[str, ModuleType] = {
     "dlq": dlq,
     "sync": sync,
     "testbed": testbed,
+    "worker": worker,
 }
 """Command name -> the module that implements it, in the order ``--help`` lists them."""
 
