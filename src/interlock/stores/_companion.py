@@ -127,6 +127,17 @@ class Companion:
             return int(status.split()[-1])
         return await self.queue._run(lambda conn: conn.execute(sql, params).rowcount)  # type: ignore[no-any-return]
 
+    async def fetch_many(self, sql: str, params: Sequence[Sequence[Any]]) -> list[list[Sequence[Any]]]:
+        """The rows of one statement run once per parameter tuple, all in one transaction (one
+        commit for a whole lease batch instead of one per delivery)."""
+        sql = self._sql(sql)
+        if self.postgres:
+            async with self.queue.pool.acquire() as conn, conn.transaction():
+                return [list(await conn.fetch(sql, *p)) for p in params]
+        return await self.queue._run(  # type: ignore[no-any-return]
+            lambda conn: [conn.execute(sql, tuple(p)).fetchall() for p in params]
+        )
+
     def failure_sql(self) -> str:
         """The ``errors = ...`` assignment appending the JSON parameter ``?``."""
         return "errors = " + self._fail.format("?")
@@ -400,8 +411,8 @@ class BrokerQueue:
                 deliveries = await self._broker_fetch(room - len(leases))
                 if not deliveries:
                     break
-                for handle, source, id_ in deliveries:
-                    lease = await self._claim(source, id_, visibility)
+                claimed = await self._claim_many([(source, id_) for _, source, id_ in deliveries], visibility)
+                for (handle, source, id_), lease in zip(deliveries, claimed, strict=True):
                     if lease is not None:
                         self._held[lease.token] = Held(handle, lease, lease.expires_at)
                         leases.append(lease)
@@ -418,29 +429,30 @@ class BrokerQueue:
                 await self._requeue_delivery(handle)
         return sorted(leases, key=lambda lease: lease.message.received_at)
 
-    async def _claim(self, source: str, id_: str, visibility: float) -> Lease | None:
-        """Lease the row of a delivery: pending, not held by a live lease, and first of its
-        ordering key among the pending rows."""
+    async def _claim_many(self, deliveries: Sequence[tuple[str, str]], visibility: float) -> list[Lease | None]:
+        """Lease the rows of a batch of deliveries (source, id), in one companion transaction:
+        each row must be pending, not held by a live lease, and first of its ordering key among
+        the pending rows; ``None`` for a delivery whose row is not leasable now."""
         c = self._companion
         now = self._clock.time()
         expires = now + visibility
-        token = os.urandom(12).hex()
-        rows = await c.fetch(
+        tokens = [os.urandom(12).hex() for _ in deliveries]
+        results = await c.fetch_many(
             f"UPDATE {c.table} AS e SET attempts = attempts + 1, lease_token = ?, visible_at = ?"
             " WHERE source = ? AND id = ? AND state = 0 AND (lease_token IS NULL OR visible_at <= ?)"
             f" AND (ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM {c.table} AS p WHERE p.state = 0"
             " AND p.ordering_key = e.ordering_key AND p.seq < e.seq))"
             f" RETURNING {model.COLUMNS}",
-            token,
-            expires,
-            source,
-            id_,
-            now,
+            [(token, expires, source, id_, now) for token, (source, id_) in zip(tokens, deliveries, strict=True)],
         )
-        if not rows:
-            return None
-        row = rows[0]
-        return Lease(model.message_of(row), row[8], token, expires, model.failures_of(row[9]))
+        out: list[Lease | None] = []
+        for token, rows in zip(tokens, results, strict=True):
+            if not rows:
+                out.append(None)
+                continue
+            row = rows[0]
+            out.append(Lease(model.message_of(row), row[8], token, expires, model.failures_of(row[9])))
+        return out
 
     async def extend(self, lease: Lease, visibility: float) -> bool:
         """Push the lease's expiry to now + ``visibility``, if this process still holds it."""
