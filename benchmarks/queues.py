@@ -66,9 +66,14 @@ class Progress:
 
     def handled(self, sent: float) -> None:
         self.latencies.append(time.time() - sent)
-        if len(self.latencies) - self._printed >= 200:
-            self._printed = len(self.latencies)
-            print(f"n {self._printed}", flush=True)
+
+    async def report_forever(self) -> None:
+        """The count, whenever it changed, every 10 ms (the parent sums the consumers')."""
+        while True:
+            await asyncio.sleep(0.01)
+            if len(self.latencies) != self._printed:
+                self._printed = len(self.latencies)
+                print(f"n {self._printed}", flush=True)
 
     def finish(self) -> None:
         print(f"n {len(self.latencies)}", flush=True)
@@ -76,7 +81,11 @@ class Progress:
 
 
 async def consume_interlock(store: str, name: str) -> None:
+    import logging
+
     from interlock import Inbox
+
+    logging.basicConfig(level=logging.WARNING, format="consumer: %(levelname)s %(name)s %(message)s")
     from interlock.stores import open_queue
 
     broker = store.startswith(("amqp", "nats"))
@@ -136,11 +145,13 @@ async def consume_nats_py(name: str) -> None:
 
 async def run_until_term(work: Any, progress: Progress) -> None:
     task = asyncio.ensure_future(work)
+    reporter = asyncio.ensure_future(progress.report_forever())
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     print("ready", flush=True)
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    reporter.cancel()
     progress.finish()
 
 

@@ -177,7 +177,10 @@ class NATSQueue(BrokerQueue):
         return out
 
     async def _broker_ack(self, handle: Any) -> None:
-        await handle.ack_sync()
+        # A plain ack, not ``ack_sync``'s round trip: the companion's row is settled first, so
+        # an ack lost on the way only brings a copy back, which finds its row settled and is
+        # dropped (see ``_companion``).
+        await handle.ack()
 
     async def _broker_requeue(self, handle: Any) -> None:
         # A nak is a plain publish; the flush (PING/PONG) returns once the server has read it,
