@@ -260,3 +260,33 @@ async def test_a_postgres_companion_keeps_dedupe_order_history_and_replay(
     assert await queue.ack(replayed) is True
     stats = await queue.stats()
     assert (stats.pending, stats.dead) == (0, 0)
+
+
+async def test_rabbitmq_prefetch_mode_leases_what_the_other_process_put_and_only_puts_never_hoard(
+    broker: Any,
+) -> None:
+    if broker.kind != "rabbitmq":
+        # JetStream has no prefetch mode: its pull requests fetch what a lease asks for.
+        queue = broker()
+        await queue.open()
+        await queue.put(msg(1))
+        assert [lease.message.id for lease in await lease_all(queue, 1)] == ["m1"]
+        return
+    ingress = broker(f"{broker.base}?prefetch=8")  # a process that only puts: it never subscribes
+    worker = broker(f"{broker.base}?prefetch=8")
+    await ingress.open()
+    await worker.open()
+    for i in range(20):
+        assert await ingress.put(msg(i)) is True
+    seen: list[str] = []
+    end = time.monotonic() + 30.0
+    while len(seen) < 20 and time.monotonic() < end:
+        leases = await worker.lease(20, VIS)
+        assert len(leases) <= 8  # never more held than the prefetch
+        for lease in leases:
+            seen.append(lease.message.id)
+            assert await worker.ack(lease) is True
+        if not leases:
+            await worker.wait(0.1)
+    assert sorted(seen) == sorted(f"m{i}" for i in range(20))  # each once, none hoarded by the ingress
+    assert (await worker.stats()).pending == 0

@@ -543,7 +543,9 @@ async def test_workers_recover_after_the_connection_is_cut(queue_factory: Callab
     with TcpProxy(parsed.hostname or "127.0.0.1", parsed.port or 0) as proxy:
         through = proxy.url(url)
         if queue_factory.kind == "rabbitmq":  # type: ignore[attr-defined]
-            through += "&reconnect_interval=0.2"
+            # Consuming (prefetch), the mode where a robust connection may come back with no
+            # consumer; test_broker_queues cuts the default basic.get mode.
+            through += "&reconnect_interval=0.2&prefetch=16"
         consumer = open_queue(through, table=None if table == "-" else table, poll_interval=0.05)
         queue_factory.made.append(consumer)  # type: ignore[attr-defined]
         inbox = Inbox(store=consumer, visibility=3.0)

@@ -187,6 +187,7 @@ class BrokerQueue:
         self._companion = Companion(companion, table=name.replace(".", "_").replace("-", "_"), clock=self._clock)
         self._signal = WorkSignal(poll_interval)
         self._held: dict[str, Held] = {}
+        self._marks: set[asyncio.Future[int]] = set()
         self._opened = False
         self._reaper: asyncio.Task[None] | None = None
 
@@ -291,6 +292,8 @@ class BrokerQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
+        if self._marks:  # the published marks in flight land before the companion closes
+            await asyncio.gather(*self._marks, return_exceptions=True)
         held, self._held = list(self._held.values()), {}
         for h in held:
             with contextlib.suppress(Exception):
@@ -384,14 +387,26 @@ class BrokerQueue:
     async def _publish_row(self, message: Message) -> None:
         await self._broker_publish(message)
         c = self._companion
-        await c.execute(
+        # Marking the row published is not awaited: the event is durable already (the row and
+        # the broker's confirmed copy), and a mark that is lost (a crash before its commit)
+        # only makes the reconcile publish the row once more, a copy the lease check handles
+        # once. Not waiting for that second commit doubles what one put stream can do.
+        mark = asyncio.ensure_future(c.execute(
             f"UPDATE {c.table} SET visible_at = ? WHERE source = ? AND id = ? AND state = 0"
             " AND lease_token IS NULL AND visible_at = ?",
             PUBLISHED,
             message.source,
             message.id,
             UNPUBLISHED,
-        )
+        ))
+        self._marks.add(mark)
+        mark.add_done_callback(self._mark_done)
+
+    def _mark_done(self, mark: asyncio.Future[int]) -> None:
+        self._marks.discard(mark)
+        if not mark.cancelled() and mark.exception() is not None:
+            logger.debug("%s %s: marking a row published failed (%s); the reconcile publishes it again",
+                         self.owner, self.name, type(mark.exception()).__name__)
 
     # -- work queue --------------------------------------------------------------------------
 

@@ -20,7 +20,9 @@ Every publish waits for the broker's publisher confirm; ``put`` returns only aft
 
 How the Protocol's lease maps onto RabbitMQ, and where it differs:
 
-- ``lease`` is ``basic.get`` (manual ack) until ``max_messages`` are held; the delivery stays
+- ``lease`` is ``basic.get`` (manual ack) until ``max_messages`` are held or, with
+  ``prefetch`` > 0, takes deliveries from a buffer that ``basic.consume`` fills (from the first
+  ``lease`` on: a process that only puts never subscribes; at most ``prefetch`` unacked). A delivery stays
   unacked while leased. The visibility timeout is kept by this process: when it passes, the
   delivery is rejected with requeue (``basic.nack``) and another consumer gets it. If the
   process dies, the broker requeues its unacked deliveries when the connection drops, at once
@@ -39,6 +41,9 @@ How the Protocol's lease maps onto RabbitMQ, and where it differs:
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 from typing import Any
 
 from .._clock import Clock
@@ -48,6 +53,9 @@ from ._companion import BrokerQueue, import_client, message_headers, split_optio
 from .queue import Message
 
 __all__ = ["RabbitMQQueue"]
+
+_ARRIVAL_WAIT = 0.02
+"""How long a ``lease`` that finds no buffered delivery waits for one, in seconds."""
 
 
 def _aio_pika() -> Any:
@@ -63,6 +71,14 @@ class RabbitMQQueue(BrokerQueue):
     dead letters and stats, shared by every process on the same queue. ``delivery_limit`` is
     the broker's own limit (a safety net: Interlock dead-letters by its retry policy first);
     it may also be given in the URL (``?delivery_limit=100``), whose value wins.
+
+    ``prefetch`` (also ``?prefetch=N``) chooses how deliveries are taken. 0 (the default):
+    one ``basic.get`` per delivery when a ``lease`` asks, so a message is never held by a
+    process that is not leasing it (the SQL queues' behaviour, which the contract suite
+    checks). N > 0: the queue is consumed with at most N unacked deliveries per process,
+    leased or buffered: several times the throughput (no round trip per delivery), but a
+    process may buffer up to N messages that other processes cannot lease until it does, so
+    keep N near the workers' concurrency.
     """
 
     owner = "RabbitMQQueue"
@@ -74,13 +90,17 @@ class RabbitMQQueue(BrokerQueue):
         name: str = "interlock_events",
         companion: str | None = None,
         delivery_limit: int = 1000,
+        prefetch: int = 0,
         poll_interval: float = 0.2,
         max_in_flight: int = 1000,
         clock: Clock | None = None,
         table: str | None = None,
     ) -> None:
-        url, given = split_options(url, self.owner, {"delivery_limit": int})
+        url, given = split_options(url, self.owner, {"delivery_limit": int, "prefetch": int})
         delivery_limit = given.get("delivery_limit", delivery_limit)
+        prefetch = given.get("prefetch", prefetch)
+        if not 0 <= prefetch <= 65535:
+            raise ConfigError(self.owner, "prefetch", f"must be 0..65535 (0: no prefetch), got {prefetch!r}")
         if delivery_limit < 1:
             raise ConfigError(self.owner, "delivery_limit", f"must be >= 1, got {delivery_limit!r}")
         super().__init__(url, name=table or name, companion=companion, clock=clock,
@@ -90,13 +110,19 @@ class RabbitMQQueue(BrokerQueue):
         self._channel: Any = None
         self._queue: Any = None
         self._dead: Any = None
+        self.prefetch = prefetch
+        self._buffer: collections.deque[Any] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._reconnected = False
+        self._consumer_tag: Any = None
         self._delay_queues: set[int] = set()
 
     async def _broker_open(self) -> None:
         aio_pika = _aio_pika()
         self._connection = await aio_pika.connect_robust(self.url)
+        self._connection.reconnect_callbacks.add(self._on_reconnect)
         self._channel = await self._connection.channel(publisher_confirms=True)
-        await self._channel.set_qos(prefetch_count=0)
+        await self._channel.set_qos(prefetch_count=self.prefetch)  # 0: unlimited, for basic.get
         dlx = await self._channel.declare_exchange(f"{self.name}.dlx", aio_pika.ExchangeType.FANOUT, durable=True)
         dead = await self._channel.declare_queue(
             f"{self.name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
@@ -105,6 +131,8 @@ class RabbitMQQueue(BrokerQueue):
         self._dead = dead
         await self._declare_main()
         await self._drain_broker_dead(dead)
+        # Not consuming yet: a process that only puts (the ingress) must not take deliveries
+        # into a buffer it never leases from. The first ``lease`` subscribes.
 
     async def _declare_main(self) -> None:
         self._queue = await self._channel.declare_queue(
@@ -143,7 +171,8 @@ class RabbitMQQueue(BrokerQueue):
     async def _broker_close(self) -> None:
         if self._connection is not None:
             await self._connection.close()
-        self._connection = self._channel = self._queue = self._dead = None
+        self._connection = self._channel = self._queue = self._dead = self._consumer_tag = None
+        self._buffer.clear()
 
     def _amqp_message(self, message: Message) -> Any:
         aio_pika = _aio_pika()
@@ -180,15 +209,59 @@ class RabbitMQQueue(BrokerQueue):
             self._delay_queues.add(ms)
         return name
 
+    async def _consume(self) -> None:
+        """Subscribe (``basic.consume``, manual acks) with deliveries buffered here until a
+        ``lease`` takes them; the prefetch bounds the buffer plus the leases held."""
+        self._buffer.clear()
+        self._consumer_tag = await self._queue.consume(self._on_delivery, no_ack=False)
+
+    async def _on_delivery(self, delivery: Any) -> None:
+        self._buffer.append(delivery)
+        self._arrived.set()
+        self._signal.wake()
+
+    def _on_reconnect(self, *_: Any) -> None:
+        # aio-pika's robust channel restores the consumer itself; a delivery buffered before
+        # the drop is dead with its channel (the broker requeued it) and is skipped in fetch.
+        # If the restore ever comes back with no consumer (the known pitfall), fetch notices
+        # the queue's channel is gone and subscribes again.
+        self._reconnected = True
+
     async def _broker_fetch(self, max_messages: int) -> list[tuple[Any, str, str]]:
+        if not self.prefetch:
+            return await self._get(max_messages)
+        if self._consumer_tag is None:
+            await self._consume()
+        elif self._reconnected:
+            self._reconnected = False
+            try:
+                consumers = len(getattr(self._queue, "_consumers", {}) or {})
+            except Exception:
+                consumers = 0
+            if consumers == 0:
+                await self._declare_main()
+                await self._consume()
+        if not self._buffer:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), _ARRIVAL_WAIT)
+        out: list[tuple[Any, str, str]] = []
+        while self._buffer and len(out) < max_messages:
+            delivery = self._buffer.popleft()
+            if self._broker_lost(delivery):
+                continue  # its channel closed: the broker requeued it, a copy comes again
+            h = delivery.headers or {}
+            out.append((delivery, str(h.get("interlock-source", "")), str(h.get("interlock-id", ""))))
+        return out
+
+    async def _get(self, max_messages: int) -> list[tuple[Any, str, str]]:
         out = []
         for _ in range(max_messages):
             try:
                 delivery = await self._queue.get(no_ack=False, fail=False)
             except _aio_pika().exceptions.ChannelInvalidStateError:
                 # After a reconnect the robust channel is back but a queue object declared on
-                # the channel before still points at the closed one: declare it again (the
-                # aio-pika pitfall behind "a robust connection comes back with 0 consumers").
+                # the channel before still points at the closed one: declare it again.
                 await self._declare_main()
                 delivery = await self._queue.get(no_ack=False, fail=False)
             if delivery is None:
