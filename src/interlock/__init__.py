@@ -28,7 +28,9 @@ from .core.redirect import Redirects
 from .core.retry import Retry, RetryBudget
 from .inbox import Event, Inbox, Redelivery
 from .outbox import Outbox
+from .server.jobs import Jobs
 from .stores.batch_writer import BatchWriter
+from .streams import EventStream, StreamPolicy, Subscription
 from .sync import Sync, SyncRecord, SyncSource, ToHandler, ToTable, WriteBack
 
 __all__ = [
@@ -41,7 +43,9 @@ __all__ = [
     "Client",
     "Concurrency",
     "Event",
+    "EventStream",
     "Inbox",
+    "Jobs",
     "Limits",
     "Outbox",
     "Paginator",
@@ -55,6 +59,8 @@ __all__ = [
     "Response",
     "Retry",
     "RetryBudget",
+    "StreamPolicy",
+    "Subscription",
     "Sync",
     "SyncClient",
     "SyncRecord",
