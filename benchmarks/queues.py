@@ -88,6 +88,9 @@ async def consume_interlock(store: str, name: str) -> None:
     from interlock import Inbox
 
     logging.basicConfig(level=logging.WARNING, format="consumer: %(levelname)s %(name)s %(message)s")
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks for stacks of a stuck run
     from interlock.stores import open_queue
 
     broker = store.startswith(("amqp", "nats"))
@@ -180,7 +183,10 @@ class Consumer:
             elif line.startswith("lat "):
                 self.latencies = json.loads(line[4:])
 
-    def stop(self) -> None:
+    def stop(self, stuck: bool = False) -> None:
+        if stuck and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -330,8 +336,9 @@ class Run:
                 await asyncio.sleep(0.01)
             elapsed = time.perf_counter() - start
         finally:
+            stuck = sum(c.count for c in consumers) < self.events
             for c in consumers:
-                await asyncio.to_thread(c.stop)
+                await asyncio.to_thread(c.stop, stuck and self.contender.startswith("interlock-"))
             await self.teardown(handle)
         latencies = [x for c in consumers for x in c.latencies]
         handled = len(latencies)
