@@ -290,3 +290,60 @@ async def test_rabbitmq_prefetch_mode_leases_what_the_other_process_put_and_only
             await worker.wait(0.1)
     assert sorted(seen) == sorted(f"m{i}" for i in range(20))  # each once, none hoarded by the ingress
     assert (await worker.stats()).pending == 0
+
+
+async def test_the_ingress_answers_503_while_the_broker_is_cut_and_loses_nothing(broker: Any) -> None:
+    """A webhook arriving while the connection to the broker is down is answered 503 with
+    Retry-After (never a 200 for an event that is not stored); the sender's retry after the
+    connection is back is stored and handled once."""
+    import hashlib
+    import hmac
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    import interlock
+    from interlock.testing import TcpProxy
+
+    secret = "whsec-test"
+    body = b'{"action": "opened"}'
+
+    def headers(delivery: str) -> dict[str, str]:
+        return {
+            "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+            "X-GitHub-Delivery": delivery, "X-GitHub-Event": "push", "Content-Type": "application/json",
+        }
+
+    parsed = urlsplit(broker.base)
+    with TcpProxy(parsed.hostname or "127.0.0.1", parsed.port or 0) as proxy:
+        url = proxy.url(broker.base) + ("?reconnect_interval=0.2" if broker.kind == "rabbitmq" else "")
+        box = interlock.Inbox(store=broker(url), put_timeout=2.0)
+        box.source("github", interlock.signatures.GitHub(secret))
+        transport = httpx.ASGITransport(app=box.asgi())
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://inbox") as http:
+                assert (await http.post("/hooks/github", content=body, headers=headers("d-1"))).status_code == 200
+                proxy.cut()
+                cut = await http.post("/hooks/github", content=body, headers=headers("d-2"))
+                assert cut.status_code == 503, cut.text
+                assert int(cut.headers["retry-after"]) > 0
+                proxy.restore()
+                end = time.monotonic() + 30.0
+                while True:  # the sender retries, as Retry-After says
+                    again = await http.post("/hooks/github", content=body, headers=headers("d-2"))
+                    if again.status_code == 200 or time.monotonic() > end:
+                        break
+                    await asyncio.sleep(0.2)
+                assert again.status_code == 200, again.text
+            reader = broker()
+            await reader.open()
+            seen: list[str] = []
+            end = time.monotonic() + 30.0
+            while sorted(set(seen)) != ["d-1", "d-2"] and time.monotonic() < end:
+                for lease in await reader.lease(10, VIS):
+                    seen.append(lease.message.id)
+                    assert await reader.ack(lease) is True
+                await reader.wait(0.1)
+            assert sorted(seen) == ["d-1", "d-2"]  # both stored, each handed out once
+        finally:
+            await box.aclose()
