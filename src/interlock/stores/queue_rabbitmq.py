@@ -54,6 +54,9 @@ from .queue import Message
 
 __all__ = ["RabbitMQQueue"]
 
+_RPC_TIMEOUT = 10.0
+"""Seconds a ``basic.get`` may take before the lease gives up on the channel (and retries)."""
+
 _ARRIVAL_WAIT = 0.02
 """How long a ``lease`` that finds no buffered delivery waits for one, in seconds."""
 
@@ -254,16 +257,25 @@ class RabbitMQQueue(BrokerQueue):
             out.append((delivery, str(h.get("interlock-source", "")), str(h.get("interlock-id", ""))))
         return out
 
+    async def _get_one(self) -> Any:
+        # Bounded: a basic.get whose answer never comes (seen once on a loaded machine) would
+        # stall every lease of this process. aiormq closes the channel of a cancelled RPC; the
+        # robust channel reopens and the next call declares the queue on it again.
+        try:
+            return await asyncio.wait_for(self._queue.get(no_ack=False, fail=False), _RPC_TIMEOUT)
+        except TimeoutError as exc:
+            raise ConnectionError(f"RabbitMQ did not answer a basic.get on {self.name!r} within {_RPC_TIMEOUT:g} s") from exc
+
     async def _get(self, max_messages: int) -> list[tuple[Any, str, str]]:
         out = []
         for _ in range(max_messages):
             try:
-                delivery = await self._queue.get(no_ack=False, fail=False)
+                delivery = await self._get_one()
             except _aio_pika().exceptions.ChannelInvalidStateError:
                 # After a reconnect the robust channel is back but a queue object declared on
                 # the channel before still points at the closed one: declare it again.
                 await self._declare_main()
-                delivery = await self._queue.get(no_ack=False, fail=False)
+                delivery = await self._get_one()
             if delivery is None:
                 break
             h = delivery.headers or {}
