@@ -355,3 +355,27 @@ async def test_the_ingress_answers_503_while_the_broker_is_cut_and_loses_nothing
             assert sorted(seen) == ["d-1", "d-2"]  # both stored, each handed out once
         finally:
             await box.aclose()
+
+
+async def test_rabbitmq_recovers_when_the_client_closed_its_channel(rabbitmq_url: str, sqlite_path: str, run_id: str) -> None:
+    """aiormq closes a channel whose RPC timed out, and a robust connection reopens channels only
+    when the connection comes back: the queue opens a new channel itself."""
+    from interlock.stores.queue_rabbitmq import RabbitMQQueue
+
+    queue = RabbitMQQueue(rabbitmq_url, name=f"brokers_{run_id}_{uuid.uuid4().hex[:8]}",
+                          companion=f"sqlite:///{sqlite_path}", poll_interval=0.05)
+    await queue.open()
+    try:
+        assert await queue.put(msg(1)) is True
+        (held,) = await lease_all(queue, 1)
+        await queue._channel.close()  # type: ignore[attr-defined]  # what an RPC timeout does
+        assert await queue.put(msg(2)) is True  # publishes on a new channel
+        leases = await lease_all(queue, 2, deadline=15.0)  # m1 again (its channel died) and m2
+        assert sorted((lease.message.id, lease.attempt) for lease in leases) == [("m1", 2), ("m2", 1)]
+        assert await queue.ack(held) is False
+        for lease in leases:
+            assert await queue.ack(lease) is True
+        assert (await queue.stats()).pending == 0
+    finally:
+        await queue.aclose()
+        await delete_broker_objects(queue, rabbitmq_url)

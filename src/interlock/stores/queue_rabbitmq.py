@@ -118,6 +118,7 @@ class RabbitMQQueue(BrokerQueue):
         self._arrived = asyncio.Event()
         self._reconnected = False
         self._consumer_tag: Any = None
+        self._reopen_lock = asyncio.Lock()
         self._delay_queues: set[int] = set()
 
     async def _broker_open(self) -> None:
@@ -188,6 +189,7 @@ class RabbitMQQueue(BrokerQueue):
         )
 
     async def _broker_publish(self, message: Message, *, delay: float = 0.0) -> None:
+        await self._usable_channel()
         routing = self.name if delay <= 0 else await self._delay_queue(delay)
         # publisher_confirms=True: publish returns once the broker confirmed (or raises).
         await self._channel.default_exchange.publish(self._amqp_message(message), routing_key=routing, mandatory=True)
@@ -233,6 +235,7 @@ class RabbitMQQueue(BrokerQueue):
     async def _broker_fetch(self, max_messages: int) -> list[tuple[Any, str, str]]:
         if not self.prefetch:
             return await self._get(max_messages)
+        await self._usable_channel()
         if self._consumer_tag is None:
             await self._consume()
         elif self._reconnected:
@@ -266,14 +269,36 @@ class RabbitMQQueue(BrokerQueue):
         except TimeoutError as exc:
             raise ConnectionError(f"RabbitMQ did not answer a basic.get on {self.name!r} within {_RPC_TIMEOUT:g} s") from exc
 
+    async def _usable_channel(self) -> None:
+        """Open a new channel when this one was closed by the client (aiormq closes the channel
+        of an RPC that timed out, and a robust connection reopens channels only when the
+        connection itself comes back): without this, every later call would fail with
+        ChannelInvalidStateError for the life of the process. The leases taken on the old
+        channel are lost (the reaper gives them up; RabbitMQ requeued their deliveries)."""
+        if self._channel is not None and not self._channel.is_closed:
+            return
+        async with self._reopen_lock:
+            if self._channel is not None and not self._channel.is_closed:
+                return
+            self._channel = await self._connection.channel(publisher_confirms=True)
+            await self._channel.set_qos(prefetch_count=self.prefetch)
+            await self._declare_main()
+            self._dead = await self._channel.declare_queue(
+                f"{self.name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            self._consumer_tag = None  # prefetch mode subscribes again on the new channel
+
     async def _get(self, max_messages: int) -> list[tuple[Any, str, str]]:
+        await self._usable_channel()
         out = []
         for _ in range(max_messages):
             try:
                 delivery = await self._get_one()
             except _aio_pika().exceptions.ChannelInvalidStateError:
                 # After a reconnect the robust channel is back but a queue object declared on
-                # the channel before still points at the closed one: declare it again.
+                # the channel before still points at the closed one: declare it again (or open
+                # a channel, when the client closed this one).
+                await self._usable_channel()
                 await self._declare_main()
                 delivery = await self._get_one()
             if delivery is None:
