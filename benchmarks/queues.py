@@ -166,7 +166,9 @@ async def run_until_term(work: Any, progress: Progress) -> None:
 
 class Consumer:
     def __init__(self, args: list[str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, "consume", *args], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "consume", *args], stdout=subprocess.PIPE, text=True
+        )
         self.count = 0
         self.latencies: list[float] = []
         self.ready = threading.Event()
@@ -207,12 +209,17 @@ class Run:
         self.name = f"bench_queues_{uuid.uuid4().hex[:10]}"
         self.schema = self.name
         backend = contender.removeprefix("interlock-").removesuffix("-prefetch")
-        self.backend = backend if contender.startswith("interlock-") else {"aio-pika": "rabbitmq", "nats-py": "nats"}[contender]
+        self.backend = (
+            backend
+            if contender.startswith("interlock-")
+            else {"aio-pika": "rabbitmq", "nats-py": "nats"}[contender]
+        )
         companion = f"sqlite:///{tmp}/{self.name}-companion.db"
         self.store = {
             "sqlite": f"sqlite:///{tmp}/{self.name}.db",
             "postgres": f"{PG_DSN}?schema={self.schema}",
-            "rabbitmq": f"{AMQP_URL}?companion={companion}" + ("&prefetch=128" if contender.endswith("-prefetch") else ""),
+            "rabbitmq": f"{AMQP_URL}?companion={companion}"
+            + ("&prefetch=128" if contender.endswith("-prefetch") else ""),
             "nats": f"{NATS_URL}?companion={companion}",
         }[self.backend]
 
@@ -244,8 +251,14 @@ class Run:
 
         nc = await nats.connect(NATS_URL)
         js = nc.jetstream()
-        await js.add_stream(StreamConfig(name=self.name, subjects=[f"{self.name}.events"],
-                                         retention=RetentionPolicy.WORK_QUEUE, storage=StorageType.FILE))
+        await js.add_stream(
+            StreamConfig(
+                name=self.name,
+                subjects=[f"{self.name}.events"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+            )
+        )
         return (nc, js)
 
     def consumer_args(self) -> list[str]:
@@ -271,7 +284,8 @@ class Run:
 
                     _, channel = handle
                     await channel.default_exchange.publish(
-                        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=self.name
+                        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                        routing_key=self.name,
                     )
                 else:
                     _, js = handle
@@ -359,24 +373,39 @@ async def bench(args: argparse.Namespace) -> None:
     results: dict[str, Any] = {}
     rows = []
     for backend in args.backends:
-        contenders = [f"interlock-{backend}"] + (["interlock-rabbitmq-prefetch"] if backend == "rabbitmq" else [])
+        contenders = [f"interlock-{backend}"] + (
+            ["interlock-rabbitmq-prefetch"] if backend == "rabbitmq" else []
+        )
         contenders += [BASELINE[backend]] if backend in BASELINE else []
         for workers in args.workers:
             per: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
             for order in _common.rotations(contenders, args.rounds):
                 for contender in order:
                     r = await Run(contender, workers, args.events, tmp).measure(args.timeout)
-                    print(f"  {contender:20} workers={workers} {r['events_per_s']:9.0f} events/s  "
-                          f"p99 {_common.fmt_ms(r['p99'])} ms  handled {r['handled']}", flush=True)
+                    print(
+                        f"  {contender:20} workers={workers} {r['events_per_s']:9.0f} events/s  "
+                        f"p99 {_common.fmt_ms(r['p99'])} ms  handled {r['handled']}",
+                        flush=True,
+                    )
                     per[contender].append(r)
             for contender, runs in per.items():
                 eps = [r["events_per_s"] for r in runs]
                 p99 = [r["p99"] * 1000 for r in runs]
-                rows.append([contender, workers, _common.spread(eps, "{:.0f}"), _common.spread(p99, "{:.1f}", " ms"),
-                             _common.spread([r["publish_per_s"] for r in runs], "{:.0f}"),
-                             "yes" if all(r["complete"] for r in runs) else "NO"])
-                results[f"{contender}/w{workers}"] = {"events_per_s": _common.med(eps), "p99_ms": _common.med(p99),
-                                                      "complete": all(r["complete"] for r in runs)}
+                rows.append(
+                    [
+                        contender,
+                        workers,
+                        _common.spread(eps, "{:.0f}"),
+                        _common.spread(p99, "{:.1f}", " ms"),
+                        _common.spread([r["publish_per_s"] for r in runs], "{:.0f}"),
+                        "yes" if all(r["complete"] for r in runs) else "NO",
+                    ]
+                )
+                results[f"{contender}/w{workers}"] = {
+                    "events_per_s": _common.med(eps),
+                    "p99_ms": _common.med(p99),
+                    "complete": all(r["complete"] for r in runs),
+                }
             if backend in BASELINE:
                 theirs = results[f"{BASELINE[backend]}/w{workers}"]
                 for contender in contenders[:-1]:
@@ -393,10 +422,12 @@ async def bench(args: argparse.Namespace) -> None:
             ours = results[f"{contender}/w{workers}"]
             theirs = results[f"{BASELINE[backend]}/w{workers}"]
             target = "meets" if ours["events_per_s"] >= 5000 else "misses"
-            print(f"{contender} vs {BASELINE[backend]} ({workers} worker process(es)): "
-                  f"{ours['events_per_s']:.0f} vs {theirs['events_per_s']:.0f} events/s = "
-                  f"{ours['events_per_s'] / theirs['events_per_s']:.2f}x of the hand-written client "
-                  f"({target} the 5,000 events/s target)")
+            print(
+                f"{contender} vs {BASELINE[backend]} ({workers} worker process(es)): "
+                f"{ours['events_per_s']:.0f} vs {theirs['events_per_s']:.0f} events/s = "
+                f"{ours['events_per_s'] / theirs['events_per_s']:.2f}x of the hand-written client "
+                f"({target} the 5,000 events/s target)"
+            )
     results.update(load.end())
     _common.emit("queues", results)
 
@@ -412,7 +443,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--backends", nargs="+", default=BACKENDS, choices=BACKENDS)
-    parser.add_argument("--timeout", type=float, default=120.0, help="give up on a run after this many seconds")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="give up on a run after this many seconds"
+    )
     args = parser.parse_args()
     if args.cmd == "consume":
         if args.kind == "interlock":

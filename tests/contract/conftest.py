@@ -136,7 +136,9 @@ class Elapse:
         self._nacked_at = time.monotonic()
         self._nacked_on_clock = self.clock.monotonic()
 
-    async def leasable_after_delay(self, queue: Queue, want: int = 1, visibility: float = 30.0) -> list[Lease]:
+    async def leasable_after_delay(
+        self, queue: Queue, want: int = 1, visibility: float = 30.0
+    ) -> list[Lease]:
         """Move past the delay and lease ``want`` messages (on a broker: wait for them, up to
         30 s after the delay). On a broker, also checks the delay was really waited for."""
         self.clock.advance(max(0.0, self._nacked_on_clock + self.delay + 0.01 - self.clock.monotonic()))

@@ -319,7 +319,9 @@ async def test_the_ingress_answers_503_while_the_broker_is_cut_and_loses_nothing
     def headers(delivery: str) -> dict[str, str]:
         return {
             "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
-            "X-GitHub-Delivery": delivery, "X-GitHub-Event": "push", "Content-Type": "application/json",
+            "X-GitHub-Delivery": delivery,
+            "X-GitHub-Event": "push",
+            "Content-Type": "application/json",
         }
 
     parsed = urlsplit(broker.base)
@@ -330,7 +332,9 @@ async def test_the_ingress_answers_503_while_the_broker_is_cut_and_loses_nothing
         transport = httpx.ASGITransport(app=box.asgi())
         try:
             async with httpx.AsyncClient(transport=transport, base_url="http://inbox") as http:
-                assert (await http.post("/hooks/github", content=body, headers=headers("d-1"))).status_code == 200
+                assert (
+                    await http.post("/hooks/github", content=body, headers=headers("d-1"))
+                ).status_code == 200
                 proxy.cut()
                 cut = await http.post("/hooks/github", content=body, headers=headers("d-2"))
                 assert cut.status_code == 503, cut.text
@@ -357,13 +361,19 @@ async def test_the_ingress_answers_503_while_the_broker_is_cut_and_loses_nothing
             await box.aclose()
 
 
-async def test_rabbitmq_recovers_when_the_client_closed_its_channel(rabbitmq_url: str, sqlite_path: str, run_id: str) -> None:
+async def test_rabbitmq_recovers_when_the_client_closed_its_channel(
+    rabbitmq_url: str, sqlite_path: str, run_id: str
+) -> None:
     """aiormq closes a channel whose RPC timed out, and a robust connection reopens channels only
     when the connection comes back: the queue opens a new channel itself."""
     from interlock.stores.queue_rabbitmq import RabbitMQQueue
 
-    queue = RabbitMQQueue(rabbitmq_url, name=f"brokers_{run_id}_{uuid.uuid4().hex[:8]}",
-                          companion=f"sqlite:///{sqlite_path}", poll_interval=0.05)
+    queue = RabbitMQQueue(
+        rabbitmq_url,
+        name=f"brokers_{run_id}_{uuid.uuid4().hex[:8]}",
+        companion=f"sqlite:///{sqlite_path}",
+        poll_interval=0.05,
+    )
     await queue.open()
     try:
         assert await queue.put(msg(1)) is True
