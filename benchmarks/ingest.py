@@ -17,6 +17,8 @@ Targets:
                 ``INSERT ... ON CONFLICT (delivery id) DO NOTHING`` per request (a pool of 16)
   asgi-redis    baseline: a raw ASGI app verifying the HMAC, then one Redis ``XADD`` (no dedupe,
                 memory durability, like Celery's broker)
+  rabbitmq      opt-in: interlock Inbox on RabbitMQ (publisher confirm before the 200), SQLite companion
+  nats          opt-in: interlock Inbox on NATS JetStream (PubAck before the 200), SQLite companion
 
 For each offered rate, the targets are rotated over ``--rounds`` rounds; medians with min-max.
 Every p99 is printed beside the rate the target achieved (successful answers per second,
@@ -55,7 +57,11 @@ SECRET = b"bench-secret"
 PG_DSN = os.environ.get("INTERLOCK_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("INTERLOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TARGETS = ["sqlite", "postgres", "celery", "asgi-asyncpg", "asgi-redis"]
-INTERLOCK_TARGETS = ["sqlite", "postgres"]
+BROKER_TARGETS = ["rabbitmq", "nats"]
+"""Opt-in (``--targets rabbitmq nats``): the Inbox on the machine's brokers, SQLite companion."""
+INTERLOCK_TARGETS = ["sqlite", "postgres", *BROKER_TARGETS]
+AMQP_URL = os.environ.get("INTERLOCK_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+NATS_URL = os.environ.get("INTERLOCK_TEST_NATS_URL", "nats://127.0.0.1:4222")
 ACCEPTED = b'{"status":"accepted"}'
 
 
@@ -84,10 +90,11 @@ def _verified(body: bytes, signature: str) -> bool:
     return hmac.compare_digest(signature, expected)
 
 
-def serve_inbox(store: str, port: int) -> None:
+def serve_inbox(store: str, port: int, table: str = "") -> None:
     import interlock
+    from interlock.stores import open_queue
 
-    inbox = interlock.Inbox(store=store)
+    inbox = interlock.Inbox(store=open_queue(store, table=table or None))
     inbox.source("github", interlock.signatures.GitHub(SECRET.decode()))
     _uvicorn(inbox.asgi(), port)
 
@@ -381,14 +388,19 @@ class Target:
             self.store = f"sqlite:///{tmp}/ingest.db"
         elif name == "postgres":
             self.store = f"{PG_DSN}?schema={self.schema}"
+        elif name == "rabbitmq":
+            self.store = f"{AMQP_URL}?companion=sqlite:///{tmp}/ingest-{name}.db"
+        elif name == "nats":
+            self.store = f"{NATS_URL}?companion=sqlite:///{tmp}/ingest-{name}.db"
         else:
             self.store = ""
+        self.table = f"bench_ingest_{run_id}_{name}" if name in BROKER_TARGETS else ""
         self.queue: Any = None
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         args = [sys.executable, __file__, "serve", self.name, "--port", str(self.port)]
-        args += ["--store", self.store, "--schema", self.schema, "--key", self.key]
+        args += ["--store", self.store, "--schema", self.schema, "--key", self.key, "--table", self.table]
         self.proc = subprocess.Popen(args)
 
     async def count(self) -> int:
@@ -396,7 +408,7 @@ class Target:
             if self.queue is None:
                 from interlock.stores import open_queue
 
-                self.queue = open_queue(self.store)
+                self.queue = open_queue(self.store, table=self.table or None)
                 await self.queue.open()
             return int((await self.queue.stats()).pending)  # no workers run: pending = stored
         if self.name == "asgi-asyncpg":
@@ -421,6 +433,23 @@ class Target:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.name == "rabbitmq":
+            import aio_pika
+
+            connection = await aio_pika.connect(AMQP_URL)
+            for q in (self.table, f"{self.table}.dead"):
+                channel = await connection.channel()
+                await channel.queue_delete(q)
+            channel = await connection.channel()
+            await channel.exchange_delete(f"{self.table}.dlx")
+            await connection.close()
+        if self.name == "nats":
+            import nats
+
+            nc = await nats.connect(NATS_URL)
+            for stream in (self.table, f"{self.table}_dead"):
+                await nc.jetstream().delete_stream(stream)
+            await nc.close()
         if self.name in ("celery", "asgi-redis"):
             import redis.asyncio as redis
 
@@ -573,12 +602,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd")
     serve = sub.add_parser("serve", help=argparse.SUPPRESS)
-    serve.add_argument("target", choices=TARGETS)
+    serve.add_argument("target", choices=TARGETS + BROKER_TARGETS)
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--store", default="")
     serve.add_argument("--schema", default="")
     serve.add_argument("--key", default="")
-    parser.add_argument("--targets", nargs="+", default=TARGETS, choices=TARGETS)
+    serve.add_argument("--table", default="")
+    parser.add_argument("--targets", nargs="+", default=TARGETS, choices=TARGETS + BROKER_TARGETS)
     parser.add_argument("--rates", nargs="+", type=float, default=[1000.0, 2000.0])
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of arrivals per point")
     parser.add_argument("--drain", type=float, default=2.0, help="seconds allowed after the last arrival")
@@ -590,7 +620,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.cmd == "serve":
         if args.target in INTERLOCK_TARGETS:
-            serve_inbox(args.store, args.port)
+            serve_inbox(args.store, args.port, args.table)
         elif args.target == "celery":
             serve_celery(args.port, args.key)
         elif args.target == "asgi-asyncpg":

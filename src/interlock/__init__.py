@@ -27,6 +27,7 @@ from .core.breaker import CircuitBreaker
 from .core.redirect import Redirects
 from .core.retry import Retry, RetryBudget
 from .inbox import Event, Inbox, Redelivery
+from .outbox import Outbox
 from .server.jobs import Jobs
 from .stores.batch_writer import BatchWriter
 from .streams import EventStream, StreamPolicy, Subscription
@@ -46,6 +47,7 @@ __all__ = [
     "Inbox",
     "Jobs",
     "Limits",
+    "Outbox",
     "Paginator",
     "Profile",
     "RateLimit",

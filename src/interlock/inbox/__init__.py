@@ -14,6 +14,7 @@ from ._event import Event, Handler
 from ._forward import Forward, ForwardOptions
 from ._inbox import Inbox
 from ._metrics import InboxMetrics
+from ._processes import WorkerProcesses, load_app, run_app_workers, worker_command
 from ._retention import Pruner, Retention
 from ._serve import ServeSettings
 from ._source import Source
@@ -38,6 +39,10 @@ __all__ = [
     "ServeSettings",
     "Source",
     "WorkerPool",
+    "WorkerProcesses",
     "WorkerSettings",
+    "load_app",
+    "run_app_workers",
     "signatures",
+    "worker_command",
 ]

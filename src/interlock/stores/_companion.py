@@ -62,6 +62,24 @@ def split_companion(url: str, default: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=rest)), (found[-1] if found else default)
 
 
+def split_options(url: str, owner: str, kinds: dict[str, type]) -> tuple[str, dict[str, Any]]:
+    """A broker URL without the query parameters named in ``kinds`` (Interlock's own options,
+    such as ``?ack_wait=5``), and their values converted to those types; a value that does not
+    convert is a ``ConfigError`` naming the parameter. The client library's own parameters
+    (aio-pika's ``reconnect_interval``...) stay in the URL."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    found: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in kinds:
+            try:
+                found[k] = kinds[k](v)
+            except ValueError:
+                raise ConfigError(owner, k, f"the URL's {k}= must be a {kinds[k].__name__}, got {v!r}") from None
+    rest = urlencode([(k, v) for k, v in pairs if k not in kinds])
+    return urlunsplit(parts._replace(query=rest)), found
+
+
 RECONCILE_EVERY = 10.0
 """How often (seconds) an open broker queue looks for rows whose publish was never confirmed."""
 
@@ -108,6 +126,17 @@ class Companion:
             status = await self.queue.pool.execute(sql, *params)
             return int(status.split()[-1])
         return await self.queue._run(lambda conn: conn.execute(sql, params).rowcount)  # type: ignore[no-any-return]
+
+    async def fetch_many(self, sql: str, params: Sequence[Sequence[Any]]) -> list[list[Sequence[Any]]]:
+        """The rows of one statement run once per parameter tuple, all in one transaction (one
+        commit for a whole lease batch instead of one per delivery)."""
+        sql = self._sql(sql)
+        if self.postgres:
+            async with self.queue.pool.acquire() as conn, conn.transaction():
+                return [list(await conn.fetch(sql, *p)) for p in params]
+        return await self.queue._run(  # type: ignore[no-any-return]
+            lambda conn: [conn.execute(sql, tuple(p)).fetchall() for p in params]
+        )
 
     def failure_sql(self) -> str:
         """The ``errors = ...`` assignment appending the JSON parameter ``?``."""
@@ -158,6 +187,7 @@ class BrokerQueue:
         self._companion = Companion(companion, table=name.replace(".", "_").replace("-", "_"), clock=self._clock)
         self._signal = WorkSignal(poll_interval)
         self._held: dict[str, Held] = {}
+        self._marks: set[asyncio.Future[int]] = set()
         self._opened = False
         self._reaper: asyncio.Task[None] | None = None
 
@@ -190,6 +220,10 @@ class BrokerQueue:
 
     async def _broker_heartbeat(self, handle: Any) -> None:
         """Tell the broker the delivery is still being worked on (NATS ``in_progress``)."""
+
+    async def _broker_maintain(self) -> None:
+        """Periodic broker housekeeping, run with each reconcile round (RabbitMQ: take back
+        what the broker dead-lettered on its own)."""
 
     def _broker_lost(self, handle: Any) -> bool:
         """Whether the broker has taken the delivery back already (RabbitMQ: its channel closed)."""
@@ -258,6 +292,8 @@ class BrokerQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
+        if self._marks:  # the published marks in flight land before the companion closes
+            await asyncio.gather(*self._marks, return_exceptions=True)
         held, self._held = list(self._held.values()), {}
         for h in held:
             with contextlib.suppress(Exception):
@@ -297,6 +333,8 @@ class BrokerQueue:
                 last_reconcile = self._clock.monotonic()
                 with contextlib.suppress(Exception):
                     suspects = await self._reconcile(only=suspects)
+                with contextlib.suppress(Exception):
+                    await self._broker_maintain()
 
     async def _reap(self) -> None:
         """Give expired leases' deliveries back to the broker: the message is leasable again.
@@ -349,14 +387,26 @@ class BrokerQueue:
     async def _publish_row(self, message: Message) -> None:
         await self._broker_publish(message)
         c = self._companion
-        await c.execute(
+        # Marking the row published is not awaited: the event is durable already (the row and
+        # the broker's confirmed copy), and a mark that is lost (a crash before its commit)
+        # only makes the reconcile publish the row once more, a copy the lease check handles
+        # once. Not waiting for that second commit doubles what one put stream can do.
+        mark = asyncio.ensure_future(c.execute(
             f"UPDATE {c.table} SET visible_at = ? WHERE source = ? AND id = ? AND state = 0"
             " AND lease_token IS NULL AND visible_at = ?",
             PUBLISHED,
             message.source,
             message.id,
             UNPUBLISHED,
-        )
+        ))
+        self._marks.add(mark)
+        mark.add_done_callback(self._mark_done)
+
+    def _mark_done(self, mark: asyncio.Future[int]) -> None:
+        self._marks.discard(mark)
+        if not mark.cancelled() and mark.exception() is not None:
+            logger.debug("%s %s: marking a row published failed (%s); the reconcile publishes it again",
+                         self.owner, self.name, type(mark.exception()).__name__)
 
     # -- work queue --------------------------------------------------------------------------
 
@@ -376,8 +426,8 @@ class BrokerQueue:
                 deliveries = await self._broker_fetch(room - len(leases))
                 if not deliveries:
                     break
-                for handle, source, id_ in deliveries:
-                    lease = await self._claim(source, id_, visibility)
+                claimed = await self._claim_many([(source, id_) for _, source, id_ in deliveries], visibility)
+                for (handle, source, id_), lease in zip(deliveries, claimed, strict=True):
                     if lease is not None:
                         self._held[lease.token] = Held(handle, lease, lease.expires_at)
                         leases.append(lease)
@@ -394,29 +444,30 @@ class BrokerQueue:
                 await self._requeue_delivery(handle)
         return sorted(leases, key=lambda lease: lease.message.received_at)
 
-    async def _claim(self, source: str, id_: str, visibility: float) -> Lease | None:
-        """Lease the row of a delivery: pending, not held by a live lease, and first of its
-        ordering key among the pending rows."""
+    async def _claim_many(self, deliveries: Sequence[tuple[str, str]], visibility: float) -> list[Lease | None]:
+        """Lease the rows of a batch of deliveries (source, id), in one companion transaction:
+        each row must be pending, not held by a live lease, and first of its ordering key among
+        the pending rows; ``None`` for a delivery whose row is not leasable now."""
         c = self._companion
         now = self._clock.time()
         expires = now + visibility
-        token = os.urandom(12).hex()
-        rows = await c.fetch(
+        tokens = [os.urandom(12).hex() for _ in deliveries]
+        results = await c.fetch_many(
             f"UPDATE {c.table} AS e SET attempts = attempts + 1, lease_token = ?, visible_at = ?"
             " WHERE source = ? AND id = ? AND state = 0 AND (lease_token IS NULL OR visible_at <= ?)"
             f" AND (ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM {c.table} AS p WHERE p.state = 0"
             " AND p.ordering_key = e.ordering_key AND p.seq < e.seq))"
             f" RETURNING {model.COLUMNS}",
-            token,
-            expires,
-            source,
-            id_,
-            now,
+            [(token, expires, source, id_, now) for token, (source, id_) in zip(tokens, deliveries, strict=True)],
         )
-        if not rows:
-            return None
-        row = rows[0]
-        return Lease(model.message_of(row), row[8], token, expires, model.failures_of(row[9]))
+        out: list[Lease | None] = []
+        for token, rows in zip(tokens, results, strict=True):
+            if not rows:
+                out.append(None)
+                continue
+            row = rows[0]
+            out.append(Lease(model.message_of(row), row[8], token, expires, model.failures_of(row[9])))
+        return out
 
     async def extend(self, lease: Lease, visibility: float) -> bool:
         """Push the lease's expiry to now + ``visibility``, if this process still holds it."""

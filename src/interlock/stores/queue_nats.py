@@ -35,7 +35,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._clock import Clock
-from ._companion import BrokerQueue, import_client, message_headers
+from ..errors import ConfigError
+from ._companion import BrokerQueue, import_client, message_headers, split_options
 from .queue import Failure, Message
 
 __all__ = ["NATSQueue"]
@@ -56,7 +57,10 @@ class NATSQueue(BrokerQueue):
     parameter of ``url``, else ``sqlite:///interlock.db``) that keeps dedupe, error history,
     dead letters and stats, shared by every process on the same queue. ``ack_wait`` is the
     consumer's AckWait in seconds; ``max_deliver`` its MaxDeliver (-1: unlimited);
-    ``duplicate_window`` the stream's publish dedupe window in seconds.
+    ``duplicate_window`` the stream's publish dedupe window in seconds. Each of the three may
+    also be given in the URL (``nats://host:4222?ack_wait=30``), as a config file does; the
+    URL's value wins. AckWait is how long the deliveries of a process that died stay with it
+    before JetStream hands them to another consumer.
     """
 
     owner = "NATSQueue"
@@ -75,6 +79,12 @@ class NATSQueue(BrokerQueue):
         clock: Clock | None = None,
         table: str | None = None,
     ) -> None:
+        url, given = split_options(url, self.owner, {"ack_wait": float, "max_deliver": int, "duplicate_window": float})
+        ack_wait = given.get("ack_wait", ack_wait)
+        max_deliver = given.get("max_deliver", max_deliver)
+        duplicate_window = given.get("duplicate_window", duplicate_window)
+        if not ack_wait > 0:
+            raise ConfigError(self.owner, "ack_wait", f"must be > 0 seconds, got {ack_wait!r}")
         super().__init__(url, name=table or name, companion=companion, clock=clock,
                          poll_interval=poll_interval, max_in_flight=max_in_flight)
         self.ack_wait = ack_wait
@@ -167,7 +177,10 @@ class NATSQueue(BrokerQueue):
         return out
 
     async def _broker_ack(self, handle: Any) -> None:
-        await handle.ack_sync()
+        # A plain ack, not ``ack_sync``'s round trip: the companion's row is settled first, so
+        # an ack lost on the way only brings a copy back, which finds its row settled and is
+        # dropped (see ``_companion``).
+        await handle.ack()
 
     async def _broker_requeue(self, handle: Any) -> None:
         # A nak is a plain publish; the flush (PING/PONG) returns once the server has read it,
