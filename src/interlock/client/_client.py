@@ -23,8 +23,10 @@ from ..core.breaker import CircuitBreaker
 from ..core.redirect import Redirects
 from ..core.retry import Retry
 from ..errors import CallError, ConfigError, DeadlineExceeded
+from ..stores.interactions import Interaction, InteractionFilter
 from ._config import Batch, Cache, Concurrency, Limits, Profile, RateLimit, Timeout, batches_of, profile_named
 from ._follow import RedirectFollower
+from ._interactions import InteractionLog, InteractionRecorder
 from ._paginate import Paginator
 from ._pipeline import Send, compose_pipeline
 from ._routes import RouteNamer
@@ -96,7 +98,8 @@ class Client:
     and route cardinality (``Limits``); ``redirects`` says which redirects are followed (the
     call's own origin only, by default); ``redaction`` names the headers and query parameters
     masked in errors, logs and reprs and stripped from a redirect to another origin;
-    ``transport``, ``clock`` and ``rng`` replace the network, time and jitter (tests:
+    ``interactions`` keeps failed calls (and a sample of the others) in an interaction log
+    (``InteractionLog``; read back with ``client.interactions(...)``); ``transport``, ``clock`` and ``rng`` replace the network, time and jitter (tests:
     ``interlock.testing``).
     """
 
@@ -123,6 +126,7 @@ class Client:
         limits: Limits | None = None,
         redirects: Redirects | None = Redirects(),
         redaction: Redaction | None = None,
+        interactions: InteractionLog | None = None,
         transport: Transport | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -192,6 +196,11 @@ class Client:
             if redirects is not None and redirects.follow
             else None
         )
+        self._recorder = (
+            InteractionRecorder(interactions, self.name, self._clock, self.redaction, rng)
+            if interactions is not None
+            else None
+        )
         self._call = self._compose(self._retry)
         self._profiled: dict[str, Send] = {}
         self._closed = False
@@ -206,7 +215,7 @@ class Client:
             rate_limit=self.rate_limit,
             concurrency=self._limiter,
             breaker=self._breaker,
-            transport=self._send,
+            transport=self._send if self._recorder is None else self._recorder.wrap(self._send),
             clock=self._clock,
             on_resend=self._count_retry,
             follow=self._follower.follow if self._follower is not None else None,
@@ -355,6 +364,8 @@ class Client:
             exc.with_context(**request.context(), attempts=request.attempt)
             if self.redaction is not REDACTION:
                 exc.redact(self.redaction)
+            if self._recorder is not None:
+                self._recorder.on_error(request, exc, elapsed)
             self._observe(request, type(exc).__name__.lower(), elapsed)
             if _log.isEnabledFor(logging.WARNING):
                 _log.warning("%s", exc, extra={"interlock": self._log_fields(request, None, elapsed, exc)})
@@ -362,6 +373,8 @@ class Client:
         response.elapsed = elapsed = self._clock.monotonic() - start
         response.request_id = request.request_id
         self._observe(request, _outcome(response.status), elapsed)
+        if self._recorder is not None:
+            self._recorder.on_response(request, response, elapsed)
         if _log.isEnabledFor(logging.INFO):
             fields = self._log_fields(request, response, elapsed, None)
             _log.info(
@@ -625,11 +638,39 @@ class Client:
         while the current one is processed, loop guards. See ``Paginator`` for the options."""
         return Paginator(self, path, **options)
 
+    async def interactions(
+        self,
+        *,
+        tracking_id: str | None = None,
+        correlation_id: str | None = None,
+        trace_id: str | None = None,
+        route: str | None = None,
+        failed: bool | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[Interaction]:
+        """The calls of this client kept in its interaction log (``interactions=``), newest
+        first: matching the upstream's ``tracking_id``, the ``correlation_id`` (a webhook's
+        event id, for the calls its handler made), the ``trace_id``, the ``route``, ``failed``
+        (True: failures only), begun between ``since`` and ``until`` (wall-clock seconds); at
+        most ``limit``. Writes still in flight are waited for first."""
+        if self._recorder is None:
+            raise ConfigError(
+                "Client", "interactions", "this client keeps no interaction log: pass interactions=InteractionLog(store=...)"
+            )
+        where = InteractionFilter(
+            tracking_id=tracking_id, correlation_id=correlation_id, trace_id=trace_id, upstream=self.name,
+            route=route, failed=failed, since=since, until=until,
+        )  # fmt: skip
+        return await self._recorder.find(where, limit=limit)
+
     async def aclose(self) -> None:
-        """Close the client: stop background work (batch timers, cache refreshes), close the
-        stores it opened and the transport's connections. Calls after this raise."""
+        """Close the client: stop background work (batch timers, cache refreshes), finish the
+        interaction log's writes, close the stores it opened and the transport's connections.
+        Calls after this raise."""
         self._closed = True
-        for policy in (self._batch, self.cache, self.rate_limit):
+        for policy in (self._batch, self.cache, self.rate_limit, self._recorder):
             if policy is not None:
                 await policy.aclose()
         await self._transport.aclose()
