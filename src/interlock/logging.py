@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -104,12 +105,26 @@ class Redactor:
             raise TypeError(f"json_paths must be a collection of paths, not one string: {json_paths!r}")
         self.redaction = redaction or REDACTION
         self.json_paths = tuple(JsonPath.parse(p, owner="Redactor", field="json_paths") for p in json_paths)
+        # For JSON that cannot be parsed (a body cut at N bytes, a log line quoting part of a
+        # document): the value of any key named like a path's last step is masked, to the
+        # end of the text if its string is cut short.
+        names = sorted({p.steps[-1] for p in self.json_paths if p.steps and isinstance(p.steps[-1], str)})
+        self._by_key = (
+            re.compile(
+                r'("(?:' + "|".join(re.escape(n) for n in names) + r')"\s*:\s*)'
+                r'(?:"(?:[^"\\]|\\.)*"?|[-+0-9.eE]+|true|false|null)'
+            )
+            if names
+            else None
+        )
 
     def text(self, value: str) -> str:
         """Free text with its credentials masked, and the JSON-path values of the JSON
         documents it holds (the whole text, or objects inside it: ``order {"card": ...}``)."""
         if self.json_paths and "{" in value and len(value) <= _MAX_JSON_TEXT:
             value = self._json_in_text(value)
+        if self._by_key is not None:
+            value = self._by_key.sub(lambda m: f'{m.group(1)}"{MASK}"', value)
         return self.redaction.mask_text(value)
 
     def _json_in_text(self, value: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import ConfigError
-from . import demo, dlq, sync, testbed
+from . import demo, dlq, interactions, sync, testbed
 from ._argparse import Parser, UsageError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -25,6 +25,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: dict[str, ModuleType] = {
     "demo": demo,
     "dlq": dlq,
+    "interactions": interactions,
     "sync": sync,
     "testbed": testbed,
 }
