@@ -17,8 +17,8 @@ from interlock.stores import (
     Attempt,
     Interaction,
     InteractionFilter,
+    InteractionRetention,
     InteractionStore,
-    Retention,
     open_interactions,
 )
 from interlock.testbed import Faults, Testbed, TestbedConfig
@@ -59,7 +59,7 @@ def _item(i: int, *, at: float, failed: bool = False, tracking: str | None = Non
 
 async def test_store_round_trip_filters_and_retention(store_url: str) -> None:
     store: InteractionStore = open_interactions(
-        store_url, retention=Retention(max_age=100.0, max_rows=5, every=1000)
+        store_url, retention=InteractionRetention(max_age=100.0, max_rows=5, every=1000)
     )
     await store.open()
     try:
@@ -85,7 +85,7 @@ async def test_store_round_trip_filters_and_retention(store_url: str) -> None:
 
 
 async def test_retention_is_enforced_as_records_are_written(sqlite_path: str) -> None:
-    store = open_interactions(sqlite_path, retention=Retention(max_age=None, max_rows=3, every=2))
+    store = open_interactions(sqlite_path, retention=InteractionRetention(max_age=None, max_rows=3, every=2))
     await store.open()
     try:
         for i in range(10):
@@ -98,8 +98,8 @@ async def test_retention_is_enforced_as_records_are_written(sqlite_path: str) ->
 def test_bad_settings_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="InteractionLog.sample"):
         InteractionLog(store="x.db", sample=1.5)
-    with pytest.raises(ConfigError, match="Retention.max_rows"):
-        Retention(max_rows=0)
+    with pytest.raises(ConfigError, match="InteractionRetention.max_rows"):
+        InteractionRetention(max_rows=0)
     with pytest.raises(ConfigError, match="InteractionLog.store"):
         Client("https://api.test", interactions=InteractionLog(store="mongodb://x"))
 

@@ -25,7 +25,13 @@ from .._redact import Redaction
 from ..errors import CallError, ConfigError
 from ..logging import Redactor
 from ..stores import open_interactions
-from ..stores.interactions import Attempt, Interaction, InteractionFilter, InteractionStore, Retention
+from ..stores.interactions import (
+    Attempt,
+    Interaction,
+    InteractionFilter,
+    InteractionRetention,
+    InteractionStore,
+)
 
 __all__ = ["InteractionLog", "InteractionRecorder"]
 
@@ -54,7 +60,7 @@ class InteractionLog:
     sample: float = 0.0
     max_body: int = 4096
     json_paths: Iterable[str] = ()
-    retention: Retention | None = None
+    retention: InteractionRetention | None = None
     max_pending: int = 1000
     failures: bool = True
     """Keep every failed call (switch off to keep only the sample of successes)."""

@@ -27,7 +27,7 @@ from ._sqlite import sqlite_path_from_url
 from .batch_writer import BatchWriter
 from .cache import CacheStore
 from .checkpoint import Checkpoint, CheckpointStore, LedgerEntry
-from .interactions import Attempt, Interaction, InteractionFilter, InteractionStore, Retention
+from .interactions import Attempt, Interaction, InteractionFilter, InteractionRetention, InteractionStore
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, Queue, QueueStats
 from .quota import QuotaStore
 from .sink import Row, Sink
@@ -57,6 +57,7 @@ __all__ = [
     "Failure",
     "Interaction",
     "InteractionFilter",
+    "InteractionRetention",
     "InteractionStore",
     "Lease",
     "LedgerEntry",
@@ -72,7 +73,6 @@ __all__ = [
     "QuotaStore",
     "RedisCacheStore",
     "RedisQuotaStore",
-    "Retention",
     "Row",
     "SQLiteCheckpointStore",
     "SQLiteInteractionStore",

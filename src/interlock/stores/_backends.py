@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .._clock import Clock
     from .cache import CacheStore
     from .checkpoint import CheckpointStore
-    from .interactions import InteractionStore, Retention
+    from .interactions import InteractionRetention, InteractionStore
     from .queue import Queue
     from .quota import QuotaStore
     from .sink import Sink
@@ -255,13 +255,13 @@ def open_interactions(
     url: str,
     *,
     table: str | None = None,
-    retention: Retention | None = None,
+    retention: InteractionRetention | None = None,
     owner: str = "open_interactions",
     field: str = "url",
 ) -> InteractionStore:
     """An ``InteractionStore`` (the interaction log) for ``sqlite:///path.db`` (or a plain file
     path) or ``postgresql://...``, in ``table`` (default ``interlock_interactions``), bounded by
-    ``retention`` (default ``Retention()``: 7 days, 100,000 rows).
+    ``retention`` (default ``InteractionRetention()``: 7 days, 100,000 rows).
 
     A bad URL is a ``ConfigError`` named ``owner.field``. Open it with ``await store.open()``.
     """

@@ -7,7 +7,7 @@ Every failed call (and a configured sample of the successful ones) is kept as on
 attempts with their statuses and timings. Backends: SQLite (``interactions_sqlite``) and
 PostgreSQL (``interactions_postgres``), opened by ``stores.open_interactions(url)``.
 
-Bounded by ``Retention``: rows older than ``max_age`` seconds and the oldest rows past
+Bounded by ``InteractionRetention``: rows older than ``max_age`` seconds and the oldest rows past
 ``max_rows`` are deleted on a schedule as records are written, so the store never grows past
 ``max_rows`` rows of at most ``2 x max_body`` bytes of bodies each (plus headers).
 """
@@ -25,8 +25,8 @@ __all__ = [
     "Attempt",
     "Interaction",
     "InteractionFilter",
+    "InteractionRetention",
     "InteractionStore",
-    "Retention",
 ]
 
 
@@ -188,7 +188,7 @@ class InteractionFilter:
 
 
 @dataclass(frozen=True, slots=True)
-class Retention:
+class InteractionRetention:
     """How long and how much the interaction log keeps: rows older than ``max_age`` seconds
     (None: no age limit) and, past ``max_rows`` rows, the oldest ones are deleted. Enforced
     every ``every`` writes (and on ``prune()``), so the table may pass ``max_rows`` by at most
@@ -200,11 +200,11 @@ class Retention:
 
     def __post_init__(self) -> None:
         if self.max_age is not None and not self.max_age > 0:
-            raise ConfigError("Retention", "max_age", f"must be > 0 seconds or None, got {self.max_age!r}")
+            raise ConfigError("InteractionRetention", "max_age", f"must be > 0 seconds or None, got {self.max_age!r}")
         if self.max_rows < 1:
-            raise ConfigError("Retention", "max_rows", f"must be >= 1, got {self.max_rows!r}")
+            raise ConfigError("InteractionRetention", "max_rows", f"must be >= 1, got {self.max_rows!r}")
         if self.every < 1:
-            raise ConfigError("Retention", "every", f"must be >= 1, got {self.every!r}")
+            raise ConfigError("InteractionRetention", "every", f"must be >= 1, got {self.every!r}")
 
 
 MAX_LIMIT = 1000
@@ -215,7 +215,7 @@ MAX_LIMIT = 1000
 class InteractionStore(Protocol):
     """A bounded log of API interactions. See the module docstring."""
 
-    retention: Retention
+    retention: InteractionRetention
 
     async def open(self) -> None:
         """Connect and create the table if missing; calling it on an open store does nothing."""

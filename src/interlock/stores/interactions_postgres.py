@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from ._postgres import PostgresStore, quote_ident
-from .interactions import COLUMNS, MAX_LIMIT, Interaction, InteractionFilter, Retention
+from .interactions import COLUMNS, MAX_LIMIT, Interaction, InteractionFilter, InteractionRetention
 
 __all__ = ["PostgresInteractionStore"]
 
@@ -21,14 +21,14 @@ class PostgresInteractionStore(PostgresStore):
         dsn: str,
         *,
         table: str = "interlock_interactions",
-        retention: Retention | None = None,
+        retention: InteractionRetention | None = None,
         schema: str | None = None,
         pool: Any = None,
         pool_size: int = 2,
         timeout: float = 5.0,
     ) -> None:
         super().__init__(dsn, schema=schema, pool=pool, pool_size=pool_size, connect_timeout=timeout)
-        self.retention = retention or Retention()
+        self.retention = retention or InteractionRetention()
         self.timeout = timeout
         self._table = self.qualify(table)
         self._name = table

@@ -7,7 +7,7 @@ import time
 
 from ..errors import ConfigError
 from ._sqlite import SQLiteStore, Synchronous
-from .interactions import COLUMNS, MAX_LIMIT, Interaction, InteractionFilter, Retention
+from .interactions import COLUMNS, MAX_LIMIT, Interaction, InteractionFilter, InteractionRetention
 
 __all__ = ["SQLiteInteractionStore"]
 
@@ -22,7 +22,7 @@ class SQLiteInteractionStore(SQLiteStore):
         url: str = "sqlite:///interlock.db",
         *,
         table: str = "interlock_interactions",
-        retention: Retention | None = None,
+        retention: InteractionRetention | None = None,
         synchronous: Synchronous = "NORMAL",
     ) -> None:
         if not table.replace("_", "").isalnum():
@@ -31,7 +31,7 @@ class SQLiteInteractionStore(SQLiteStore):
             )
         super().__init__(url, synchronous=synchronous)
         self.table = table
-        self.retention = retention or Retention()
+        self.retention = retention or InteractionRetention()
         self._writes = 0
         self._insert = (
             f"INSERT OR REPLACE INTO {table} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"

@@ -1,0 +1,168 @@
+"""OpenTelemetry, when the application uses it: the tracer Interlock's spans come from, and the
+trace context carried through the queue.
+
+Only the API package is used (``pip install 'interlock[otel]'``); the application chooses the
+SDK, the sampler and the exporter. ``tracer()`` is the one switch: it returns None when the API
+is not installed, when no SDK tracer provider is set (the API's default proxy would only hand
+out non-recording spans), or after ``disable()``; every instrumented place checks it first, so
+no span object is made and nothing is imported on the fast path of an application without
+tracing. Ground floor: imports nothing of Interlock.
+
+Span names and attributes follow the OpenTelemetry semantic conventions: HTTP server and
+client spans (``http.request.method``, ``url.full``, ``server.address``,
+``http.response.status_code``, ``error.type``, ``http.request.resend_count``) and messaging
+spans for the queue (``messaging.system``, ``messaging.operation.type`` ``create`` /
+``process``, ``messaging.destination.name``, ``messaging.message.id``). Interlock's own are
+under ``interlock.*``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+__all__ = [
+    "MESSAGING_SYSTEM",
+    "TRACEPARENT",
+    "TRACESTATE",
+    "disable",
+    "enable",
+    "extract",
+    "inject",
+    "stamp",
+    "stored_context",
+    "suppress_http_instrumentation",
+    "trace_id",
+    "tracer",
+]
+
+MESSAGING_SYSTEM = "interlock"
+"""``messaging.system`` of the inbox queue's spans (whatever backend stores it)."""
+TRACEPARENT = "interlock-traceparent"
+"""The header an event's trace context is stored under with the event (W3C ``traceparent``
+form), next to the sender's own headers, which stay untouched."""
+TRACESTATE = "interlock-tracestate"
+
+_api: Any = None
+_loaded = False
+_enabled = True
+_cached: tuple[Any, Any] | None = None  # (provider, tracer)
+
+
+def _load() -> Any:
+    global _api, _loaded
+    if not _loaded:
+        _loaded = True
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            _api = None
+        else:
+            _api = trace
+    return _api
+
+
+def tracer() -> Any:
+    """Interlock's tracer, or None when tracing is off (see the module docstring)."""
+    global _cached
+    if not _enabled:
+        return None
+    api = _api if _loaded else _load()
+    if api is None:
+        return None
+    provider = api.get_tracer_provider()
+    cached = _cached
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    if isinstance(provider, api.ProxyTracerProvider | api.NoOpTracerProvider):
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("interlock")
+    except PackageNotFoundError:  # pragma: no cover - a source checkout
+        ours = None
+    made = provider.get_tracer("interlock", ours)
+    _cached = (provider, made)
+    return made
+
+
+def enable() -> None:
+    """Make spans again after ``disable()`` (tracing is on by default where an SDK is set)."""
+    global _enabled
+    _enabled = True
+
+
+def disable() -> None:
+    """Make no spans, even where an SDK tracer provider is set (benchmarks, noisy tests)."""
+    global _enabled
+    _enabled = False
+
+
+def inject(carrier: MutableMapping[str, str], context: Any = None) -> None:
+    """Write the current (or ``context``'s) trace context into ``carrier`` with the global
+    propagator (W3C ``traceparent`` / ``tracestate`` unless the application set another)."""
+    from opentelemetry import propagate
+
+    propagate.inject(carrier, context=context)
+
+
+def extract(carrier: Mapping[str, str]) -> Any:
+    """The trace context an incoming request's headers carry (an empty context if none)."""
+    from opentelemetry import propagate
+
+    return propagate.extract(carrier)
+
+
+def stored_context(headers: Mapping[str, str]) -> Any:
+    """The trace context stored with an event (``TRACEPARENT``), or None when it has none."""
+    parent = headers.get(TRACEPARENT)
+    if not parent:
+        return None
+    carrier = {"traceparent": parent}
+    state = headers.get(TRACESTATE)
+    if state:
+        carrier["tracestate"] = state
+    from opentelemetry.propagators.textmap import DefaultGetter
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    ctx = TraceContextTextMapPropagator().extract(carrier, getter=DefaultGetter())
+    from opentelemetry import trace
+
+    return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
+
+
+def stamp(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` plus the current span's context under ``TRACEPARENT`` / ``TRACESTATE``."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    stamped = dict(headers)
+    if "traceparent" in carrier:
+        stamped[TRACEPARENT] = carrier["traceparent"]
+        if carrier.get("tracestate"):
+            stamped[TRACESTATE] = carrier["tracestate"]
+    return stamped
+
+
+def suppress_http_instrumentation() -> Any:
+    """Attach a context in which the contrib HTTP client instrumentations (aiohttp, httpx) make
+    no span of their own: Interlock's attempt span is the HTTP client span. Returns the token
+    for ``opentelemetry.context.detach``."""
+    from opentelemetry import context
+
+    key = getattr(context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", None)
+    if key is None:  # pragma: no cover - an API older than the key
+        return None
+    return context.attach(context.set_value(key, True))
+
+
+def trace_id() -> str | None:
+    """The current span's trace id as 32 hex digits, or None (no span, or the API not loaded)."""
+    api = sys.modules.get("opentelemetry.trace")
+    if api is None:
+        return None
+    ctx = api.get_current_span().get_span_context()
+    return f"{ctx.trace_id:032x}" if ctx.is_valid else None
