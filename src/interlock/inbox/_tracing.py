@@ -39,7 +39,11 @@ def _messaging(operation: str, source: str, message_id: str, event_type: str) ->
 
 
 async def traced_http(
-    tracer: Any, scope: MutableMapping[str, Any], send: Send, route: str, serve: Callable[[Send], Awaitable[None]]
+    tracer: Any,
+    scope: MutableMapping[str, Any],
+    send: Send,
+    route: str,
+    serve: Callable[[Send], Awaitable[None]],
 ) -> None:
     """Serve one webhook request (``serve(send)``) inside an HTTP server span named
     ``POST {route}``, continuing the request's ``traceparent``."""
@@ -87,7 +91,9 @@ async def traced_put(tracer: Any, message: Message, put: Callable[[Message], Awa
     from opentelemetry.trace import SpanKind
 
     attributes = _messaging("create", message.source, message.id, message.type)
-    with tracer.start_as_current_span(f"create {message.source}", kind=SpanKind.PRODUCER, attributes=attributes) as span:
+    with tracer.start_as_current_span(
+        f"create {message.source}", kind=SpanKind.PRODUCER, attributes=attributes
+    ) as span:
         fresh = await put(replace(message, headers=_otel.stamp(message.headers)))
         span.set_attribute("interlock.duplicate", not fresh)
         return fresh
@@ -117,4 +123,3 @@ def _process(tracer: Any, event: Event) -> Any:
         f"process {event.source}", context=stored, kind=SpanKind.CONSUMER, links=links, attributes=attributes
     ) as span:
         yield span
-

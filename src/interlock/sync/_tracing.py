@@ -32,7 +32,11 @@ def write_span(job: str, record: SyncRecord) -> contextlib.AbstractContextManage
     tracer = _otel.tracer()
     if tracer is None:
         return _NULL
-    attributes = {"interlock.sync.job": job, "interlock.sync.record": str(record.key)[:256], "interlock.sync.version": record.version}
+    attributes = {
+        "interlock.sync.job": job,
+        "interlock.sync.record": str(record.key)[:256],
+        "interlock.sync.version": record.version,
+    }
     return tracer.start_as_current_span(f"sync.write {job}", attributes=attributes)  # type: ignore[no-any-return]
 
 
@@ -58,7 +62,8 @@ class PageSpans:
             self.close()
             self._page = page
             self._span = self._tracer.start_span(
-                f"sync.page {self.job}", attributes={"interlock.sync.job": self.job, "interlock.sync.page": page}
+                f"sync.page {self.job}",
+                attributes={"interlock.sync.job": self.job, "interlock.sync.page": page},
             )
         self._items += 1
         return trace.use_span(self._span, end_on_exit=False)
