@@ -54,6 +54,5 @@ def spans() -> Iterator[Spans]:
 
 
 @pytest.fixture(autouse=True)
-def _tracing_off_by_default() -> Iterator[None]:
+def _tracing_off_by_default() -> None:
     _otel.disable()
-    yield
