@@ -48,6 +48,7 @@ _api: Any = None
 _loaded = False
 _enabled = True
 _cached: tuple[Any, Any] | None = None  # (provider, tracer)
+_UNKNOWN = object()
 
 
 def _load() -> Any:
@@ -71,7 +72,14 @@ def tracer() -> Any:
     api = _api if _loaded else _load()
     if api is None:
         return None
-    provider = api.get_tracer_provider()
+    # The provider the application set; None while it has set none. Read directly because
+    # get_tracer_provider() looks up environment variables on every call until one is set
+    # (microseconds a call), which the fast path of an untraced application cannot pay.
+    provider: Any = getattr(api, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is None:
+        return None
+    if provider is _UNKNOWN:  # pragma: no cover - an API without the module global
+        provider = api.get_tracer_provider()
     cached = _cached
     if cached is not None and cached[0] is provider:
         return cached[1]

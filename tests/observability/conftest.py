@@ -4,7 +4,8 @@ ask for ``spans`` (``interlock._otel.disable()`` after each, so other tests see 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -56,3 +57,48 @@ def spans() -> Iterator[Spans]:
 @pytest.fixture(autouse=True)
 def _tracing_off_by_default() -> None:
     _otel.disable()
+
+
+class Upstream:
+    """A real HTTP server on loopback standing in for a third party: answers each request with
+    the next status of ``script`` (then 200), and keeps the headers it received."""
+
+    def __init__(self) -> None:
+        self.script: list[int] = []
+        self.seen: list[dict[str, str]] = []
+        self.url = ""
+        self._runner: Any = None
+
+    async def start(self) -> Upstream:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.Response:
+            self.seen.append(dict(request.headers))
+            status = self.script.pop(0) if self.script else 200
+            return web.json_response(
+                {"ok": status < 400, "path": request.path},
+                status=status,
+                headers={"X-Request-Id": f"up-{len(self.seen)}"},
+            )
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    server = await Upstream().start()
+    try:
+        yield server
+    finally:
+        await server.stop()

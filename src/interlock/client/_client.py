@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from multidict import CIMultiDict
 
+from .. import _otel
 from .._clock import SYSTEM_CLOCK, Clock
 from .._ids import CORRELATION_ID, new_id
 from .._metrics import UpstreamStats, track_client, upstream_stats
@@ -30,6 +31,7 @@ from ._interactions import InteractionLog, InteractionRecorder
 from ._paginate import Paginator
 from ._pipeline import Send, compose_pipeline
 from ._routes import RouteNamer
+from ._tracing import traced_attempt, traced_call
 from .policies.batch import BatchPolicy
 from .policies.breaker import BreakerPolicy
 from .policies.cache import CachePolicy
@@ -328,6 +330,12 @@ class Client:
 
     # -- the transport end of the pipeline -----------------------------------------------------
     def _send(self, request: Request) -> Coroutine[Any, Any, Response]:
+        tracer = _otel.tracer()
+        if tracer is not None:
+            return traced_attempt(tracer, request, self._attempt, self.redaction)
+        return self._attempt(request)
+
+    def _attempt(self, request: Request) -> Coroutine[Any, Any, Response]:
         # A plain function handing back the transport's coroutine: one frame less per attempt.
         # While the deadline is further off than the per-attempt cap, every attempt shares one
         # AttemptTimeout (and the transport its one library timeout object).
@@ -448,11 +456,18 @@ class Client:
         api.send(request)``."""
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
+        call = self._call
         if request.extensions:
             profile = request.extensions.get(_PROFILE)
             if profile is not None:
-                return self._pipeline_for(profile)(request)
-        return self._call(request)
+                call = self._pipeline_for(profile)
+        tracer = _otel.tracer()
+        if tracer is not None:
+            return traced_call(tracer, request, call, breaker=self._breaker_state)
+        return call(request)
+
+    def _breaker_state(self) -> str | None:
+        return self._breaker.breaker.state.value if self._breaker is not None else None
 
     def request(
         self,
