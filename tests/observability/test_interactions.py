@@ -234,3 +234,13 @@ def test_cli_mistakes_are_one_line_and_exit_2(tmp_path: object, capsys: pytest.C
     with pytest.raises(SystemExit) as exited:
         main(["interactions", "--limit", "0"])
     assert exited.value.code == 2
+
+
+def test_sync_client_reads_its_interaction_log(sqlite_path: str) -> None:
+    from interlock import SyncClient
+    from interlock.testbed import spawn_testbed
+
+    with spawn_testbed(TestbedConfig()) as tb, SyncClient(tb.url, interactions=InteractionLog(store=sqlite_path)) as api:
+        assert api.get("/customers/999999").status == 404
+        [kept] = api.interactions(failed=True)
+    assert kept.status == 404 and kept.route
