@@ -11,6 +11,8 @@ import logging
 import time
 from typing import Any
 
+import pytest
+
 import interlock
 import interlock.logging as ilog
 from interlock import Backoff, Client, InteractionLog, Redelivery, Retry
@@ -92,10 +94,8 @@ async def _run(upstream: Any, sqlite_path: str, tmp: str) -> None:
         async with Client(upstream.url.replace("http://", f"http://user:{PASSWORD}@"), retry=None) as basic:
             assert (await basic.get("/me")).status == 200
         async with Client(f"http://user:{PASSWORD}@127.0.0.1:9/x?api_key={API_KEY}", retry=None) as down:
-            try:
+            with pytest.raises(interlock.errors.ConnectError):
                 await down.get("/y")
-            except interlock.errors.ConnectError:
-                pass
     finally:
         await box.aclose()
         await client.aclose()
