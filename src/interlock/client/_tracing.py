@@ -27,11 +27,7 @@ from .._redact import Redaction
 from ..errors import CallError
 from .policies.ratelimit import RATE_LIMIT_WAIT
 
-__all__ = ["CALL_SPAN", "traced_attempt", "traced_call"]
-
-CALL_SPAN = "interlock.span"
-"""Request.extensions key: the tracer of the call's logical span, set while it is open (the
-attempts it makes are then traced)."""
+__all__ = ["traced_attempt", "traced_call"]
 
 Send = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -56,7 +52,6 @@ async def traced_call(
     with tracer.start_as_current_span(
         f"{request.method} {request.route}", kind=SpanKind.INTERNAL, attributes=attributes
     ) as span:
-        request.extensions[CALL_SPAN] = tracer
         try:
             response = await call(request)
         except CallError as exc:
@@ -68,8 +63,6 @@ async def traced_call(
                 span.set_attribute("interlock.tracking_id", exc.tracking_id)
             _breaker(span, breaker)
             raise
-        finally:
-            request.extensions.pop(CALL_SPAN, None)
         status = response.status
         span.set_attribute("http.response.status_code", status)
         span.set_attribute("interlock.attempts", request.attempt)
