@@ -181,3 +181,26 @@ async def test_one_trace_id_from_webhook_to_outbound_call(
     assert _traceparent_ids(seen["traceparent"])[0] == TRACE  # and on to the third party
     process, call = spans.one("process"), spans.one("POST /orders/{id}")
     assert call.parent.span_id == process.context.span_id
+
+
+async def test_cache_batch_and_rate_limit_attributes(spans: Any) -> None:
+    from interlock.testbed import Testbed, TestbedConfig
+
+    async with Testbed(TestbedConfig(records=50)) as tb:
+        async with Client(
+            tb.url,
+            cache=interlock.Cache(routes={"/customers/{id}": 60}),
+            batch=interlock.Batch("/products/{id}", via="/products", max_size=10),
+            rate_limit=interlock.RateLimit(per_second=20, burst=1, adaptive=False),
+        ) as client:
+            await client.get("/customers/1")
+            await client.get("/customers/1")
+            await asyncio.gather(*(client.get(f"/products/{i}") for i in range(1, 4)))
+    first, second = sorted(spans.named("GET /customers/{id}"), key=lambda s: s.start_time)
+    assert first.attributes["interlock.cache"] == "miss" and second.attributes["interlock.cache"] == "hit"
+    attempts = [s for s in spans.all() if s.kind is SpanKind.CLIENT]
+    batched = [s for s in attempts if "interlock.batch.size" in s.attributes]
+    assert [s.attributes["interlock.batch.size"] for s in batched] == [3]
+    assert batched[0].attributes["url.template"] == "/products"
+    # A burst of one at 20/s: the attempts after the first waited for their turn.
+    assert any(s.attributes.get("interlock.rate_limit.wait", 0) > 0 for s in attempts)

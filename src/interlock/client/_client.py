@@ -463,7 +463,7 @@ class Client:
                 call = self._pipeline_for(profile)
         tracer = _otel.tracer()
         if tracer is not None:
-            return traced_call(tracer, request, call, breaker=self._breaker_state)
+            return traced_call(tracer, request, call, breaker=self._breaker_state, cache=self.cache)
         return call(request)
 
     def _breaker_state(self) -> str | None:

@@ -38,10 +38,11 @@ def _url(request: Request, redaction: Redaction) -> str:
 
 
 async def traced_call(
-    tracer: Any, request: Request, call: Send, *, breaker: Callable[[], str | None]
+    tracer: Any, request: Request, call: Send, *, breaker: Callable[[], str | None], cache: Any = None
 ) -> Response:
     """Run ``call(request)`` inside the call's logical span; ``breaker()`` reads the breaker's
-    state when the call ends."""
+    state when the call ends; ``cache`` (the client's cache policy) says whether an answer from
+    the upstream was a cache miss."""
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
     attributes = {
@@ -70,6 +71,8 @@ async def traced_call(
             span.set_attribute("interlock.cache", "stale" if response.stale else "hit")
         elif request.attempt == 0:
             span.set_attribute("interlock.coalesced", True)  # answered by an identical call in flight
+        elif cache is not None and request.method == "GET" and cache.config.rule_for(request.path) is not None:
+            span.set_attribute("interlock.cache", "miss")
         if response.tracking_id:
             span.set_attribute("interlock.tracking_id", response.tracking_id)
         _breaker(span, breaker)
