@@ -49,6 +49,8 @@ _loaded = False
 _enabled = True
 _cached: tuple[Any, Any] | None = None  # (provider, tracer)
 _UNKNOWN = object()
+_suppress: tuple[Any, Any] | None = None
+_propagate: Any = None  # (opentelemetry.context, its suppression key)
 
 
 def _load() -> Any:
@@ -111,9 +113,12 @@ def disable() -> None:
 def inject(carrier: MutableMapping[str, str], context: Any = None) -> None:
     """Write the current (or ``context``'s) trace context into ``carrier`` with the global
     propagator (W3C ``traceparent`` / ``tracestate`` unless the application set another)."""
-    from opentelemetry import propagate
+    global _propagate
+    if _propagate is None:
+        from opentelemetry import propagate
 
-    propagate.inject(carrier, context=context)
+        _propagate = propagate
+    _propagate.inject(carrier, context=context)
 
 
 def extract(carrier: Mapping[str, str]) -> Any:
@@ -159,9 +164,13 @@ def suppress_http_instrumentation() -> Any:
     """Attach a context in which the contrib HTTP client instrumentations (aiohttp, httpx) make
     no span of their own: Interlock's attempt span is the HTTP client span. Returns the token
     for ``opentelemetry.context.detach``."""
-    from opentelemetry import context
+    global _suppress
+    if _suppress is None:
+        from opentelemetry import context
 
-    key = getattr(context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", None)
+        key = getattr(context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", None)
+        _suppress = (context, key)
+    context, key = _suppress
     if key is None:  # pragma: no cover - an API older than the key
         return None
     return context.attach(context.set_value(key, True))

@@ -31,7 +31,7 @@ from ._interactions import InteractionLog, InteractionRecorder
 from ._paginate import Paginator
 from ._pipeline import Send, compose_pipeline
 from ._routes import RouteNamer
-from ._tracing import traced_attempt, traced_call
+from ._tracing import server_of, traced_attempt, traced_call
 from .policies.batch import BatchPolicy
 from .policies.breaker import BreakerPolicy
 from .policies.cache import CachePolicy
@@ -218,6 +218,7 @@ class Client:
             shown = REDACTION.mask_url(base_url)
             raise ConfigError("Client", "base_url", f"must be an absolute http(s) URL, got {shown!r}")
         self.base_url = base_url.rstrip("/")
+        self._server = server_of(base_url)  # the attempt spans' server.address and server.port
         self.name = name or parts.netloc.rpartition("@")[2]  # a metrics label: never the user info
         self.profile = profile_named(profile)
         """The ``Profile`` the client was built with (None: the plain defaults)."""
@@ -332,7 +333,7 @@ class Client:
     def _send(self, request: Request) -> Coroutine[Any, Any, Response]:
         tracer = _otel.tracer()
         if tracer is not None:
-            return traced_attempt(tracer, request, self._attempt, self.redaction)
+            return traced_attempt(tracer, request, self._attempt, self.redaction, self._server)
         return self._attempt(request)
 
     def _attempt(self, request: Request) -> Coroutine[Any, Any, Response]:

@@ -27,14 +27,49 @@ from .._redact import Redaction
 from ..errors import CallError
 from .policies.ratelimit import RATE_LIMIT_WAIT
 
-__all__ = ["traced_attempt", "traced_call"]
+__all__ = ["server_of", "traced_attempt", "traced_call"]
 
 Send = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
+class _Api:
+    """The few OpenTelemetry names the spans use, imported once, on the first traced call."""
+
+    __slots__ = ("CLIENT", "ERROR", "INTERNAL", "detach")
+
+    def __init__(self) -> None:
+        from opentelemetry import context
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        self.INTERNAL = SpanKind.INTERNAL
+        self.CLIENT = SpanKind.CLIENT
+        self.ERROR = Status(StatusCode.ERROR)
+        self.detach = context.detach
+
+
+_API: _Api | None = None
+
+
+def _api() -> _Api:
+    global _API
+    if _API is None:
+        _API = _Api()
+    return _API
+
+
+def server_of(base_url: str) -> tuple[str, int]:
+    """``server.address`` and ``server.port`` of a client's base URL (computed once per client)."""
+    parts = urlsplit(base_url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
 def _url(request: Request, redaction: Redaction) -> str:
-    url = request.url + ("?" + urlencode(request.params) if request.params else "")
-    return redaction.mask_url(url)
+    url = request.url
+    if "@" in url:  # a password in the URL: parse it out
+        url = redaction.mask_url(url)
+    if request.params:
+        url += "?" + urlencode(redaction.mask_params(request.params), safe="*")
+    return url
 
 
 async def traced_call(
@@ -43,74 +78,78 @@ async def traced_call(
     """Run ``call(request)`` inside the call's logical span; ``breaker()`` reads the breaker's
     state when the call ends; ``cache`` (the client's cache policy) says whether an answer from
     the upstream was a cache miss."""
-    from opentelemetry.trace import SpanKind, Status, StatusCode
-
+    api = _API or _api()
     attributes = {
         "http.request.method": request.method,
         "url.template": request.route,
         "interlock.upstream": request.upstream,
     }
     with tracer.start_as_current_span(
-        f"{request.method} {request.route}", kind=SpanKind.INTERNAL, attributes=attributes
+        f"{request.method} {request.route}", kind=api.INTERNAL, attributes=attributes
     ) as span:
         try:
             response = await call(request)
         except CallError as exc:
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.set_attribute("interlock.attempts", request.attempt)
+            ended: dict[str, Any] = {
+                "error.type": type(exc).__qualname__,
+                "interlock.attempts": request.attempt,
+            }
             if exc.status is not None:
-                span.set_attribute("http.response.status_code", exc.status)
+                ended["http.response.status_code"] = exc.status
             if exc.tracking_id:
-                span.set_attribute("interlock.tracking_id", exc.tracking_id)
-            _breaker(span, breaker)
+                ended["interlock.tracking_id"] = exc.tracking_id
+            state = breaker()
+            if state is not None:
+                ended["interlock.breaker.state"] = state
+            span.set_attributes(ended)
             raise
         status = response.status
-        span.set_attribute("http.response.status_code", status)
-        span.set_attribute("interlock.attempts", request.attempt)
+        ended = {"http.response.status_code": status, "interlock.attempts": request.attempt}
         if response.from_cache:
-            span.set_attribute("interlock.cache", "stale" if response.stale else "hit")
+            ended["interlock.cache"] = "stale" if response.stale else "hit"
         elif request.attempt == 0:
-            span.set_attribute("interlock.coalesced", True)  # answered by an identical call in flight
-        elif cache is not None and request.method == "GET" and cache.config.rule_for(request.path) is not None:
-            span.set_attribute("interlock.cache", "miss")
+            ended["interlock.coalesced"] = True  # answered by an identical call in flight
+        elif (
+            cache is not None and request.method == "GET" and cache.config.rule_for(request.path) is not None
+        ):
+            ended["interlock.cache"] = "miss"
         if response.tracking_id:
-            span.set_attribute("interlock.tracking_id", response.tracking_id)
-        _breaker(span, breaker)
+            ended["interlock.tracking_id"] = response.tracking_id
+        state = breaker()
+        if state is not None:
+            ended["interlock.breaker.state"] = state
         if status >= 400:
-            span.set_attribute("error.type", str(status))
-            span.set_status(Status(StatusCode.ERROR))
+            ended["error.type"] = str(status)
+            span.set_status(api.ERROR)
+        span.set_attributes(ended)
         return response
 
 
-def _breaker(span: Any, breaker: Callable[[], str | None]) -> None:
-    state = breaker()
-    if state is not None:
-        span.set_attribute("interlock.breaker.state", state)
-
-
-async def traced_attempt(tracer: Any, request: Request, send: Send, redaction: Redaction) -> Response:
-    """Send one attempt inside its HTTP client span, with that span's ``traceparent``."""
-    from opentelemetry import context
-    from opentelemetry.trace import SpanKind, Status, StatusCode
-
-    parts = urlsplit(request.url)
+async def traced_attempt(
+    tracer: Any, request: Request, send: Send, redaction: Redaction, server: tuple[str, int]
+) -> Response:
+    """Send one attempt inside its HTTP client span, with that span's ``traceparent``;
+    ``server`` is the client's (``server_of``)."""
+    api = _API or _api()
     attributes: dict[str, Any] = {
         "http.request.method": request.method,
-        "server.address": parts.hostname or "",
-        "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+        "server.address": server[0],
+        "server.port": server[1],
         "url.full": _url(request, redaction),
         "url.template": request.route,
         "interlock.upstream": request.upstream,
     }
     if request.attempt > 1:
         attributes["http.request.resend_count"] = request.attempt - 1
-    batch = request.extensions.get("batch_of")
-    if batch:
-        attributes["interlock.batch.size"] = batch
-    waited = request.extensions.get(RATE_LIMIT_WAIT)
-    if waited:
-        attributes["interlock.rate_limit.wait"] = waited
-    with tracer.start_as_current_span(request.method, kind=SpanKind.CLIENT, attributes=attributes) as span:
+    extensions = request.extensions
+    if extensions:
+        batch = extensions.get("batch_of")
+        if batch:
+            attributes["interlock.batch.size"] = batch
+        waited = extensions.get(RATE_LIMIT_WAIT)
+        if waited:
+            attributes["interlock.rate_limit.wait"] = waited
+    with tracer.start_as_current_span(request.method, kind=api.CLIENT, attributes=attributes) as span:
         _otel.inject(request.headers)  # this attempt's own traceparent, replacing the last one's
         token = _otel.suppress_http_instrumentation()
         try:
@@ -120,9 +159,11 @@ async def traced_attempt(tracer: Any, request: Request, send: Send, redaction: R
             raise
         finally:
             if token is not None:
-                context.detach(token)
-        span.set_attribute("http.response.status_code", response.status)
-        if response.status >= 400:
-            span.set_attribute("error.type", str(response.status))
-            span.set_status(Status(StatusCode.ERROR))
+                api.detach(token)
+        status = response.status
+        if status >= 400:
+            span.set_attributes({"http.response.status_code": status, "error.type": str(status)})
+            span.set_status(api.ERROR)
+        else:
+            span.set_attribute("http.response.status_code", status)
         return response
