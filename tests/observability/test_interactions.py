@@ -16,9 +16,7 @@ from interlock.errors import ConfigError, RetriesExhausted
 from interlock.stores import (
     Attempt,
     Interaction,
-    InteractionFilter,
     InteractionRetention,
-    InteractionStore,
     open_interactions,
 )
 from interlock.testbed import Faults, Testbed, TestbedConfig
@@ -55,44 +53,6 @@ def _item(i: int, *, at: float, failed: bool = False, tracking: str | None = Non
         response_headers=(("Content-Type", "application/json"),), response_body=b"\x00\xffbinary",
         response_truncated=True,
     )  # fmt: skip
-
-
-async def test_store_round_trip_filters_and_retention(store_url: str) -> None:
-    store: InteractionStore = open_interactions(
-        store_url, retention=InteractionRetention(max_age=100.0, max_rows=5, every=1000)
-    )
-    await store.open()
-    try:
-        for i in range(8):
-            await store.record(_item(i, at=1000.0 + i, failed=i % 3 == 0, tracking=f"t{i}"))
-        got = await store.find(InteractionFilter(tracking_id="t3"))
-        assert got == [_item(3, at=1003.0, failed=True, tracking="t3")]  # every field survives the trip
-        assert [i.id for i in await store.find(InteractionFilter(failed=True))] == [
-            _item(6, at=0).id,
-            _item(3, at=0).id,
-            _item(0, at=0).id,
-        ]
-        assert await store.count(InteractionFilter(correlation_id="evt_1")) == 4
-        assert await store.count(InteractionFilter(since=1004.0, until=1006.0)) == 2
-        assert len(await store.find(limit=2)) == 2
-        # Size: only the 5 newest rows are kept; age: rows begun before now - max_age go.
-        assert await store.prune(now=1050.0) == 3
-        assert await store.count() == 5
-        assert await store.prune(now=1105.5) == 3  # 1000+5..7 stay, being newer than 1005.5
-        assert sorted(i.at for i in await store.find()) == [1006.0, 1007.0]
-    finally:
-        await store.aclose()
-
-
-async def test_retention_is_enforced_as_records_are_written(sqlite_path: str) -> None:
-    store = open_interactions(sqlite_path, retention=InteractionRetention(max_age=None, max_rows=3, every=2))
-    await store.open()
-    try:
-        for i in range(10):
-            await store.record(_item(i, at=2000.0 + i))
-        assert await store.count() == 3
-    finally:
-        await store.aclose()
 
 
 def test_bad_settings_are_config_errors() -> None:

@@ -186,3 +186,30 @@ async def test_sync_poll_page_and_write_spans(spans: Any, sqlite_path: str) -> N
         w.parent.span_id in page_ids and w.attributes["interlock.sync.outcome"] == "applied" for w in writes
     )
     assert {w.context.trace_id for w in [poll, *pages, *writes]} == {poll.context.trace_id}
+
+
+def test_a_log_line_written_inside_a_span_carries_its_ids(spans: Any) -> None:
+    import io
+    import logging
+
+    from opentelemetry import trace
+
+    import interlock.logging as ilog
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(ilog.JSONFormatter())
+    logger = logging.getLogger("interlock.spantest")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with trace.get_tracer("t").start_as_current_span("work") as span:
+            logger.info("inside")
+        logger.info("outside")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    inside, outside = (json.loads(line) for line in out.getvalue().splitlines())
+    ctx = span.get_span_context()
+    assert (inside["trace_id"], inside["span_id"]) == (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
+    assert "trace_id" not in outside
