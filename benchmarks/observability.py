@@ -9,6 +9,9 @@ the contenders (A B C, B C A, ...); medians with min-max:
     of making and processing spans, not of a network exporter);
   - the same with an interaction log keeping failures only (SQLite): on a success path nothing
     is kept, so the cost is what the capture of each attempt adds;
+  - the webhook path (``--webhooks``): signed webhooks into the Inbox's ASGI app, committed to
+    SQLite, untraced against traced (a server span continuing each webhook's traceparent and a
+    create span whose context is stored with the event);
   - the reference for tracing: bare aiohttp, and bare aiohttp with the contrib
     opentelemetry-instrumentation-aiohttp-client (one span per request): what a team that
     instruments its own aiohttp calls pays for the same 100 % sampling.
@@ -132,6 +135,73 @@ BASELINE_OF = {
 }
 
 
+# --------------------------------------------------------------------------------------------
+# the webhook path: POST /hooks/{source} into the Inbox's ASGI app, stored in SQLite
+
+
+async def ingest(n: int, c: int, *, traced: bool) -> float:
+    """Webhooks per second acknowledged by the Inbox's ASGI app (called in process, as uvicorn
+    would), each verified, deduplicated and committed to a fresh SQLite file; traced: the
+    server and create spans, the trace context stored with each event."""
+    import hashlib
+    import hmac
+    import json
+
+    (interlock.tracing.enable if traced else interlock.tracing.disable)()
+    path = os.path.join(tempfile.mkdtemp(prefix="interlock-bench-ingest-"), "inbox.db")
+    box = interlock.Inbox(store=f"sqlite:///{path}")
+    box.source("shop", interlock.signatures.HMAC("bench-secret", header="X-Sig"), dedupe="$.id", event_type="$.type")
+    app = box.asgi()
+    counter = iter(range(n))
+    failures = 0
+
+    async def post(i: int) -> int:
+        body = json.dumps({"id": f"evt_{i}", "type": "order.paid", "order": i}).encode()
+        sig = hmac.new(b"bench-secret", body, hashlib.sha256).hexdigest()
+        headers = [(b"x-sig", sig.encode()), (b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode()),
+                   (b"traceparent", f"00-{i + 1:032x}-{i + 1:016x}-01".encode())]
+        scope = {"type": "http", "method": "POST", "path": "/hooks/shop", "root_path": "", "headers": headers,
+                 "scheme": "http", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000)}
+        sent: list[int] = []
+        done = False
+
+        async def receive() -> dict[str, object]:
+            nonlocal done
+            if done:
+                return {"type": "http.disconnect"}
+            done = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                sent.append(int(message["status"]))  # type: ignore[call-overload]
+
+        await app(scope, receive, send)
+        return sent[0]
+
+    async def worker() -> None:
+        nonlocal failures
+        for i in counter:
+            if await post(i) != 200:
+                failures += 1
+
+    try:
+        await box.open()
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(c)))
+        elapsed = time.perf_counter() - start
+    finally:
+        await box.aclose()
+        interlock.tracing.disable()
+    if failures:
+        raise RuntimeError(f"{failures} webhooks refused: the comparison would be meaningless")
+    return n / elapsed
+
+
+INGEST = {"Inbox ingest": False, "Inbox ingest traced 100%": True}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
@@ -141,6 +211,7 @@ def main() -> None:
         "--latency-ms", type=float, default=0.0,
         help="the testbed's answer time (0: at once, CPU-bound; 20: a typical third-party API)",
     )
+    parser.add_argument("--webhooks", type=int, default=3000, help="webhooks per ingest run (0: skip the ingest rows)")
     args = parser.parse_args()
     load = _common.Load()
     records = 1000
@@ -159,6 +230,16 @@ def main() -> None:
                 f"round {round_no}: " + ", ".join(f"{k} {rates[k][-1]:.0f}/s {cpu_us[k][-1]:.0f}us" for k in order),
                 flush=True,
             )
+    ingest_rates: dict[str, list[float]] = {name: [] for name in INGEST}
+    ingest_cpu: dict[str, list[float]] = {name: [] for name in INGEST}
+    if args.webhooks:
+        asyncio.run(ingest(300, args.concurrency, traced=True))  # warm-up
+        for round_no, order in enumerate(_common.rotations(list(INGEST), args.rounds), 1):
+            for name in order:
+                before = time.process_time()
+                ingest_rates[name].append(asyncio.run(ingest(args.webhooks, args.concurrency, traced=INGEST[name])))
+                ingest_cpu[name].append((time.process_time() - before) / args.webhooks * 1e6)
+            print(f"ingest round {round_no}: " + ", ".join(f"{k} {ingest_rates[k][-1]:.0f}/s" for k in order), flush=True)
     PROVIDER.force_flush()
     med = _common.med
     rows = []
@@ -181,6 +262,18 @@ def main() -> None:
     print(f"tracing at 100 % sampling: {traced:.3f}x the untraced Client's throughput ({(1 - traced) * 100:+.1f} % cost; target <= 5 %)")
     print(f"  reference: the contrib aiohttp instrumentation costs bare aiohttp {(1 - contrib) * 100:+.1f} %")
     print(f"failures-only interaction log: {logged:.3f}x ({(1 - logged) * 100:+.1f} %; within the rounds' spread is 'not measurable')")
+    if args.webhooks:
+        base = "Inbox ingest"
+        print()
+        print(f"{args.webhooks} signed webhooks x {args.rounds} rounds into the ASGI app, {args.concurrency}-way, one SQLite file per run")
+        print(_common.table(
+            ["contender", "webhooks/s", "throughput vs", "CPU us/webhook", "CPU us vs"],
+            [(name, _common.spread(ingest_rates[name], "{:.0f}"), f"{med(ingest_rates[name]) / med(ingest_rates[base]):.3f}x",
+              _common.spread(ingest_cpu[name], "{:.0f}"), f"{med(ingest_cpu[name]) - med(ingest_cpu[base]):+.0f}")
+             for name in INGEST],
+        ))  # fmt: skip
+        ratio = med(ingest_rates["Inbox ingest traced 100%"]) / med(ingest_rates[base])
+        print(f"ingest traced at 100 % sampling: {ratio:.3f}x ({(1 - ratio) * 100:+.1f} % cost; target <= 5 %)")
     print(f"spans exported (dropped): {EXPORTER.spans}")
     _common.emit(
         "observability",
@@ -192,6 +285,8 @@ def main() -> None:
             "client_cpu_us_per_request": {k: round(med(v), 1) for k, v in cpu_us.items()},
             "tracing_throughput_ratio": round(traced, 3), "log_throughput_ratio": round(logged, 3),
             "contrib_throughput_ratio": round(contrib, 3), "spans": EXPORTER.spans,
+            "ingest_median_rps": {k: round(med(v), 1) for k, v in ingest_rates.items()},
+            "ingest_cpu_us_per_webhook": {k: round(med(v), 1) for k, v in ingest_cpu.items()},
             **load.end(),
         },
     )  # fmt: skip
