@@ -120,7 +120,9 @@ async def test_a_client_without_a_log_says_how_to_get_one() -> None:
             await client.interactions()
 
 
-async def test_the_dead_letter_names_the_failed_outbound_call(store_url: str, tmp_path: object) -> None:
+async def test_the_dead_letter_names_the_failed_outbound_call(
+    store_url: str, tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
     import os
 
     log_url = (
@@ -150,6 +152,9 @@ async def test_the_dead_letter_names_the_failed_outbound_call(store_url: str, tm
             assert dead is not None and len(dead.interaction_ids) == 1
             [kept] = await client.interactions(correlation_id="evt_77")
             assert kept.id == dead.interaction_ids[0] and kept.status == 502
+            capsys.readouterr()
+            assert await asyncio.to_thread(main, ["dlq", "inspect", "evt_77", "--store", store_url]) == 0
+            assert f"failed calls: {kept.id} (see: interlock interactions --id {kept.id})" in capsys.readouterr().out
         finally:
             await box.aclose()
             await client.aclose()

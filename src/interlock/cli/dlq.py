@@ -242,7 +242,8 @@ async def _inspect(queue: Queue, args: argparse.Namespace, console: Any) -> int:
             console.print(f"[yellow]attempt {f.attempt}[/yellow] at {_when(f.at)}: {escape(f.error)}")
         if d.interaction_ids:
             shown = " ".join(d.interaction_ids)
-            console.print(f"failed calls: {shown} (see: interlock interactions --id {d.interaction_ids[-1]})", markup=False)
+            hint = f"failed calls: {shown} (see: interlock interactions --id {d.interaction_ids[-1]})"
+            console.print(hint, markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
