@@ -154,7 +154,10 @@ async def test_the_dead_letter_names_the_failed_outbound_call(
             assert kept.id == dead.interaction_ids[0] and kept.status == 502
             capsys.readouterr()
             assert await asyncio.to_thread(main, ["dlq", "inspect", "evt_77", "--store", store_url]) == 0
-            assert f"failed calls: {kept.id} (see: interlock interactions --id {kept.id})" in capsys.readouterr().out
+            assert (
+                f"failed calls: {kept.id} (see: interlock interactions --id {kept.id})"
+                in capsys.readouterr().out
+            )
         finally:
             await box.aclose()
             await client.aclose()
@@ -205,7 +208,10 @@ def test_sync_client_reads_its_interaction_log(sqlite_path: str) -> None:
     from interlock import SyncClient
     from interlock.testbed import spawn_testbed
 
-    with spawn_testbed(TestbedConfig()) as tb, SyncClient(tb.url, interactions=InteractionLog(store=sqlite_path)) as api:
+    with (
+        spawn_testbed(TestbedConfig()) as tb,
+        SyncClient(tb.url, interactions=InteractionLog(store=sqlite_path)) as api,
+    ):
         assert api.get("/customers/999999").status == 404
         [kept] = api.interactions(failed=True)
     assert kept.status == 404 and kept.route

@@ -3,6 +3,7 @@ links and attribute sets as the OpenTelemetry semantic conventions give them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -213,3 +214,51 @@ def test_a_log_line_written_inside_a_span_carries_its_ids(spans: Any) -> None:
     ctx = span.get_span_context()
     assert (inside["trace_id"], inside["span_id"]) == (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
     assert "trace_id" not in outside
+
+
+async def test_one_trace_across_processes_through_real_uvicorn(spans: Any, sqlite_path: str) -> None:
+    """The webhook is received by another process (real uvicorn, its own SDK); this one
+    processes it later from the shared store, and continues the same trace."""
+    import os
+    import subprocess
+    import sys
+
+    import aiohttp
+
+    child = subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(__file__), "_receiver.py"), sqlite_path],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    try:
+        port = json.loads(await asyncio.to_thread(child.stdout.readline))["port"]
+        body = b'{"ref":"main"}'
+        headers = {**_github(body, "d-x"), "traceparent": f"00-{TRACE}-{PARENT}-01"}
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):  # until uvicorn listens
+                try:
+                    async with session.post(
+                        f"http://127.0.0.1:{port}/hooks/github", data=body, headers=headers
+                    ) as r:
+                        assert r.status == 200
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+        received = [json.loads(await asyncio.to_thread(child.stdout.readline)) for _ in range(2)]
+    finally:
+        child.terminate()
+        child.wait(10)
+        child.stdout.close()
+    create = next(s for s in received if s["name"] == "create github")
+    assert {s["trace_id"] for s in received} == {TRACE}
+    box = interlock.Inbox(store=sqlite_path)
+    box.source("github", interlock.signatures.GitHub(SECRET))
+    box.add_handler("github", "push", lambda e: None)
+    try:
+        box.start_workers(concurrency=1)
+        await until(lambda: spans.named("process"))
+    finally:
+        await box.aclose()
+    process = spans.one("process")
+    assert f"{process.context.trace_id:032x}" == TRACE
+    assert f"{process.parent.span_id:016x}" == create["span_id"]
