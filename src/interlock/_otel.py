@@ -26,6 +26,7 @@ __all__ = [
     "MESSAGING_SYSTEM",
     "TRACEPARENT",
     "TRACESTATE",
+    "TRACE_HEADERS",
     "disable",
     "enable",
     "extract",
@@ -43,6 +44,8 @@ TRACEPARENT = "interlock-traceparent"
 """The header an event's trace context is stored under with the event (W3C ``traceparent``
 form), next to the sender's own headers, which stay untouched."""
 TRACESTATE = "interlock-tracestate"
+TRACE_HEADERS = frozenset({TRACEPARENT, TRACESTATE})
+"""The headers Interlock stores an event's trace context under (never taken from a sender)."""
 
 _api: Any = None
 _loaded = False

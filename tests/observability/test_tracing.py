@@ -262,3 +262,19 @@ async def test_one_trace_across_processes_through_real_uvicorn(spans: Any, sqlit
     process = spans.one("process")
     assert f"{process.context.trace_id:032x}" == TRACE
     assert f"{process.parent.span_id:016x}" == create["span_id"]
+
+
+async def test_a_sender_cannot_choose_the_stored_trace_context(sqlite_path: str) -> None:
+    box = interlock.Inbox(store=sqlite_path)
+    box.source("github", interlock.signatures.GitHub(SECRET))
+    seen: list[interlock.Event] = []
+    box.add_handler("github", "push", seen.append)
+    body = b'{"ref":"main"}'
+    forged = {**_github(body, "d-f"), _otel.TRACEPARENT: f"00-{TRACE}-{PARENT}-01"}
+    try:
+        assert await asgi_post(box.asgi(), "/hooks/github", body, forged) == 200
+        box.start_workers(concurrency=1)
+        await until(lambda: seen)
+    finally:
+        await box.aclose()
+    assert _otel.TRACEPARENT not in seen[0].headers  # tracing off: nothing stored, nothing kept

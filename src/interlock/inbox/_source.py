@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._otel import TRACE_HEADERS
 from .._redact import DEFAULT_HEADERS
 from ..errors import ConfigError, MalformedPayload, SignatureInvalid, WebhookError
 from ..stores.queue import Message
@@ -28,8 +29,12 @@ SENSITIVE_HEADERS: frozenset[str] = DEFAULT_HEADERS
 of the sender, which handlers do not need and the queue would keep in plain text. The one list
 of credential headers, ``interlock._redact.DEFAULT_HEADERS``, that logs and errors mask too."""
 
-# Headers kept with the event for handlers; hop-by-hop and size headers are not useful later.
-_DROPPED_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "host"})
+# Headers kept with the event for handlers; hop-by-hop and size headers are not useful later,
+# and the trace context Interlock stores with an event (interlock-traceparent) is its own to
+# write: a sender cannot choose the parent of the worker's span.
+_DROPPED_HEADERS = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "host", *TRACE_HEADERS}
+)
 _REDACTED = "[redacted]"
 
 # A JSON string (where brackets do not count), as the unrolled loop of JSON's escapes.
