@@ -202,5 +202,8 @@ async def test_cache_batch_and_rate_limit_attributes(spans: Any) -> None:
     batched = [s for s in attempts if "interlock.batch.size" in s.attributes]
     assert [s.attributes["interlock.batch.size"] for s in batched] == [3]
     assert batched[0].attributes["url.template"] == "/products"
+    members = spans.named("GET /products/{id}")
+    assert len(members) == 3 and all(m.attributes.get("interlock.batched") for m in members)
+    assert not any("interlock.coalesced" in m.attributes for m in members)
     # A burst of one at 20/s: the attempts after the first waited for their turn.
     assert any(s.attributes.get("interlock.rate_limit.wait", 0) > 0 for s in attempts)

@@ -9,8 +9,9 @@ span's W3C ``traceparent`` (and ``tracestate``), and runs in a context that tell
 HTTP instrumentations (aiohttp, httpx) to make no span of their own: the attempt span is the
 HTTP client span, never two. Interlock's own attributes: ``interlock.upstream``,
 ``interlock.attempts``, ``interlock.cache`` (``hit`` / ``stale`` / ``miss``),
-``interlock.coalesced``, ``interlock.batch.size``, ``interlock.rate_limit.wait`` (seconds),
-``interlock.breaker.state``, ``interlock.tracking_id``.
+``interlock.coalesced`` (answered by an identical call in flight), ``interlock.batched``
+(answered by a list call), ``interlock.batch.size`` (on the list call's attempts),
+``interlock.rate_limit.wait`` (seconds), ``interlock.breaker.state``, ``interlock.tracking_id``.
 
 Only called once ``_otel.tracer()`` returned a tracer: a client without tracing makes no span.
 """
@@ -25,6 +26,7 @@ from .. import _otel
 from .._models import Request, Response
 from .._redact import Redaction
 from ..errors import CallError
+from .policies.batch import BATCHED
 from .policies.ratelimit import RATE_LIMIT_WAIT
 
 __all__ = ["server_of", "traced_attempt", "traced_call"]
@@ -108,7 +110,10 @@ async def traced_call(
         if response.from_cache:
             ended["interlock.cache"] = "stale" if response.stale else "hit"
         elif request.attempt == 0:
-            ended["interlock.coalesced"] = True  # answered by an identical call in flight
+            if request.extensions.get(BATCHED):
+                ended["interlock.batched"] = True  # answered by a list call with its neighbours
+            else:
+                ended["interlock.coalesced"] = True  # answered by an identical call in flight
         elif (
             cache is not None and request.method == "GET" and cache.config.rule_for(request.path) is not None
         ):
