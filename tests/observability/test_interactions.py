@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -215,3 +216,57 @@ def test_sync_client_reads_its_interaction_log(sqlite_path: str) -> None:
         assert api.get("/customers/999999").status == 404
         [kept] = api.interactions(failed=True)
     assert kept.status == 404 and kept.route
+
+
+class _StuckStore:
+    """An interaction store that never finishes a write (or fails each one): the client's calls
+    must not wait for it, nor queue records without bound."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        import asyncio
+
+        self.retention = InteractionRetention()
+        self.fail = fail
+        self.release = asyncio.Event()
+        self.started = 0
+
+    async def open(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    async def record(self, interaction: Interaction) -> None:
+        self.started += 1
+        if self.fail:
+            raise ConnectionError("interaction store down: postgresql://u:s3cr3t@db/x")
+        await self.release.wait()
+
+    async def find(self, where: Any = None, *, limit: int = 100) -> list[Interaction]:
+        return []
+
+    async def count(self, where: Any = None) -> int:
+        return 0
+
+    async def prune(self, now: float | None = None) -> int:
+        return 0
+
+
+async def test_writes_in_flight_are_bounded_and_never_hold_a_call(caplog: pytest.LogCaptureFixture) -> None:
+    store = _StuckStore()
+    log = InteractionLog(store=store, max_pending=3)  # type: ignore[arg-type]
+    async with Testbed(TestbedConfig()) as tb:
+        client = Client(tb.url, interactions=log)
+        for i in range(6):
+            assert (await client.get(f"/customers/{900000 + i}")).status == 404  # each one kept
+        recorder = client._interactions
+        assert recorder is not None
+        assert recorder.dropped == 3 and store.started == 3  # three in flight, three dropped
+        store.release.set()
+        await client.aclose()
+    failing = _StuckStore(fail=True)
+    async with Testbed(TestbedConfig()) as tb, Client(tb.url, interactions=InteractionLog(store=failing)) as client:  # type: ignore[arg-type]
+        assert (await client.get("/customers/999999")).status == 404
+        await client._interactions.flush()  # type: ignore[union-attr]
+        assert client._interactions.write_errors == 1  # type: ignore[union-attr]
+    assert "not kept" in caplog.text and "s3cr3t" not in caplog.text
