@@ -5,8 +5,9 @@ Only the API package is used (``pip install 'interlock[otel]'``); the applicatio
 SDK, the sampler and the exporter. ``tracer()`` is the one switch: it returns None when the API
 is not installed, when no SDK tracer provider is set (the API's default proxy would only hand
 out non-recording spans), or after ``disable()``; every instrumented place checks it first, so
-no span object is made and nothing is imported on the fast path of an application without
-tracing. Ground floor: imports nothing of Interlock.
+an application without tracing gets no span object, only that check (the API module, when
+installed, is imported once, at the first check; ``import interlock`` never imports it).
+Ground floor: imports nothing of Interlock.
 
 Span names and attributes follow the OpenTelemetry semantic conventions: HTTP server and
 client spans (``http.request.method``, ``url.full``, ``server.address``,
