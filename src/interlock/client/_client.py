@@ -181,8 +181,10 @@ class Client:
     call's own origin only, by default); ``redaction`` names the headers and query parameters
     masked in errors, logs and reprs and stripped from a redirect to another origin;
     ``interactions`` keeps failed calls (and a sample of the others) in an interaction log
-    (``InteractionLog``; read back with ``client.interactions(...)``); ``transport``, ``clock`` and ``rng`` replace the network, time and jitter (tests:
-    ``interlock.testing``).
+    (``InteractionLog``; read back with ``client.interactions(...)``); ``transport``,
+    ``clock`` and ``rng`` replace the network, time and jitter (tests: ``interlock.testing``).
+    With an OpenTelemetry tracer provider set, every call is a span and every attempt an HTTP
+    client span (``interlock.tracing``).
     """
 
     def __init__(
