@@ -29,6 +29,7 @@ from .core.redirect import Redirects
 from .core.retry import Retry, RetryBudget
 from .inbox import Event, Inbox, Redelivery
 from .stores.batch_writer import BatchWriter
+from .streams import EventStream, StreamPolicy, Subscription
 from .sync import Sync, SyncRecord, SyncSource, ToHandler, ToTable, WriteBack
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Client",
     "Concurrency",
     "Event",
+    "EventStream",
     "Inbox",
     "InteractionLog",
     "Limits",
@@ -55,6 +57,8 @@ __all__ = [
     "Response",
     "Retry",
     "RetryBudget",
+    "StreamPolicy",
+    "Subscription",
     "Sync",
     "SyncClient",
     "SyncRecord",
