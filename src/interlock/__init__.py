@@ -28,6 +28,7 @@ from .core.breaker import CircuitBreaker
 from .core.redirect import Redirects
 from .core.retry import Retry, RetryBudget
 from .inbox import Event, Inbox, Redelivery
+from .server.jobs import Jobs
 from .stores.batch_writer import BatchWriter
 from .streams import EventStream, StreamPolicy, Subscription
 from .sync import Sync, SyncRecord, SyncSource, ToHandler, ToTable, WriteBack
@@ -45,6 +46,7 @@ __all__ = [
     "EventStream",
     "Inbox",
     "InteractionLog",
+    "Jobs",
     "Limits",
     "Paginator",
     "Profile",

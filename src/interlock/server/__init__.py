@@ -1,6 +1,8 @@
 """``interlock.server``: plain ASGI middleware for your own API (Starlette style, usable in
 FastAPI, Starlette or any ASGI app), one module each: ``ratelimit``, ``compression``,
-``conditional``, ``fields``, ``accesslog``, ``security``.
+``conditional``, ``fields``, ``accesslog``, ``security``, ``idempotency``; besides them
+``jobs`` (202 Accepted and background work), ``pagination`` (signed cursors, ``Link``) and
+``loader`` (batching ``load(key)`` calls within a request).
 
 Put them in this order (outermost first), so each sees what it needs::
 
@@ -16,6 +18,7 @@ Put them in this order (outermost first), so each sees what it needs::
 
 from __future__ import annotations
 
+from ._idempotency_sql import PostgresIdempotencyStore, SQLiteIdempotencyStore
 from .accesslog import AccessLogMiddleware, route_template
 from .compression import DEFAULT_COMPRESSIBLE, CompressionMiddleware
 from .conditional import ConditionalMiddleware, strong_etag
@@ -27,7 +30,19 @@ from .idempotency import (
     RedisIdempotencyStore,
     StoredResponse,
 )
+from .jobs import (
+    Job,
+    JobRejected,
+    Jobs,
+    JobStatus,
+    JobStatusApp,
+    JobStore,
+    JobWorker,
+    PostgresJobStore,
+    SQLiteJobStore,
+)
 from .loader import DataLoader, request_loader
+from .pagination import InvalidPage, Page, Pagination, invalid_page_handler
 from .ratelimit import (
     Limit,
     MemoryRateLimitBackend,
@@ -48,16 +63,31 @@ __all__ = [
     "FieldsMiddleware",
     "IdempotencyMiddleware",
     "IdempotencyStore",
+    "InvalidPage",
+    "Job",
+    "JobRejected",
+    "JobStatus",
+    "JobStatusApp",
+    "JobStore",
+    "JobWorker",
+    "Jobs",
     "Limit",
     "MemoryIdempotencyStore",
     "MemoryRateLimitBackend",
+    "Page",
+    "Pagination",
+    "PostgresIdempotencyStore",
+    "PostgresJobStore",
     "RateLimitBackend",
     "RateLimitMiddleware",
     "RedisIdempotencyStore",
     "RedisRateLimitBackend",
+    "SQLiteIdempotencyStore",
+    "SQLiteJobStore",
     "SecurityMiddleware",
     "StoredResponse",
     "client_ip",
+    "invalid_page_handler",
     "request_loader",
     "route_template",
     "strong_etag",
