@@ -32,6 +32,8 @@ __all__ = [
     "enable",
     "extract",
     "inject",
+    "messaging",
+    "producer_span",
     "stamp",
     "stored_context",
     "suppress_http_instrumentation",
@@ -162,6 +164,29 @@ def stamp(headers: Mapping[str, str]) -> dict[str, str]:
         if carrier.get("tracestate"):
             stamped[TRACESTATE] = carrier["tracestate"]
     return stamped
+
+
+def messaging(operation: str, destination: str, message_id: str, kind: str) -> dict[str, Any]:
+    """The messaging semantic conventions' attributes of a queue span (``operation``:
+    ``create`` or ``process``; ``kind``: the event type or task, as ``interlock.event.type``)."""
+    return {
+        "messaging.system": MESSAGING_SYSTEM,
+        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+        "messaging.destination.name": destination,
+        "messaging.message.id": message_id,
+        "interlock.event.type": kind,
+    }
+
+
+def producer_span(tracer: Any, destination: str, message_id: str, kind: str) -> Any:
+    """The ``create {destination}`` (producer) span of a message put on the queue; inside it,
+    ``stamp(headers)`` gives the headers to store the message with."""
+    from opentelemetry.trace import SpanKind
+
+    return tracer.start_as_current_span(
+        f"create {destination}", kind=SpanKind.PRODUCER, attributes=messaging("create", destination, message_id, kind)
+    )
 
 
 def suppress_http_instrumentation() -> Any:

@@ -278,3 +278,31 @@ async def test_a_sender_cannot_choose_the_stored_trace_context(sqlite_path: str)
     finally:
         await box.aclose()
     assert _otel.TRACEPARENT not in seen[0].headers  # tracing off: nothing stored, nothing kept
+
+
+async def test_a_202_job_continues_the_trace_of_the_request_that_submitted_it(spans: Any, sqlite_path: str) -> None:
+    from opentelemetry import trace
+
+    from interlock.server.jobs import Job, Jobs
+
+    ran: list[str] = []
+    async with Jobs(store=sqlite_path) as jobs:
+
+        @jobs.task("export")
+        async def export(job: Job) -> dict[str, Any]:
+            ran.append(job.id)
+            return {"rows": 3}
+
+        with trace.get_tracer("app").start_as_current_span("POST /exports") as request_span:
+            status = await jobs.submit("export", {"since": "2026-01-01"})
+        worker = jobs.worker(concurrency=1).start()
+        try:
+            await until(lambda: ran and spans.named("process jobs"))
+        finally:
+            await worker.aclose()
+    create, process = spans.one("create jobs"), spans.one("process jobs")
+    assert create.parent.span_id == request_span.get_span_context().span_id
+    assert process.parent.span_id == create.context.span_id
+    assert process.context.trace_id == request_span.get_span_context().trace_id
+    assert create.attributes["messaging.message.id"] == status.id == process.attributes["messaging.message.id"]
+    assert create.attributes["interlock.event.type"] == "export"

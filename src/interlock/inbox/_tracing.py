@@ -27,17 +27,6 @@ _NULL = contextlib.nullcontext()
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-def _messaging(operation: str, source: str, message_id: str, event_type: str) -> dict[str, Any]:
-    return {
-        "messaging.system": _otel.MESSAGING_SYSTEM,
-        "messaging.operation.type": operation,
-        "messaging.operation.name": operation,
-        "messaging.destination.name": source,
-        "messaging.message.id": message_id,
-        "interlock.event.type": event_type,
-    }
-
-
 async def traced_http(
     tracer: Any,
     scope: MutableMapping[str, Any],
@@ -88,12 +77,7 @@ async def traced_http(
 
 async def traced_put(tracer: Any, message: Message, put: Callable[[Message], Awaitable[bool]]) -> bool:
     """Store ``message`` inside a ``create`` (producer) span whose context goes with it."""
-    from opentelemetry.trace import SpanKind
-
-    attributes = _messaging("create", message.source, message.id, message.type)
-    with tracer.start_as_current_span(
-        f"create {message.source}", kind=SpanKind.PRODUCER, attributes=attributes
-    ) as span:
+    with _otel.producer_span(tracer, message.source, message.id, message.type) as span:
         fresh = await put(replace(message, headers=_otel.stamp(message.headers)))
         span.set_attribute("interlock.duplicate", not fresh)
         return fresh
@@ -115,7 +99,7 @@ def _process(tracer: Any, event: Event) -> Any:
 
     stored = _otel.stored_context(event.headers)
     links = [Link(trace.get_current_span(stored).get_span_context())] if stored is not None else []
-    attributes = _messaging("process", event.source, event.id, event.type)
+    attributes = _otel.messaging("process", event.source, event.id, event.type)
     attributes["interlock.attempt"] = event.attempt
     if event.ordering_key:
         attributes["messaging.message.conversation_id"] = event.ordering_key[:256]
