@@ -150,7 +150,9 @@ async def ingest(n: int, c: int, *, traced: bool) -> float:
     (interlock.tracing.enable if traced else interlock.tracing.disable)()
     path = os.path.join(tempfile.mkdtemp(prefix="interlock-bench-ingest-"), "inbox.db")
     box = interlock.Inbox(store=f"sqlite:///{path}")
-    box.source("shop", interlock.signatures.HMAC("bench-secret", header="X-Sig"), dedupe="$.id", event_type="$.type")
+    box.source(
+        "shop", interlock.signatures.HMAC("bench-secret", header="X-Sig"), dedupe="$.id", event_type="$.type"
+    )
     app = box.asgi()
     counter = iter(range(n))
     failures = 0
@@ -158,11 +160,22 @@ async def ingest(n: int, c: int, *, traced: bool) -> float:
     async def post(i: int) -> int:
         body = json.dumps({"id": f"evt_{i}", "type": "order.paid", "order": i}).encode()
         sig = hmac.new(b"bench-secret", body, hashlib.sha256).hexdigest()
-        headers = [(b"x-sig", sig.encode()), (b"content-type", b"application/json"),
-                   (b"content-length", str(len(body)).encode()),
-                   (b"traceparent", f"00-{i + 1:032x}-{i + 1:016x}-01".encode())]
-        scope = {"type": "http", "method": "POST", "path": "/hooks/shop", "root_path": "", "headers": headers,
-                 "scheme": "http", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000)}
+        headers = [
+            (b"x-sig", sig.encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"traceparent", f"00-{i + 1:032x}-{i + 1:016x}-01".encode()),
+        ]
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/hooks/shop",
+            "root_path": "",
+            "headers": headers,
+            "scheme": "http",
+            "server": ("127.0.0.1", 8000),
+            "client": ("127.0.0.1", 5000),
+        }
         sent: list[int] = []
         done = False
 
@@ -208,10 +221,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument(
-        "--latency-ms", type=float, default=0.0,
+        "--latency-ms",
+        type=float,
+        default=0.0,
         help="the testbed's answer time (0: at once, CPU-bound; 20: a typical third-party API)",
     )
-    parser.add_argument("--webhooks", type=int, default=3000, help="webhooks per ingest run (0: skip the ingest rows)")
+    parser.add_argument(
+        "--webhooks", type=int, default=3000, help="webhooks per ingest run (0: skip the ingest rows)"
+    )
     args = parser.parse_args()
     load = _common.Load()
     records = 1000
@@ -224,10 +241,13 @@ def main() -> None:
         for round_no, order in enumerate(_common.rotations(list(CONTENDERS), args.rounds), 1):
             for name in order:
                 before = time.process_time()
-                rates[name].append(asyncio.run(CONTENDERS[name](testbed.url, args.requests, args.concurrency, records)))
+                rates[name].append(
+                    asyncio.run(CONTENDERS[name](testbed.url, args.requests, args.concurrency, records))
+                )
                 cpu_us[name].append((time.process_time() - before) / args.requests * 1e6)
             print(
-                f"round {round_no}: " + ", ".join(f"{k} {rates[k][-1]:.0f}/s {cpu_us[k][-1]:.0f}us" for k in order),
+                f"round {round_no}: "
+                + ", ".join(f"{k} {rates[k][-1]:.0f}/s {cpu_us[k][-1]:.0f}us" for k in order),
                 flush=True,
             )
     ingest_rates: dict[str, list[float]] = {name: [] for name in INGEST}
@@ -237,9 +257,14 @@ def main() -> None:
         for round_no, order in enumerate(_common.rotations(list(INGEST), args.rounds), 1):
             for name in order:
                 before = time.process_time()
-                ingest_rates[name].append(asyncio.run(ingest(args.webhooks, args.concurrency, traced=INGEST[name])))
+                ingest_rates[name].append(
+                    asyncio.run(ingest(args.webhooks, args.concurrency, traced=INGEST[name]))
+                )
                 ingest_cpu[name].append((time.process_time() - before) / args.webhooks * 1e6)
-            print(f"ingest round {round_no}: " + ", ".join(f"{k} {ingest_rates[k][-1]:.0f}/s" for k in order), flush=True)
+            print(
+                f"ingest round {round_no}: " + ", ".join(f"{k} {ingest_rates[k][-1]:.0f}/s" for k in order),
+                flush=True,
+            )
     PROVIDER.force_flush()
     med = _common.med
     rows = []
@@ -255,17 +280,25 @@ def main() -> None:
         f"{args.requests} GETs x {args.rounds} rounds (rotated), {args.concurrency}-way, testbed in a child process"
         f" answering in {args.latency_ms:g} ms; median (min-max)"
     )
-    print(_common.table(["contender", "vs", "req/s", "throughput vs", "client CPU us/req", "CPU us vs"], rows))
+    print(
+        _common.table(["contender", "vs", "req/s", "throughput vs", "client CPU us/req", "CPU us vs"], rows)
+    )
     traced = med(rates["Client traced 100%"]) / med(rates["Client"])
     logged = med(rates["Client + failures-only log"]) / med(rates["Client"])
     contrib = med(rates["aiohttp + contrib instrumentation"]) / med(rates["bare aiohttp"])
-    print(f"tracing at 100 % sampling: {traced:.3f}x the untraced Client's throughput ({(1 - traced) * 100:+.1f} % cost; target <= 5 %)")
+    print(
+        f"tracing at 100 % sampling: {traced:.3f}x the untraced Client's throughput ({(1 - traced) * 100:+.1f} % cost; target <= 5 %)"
+    )
     print(f"  reference: the contrib aiohttp instrumentation costs bare aiohttp {(1 - contrib) * 100:+.1f} %")
-    print(f"failures-only interaction log: {logged:.3f}x ({(1 - logged) * 100:+.1f} %; within the rounds' spread is 'not measurable')")
+    print(
+        f"failures-only interaction log: {logged:.3f}x ({(1 - logged) * 100:+.1f} %; within the rounds' spread is 'not measurable')"
+    )
     if args.webhooks:
         base = "Inbox ingest"
         print()
-        print(f"{args.webhooks} signed webhooks x {args.rounds} rounds into the ASGI app, {args.concurrency}-way, one SQLite file per run")
+        print(
+            f"{args.webhooks} signed webhooks x {args.rounds} rounds into the ASGI app, {args.concurrency}-way, one SQLite file per run"
+        )
         print(_common.table(
             ["contender", "webhooks/s", "throughput vs", "CPU us/webhook", "CPU us vs"],
             [(name, _common.spread(ingest_rates[name], "{:.0f}"), f"{med(ingest_rates[name]) / med(ingest_rates[base]):.3f}x",
@@ -273,7 +306,9 @@ def main() -> None:
              for name in INGEST],
         ))  # fmt: skip
         ratio = med(ingest_rates["Inbox ingest traced 100%"]) / med(ingest_rates[base])
-        print(f"ingest traced at 100 % sampling: {ratio:.3f}x ({(1 - ratio) * 100:+.1f} % cost; target <= 5 %)")
+        print(
+            f"ingest traced at 100 % sampling: {ratio:.3f}x ({(1 - ratio) * 100:+.1f} % cost; target <= 5 %)"
+        )
     print(f"spans exported (dropped): {EXPORTER.spans}")
     _common.emit(
         "observability",

@@ -185,7 +185,9 @@ def producer_span(tracer: Any, destination: str, message_id: str, kind: str) -> 
     from opentelemetry.trace import SpanKind
 
     return tracer.start_as_current_span(
-        f"create {destination}", kind=SpanKind.PRODUCER, attributes=messaging("create", destination, message_id, kind)
+        f"create {destination}",
+        kind=SpanKind.PRODUCER,
+        attributes=messaging("create", destination, message_id, kind),
     )
 
 

@@ -33,7 +33,9 @@ async def store_factory(request: pytest.FixtureRequest, sqlite_path: str) -> Asy
         url = f"sqlite:///{sqlite_path}"
     else:
         dsn = request.getfixturevalue("postgres_dsn")  # skips (or fails under CI) without a server
-        schema = await schemas.enter_async_context(temporary_schema(dsn, f"contract_{request.getfixturevalue('run_id')}"))
+        schema = await schemas.enter_async_context(
+            temporary_schema(dsn, f"contract_{request.getfixturevalue('run_id')}")
+        )
         url = f"{dsn}?schema={schema}"
 
     def factory(**options: Any) -> InteractionStore:
@@ -67,7 +69,9 @@ async def test_round_trip_filters_and_order(store_factory: Factory) -> None:
     await store.open()  # idempotent
     for i in range(8):
         await store.record(item(i, at=1000.0 + i, failed=i % 3 == 0, tracking=f"t{i}"))
-    assert await store.find(InteractionFilter(tracking_id="t3")) == [item(3, at=1003.0, failed=True, tracking="t3")]
+    assert await store.find(InteractionFilter(tracking_id="t3")) == [
+        item(3, at=1003.0, failed=True, tracking="t3")
+    ]
     assert [x.id for x in await store.find(InteractionFilter(failed=True))] == [
         item(6, at=0).id, item(3, at=0).id, item(0, at=0).id
     ]  # fmt: skip

@@ -265,7 +265,10 @@ async def test_writes_in_flight_are_bounded_and_never_hold_a_call(caplog: pytest
         store.release.set()
         await client.aclose()
     failing = _StuckStore(fail=True)
-    async with Testbed(TestbedConfig()) as tb, Client(tb.url, interactions=InteractionLog(store=failing)) as client:  # type: ignore[arg-type]
+    async with (
+        Testbed(TestbedConfig()) as tb,
+        Client(tb.url, interactions=InteractionLog(store=failing)) as client,
+    ):  # type: ignore[arg-type]
         assert (await client.get("/customers/999999")).status == 404
         await client._interactions.flush()  # type: ignore[union-attr]
         assert client._interactions.write_errors == 1  # type: ignore[union-attr]

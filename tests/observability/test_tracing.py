@@ -280,7 +280,9 @@ async def test_a_sender_cannot_choose_the_stored_trace_context(sqlite_path: str)
     assert _otel.TRACEPARENT not in seen[0].headers  # tracing off: nothing stored, nothing kept
 
 
-async def test_a_202_job_continues_the_trace_of_the_request_that_submitted_it(spans: Any, sqlite_path: str) -> None:
+async def test_a_202_job_continues_the_trace_of_the_request_that_submitted_it(
+    spans: Any, sqlite_path: str
+) -> None:
     from opentelemetry import trace
 
     from interlock.server.jobs import Job, Jobs
@@ -304,5 +306,7 @@ async def test_a_202_job_continues_the_trace_of_the_request_that_submitted_it(sp
     assert create.parent.span_id == request_span.get_span_context().span_id
     assert process.parent.span_id == create.context.span_id
     assert process.context.trace_id == request_span.get_span_context().trace_id
-    assert create.attributes["messaging.message.id"] == status.id == process.attributes["messaging.message.id"]
+    assert (
+        create.attributes["messaging.message.id"] == status.id == process.attributes["messaging.message.id"]
+    )
     assert create.attributes["interlock.event.type"] == "export"

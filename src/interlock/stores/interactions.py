@@ -200,7 +200,9 @@ class InteractionRetention:
 
     def __post_init__(self) -> None:
         if self.max_age is not None and not self.max_age > 0:
-            raise ConfigError("InteractionRetention", "max_age", f"must be > 0 seconds or None, got {self.max_age!r}")
+            raise ConfigError(
+                "InteractionRetention", "max_age", f"must be > 0 seconds or None, got {self.max_age!r}"
+            )
         if self.max_rows < 1:
             raise ConfigError("InteractionRetention", "max_rows", f"must be >= 1, got {self.max_rows!r}")
         if self.every < 1:
