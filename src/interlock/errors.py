@@ -85,6 +85,9 @@ class CallError(InterlockError):
     """
 
     hint = ""
+    interaction_id: str | None = None
+    """The id of the call in the client's interaction log, when it keeps one
+    (``interlock interactions --id ...``)."""
 
     def __init__(
         self,
@@ -121,6 +124,8 @@ class CallError(InterlockError):
             details.append(f"tracking_id={self.tracking_id}")
         if self.request_id:
             details.append(f"request_id={self.request_id}")
+        if self.interaction_id:
+            details.append(f"interaction_id={self.interaction_id}")
         if details:
             parts.append(f"({', '.join(details)})")
         if self.hint:

@@ -251,3 +251,25 @@ def test_sigterm_lets_the_handler_in_flight_finish(tmp_path: Path) -> None:
             return (await queue.stats()).pending
 
     assert asyncio.run(pending()) == 0
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_serve_logs_json_by_default_and_text_on_request(tmp_path: Path, log_format: str) -> None:
+    text = EXAMPLE.read_text().replace("grace = 10 ", 'grace = 10\nlog_level = "info"\n', 1)
+    config = write(tmp_path, text)
+    flags = [] if log_format == "json" else ["--log-format", "text"]
+    proc, url = start("serve", "-c", str(config), "--port", "0", *flags, cwd=tmp_path)
+    try:
+        assert get(f"{url}/healthz")["status"] == "ok"
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    logged = [line for line in err.splitlines() if not line.startswith("interlock serve:")]
+    assert logged, err  # uvicorn's startup and shutdown lines at least
+    if log_format == "json":
+        records = [json.loads(line) for line in logged]  # every line one JSON object
+        assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+        assert any(r["logger"].startswith("uvicorn") for r in records)
+    else:
+        assert not any(line.startswith("{") for line in logged)
+        assert any(" INFO uvicorn" in line for line in logged)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import ConfigError
-from . import alerts, check, config, demo, dlq, serve, stats, sync, testbed, worker
+from . import alerts, check, config, demo, dlq, interactions, serve, stats, sync, testbed, worker
 from ._argparse import Parser, UsageError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -30,6 +30,7 @@ COMMANDS: dict[str, ModuleType] = {
     "alerts": alerts,
     "demo": demo,
     "dlq": dlq,
+    "interactions": interactions,
     "sync": sync,
     "stats": stats,
     "testbed": testbed,

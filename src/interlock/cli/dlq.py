@@ -170,6 +170,7 @@ async def _list(queue: Queue, args: argparse.Namespace, console: Any) -> int:
                         "attempts": d.attempts,
                         "dead_at": d.dead_at,
                         "last_error": d.last_error,
+                        "interaction_ids": list(d.interaction_ids),
                     }
                 )
             )
@@ -239,6 +240,10 @@ async def _inspect(queue: Queue, args: argparse.Namespace, console: Any) -> int:
             console.print(repr(m.body[:4000]))
         for f in d.failures:
             console.print(f"[yellow]attempt {f.attempt}[/yellow] at {_when(f.at)}: {escape(f.error)}")
+        if d.interaction_ids:
+            shown = " ".join(d.interaction_ids)
+            hint = f"failed calls: {shown} (see: interlock interactions --id {d.interaction_ids[-1]})"
+            console.print(hint, markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

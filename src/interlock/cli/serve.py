@@ -25,6 +25,16 @@ __all__ = ["HELP", "configure", "run"]
 
 CONFIG_ENV = "INTERLOCK_CONFIG"
 """Where a worker process of ``--workers N`` finds the config file."""
+LOG_FORMAT_ENV = "INTERLOCK_LOG_FORMAT"
+"""The log format of the processes of ``--workers N`` (and the default of ``--log-format``)."""
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    """Every record of this process (Interlock's, uvicorn's, the handlers') through
+    ``interlock.logging``: one redacted JSON object per line, or text for people."""
+    from .. import logging as interlock_logging
+
+    interlock_logging.configure(level=level.upper(), format=log_format)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +43,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to bind (default: [server] host)")
     parser.add_argument("--port", type=port, help="port, 0 for a free one (default: [server] port)")
     parser.add_argument("--workers", type=count(1, 64), help="processes serving (default: [server] workers)")
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=os.environ.get(LOG_FORMAT_ENV, "json"),
+        help="log lines as JSON objects, redacted (the default), or as text for people",
+    )
 
 
 def _bind(host: str, port_number: int) -> socket.socket:
@@ -73,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             "postgresql:// [store] url"
         )
     resolve_handlers(loaded)
+    configure_logging(args.log_format, server_cfg.log_level)
     asyncio.run(check_store(loaded.config.store.url))
     host = args.host or server_cfg.host
     sock = _bind(host, server_cfg.port if args.port is None else args.port)
@@ -93,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     common = {
         "lifespan": "on",
         "log_level": server_cfg.log_level,
+        "log_config": None,  # uvicorn's records go to the root logger: interlock.logging formats them
         "timeout_graceful_shutdown": server_cfg.grace,
         "access_log": False,
         "proxy_headers": False,  # X-Forwarded-* are not trusted: the proxy is not behind one by default
@@ -103,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         # string (this module's ``BoundedHttp``), made again in the process that loads it.
         common["http"] = f"{__name__}:BoundedHttp"
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+        os.environ[LOG_FORMAT_ENV] = args.log_format
         config = uvicorn.Config("interlock.cli.serve:app_factory", factory=True, workers=workers, **common)
         from uvicorn.supervisors import Multiprocess
 
@@ -139,7 +158,9 @@ def app_factory() -> object:
     """The service of ``$INTERLOCK_CONFIG``: what each process of ``--workers N`` serves."""
     from ..service import Service, load_config
 
-    service = Service(load_config(os.environ[CONFIG_ENV]))
+    loaded = load_config(os.environ[CONFIG_ENV])
+    configure_logging(os.environ.get(LOG_FORMAT_ENV, "json"), loaded.config.server.log_level)
+    service = Service(loaded)
     _freeze_startup_objects()
     return service
 

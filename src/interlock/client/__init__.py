@@ -21,6 +21,7 @@ batching, retry, bucket, breaker); the modules in ``policies`` do the I/O around
 
 from ._client import Client, RequestOptions
 from ._config import PROFILES, Batch, Cache, CacheRule, Concurrency, Limits, Profile, RateLimit, Timeout
+from ._interactions import InteractionLog
 from ._paginate import Paginator
 from ._sync import SyncClient
 
@@ -31,6 +32,7 @@ __all__ = [
     "CacheRule",
     "Client",
     "Concurrency",
+    "InteractionLog",
     "Limits",
     "Paginator",
     "Profile",

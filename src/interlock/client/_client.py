@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from multidict import CIMultiDict, istr
 
+from .. import _otel
 from .._clock import SYSTEM_CLOCK, Clock
 from .._ids import CORRELATION_ID, new_id
 from .._metrics import UpstreamStats, track_client, upstream_stats
@@ -23,11 +24,14 @@ from ..core.breaker import CircuitBreaker
 from ..core.redirect import Redirects
 from ..core.retry import Retry
 from ..errors import CallError, ConfigError, DeadlineExceeded
+from ..stores.interactions import Interaction, InteractionFilter
 from ._config import Batch, Cache, Concurrency, Limits, Profile, RateLimit, Timeout, batches_of, profile_named
 from ._follow import RedirectFollower
+from ._interactions import InteractionLog, InteractionRecorder
 from ._paginate import Paginator
 from ._pipeline import Send, compose_pipeline
 from ._routes import RouteNamer
+from ._tracing import server_of, traced_attempt, traced_call
 from .policies.batch import BatchPolicy
 from .policies.breaker import CUT_SHORT, BreakerPolicy
 from .policies.cache import CachePolicy
@@ -83,15 +87,24 @@ _OUTCOMES = tuple(_outcome(status) for status in range(0, 1000, 100))  # by stat
 
 
 class _CallRecorder:
-    """The pipeline's ``Observer`` for one client: every call's metrics and log line."""
+    """The pipeline's ``Observer`` for one client: every call's metrics and log line, and its
+    entry in the interaction log when the client keeps one."""
 
-    __slots__ = ("_clock", "_name", "_redaction", "_stats")
+    __slots__ = ("_clock", "_interactions", "_name", "_redaction", "_stats")
 
-    def __init__(self, name: str, stats: UpstreamStats, clock: Clock, redaction: Redaction) -> None:
+    def __init__(
+        self,
+        name: str,
+        stats: UpstreamStats,
+        clock: Clock,
+        redaction: Redaction,
+        interactions: InteractionRecorder | None = None,
+    ) -> None:
         self._name = name
         self._stats = stats
         self._clock = clock
         self._redaction = redaction
+        self._interactions = interactions
 
     def answered(self, request: Request, response: Response, start: float) -> None:
         """Count and log an answered call."""
@@ -101,6 +114,8 @@ class _CallRecorder:
         outcome = _OUTCOMES[status // 100] if 100 <= status < 1000 else _outcome(status)
         stats = self._stats.routes.get(request.route) or self._stats.route(request.route)
         stats.observe(request.method, outcome, elapsed)
+        if self._interactions is not None:
+            self._interactions.on_response(request, response, elapsed)
         if _log.isEnabledFor(logging.INFO):
             fields = self._log_fields(request, response, elapsed, None)
             _log.info(
@@ -121,6 +136,8 @@ class _CallRecorder:
         error.with_context(**request.context(), attempts=request.attempt)
         if self._redaction is not REDACTION:
             error.redact(self._redaction)
+        if self._interactions is not None:
+            self._interactions.on_error(request, error, elapsed)
         self._observe(request, type(error).__name__.lower(), elapsed)
         if _log.isEnabledFor(logging.WARNING):
             _log.warning("%s", error, extra={"interlock": self._log_fields(request, None, elapsed, error)})
@@ -163,8 +180,11 @@ class Client:
     and route cardinality (``Limits``); ``redirects`` says which redirects are followed (the
     call's own origin only, by default); ``redaction`` names the headers and query parameters
     masked in errors, logs and reprs and stripped from a redirect to another origin;
-    ``transport``, ``clock`` and ``rng`` replace the network, time and jitter (tests:
-    ``interlock.testing``).
+    ``interactions`` keeps failed calls (and a sample of the others) in an interaction log
+    (``InteractionLog``; read back with ``client.interactions(...)``); ``transport``,
+    ``clock`` and ``rng`` replace the network, time and jitter (tests: ``interlock.testing``).
+    With an OpenTelemetry tracer provider set, every call is a span and every attempt an HTTP
+    client span (``interlock.tracing``).
     """
 
     def __init__(
@@ -190,6 +210,7 @@ class Client:
         limits: Limits | None = None,
         redirects: Redirects | None = Redirects(),
         redaction: Redaction | None = None,
+        interactions: InteractionLog | None = None,
         transport: Transport | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -199,6 +220,7 @@ class Client:
             shown = REDACTION.mask_url(base_url)
             raise ConfigError("Client", "base_url", f"must be an absolute http(s) URL, got {shown!r}")
         self.base_url = base_url.rstrip("/")
+        self._server = server_of(base_url)  # the attempt spans' server.address and server.port
         self.name = name or parts.netloc.rpartition("@")[2]  # a metrics label: never the user info
         self.profile = profile_named(profile)
         """The ``Profile`` the client was built with (None: the plain defaults)."""
@@ -270,7 +292,12 @@ class Client:
             if redirects is not None and redirects.follow
             else None
         )
-        self._recorder = _CallRecorder(self.name, self._stats, self._clock, self.redaction)
+        self._interactions = (
+            InteractionRecorder(interactions, self.name, self._clock, self.redaction, rng)
+            if interactions is not None
+            else None
+        )
+        self._recorder = _CallRecorder(self.name, self._stats, self._clock, self.redaction, self._interactions)
         self._call = self._compose(self._retry)
         self._profiled: dict[str, Send] = {}
         self._closed = False
@@ -285,7 +312,7 @@ class Client:
             rate_limit=self.rate_limit,
             concurrency=self._limiter,
             breaker=self._breaker,
-            transport=self._send,
+            transport=self._send if self._interactions is None else self._interactions.wrap(self._send),
             clock=self._clock,
             on_resend=self._count_retry,
             observer=self._recorder,
@@ -313,6 +340,12 @@ class Client:
 
     # -- the transport end of the pipeline -----------------------------------------------------
     def _send(self, request: Request) -> Coroutine[Any, Any, Response]:
+        tracer = _otel.tracer()
+        if tracer is not None:
+            return traced_attempt(tracer, request, self._attempt, self.redaction, self._server)
+        return self._attempt(request)
+
+    def _attempt(self, request: Request) -> Coroutine[Any, Any, Response]:
         # A plain function handing back the transport's coroutine: one frame less per attempt.
         # While the deadline is further off than the per-attempt cap, every attempt shares one
         # AttemptTimeout (and the transport its one library timeout object).
@@ -435,11 +468,18 @@ class Client:
         api.send(request)``."""
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
+        call = self._call
         if request.extensions:
             profile = request.extensions.get(_PROFILE)
             if profile is not None:
-                return self._pipeline_for(profile)(request)
-        return self._call(request)
+                call = self._pipeline_for(profile)
+        tracer = _otel.tracer()
+        if tracer is not None:
+            return traced_call(tracer, request, call, breaker=self._breaker_state, cache=self.cache)
+        return call(request)
+
+    def _breaker_state(self) -> str | None:
+        return self._breaker.breaker.state.value if self._breaker is not None else None
 
     def request(
         self,
@@ -687,11 +727,39 @@ class Client:
         while the current one is processed, loop guards. See ``Paginator`` for the options."""
         return Paginator(self, path, **options)
 
+    async def interactions(
+        self,
+        *,
+        tracking_id: str | None = None,
+        correlation_id: str | None = None,
+        trace_id: str | None = None,
+        route: str | None = None,
+        failed: bool | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[Interaction]:
+        """The calls of this client kept in its interaction log (``interactions=``), newest
+        first: matching the upstream's ``tracking_id``, the ``correlation_id`` (a webhook's
+        event id, for the calls its handler made), the ``trace_id``, the ``route``, ``failed``
+        (True: failures only), begun between ``since`` and ``until`` (wall-clock seconds); at
+        most ``limit``. Writes still in flight are waited for first."""
+        if self._interactions is None:
+            raise ConfigError(
+                "Client", "interactions", "this client keeps no interaction log: pass interactions=InteractionLog(store=...)"
+            )
+        where = InteractionFilter(
+            tracking_id=tracking_id, correlation_id=correlation_id, trace_id=trace_id, upstream=self.name,
+            route=route, failed=failed, since=since, until=until,
+        )  # fmt: skip
+        return await self._interactions.find(where, limit=limit)
+
     async def aclose(self) -> None:
-        """Close the client: stop background work (batch timers, cache refreshes), close the
-        stores it opened and the transport's connections. Calls after this raise."""
+        """Close the client: stop background work (batch timers, cache refreshes), finish the
+        interaction log's writes, close the stores it opened and the transport's connections.
+        Calls after this raise."""
         self._closed = True
-        for policy in (self._batch, self.cache, self.rate_limit):
+        for policy in (self._batch, self.cache, self.rate_limit, self._interactions):
             if policy is not None:
                 await policy.aclose()
         await self._transport.aclose()

@@ -10,6 +10,7 @@ from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from .._models import Response
+from ..stores.interactions import Interaction
 from ._client import Client, ParamValue
 
 __all__ = ["SyncClient"]
@@ -235,6 +236,26 @@ class SyncClient:
         finally:
             if self._thread.is_alive():
                 self._run(paginator.aclose())
+
+    def interactions(
+        self,
+        *,
+        tracking_id: str | None = None,
+        correlation_id: str | None = None,
+        trace_id: str | None = None,
+        route: str | None = None,
+        failed: bool | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[Interaction]:
+        """The calls kept in the client's interaction log, newest first (``Client.interactions``)."""
+        return self._run(
+            self._client.interactions(
+                tracking_id=tracking_id, correlation_id=correlation_id, trace_id=trace_id, route=route,
+                failed=failed, since=since, until=until, limit=limit,
+            )
+        )  # fmt: skip
 
     def stats(self) -> dict[str, Any]:
         """The async client's ``stats()``: breaker, in-flight, retries, latency."""

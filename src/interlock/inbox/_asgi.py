@@ -26,11 +26,13 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
+from .. import _otel
 from .._clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigError, PayloadTooLarge, UnknownSource, WebhookError
 from ..stores.queue import Message
 from ._metrics import UNKNOWN_SOURCE, InboxMetrics
 from ._source import Source
+from ._tracing import traced_http
 
 __all__ = ["BODY_TIMEOUT", "PUT_TIMEOUT", "RETRY_AFTER", "InboxApp"]
 
@@ -113,7 +115,13 @@ class InboxApp:
         """The ASGI entry point: HTTP requests and lifespan events; other scopes are ignored."""
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            tracer = _otel.tracer()
+            if tracer is None:
+                await self._http(scope, receive, send)
+            else:
+                await traced_http(
+                    tracer, scope, send, f"{self.prefix}{{source}}", lambda watched: self._http(scope, receive, watched)
+                )
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 

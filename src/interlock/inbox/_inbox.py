@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
+from .. import _otel
 from .._clock import SYSTEM_CLOCK, Clock
 from .._ids import new_id
 from .._lifecycle import Resource
@@ -23,6 +24,7 @@ from ._retention import DEAD_RETENTION, PRUNE_EVERY, RETENTION, Pruner, Retentio
 from ._serve import ServeSettings
 from ._source import DEFAULT_MAX_BODY, MAX_JSON_DEPTH, SENSITIVE_HEADERS, Source
 from ._source import ordering_key as queue_ordering_key
+from ._tracing import traced_put
 from ._worker import WorkerPool, WorkerSettings
 from .signatures import SignatureScheme
 
@@ -319,9 +321,14 @@ class Inbox(Resource):
             await self.queue.aclose()
 
     async def put(self, message: Message) -> bool:
-        """Store one event (what the ASGI app does after verifying); False for a duplicate."""
+        """Store one event (what the ASGI app does after verifying); False for a duplicate.
+        When the application traces (OpenTelemetry), the event is stored with the trace
+        context of a ``create`` span, which the worker's ``process`` span continues."""
         if not self._opened:
             await self.open()
+        tracer = _otel.tracer()
+        if tracer is not None:
+            return await traced_put(tracer, message, self.queue.put)
         return await self.queue.put(message)
 
     async def submit(

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._otel import TRACE_HEADERS
+from .._redact import DEFAULT_HEADERS
 from ..errors import ConfigError, MalformedPayload, SignatureInvalid, WebhookError
 from ..stores.queue import Message
 from ._locator import Locator
@@ -22,14 +24,17 @@ parsing, so no document can exhaust the parser's recursion (provider payloads ne
 MAX_KEY_CHARS = 512
 """The longest delivery id, event type or ordering key accepted: they are indexed, and a longer
 one would be refused by the store on every retry of the delivery."""
-SENSITIVE_HEADERS: frozenset[str] = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"}
-)
+SENSITIVE_HEADERS: frozenset[str] = DEFAULT_HEADERS
 """Request headers not stored with an event unless the source asks to keep them: credentials
-of the sender, which handlers do not need and the queue would keep in plain text."""
+of the sender, which handlers do not need and the queue would keep in plain text. The one list
+of credential headers, ``interlock._redact.DEFAULT_HEADERS``, that logs and errors mask too."""
 
-# Headers kept with the event for handlers; hop-by-hop and size headers are not useful later.
-_DROPPED_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "host"})
+# Headers kept with the event for handlers; hop-by-hop and size headers are not useful later,
+# and the trace context Interlock stores with an event (interlock-traceparent) is its own to
+# write: a sender cannot choose the parent of the worker's span.
+_DROPPED_HEADERS = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "host", *TRACE_HEADERS}
+)
 _REDACTED = "[redacted]"
 
 # A JSON string (where brackets do not count), as the unrolled loop of JSON's escapes.

@@ -30,6 +30,7 @@ from ..errors import ConfigError, PermanentFailure
 from ..stores.queue import Lease, Queue
 from ._event import Event, Handler
 from ._metrics import SLOW_AFTER, InboxMetrics
+from ._tracing import process_span
 
 __all__ = ["WorkerPool", "WorkerSettings"]
 
@@ -218,7 +219,7 @@ class WorkerPool:
         watcher = asyncio.create_task(self._watch(lease, event, started))
         outcome, error = Outcome.SUCCEEDED, ""
         try:
-            with correlation_id(event.id):
+            with correlation_id(event.id), process_span(event):
                 for handler in handlers:
                     await _call(handler, event)
         except PermanentFailure as exc:

@@ -40,6 +40,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from .. import _otel
 from .._clock import SYSTEM_CLOCK, Clock
 from .._ids import current_correlation_id
 from .._validate import check_count
@@ -250,9 +251,19 @@ class Jobs:
         cid = current_correlation_id()
         if cid is not None:
             headers["correlation-id"] = cid  # the request's id follows the work it caused
-        await self.queue.put(
-            Message(source=JOB_SOURCE, id=status.id, type=task, body=body, headers=headers, received_at=now)
-        )
+        tracer = _otel.tracer()
+        if tracer is None:
+            await self.queue.put(
+                Message(source=JOB_SOURCE, id=status.id, type=task, body=body, headers=headers, received_at=now)
+            )
+            return status
+        # Traced: the job is stored with its create span's context, so the worker's process
+        # span continues the trace of the request that submitted it.
+        with _otel.producer_span(tracer, JOB_SOURCE, status.id, task):
+            stamped = _otel.stamp(headers)
+            await self.queue.put(
+                Message(source=JOB_SOURCE, id=status.id, type=task, body=body, headers=stamped, received_at=now)
+            )
         return status
 
     def location_of(self, job_id: str) -> str:

@@ -2,7 +2,8 @@
 each backend.
 
 One table (``_backends.BACKENDS``) maps URL schemes to backends; the factories read it:
-``open_queue``, ``open_cache``, ``open_quota``, ``open_checkpoint`` and ``open_sink`` take a URL
+``open_queue``, ``open_cache``, ``open_quota``, ``open_checkpoint``, ``open_sink`` and
+``open_interactions`` take a URL
 and plain settings and return a backend, not yet opened. Backend modules load on first use (the
 factories, or attribute access such as ``interlock.stores.PostgresQueue``), so SQLite users never
 import asyncpg and in-process caches never import redis.
@@ -12,11 +13,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._backends import BACKENDS, open_cache, open_checkpoint, open_queue, open_quota, open_sink, redact_url
+from ._backends import (
+    BACKENDS,
+    open_cache,
+    open_checkpoint,
+    open_interactions,
+    open_queue,
+    open_quota,
+    open_sink,
+    redact_url,
+)
 from ._sqlite import sqlite_path_from_url
 from .batch_writer import BatchWriter
 from .cache import CacheStore
 from .checkpoint import Checkpoint, CheckpointStore, LedgerEntry
+from .interactions import Attempt, Interaction, InteractionFilter, InteractionRetention, InteractionStore
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, Queue, QueueStats
 from .quota import QuotaStore
 from .sink import Row, Sink
@@ -26,6 +37,8 @@ if TYPE_CHECKING:
     from .cache_redis import RedisCacheStore
     from .checkpoint_postgres import PostgresCheckpointStore
     from .checkpoint_sqlite import SQLiteCheckpointStore
+    from .interactions_postgres import PostgresInteractionStore
+    from .interactions_sqlite import SQLiteInteractionStore
     from .queue_postgres import PostgresQueue
     from .queue_sqlite import SQLiteQueue
     from .quota_memory import MemoryQuotaStore
@@ -34,6 +47,7 @@ if TYPE_CHECKING:
     from .sink_sqlite import SQLiteSink
 
 __all__ = [
+    "Attempt",
     "BatchWriter",
     "CacheStore",
     "Checkpoint",
@@ -41,12 +55,17 @@ __all__ = [
     "DeadLetter",
     "DeadLetterFilter",
     "Failure",
+    "Interaction",
+    "InteractionFilter",
+    "InteractionRetention",
+    "InteractionStore",
     "Lease",
     "LedgerEntry",
     "MemoryCacheStore",
     "MemoryQuotaStore",
     "Message",
     "PostgresCheckpointStore",
+    "PostgresInteractionStore",
     "PostgresQueue",
     "PostgresSink",
     "Queue",
@@ -56,11 +75,13 @@ __all__ = [
     "RedisQuotaStore",
     "Row",
     "SQLiteCheckpointStore",
+    "SQLiteInteractionStore",
     "SQLiteQueue",
     "SQLiteSink",
     "Sink",
     "open_cache",
     "open_checkpoint",
+    "open_interactions",
     "open_queue",
     "open_quota",
     "open_sink",

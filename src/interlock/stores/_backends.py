@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .._clock import Clock
     from .cache import CacheStore
     from .checkpoint import CheckpointStore
+    from .interactions import InteractionRetention, InteractionStore
     from .queue import Queue
     from .quota import QuotaStore
     from .sink import Sink
@@ -31,6 +32,7 @@ __all__ = [
     "open_backend",
     "open_cache",
     "open_checkpoint",
+    "open_interactions",
     "open_queue",
     "open_quota",
     "open_sink",
@@ -43,7 +45,7 @@ class Backend:
     """One backend of one seam, as the factories see it."""
 
     seam: str
-    """``"queue"``, ``"cache"``, ``"quota"``, ``"checkpoint"`` or ``"sink"``."""
+    """``"queue"``, ``"cache"``, ``"quota"``, ``"checkpoint"``, ``"sink"`` or ``"interactions"``."""
     schemes: tuple[str, ...]
     """URL schemes it serves; a scheme without ``:`` (``"memory"``) is also the whole URL."""
     module: str
@@ -105,6 +107,10 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("sink", ("sqlite",), "sink_sqlite", "SQLiteSink", "url", frozenset(_SQL), paths=True),
     Backend("sink", ("postgresql", "postgres"), "sink_postgres", "PostgresSink", "dsn", frozenset(_SQL),
             library="asyncpg", extra="postgres"),
+    Backend("interactions", ("sqlite",), "interactions_sqlite", "SQLiteInteractionStore", "url",
+            frozenset({"table", "retention"}), paths=True),
+    Backend("interactions", ("postgresql", "postgres"), "interactions_postgres", "PostgresInteractionStore",
+            "dsn", frozenset({"table", "retention"}), library="asyncpg", extra="postgres"),
 )
 
 
@@ -243,3 +249,21 @@ def open_sink(
     """
     settings = {"table": table, "columns": columns, "key": key}
     return cast("Sink", open_backend("sink", url, settings, owner=owner, field=field))
+
+
+def open_interactions(
+    url: str,
+    *,
+    table: str | None = None,
+    retention: InteractionRetention | None = None,
+    owner: str = "open_interactions",
+    field: str = "url",
+) -> InteractionStore:
+    """An ``InteractionStore`` (the interaction log) for ``sqlite:///path.db`` (or a plain file
+    path) or ``postgresql://...``, in ``table`` (default ``interlock_interactions``), bounded by
+    ``retention`` (default ``InteractionRetention()``: 7 days, 100,000 rows).
+
+    A bad URL is a ``ConfigError`` named ``owner.field``. Open it with ``await store.open()``.
+    """
+    settings = {"table": table, "retention": retention}
+    return cast("InteractionStore", open_backend("interactions", url, settings, owner=owner, field=field))

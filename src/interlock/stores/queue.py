@@ -18,6 +18,7 @@ Guarantees a backend must give:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -31,6 +32,9 @@ __all__ = [
     "Queue",
     "QueueStats",
 ]
+
+_INTERACTION_ID = re.compile(r"\binteraction_id=([0-9a-f]{8,64})\b")
+"""How a call error names its interaction (``CallError``): ``interaction_id=...``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,13 @@ class DeadLetter:
     def last_error(self) -> str:
         """The error of the last failed attempt ("" when there is no history)."""
         return self.failures[-1].error if self.failures else ""
+
+    @property
+    def interaction_ids(self) -> tuple[str, ...]:
+        """The interaction-log ids named in its error history, oldest first: the outbound calls
+        whose failure failed the handler (``interlock interactions --id ...`` shows them)."""
+        found = (m.group(1) for f in self.failures for m in _INTERACTION_ID.finditer(f.error))
+        return tuple(dict.fromkeys(found))
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from ..core.checkpoint import FlushSchedule, Position, Watermark
 from ..stores.checkpoint import Checkpoint, CheckpointStore
 from ._apply import Outcome, RecordApplier
 from ._source import SyncRecord, SyncSource, format_time
+from ._tracing import PageSpans, poll_span, write_span
 
 __all__ = ["PollLimits", "PollRun", "SyncReport"]
 
@@ -172,6 +173,15 @@ class PollRun:
         the checkpoint, tell ``progress`` and the log, and return the report. When the source
         fails (or the poll is cancelled), what is in flight finishes and the checkpoint covers
         it before the error propagates. Call it once: a ``PollRun`` is one poll."""
+        with poll_span(self.job) as span:
+            report = await self._run()
+            if span is not None:
+                span.set_attributes(
+                    {f"interlock.sync.{k}": getattr(report, k) for k in ("read", "applied", "skipped", "dead", "pages")}
+                )
+            return report
+
+    async def _run(self) -> SyncReport:
         tick = asyncio.ensure_future(self._tick())
         try:
             await self._list()
@@ -223,25 +233,35 @@ class PollRun:
             page_size=source.page_size,
             **options,
         )
+        pages = PageSpans(self.job)
         async with paginator:
-            async for item in paginator:
-                if self._failed:
-                    break
-                report.read += 1
-                report.pages = paginator.pages
-                try:
-                    record = source.record(self.job, item)
-                except ValueError as exc:
-                    await self.applier.dead_letter_item(item, str(exc))
-                    report.invalid += 1
-                    continue
-                await self._dispatch(record)
-                if self.limits.max_records is not None and report.read >= self.limits.max_records:
-                    break
+            try:
+                await self._read(paginator, pages)
+            finally:
+                pages.close()
             report.stop_reason = paginator.stop_reason or ("max_records" if self.limits.max_records else None)
             report.pages = paginator.pages
             report.not_modified = paginator.stop_reason == "not_modified"
             report.etag = paginator.first_etag
+
+    async def _read(self, paginator: Any, pages: PageSpans) -> None:
+        """Dispatch each item listed, in its page's span."""
+        source, report = self.source, self.report
+        async for item in paginator:
+            if self._failed:
+                break
+            report.read += 1
+            report.pages = paginator.pages
+            try:
+                record = source.record(self.job, item)
+            except ValueError as exc:
+                await self.applier.dead_letter_item(item, str(exc))
+                report.invalid += 1
+                continue
+            with pages.enter(paginator.pages):
+                await self._dispatch(record)
+            if self.limits.max_records is not None and report.read >= self.limits.max_records:
+                break
 
     async def _dispatch(self, record: SyncRecord) -> None:
         """Start applying ``record`` once the window has room."""
@@ -253,7 +273,10 @@ class PollRun:
 
     async def _apply(self, record: SyncRecord, tracked: bool) -> None:
         try:
-            outcome = await self.applier.apply(record)
+            with write_span(self.job, record) as span:
+                outcome = await self.applier.apply(record)
+                if span is not None:
+                    span.set_attribute("interlock.sync.outcome", outcome)
         except Exception as exc:  # the ledger or DLQ failed: stop, keep the checkpoint behind
             self._failed.append(exc)
             return

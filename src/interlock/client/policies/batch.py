@@ -26,6 +26,8 @@ from .._config import Batch
 from .._pipeline import Send
 
 _log = logging.getLogger("interlock.batch")
+BATCHED = "interlock.batched"
+"""Request.extensions key: the read was served (or meant to be served) by a list call."""
 # Fields of the list answer that describe the list, not the item a member receives.
 _DROP_HEADERS = frozenset(
     {
@@ -90,6 +92,7 @@ class BatchPolicy:
         if found is None:
             return await call_next(request)
         index, item_id = found
+        request.extensions[BATCHED] = True  # for the call's span: answered by a list call
         # Members of one batch share query parameters (fields=...) and headers (credentials).
         headers = tuple(
             sorted((k.lower(), v) for k, v in request.headers.items() if k.lower() not in self._ignored)

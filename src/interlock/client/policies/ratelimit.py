@@ -50,6 +50,8 @@ from .._pipeline import Send
 from ._deadline import within_deadline
 
 _log = logging.getLogger("interlock.ratelimit")
+RATE_LIMIT_WAIT = "interlock.rate_limit_wait"
+"""Request.extensions key: seconds the attempt waited for its turn (absent: none)."""
 # The low-quota warning repeats at most this often per key, however long the quota stays low.
 WARN_EVERY = 60.0
 # Answers remembered per key to learn a rate from a 429 (those of the last ``RateLimit.window``).
@@ -192,6 +194,7 @@ class RateLimitPolicy:
         if waited > 0:
             self.waited += waited
             self._work.ratelimit_wait += waited
+            request.extensions[RATE_LIMIT_WAIT] = waited  # for the attempt's span
         try:
             response = await call_next(request)
         finally:
