@@ -28,6 +28,7 @@ from ._follow import RedirectFollower
 from ._paginate import Paginator
 from ._pipeline import Send, compose_pipeline
 from ._routes import RouteNamer
+from .policies.auth import AuthPolicy, Credentials
 from .policies.batch import BatchPolicy
 from .policies.breaker import BreakerPolicy
 from .policies.cache import CachePolicy
@@ -96,7 +97,9 @@ class Client:
     and route cardinality (``Limits``); ``redirects`` says which redirects are followed (the
     call's own origin only, by default); ``redaction`` names the headers and query parameters
     masked in errors, logs and reprs and stripped from a redirect to another origin;
-    ``transport``, ``clock`` and ``rng`` replace the network, time and jitter (tests:
+    ``auth`` puts credentials on every attempt (``interlock.auth``: ``Bearer``, ``ApiKey``,
+    ``Basic``, ``OAuth2ClientCredentials``, ``OAuth2RefreshToken``), refreshing them once on a
+    401 and masking them everywhere; ``transport``, ``clock`` and ``rng`` replace the network, time and jitter (tests:
     ``interlock.testing``).
     """
 
@@ -123,6 +126,7 @@ class Client:
         limits: Limits | None = None,
         redirects: Redirects | None = Redirects(),
         redaction: Redaction | None = None,
+        auth: Credentials | None = None,
         transport: Transport | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -146,6 +150,8 @@ class Client:
         self.concurrency = Concurrency.coerce(concurrency)
         self.limits = limits or Limits()
         self.redaction = redaction or REDACTION
+        if auth is not None and (auth.redacted_headers or auth.redacted_query):
+            self.redaction = self.redaction.extended(headers=auth.redacted_headers, query=auth.redacted_query)
         self.idempotency_keys = idempotency_keys
         self._idempotency_header = idempotency_header
         self._request_id_header = request_id_header
@@ -192,6 +198,7 @@ class Client:
             if redirects is not None and redirects.follow
             else None
         )
+        self.auth = AuthPolicy(auth, self.name) if auth is not None else None
         self._call = self._compose(self._retry)
         self._profiled: dict[str, Send] = {}
         self._closed = False
@@ -210,6 +217,7 @@ class Client:
             clock=self._clock,
             on_resend=self._count_retry,
             follow=self._follower.follow if self._follower is not None else None,
+            auth=self.auth,
         )
 
     def _pipeline_for(self, profile: Profile) -> Send:
@@ -629,7 +637,7 @@ class Client:
         """Close the client: stop background work (batch timers, cache refreshes), close the
         stores it opened and the transport's connections. Calls after this raise."""
         self._closed = True
-        for policy in (self._batch, self.cache, self.rate_limit):
+        for policy in (self._batch, self.cache, self.rate_limit, self.auth):
             if policy is not None:
                 await policy.aclose()
         await self._transport.aclose()

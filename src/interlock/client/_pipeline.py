@@ -136,11 +136,13 @@ def compose_pipeline(
     clock: Clock,
     on_resend: Callable[[Request], None],
     follow: Follow | None = None,
+    auth: Policy | None = None,
 ) -> Send:
     """The whole pipeline of one client, in the order stated by ``interlock.client`` (and set
     here only). Absent policies (None) are left out; ``transport`` sends one attempt within
-    the call's deadline, ``follow`` follows its redirects."""
+    the call's deadline, ``follow`` follows its redirects. ``auth`` (credentials) runs first in
+    each attempt, so the one send it repeats after a 401 passes the rate limit and gates too."""
     gates = [g for g in (concurrency, breaker) if g is not None]
     gated = GatedSend(gates, transport, clock, on_resend, follow)
-    attempt = chain([p for p in (rate_limit,) if p is not None], gated.send)
+    attempt = chain([p for p in (auth, rate_limit) if p is not None], gated.send)
     return chain([p for p in (cache, coalesce, batch, retry) if p is not None], attempt)

@@ -2,7 +2,8 @@
 each backend.
 
 One table (``_backends.BACKENDS``) maps URL schemes to backends; the factories read it:
-``open_queue``, ``open_cache``, ``open_quota``, ``open_checkpoint`` and ``open_sink`` take a URL
+``open_queue``, ``open_cache``, ``open_quota``, ``open_checkpoint``, ``open_sink`` and
+``open_token_store`` take a URL
 and plain settings and return a backend, not yet opened. Backend modules load on first use (the
 factories, or attribute access such as ``interlock.stores.PostgresQueue``), so SQLite users never
 import asyncpg and in-process caches never import redis.
@@ -12,7 +13,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._backends import BACKENDS, open_cache, open_checkpoint, open_queue, open_quota, open_sink, redact_url
+from ._backends import (
+    BACKENDS,
+    open_cache,
+    open_checkpoint,
+    open_queue,
+    open_quota,
+    open_sink,
+    open_token_store,
+    redact_url,
+)
 from ._sqlite import sqlite_path_from_url
 from .batch_writer import BatchWriter
 from .cache import CacheStore
@@ -20,6 +30,7 @@ from .checkpoint import Checkpoint, CheckpointStore, LedgerEntry
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, Queue, QueueStats
 from .quota import QuotaStore
 from .sink import Row, Sink
+from .token import Token, TokenStore
 
 if TYPE_CHECKING:
     from .cache_memory import MemoryCacheStore
@@ -32,6 +43,10 @@ if TYPE_CHECKING:
     from .quota_redis import RedisQuotaStore
     from .sink_postgres import PostgresSink
     from .sink_sqlite import SQLiteSink
+    from .token_memory import MemoryTokenStore
+    from .token_postgres import PostgresTokenStore
+    from .token_redis import RedisTokenStore
+    from .token_sqlite import SQLiteTokenStore
 
 __all__ = [
     "BatchWriter",
@@ -45,25 +60,32 @@ __all__ = [
     "LedgerEntry",
     "MemoryCacheStore",
     "MemoryQuotaStore",
+    "MemoryTokenStore",
     "Message",
     "PostgresCheckpointStore",
     "PostgresQueue",
     "PostgresSink",
+    "PostgresTokenStore",
     "Queue",
     "QueueStats",
     "QuotaStore",
     "RedisCacheStore",
     "RedisQuotaStore",
+    "RedisTokenStore",
     "Row",
     "SQLiteCheckpointStore",
     "SQLiteQueue",
     "SQLiteSink",
+    "SQLiteTokenStore",
     "Sink",
+    "Token",
+    "TokenStore",
     "open_cache",
     "open_checkpoint",
     "open_queue",
     "open_quota",
     "open_sink",
+    "open_token_store",
     "redact_url",
     "sqlite_path_from_url",
 ]

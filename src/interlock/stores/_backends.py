@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .queue import Queue
     from .quota import QuotaStore
     from .sink import Sink
+    from .token import TokenStore
 
 __all__ = [
     "BACKENDS",
@@ -34,6 +35,7 @@ __all__ = [
     "open_queue",
     "open_quota",
     "open_sink",
+    "open_token_store",
     "redact_url",
 ]
 
@@ -43,7 +45,7 @@ class Backend:
     """One backend of one seam, as the factories see it."""
 
     seam: str
-    """``"queue"``, ``"cache"``, ``"quota"``, ``"checkpoint"`` or ``"sink"``."""
+    """``"queue"``, ``"cache"``, ``"quota"``, ``"checkpoint"``, ``"sink"`` or ``"token"``."""
     schemes: tuple[str, ...]
     """URL schemes it serves; a scheme without ``:`` (``"memory"``) is also the whole URL."""
     module: str
@@ -102,6 +104,12 @@ BACKENDS: tuple[Backend, ...] = (
             frozenset({"prefix"}), paths=True),
     Backend("checkpoint", ("postgresql", "postgres"), "checkpoint_postgres", "PostgresCheckpointStore",
             "dsn", frozenset({"prefix"}), library="asyncpg", extra="postgres"),
+    Backend("token", ("memory",), "token_memory", "MemoryTokenStore", None, frozenset({"clock"})),
+    Backend("token", ("redis", "rediss", "unix"), "token_redis", "RedisTokenStore", "url",
+            frozenset({"namespace"}), library="redis.asyncio", extra="redis"),
+    Backend("token", ("sqlite",), "token_sqlite", "SQLiteTokenStore", "url", frozenset({"prefix"}), paths=True),
+    Backend("token", ("postgresql", "postgres"), "token_postgres", "PostgresTokenStore", "dsn",
+            frozenset({"prefix"}), library="asyncpg", extra="postgres"),
     Backend("sink", ("sqlite",), "sink_sqlite", "SQLiteSink", "url", frozenset(_SQL), paths=True),
     Backend("sink", ("postgresql", "postgres"), "sink_postgres", "PostgresSink", "dsn", frozenset(_SQL),
             library="asyncpg", extra="postgres"),
@@ -243,3 +251,21 @@ def open_sink(
     """
     settings = {"table": table, "columns": columns, "key": key}
     return cast("Sink", open_backend("sink", url, settings, owner=owner, field=field))
+
+
+def open_token_store(
+    url: str | None = None,
+    *,
+    namespace: str | None = None,
+    prefix: str | None = None,
+    owner: str = "open_token_store",
+    field: str = "url",
+) -> TokenStore:
+    """A ``TokenStore``: this process only for None or ``"memory"``, or shared by every process
+    through ``redis://`` (keys under ``namespace``), ``sqlite:///path.db`` (or a plain file path)
+    or ``postgresql://...`` (tables named ``{prefix}_tokens`` and ``{prefix}_token_locks``).
+
+    A bad URL is a ``ConfigError`` named ``owner.field``. Open it with ``await store.open()``.
+    """
+    settings = {"namespace": namespace, "prefix": prefix}
+    return cast("TokenStore", open_backend("token", url or "memory", settings, owner=owner, field=field))
