@@ -194,7 +194,7 @@ class _OAuth2Grant:
         if current is not None and current.access_token == used:
             self._token = current.without_access()  # never send it again
         token = await self._await_flight(self._start_flight(rejected=used), request.deadline)
-        return token.access_token != used
+        return bool(token.access_token != used)
 
     # -- the token -------------------------------------------------------------------------------
     async def token(self, *, deadline: float | None = None) -> Token:
@@ -386,6 +386,11 @@ class _OAuth2Grant:
     async def aclose(self) -> None:
         """Close the token endpoint's client and the store opened from a URL (both reopen on
         next use). Clients using these credentials call it through ``release``."""
+        flight, self._flight = self._flight, None
+        if flight is not None and not flight.done():
+            flight.cancel()
+            with contextlib.suppress(BaseException):
+                await flight
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()

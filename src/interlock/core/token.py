@@ -177,7 +177,8 @@ def parse_token_answer(
     access = data.get("access_token")
     if not isinstance(access, str) or not access:
         return TokenRefusal(status, "invalid_response", "the answer has no access_token")
-    token_type = data.get("token_type") if isinstance(data.get("token_type"), str) else "Bearer"
+    raw_type = data.get("token_type")
+    token_type = raw_type if isinstance(raw_type, str) else "Bearer"
     if token_type.lower() != "bearer":
         return TokenRefusal(
             status, "unsupported_token_type", f"token_type {_short(token_type)!r} is not Bearer"
