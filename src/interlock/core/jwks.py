@@ -1,0 +1,33 @@
+"""When a JWT verifier fetches its JSON Web Key Set again, without I/O.
+
+Keys rotate: a provider publishes a new key (new ``kid``) and starts signing with it. So a
+cached set is refetched when it is older than ``max_age``, and at once when a token names a
+``kid`` the set does not hold, but never more often than every ``min_interval`` seconds
+whatever the tokens say: a stream of tokens with made-up ``kid`` values must not turn into a
+stream of requests to the provider.
+"""
+
+from __future__ import annotations
+
+__all__ = ["should_refetch"]
+
+
+def should_refetch(
+    *,
+    now: float,
+    fetched_at: float | None,
+    last_attempt: float | None,
+    kid_known: bool,
+    max_age: float,
+    min_interval: float,
+) -> bool:
+    """Whether to fetch the key set now (monotonic seconds throughout).
+
+    ``fetched_at``: the last successful fetch (None: never); ``last_attempt``: the last try,
+    successful or not; ``kid_known``: the token's ``kid`` is in the cached set.
+    """
+    if last_attempt is not None and now - last_attempt < min_interval:
+        return False  # bounded: at most one fetch per interval, on any trigger
+    if fetched_at is None:
+        return True
+    return not kid_known or now - fetched_at >= max_age
