@@ -123,6 +123,7 @@ class _KeySet:
         self.keys: dict[str, dict[str, Any]] = {}
         self.fetched_at: float | None = None
         self.last_attempt: float | None = None
+        self.last_unknown: float | None = None
         self.fetches = 0
         """Fetches attempted so far."""
         self._flight: asyncio.Task[None] | None = None
@@ -133,10 +134,12 @@ class _KeySet:
         known = kid in self.keys if kid is not None else len(self.keys) == 1
         if should_refetch(
             now=self._clock.monotonic(), fetched_at=self.fetched_at, last_attempt=self.last_attempt,
-            kid_known=known, max_age=self.max_age, min_interval=self.min_interval,
+            last_unknown=self.last_unknown, kid_known=known, max_age=self.max_age, min_interval=self.min_interval,
         ):  # fmt: skip
             if self._flight is None or self._flight.done():
                 self.last_attempt = self._clock.monotonic()
+                if not known and self.fetched_at is not None:
+                    self.last_unknown = self.last_attempt
                 self._flight = asyncio.ensure_future(self._fetch())
             try:
                 await asyncio.shield(self._flight)
