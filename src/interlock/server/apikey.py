@@ -90,7 +90,7 @@ class ApiKeyAuth(HTTPMiddleware):
     (``X-API-Key``) or ``Authorization: Bearer <key>``, except ``public`` paths; ``require``
     gives the scopes per route; ``backend`` counts the per-key limits
     (``MemoryRateLimitBackend()`` by default, ``RedisRateLimitBackend`` for many processes).
-    A missing or unknown key is 401 with ``WWW-Authenticate: ApiKeyRecord``; a missing scope 403."""
+    A missing or unknown key is 401 with ``WWW-Authenticate: ApiKey``; a missing scope 403."""
 
     def __init__(
         self,
@@ -139,7 +139,7 @@ class ApiKeyAuth(HTTPMiddleware):
                 status=401,
                 realm=self.realm,
                 error=None,
-                scheme="ApiKeyRecord",
+                scheme="ApiKey",
                 description="This API needs an API key.",
             )
             return
@@ -152,7 +152,7 @@ class ApiKeyAuth(HTTPMiddleware):
         if found is None:
             log.info("%s %s: unknown API key refused", method, path)
             await send_challenge(
-                send, status=401, realm=self.realm, error="invalid_token", scheme="ApiKeyRecord",
+                send, status=401, realm=self.realm, error="invalid_token", scheme="ApiKey",
                 description="The API key is not valid.",
             )  # fmt: skip
             return
@@ -160,7 +160,7 @@ class ApiKeyAuth(HTTPMiddleware):
         missing = self.rules.missing(method, path, granted)
         if missing:
             await send_challenge(
-                send, status=403, realm=self.realm, error="insufficient_scope", scheme="ApiKeyRecord",
+                send, status=403, realm=self.realm, error="insufficient_scope", scheme="ApiKey",
                 description=f"This key lacks the scope {' '.join(missing)}.", scopes=missing,
             )  # fmt: skip
             return
