@@ -26,10 +26,14 @@ async def whoami(request: Request) -> JSONResponse:
     return JSONResponse({"sub": request.state.subject, "method": request.state.auth_method})
 
 
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"ok": True})
+
+
 @pytest.fixture
 async def api() -> AsyncIterator[httpx.AsyncClient]:
     app = Starlette(
-        routes=[Route("/whoami", whoami), Route("/orders", whoami, methods=["POST"]), Route("/healthz", whoami)],
+        routes=[Route("/whoami", whoami), Route("/orders", whoami, methods=["POST"]), Route("/healthz", health)],
         middleware=[
             Middleware(
                 ApiKeyAuth,
