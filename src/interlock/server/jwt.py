@@ -37,6 +37,7 @@ logged.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -127,6 +128,7 @@ class _KeySet:
         self.fetches = 0
         """Fetches attempted so far."""
         self._flight: asyncio.Task[None] | None = None
+        self._parsed: dict[tuple[int, str], Any] = {}
 
     async def key(self, kid: str | None) -> dict[str, Any] | None:
         """The JWK for ``kid`` (or the only key, for a token without one), fetching the set
@@ -150,6 +152,18 @@ class _KeySet:
         if kid is None:
             return next(iter(self.keys.values())) if len(self.keys) == 1 else None
         return self.keys.get(kid)
+
+    def parsed(self, jwk: dict[str, Any], alg: str) -> Any:
+        """The key object for ``jwk`` used with ``alg``, parsed once per key set (parsing an
+        RSA key costs more than verifying a signature with it)."""
+        cache_key = (id(jwk), alg)
+        key = self._parsed.get(cache_key)
+        if key is None:
+            try:
+                key = self._parsed[cache_key] = PyJWK(jwk, algorithm=alg).key
+            except pyjwt.PyJWTError:
+                raise InvalidToken("the token is signed with an unusable key") from None
+        return key
 
     async def _fetch(self) -> None:
         import aiohttp
@@ -175,8 +189,26 @@ class _KeySet:
                 continue  # encryption keys and key types we never verify with
             found[str(jwk.get("kid", f"#{i}"))] = jwk
         self.keys = found
+        self._parsed = {}  # bounded: at most MAX_JWKS_KEYS keys times the algorithms allowed
         self.fetched_at = self._clock.monotonic()
         log.info("JWKS %s fetched: %d signing keys", redact_url(self.url), len(found))
+
+
+def _header_of(token: str) -> dict[str, Any]:
+    """The JOSE header of a compact JWS, read to pick the key: only the first of the three
+    segments is decoded here (PyJWT's ``get_unverified_header`` decodes and validates all three,
+    which it does again while verifying); PyJWT checks the whole token afterwards."""
+    segments = token.split(".")
+    if len(segments) != 3 or not segments[0]:
+        raise InvalidToken("the token is not a well-formed JWT")
+    try:
+        raw = base64.urlsafe_b64decode(segments[0] + "=" * (-len(segments[0]) % 4))
+        head = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidToken("the token is not a well-formed JWT") from None
+    if not isinstance(head, dict):
+        raise InvalidToken("the token is not a well-formed JWT")
+    return head
 
 
 class JWTVerifier:
@@ -242,10 +274,7 @@ class JWTVerifier:
         ``JWKSUnavailable`` when the keys cannot be had."""
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken(f"the token is longer than {MAX_TOKEN_BYTES} bytes")
-        try:
-            head = pyjwt.get_unverified_header(token)
-        except pyjwt.PyJWTError:
-            raise InvalidToken("the token is not a well-formed JWT") from None
+        head = _header_of(token)
         alg = head.get("alg")
         if not isinstance(alg, str) or alg not in self.algorithms:
             raise InvalidToken(f"the token's algorithm {str(alg)[:20]!r} is not accepted")
@@ -263,10 +292,7 @@ class JWTVerifier:
                 raise InvalidToken("the token is signed with an unknown key")
             if alg not in _allowed_for(jwk):
                 raise InvalidToken(f"the token's algorithm {alg} does not fit its key")
-            try:
-                key = PyJWK(jwk, algorithm=alg).key
-            except pyjwt.PyJWTError:
-                raise InvalidToken("the token is signed with an unusable key") from None
+            key = self.keys.parsed(jwk, alg)
         try:
             return pyjwt.decode(
                 token,
