@@ -62,8 +62,16 @@ async def run(ops: int, rounds: int) -> None:
     ec_key = ec.generate_private_key(ec.SECP256R1())
     jwks = {
         "keys": [
-            {**jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key(), as_dict=True), "kid": "r", "use": "sig"},
-            {**jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key(), as_dict=True), "kid": "e", "use": "sig"},
+            {
+                **jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key(), as_dict=True),
+                "kid": "r",
+                "use": "sig",
+            },
+            {
+                **jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key(), as_dict=True),
+                "kid": "e",
+                "use": "sig",
+            },
         ]
     }
 
@@ -81,8 +89,12 @@ async def run(ops: int, rounds: int) -> None:
         now = int(time.time())
         claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u1", "iat": now, "exp": now + 3600, "scope": "read"}
         pem = {
-            "RS256": rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-            "ES256": ec_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+            "RS256": rsa_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            "ES256": ec_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
         }
         tokens = {
             "RS256": jwt.encode(claims, pem["RS256"], algorithm="RS256", headers={"kid": "r"}),
@@ -104,7 +116,12 @@ async def run(ops: int, rounds: int) -> None:
             header = f"Bearer {tokens[alg]}".encode()
 
             async def op() -> None:
-                scope = {"type": "http", "method": "GET", "path": "/x", "headers": [(b"authorization", header)]}
+                scope = {
+                    "type": "http",
+                    "method": "GET",
+                    "path": "/x",
+                    "headers": [(b"authorization", header)],
+                }
                 await middleware(scope, noop_receive, record)
 
             return op
@@ -147,13 +164,19 @@ async def run(ops: int, rounds: int) -> None:
         ("OAuth2 cached token", "static Bearer"),
     ]
     rows = [
-        [name, _common.spread(results[name], "{:.1f}"), f"{med[name] / med[base]:.2f}x" if name != base else "1.00x"]
+        [
+            name,
+            _common.spread(results[name], "{:.1f}"),
+            f"{med[name] / med[base]:.2f}x" if name != base else "1.00x",
+        ]
         for target, base in pairs
         for name in (target, base)
     ]
     print(_common.table(["contender", "us/op median (min-max)", "vs baseline"], rows))
     for target, base in pairs:
-        print(f"{target}: {med[target]:.1f} us vs {base} {med[base]:.1f} us = {med[target] / med[base]:.2f}x (+{med[target] - med[base]:.1f} us)")
+        print(
+            f"{target}: {med[target]:.1f} us vs {base} {med[base]:.1f} us = {med[target] / med[base]:.2f}x (+{med[target] - med[base]:.1f} us)"
+        )
     _common.emit(
         "auth",
         {
@@ -168,7 +191,9 @@ async def run(ops: int, rounds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ops", type=int, default=2000, help="operations per contender per round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()

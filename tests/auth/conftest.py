@@ -78,7 +78,10 @@ class Provider:
             presented = grant.get("refresh_token", "")
             if presented not in self.refresh_tokens:
                 return web.json_response(
-                    {"error": "invalid_grant", "error_description": "The refresh token is invalid or was used."},
+                    {
+                        "error": "invalid_grant",
+                        "error_description": "The refresh token is invalid or was used.",
+                    },
                     status=400,
                 )
             if self.rotate:
@@ -103,7 +106,9 @@ class Provider:
             self.expired_uses += 1
         if self.always_401 or expiry is None or token in self.revoked or self.clock.time() >= expiry:
             return web.json_response(
-                {"error": "invalid_token"}, status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+                {"error": "invalid_token"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
         return web.json_response({"ok": True})
 

@@ -22,7 +22,9 @@ from .conftest import CLIENT_ID, CLIENT_SECRET, FIRST_REFRESH, Provider
 
 
 def credentials(provider: Provider, **options: object) -> OAuth2ClientCredentials:
-    return OAuth2ClientCredentials(provider.token_url, CLIENT_ID, CLIENT_SECRET, scopes=["crm.read"], **options)  # type: ignore[arg-type]
+    return OAuth2ClientCredentials(
+        provider.token_url, CLIENT_ID, CLIENT_SECRET, scopes=["crm.read"], **options
+    )  # type: ignore[arg-type]
 
 
 async def test_fifty_concurrent_calls_cause_one_token_request(provider: Provider) -> None:
@@ -36,7 +38,9 @@ async def test_fifty_concurrent_calls_cause_one_token_request(provider: Provider
     assert provider.grants[0]["scope"] == "crm.read"
 
 
-async def test_credentials_shared_by_two_clients_fetch_once_and_close_after_the_last(provider: Provider) -> None:
+async def test_credentials_shared_by_two_clients_fetch_once_and_close_after_the_last(
+    provider: Provider,
+) -> None:
     auth = credentials(provider)
     async with Client(provider.url, auth=auth) as one:
         async with Client(provider.url, auth=auth) as two:
@@ -107,7 +111,9 @@ async def test_four_processes_on_one_redis_cause_one_token_request(
 
 
 @pytest.mark.slow
-async def test_four_processes_on_one_sqlite_file_cause_one_token_request(provider: Provider, tmp_path: Path) -> None:
+async def test_four_processes_on_one_sqlite_file_cause_one_token_request(
+    provider: Provider, tmp_path: Path
+) -> None:
     provider.delay = 0.3
     outputs = await run_workers(provider, f"sqlite:///{tmp_path / 'tokens.db'}", tmp_path)
     assert outputs == ["10"] * 4
@@ -243,7 +249,9 @@ async def test_client_secret_post_sends_the_secret_in_the_body(provider: Provide
     assert provider.grants[0]["audience"] == "https://api.example"
 
 
-async def test_reprs_and_logs_mask_every_credential(provider: Provider, caplog: pytest.LogCaptureFixture) -> None:
+async def test_reprs_and_logs_mask_every_credential(
+    provider: Provider, caplog: pytest.LogCaptureFixture
+) -> None:
     auth = credentials(provider)
     async with Client(provider.url, auth=auth) as api:
         await api.get("/api/thing")
@@ -252,7 +260,11 @@ async def test_reprs_and_logs_mask_every_credential(provider: Provider, caplog: 
         assert secret not in shown
     assert "client_secret=***" in repr(auth)
     assert any(r.name == "interlock.auth" and "token obtained" in r.getMessage() for r in caplog.records)
-    for static in (Bearer("tok-" + CLIENT_SECRET), Basic("u", CLIENT_SECRET), ApiKey(CLIENT_SECRET, query="key")):
+    for static in (
+        Bearer("tok-" + CLIENT_SECRET),
+        Basic("u", CLIENT_SECRET),
+        ApiKey(CLIENT_SECRET, query="key"),
+    ):
         assert CLIENT_SECRET not in repr(static)
 
 

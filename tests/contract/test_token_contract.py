@@ -16,7 +16,9 @@ from interlock.stores import TokenStore, open_token_store
 from interlock.stores.token_memory import MemoryTokenStore
 from interlock.testing import temporary_schema
 
-TOKEN = Token("at-1", expires_at=2_000_000_000.0, refresh_token="rt-1", scope="a b", issued_at=1_999_999_000.0)
+TOKEN = Token(
+    "at-1", expires_at=2_000_000_000.0, refresh_token="rt-1", scope="a b", issued_at=1_999_999_000.0
+)
 
 
 @pytest.fixture(params=["memory", "redis", "sqlite", "postgres"])
@@ -29,6 +31,7 @@ async def stores(
     shared_memory = MemoryTokenStore()
 
     if request.param == "memory":
+
         def make() -> TokenStore:
             return shared_memory
     elif request.param == "redis":
@@ -38,6 +41,7 @@ async def stores(
         def make() -> TokenStore:
             return open_token_store(url, namespace=prefix + "token:")
     elif request.param == "sqlite":
+
         def make() -> TokenStore:
             return open_token_store(f"sqlite:///{sqlite_path}")
     else:

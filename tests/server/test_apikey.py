@@ -33,7 +33,11 @@ async def health(request: Request) -> JSONResponse:
 @pytest.fixture
 async def api() -> AsyncIterator[httpx.AsyncClient]:
     app = Starlette(
-        routes=[Route("/whoami", whoami), Route("/orders", whoami, methods=["POST"]), Route("/healthz", health)],
+        routes=[
+            Route("/whoami", whoami),
+            Route("/orders", whoami, methods=["POST"]),
+            Route("/healthz", health),
+        ],
         middleware=[
             Middleware(
                 ApiKeyAuth,
@@ -56,7 +60,9 @@ async def test_a_valid_key_reaches_the_handler_with_its_id(api: httpx.AsyncClien
     assert (await api.get("/whoami", headers={"Authorization": f"Bearer {WRITER_KEY}"})).status_code == 200
 
 
-async def test_missing_and_wrong_keys_are_401(api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+async def test_missing_and_wrong_keys_are_401(
+    api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     missing = await api.get("/whoami")
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == 'ApiKey realm="api"'

@@ -81,7 +81,14 @@ async def jwks(keys: Keys) -> AsyncIterator[JWKS]:
 
 def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    base = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-42", "iat": now, "exp": now + 300, "scope": "orders:read"}
+    base = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "user-42",
+        "iat": now,
+        "exp": now + 300,
+        "scope": "orders:read",
+    }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -117,7 +124,9 @@ def unsigned(payload: dict[str, Any], kid: str = "rsa-1") -> str:
 
 
 async def me(request: Request) -> JSONResponse:
-    return JSONResponse({"sub": request.state.subject, "claims": request.state.claims, "scopes": sorted(request.state.scopes)})
+    return JSONResponse(
+        {"sub": request.state.subject, "claims": request.state.claims, "scopes": sorted(request.state.scopes)}
+    )
 
 
 async def orders(request: Request) -> JSONResponse:
@@ -128,15 +137,27 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
-def app(jwks_url: str, *, secret: bytes | None = SECRET, extra: list[Middleware] | None = None, **options: Any) -> Starlette:
+def app(
+    jwks_url: str, *, secret: bytes | None = SECRET, extra: list[Middleware] | None = None, **options: Any
+) -> Starlette:
     return Starlette(
-        routes=[Route("/me", me), Route("/orders", orders, methods=["GET", "POST"]), Route("/healthz", health)],
+        routes=[
+            Route("/me", me),
+            Route("/orders", orders, methods=["GET", "POST"]),
+            Route("/healthz", health),
+        ],
         middleware=[
             Middleware(
-                JWTAuth, jwks_url=jwks_url, secret=secret, issuer=ISSUER, audience=AUDIENCE, leeway=5.0,
+                JWTAuth,
+                jwks_url=jwks_url,
+                secret=secret,
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                leeway=5.0,
                 require=[Require(scopes=("orders:write",), paths=("/orders",), methods=("POST",))],
-                public=("/healthz",), **options,
-            ),  # fmt: skip
+                public=("/healthz",),
+                **options,
+            ),
             *(extra or []),
         ],
     )
@@ -153,7 +174,9 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("signer", [sign_pyjwt, sign_joserfc], ids=["pyjwt", "joserfc"])
-@pytest.mark.parametrize(("which", "alg"), [("rsa", "RS256"), ("rsa", "PS256"), ("ec", "ES256"), ("ed", "EdDSA")])
+@pytest.mark.parametrize(
+    ("which", "alg"), [("rsa", "RS256"), ("rsa", "PS256"), ("ec", "ES256"), ("ed", "EdDSA")]
+)
 async def test_valid_tokens_reach_the_handler_with_their_claims(
     api: httpx.AsyncClient, keys: Keys, signer: Any, which: str, alg: str
 ) -> None:
@@ -166,7 +189,9 @@ async def test_valid_tokens_reach_the_handler_with_their_claims(
 
 async def test_hs256_with_the_shared_secret_is_accepted(api: httpx.AsyncClient) -> None:
     assert (await api.get("/me", headers=bearer(sign_by_hand_hs256(SECRET, claims())))).status_code == 200
-    assert (await api.get("/me", headers=bearer(pyjwt.encode(claims(), SECRET, algorithm="HS256")))).status_code == 200
+    assert (
+        await api.get("/me", headers=bearer(pyjwt.encode(claims(), SECRET, algorithm="HS256")))
+    ).status_code == 200
 
 
 def assert_invalid_token(answer: httpx.Response, words: str) -> None:
@@ -232,16 +257,22 @@ async def test_a_bad_signature_is_refused(api: httpx.AsyncClient, keys: Keys) ->
     assert_invalid_token(await api.get("/me", headers=bearer(f"{head}.{payload}.{other}")), "signature")
 
 
-async def test_unknown_kid_refetches_the_jwks_once_per_interval(jwks: JWKS, api: httpx.AsyncClient, keys: Keys) -> None:
+async def test_unknown_kid_refetches_the_jwks_once_per_interval(
+    jwks: JWKS, api: httpx.AsyncClient, keys: Keys
+) -> None:
     assert (await api.get("/me", headers=bearer(sign_pyjwt(keys.rsa, "RS256", claims())))).status_code == 200
     assert jwks.fetches == 1
     stranger = RSAKey.generate_key(2048, parameters={"kid": "nobody"})
     for _ in range(5):  # a stream of tokens with an unknown kid: one refetch, not five
-        assert_invalid_token(await api.get("/me", headers=bearer(sign_joserfc(stranger, "RS256", claims()))), "unknown key")
+        assert_invalid_token(
+            await api.get("/me", headers=bearer(sign_joserfc(stranger, "RS256", claims()))), "unknown key"
+        )
     assert jwks.fetches == 2
 
 
-async def test_a_rotated_key_is_picked_up_by_the_refetch(jwks: JWKS, api: httpx.AsyncClient, keys: Keys) -> None:
+async def test_a_rotated_key_is_picked_up_by_the_refetch(
+    jwks: JWKS, api: httpx.AsyncClient, keys: Keys
+) -> None:
     assert (await api.get("/me", headers=bearer(sign_pyjwt(keys.rsa, "RS256", claims())))).status_code == 200
     jwks.published.append(keys.rotated.as_dict(private=False))  # the provider rotates
     token = sign_joserfc(keys.rotated, "RS256", claims())
@@ -272,13 +303,18 @@ async def test_no_token_malformed_tokens_and_public_paths(api: httpx.AsyncClient
 
 
 async def test_an_unreachable_jwks_is_503_not_a_crash(keys: Keys) -> None:
-    async with serve(app("http://127.0.0.1:9/jwks.json", jwks_timeout=1.0)) as url, httpx.AsyncClient(base_url=url) as client:
+    async with (
+        serve(app("http://127.0.0.1:9/jwks.json", jwks_timeout=1.0)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
         answer = await client.get("/me", headers=bearer(sign_pyjwt(keys.rsa, "RS256", claims())))
     assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
 
 
 async def test_the_rate_limiter_keys_on_the_verified_subject(jwks: JWKS, keys: Keys) -> None:
-    limited = app(jwks.url, extra=[Middleware(RateLimitMiddleware, limits=[Limit("user", 2, 60.0, key=auth_subject)])])
+    limited = app(
+        jwks.url, extra=[Middleware(RateLimitMiddleware, limits=[Limit("user", 2, 60.0, key=auth_subject)])]
+    )
     async with serve(limited) as url, httpx.AsyncClient(base_url=url) as client:
         alice = bearer(sign_pyjwt(keys.rsa, "RS256", claims(sub="alice")))
         bob = bearer(sign_pyjwt(keys.rsa, "RS256", claims(sub="bob")))
@@ -294,7 +330,7 @@ async def test_the_fastapi_dependency(keys: Keys, jwks: JWKS) -> None:
     fastapi_app = FastAPI()
 
     @fastapi_app.post("/orders")
-    async def create(claims: dict[str, Any] = Depends(auth.dependency("orders:write"))) -> dict[str, Any]:  # noqa: B008
+    async def create(claims: dict[str, Any] = Depends(auth.dependency("orders:write"))) -> dict[str, Any]:
         return {"by": claims["sub"]}
 
     async with serve(fastapi_app) as url, httpx.AsyncClient(base_url=url) as client:
@@ -304,7 +340,9 @@ async def test_the_fastapi_dependency(keys: Keys, jwks: JWKS) -> None:
         assert answer.status_code == 403 and "insufficient_scope" in answer.headers["www-authenticate"]
         writer = bearer(sign_pyjwt(keys.rsa, "RS256", claims(scope="orders:write")))
         assert (await client.post("/orders", headers=writer)).json() == {"by": "user-42"}
-        expired = bearer(sign_pyjwt(keys.rsa, "RS256", claims(exp=int(time.time()) - 600, scope="orders:write")))
+        expired = bearer(
+            sign_pyjwt(keys.rsa, "RS256", claims(exp=int(time.time()) - 600, scope="orders:write"))
+        )
         assert (await client.post("/orders", headers=expired)).status_code == 401
 
 
