@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import ConfigError
-from . import demo, dlq, sync, testbed
+from . import alerts, demo, dlq, sync, testbed
 from ._argparse import Parser, UsageError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS: dict[str, ModuleType] = {
+    "alerts": alerts,
     "demo": demo,
     "dlq": dlq,
     "sync": sync,
