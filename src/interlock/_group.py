@@ -9,13 +9,34 @@ for a timer. Used by the sync ledger, the PostgreSQL queue's ``put`` and the ``B
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 __all__ = ["GroupCall"]
 
 I = TypeVar("I")  # noqa: E741
 R = TypeVar("R")
+
+
+class _Many:
+    """What ``call_many`` waits on: its future, resolved once ``left`` items are answered."""
+
+    __slots__ = ("future", "left")
+
+    def __init__(self, future: asyncio.Future[None], left: int) -> None:
+        self.future = future
+        self.left = left
+
+    def answered(self) -> None:
+        self.left -= 1
+        if self.left == 0 and not self.future.done():
+            self.future.set_result(None)
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.future.set_exception(exc)
 
 
 class GroupCall(Generic[I, R]):
@@ -25,13 +46,31 @@ class GroupCall(Generic[I, R]):
     of at most ``max_batch`` items and returns one result per item, in order. When ``fn`` raises,
     every caller of that batch gets the exception, and the next batch still runs. ``batches``
     and ``calls`` count what was done.
+
+    ``max_in_flight`` > 1 lets a backlog (a full ``max_batch`` queued while a batch is in
+    flight) go out in up to that many batches at once; ``key`` then names what must stay in
+    order: an item whose key is in a batch in flight (or behind one held back) waits for a
+    later batch, so two items of one key are never in flight together and go in queue order.
     """
 
-    def __init__(self, fn: Callable[[list[I]], Awaitable[Sequence[R]]], *, max_batch: int = 1000) -> None:
+    def __init__(
+        self,
+        fn: Callable[[list[I]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int = 1000,
+        max_in_flight: int = 1,
+        key: Callable[[I], Hashable] | None = None,
+    ) -> None:
+        if max_in_flight > 1 and key is None:
+            raise ValueError("GroupCall: max_in_flight > 1 needs key= to keep items of one key in order")
         self._fn = fn
         self.max_batch = max_batch
-        self._pending: list[tuple[I, asyncio.Future[R] | None]] = []
-        self._task: asyncio.Task[None] | None = None
+        self.max_in_flight = max_in_flight
+        self._key = key
+        self._pending: list[tuple[I, asyncio.Future[R] | _Many | None]] = []
+        self._flights = 0
+        self._flying_keys: list[set[Hashable]] = []  # one set per batch in flight (max_in_flight > 1)
+        self._tasks: set[asyncio.Task[None]] = set()  # the flights, for drain()
         self.batches = 0
         self.calls = 0
 
@@ -39,6 +78,19 @@ class GroupCall(Generic[I, R]):
         """Queue ``item`` and start a batch unless one is in flight; resolves to its result."""
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, fut))
+        self.start()
+        return fut
+
+    def call_many(self, items: Sequence[I]) -> asyncio.Future[None]:
+        """Queue ``items`` and start a batch unless one is in flight; resolves (to None, the
+        results dropped) once every item is answered, or with the first error of a batch that
+        held one. One future for all of them, however many batches they take."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not items:
+            fut.set_result(None)
+            return fut
+        ticket = _Many(fut, len(items))
+        self._pending.extend((item, ticket) for item in items)
         self.start()
         return fut
 
@@ -53,40 +105,101 @@ class GroupCall(Generic[I, R]):
         """Items queued and not yet handed to ``fn``."""
         return len(self._pending)
 
-    def start(self) -> None:
-        """Start a batch of what is queued, unless one is in flight (it takes the queue next)."""
-        if self._task is None and self._pending:
-            # Started now, run on the next loop iteration: calls made in this one join it.
-            self._task = asyncio.get_running_loop().create_task(self._loop())
+    @property
+    def in_flight(self) -> int:
+        """Batches being answered now (flights that have not ended)."""
+        return self._flights
 
-    async def _loop(self) -> None:
+    def start(self) -> None:
+        """Start a batch of what is queued, unless one is in flight (it takes the queue next);
+        with ``max_in_flight`` > 1, also one more per full batch queued, up to that many."""
+        pending = len(self._pending)
+        if not pending:
+            return
+        wanted = min(self.max_in_flight, max(1, -(-pending // self.max_batch)))
+        while self._flights < wanted:
+            self._flights += 1
+            # Started now, run on the next loop iteration: calls made in this one join it.
+            task = asyncio.get_running_loop().create_task(self._flight())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _take(self) -> tuple[list[tuple[I, asyncio.Future[R] | _Many | None]], set[Hashable] | None]:
+        """The next batch, and its keys when batches may fly together."""
+        key, pending, size = self._key, self._pending, self.max_batch
+        if key is None or not self._flying_keys:
+            batch = pending[:size]
+            del pending[:size]
+            return batch, None if key is None else set(map(key, [item for item, _ in batch]))
+        busy: set[Hashable] = set().union(*self._flying_keys)
+        batch, keys, held, blocked = [], set(), [], set()
+        for i, entry in enumerate(pending):
+            if len(batch) >= size:
+                held.extend(pending[i:])  # the rest keeps its place in the queue
+                break
+            k = key(entry[0])
+            if k in busy or k in blocked:
+                blocked.add(k)  # and every later item of this key waits too, to keep their order
+                held.append(entry)
+                continue
+            batch.append(entry)
+            keys.add(k)
+        self._pending = held
+        return batch, keys
+
+    async def _flight(self) -> None:
+        stalled = False
         try:
             while self._pending:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                self.batches += 1
-                self.calls += len(batch)
+                batch, keys = self._take()
+                if not batch:
+                    stalled = True  # everything queued waits for a key in flight elsewhere
+                    return
+                if keys is not None:
+                    self._flying_keys.append(keys)
                 try:
-                    results = await self._fn([item for item, _ in batch])
-                    if len(results) != len(batch):
-                        raise RuntimeError(f"{self._fn!r} answered {len(results)} of {len(batch)} items")
-                except Exception as exc:
-                    for _, fut in batch:
-                        if fut is not None and not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                for (_, fut), result in zip(batch, results, strict=True):
-                    if fut is not None and not fut.done():
-                        fut.set_result(result)
+                    await self._answer(batch)
+                finally:
+                    if keys is not None:
+                        self._flying_keys.remove(keys)
+                if self._flights > 1 and len(self._pending) < self.max_batch:
+                    return  # the backlog is gone: the other flights (or a new one) take the rest
+                self.start()  # a backlog that grew meanwhile may use another flight
         finally:
-            self._task = None
+            self._flights -= 1
+            if not stalled:
+                self.start()  # items queued while the last batch flew, or held back for a key
+
+    async def _answer(self, batch: list[tuple[I, asyncio.Future[R] | _Many | None]]) -> None:
+        self.batches += 1
+        self.calls += len(batch)
+        try:
+            results = await self._fn([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"{self._fn!r} answered {len(results)} of {len(batch)} items")
+        except Exception as exc:
+            for _, fut in batch:
+                if fut is not None and not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), result in zip(batch, results, strict=True):
+            if fut is None:
+                continue
+            if isinstance(fut, _Many):
+                fut.answered()
+            elif not fut.done():
+                fut.set_result(result)
 
     async def drain(self) -> None:
         """Hand everything queued so far to ``fn`` and wait until it is answered."""
         self.start()
-        while self._task is not None:
-            await asyncio.shield(self._task)
+        while self._tasks:
+            # wait(), not the tasks themselves: a drain that is cancelled leaves them running.
+            await asyncio.wait(set(self._tasks))
             self.start()  # items added after the last batch was taken
 
     def __repr__(self) -> str:
-        return f"GroupCall(pending={len(self._pending)}, batches={self.batches}, calls={self.calls})"
+        return (
+            f"GroupCall(pending={len(self._pending)}, in_flight={self._flights}, "
+            f"batches={self.batches}, calls={self.calls})"
+        )

@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from random import getrandbits as _getrandbits
 
-_current: ContextVar[str | None] = ContextVar("interlock_correlation_id", default=None)
+CORRELATION_ID: ContextVar[str | None] = ContextVar("interlock_correlation_id", default=None)
+"""The correlation id of the running context (``current_correlation_id`` reads it; the Client's
+hot path reads it directly)."""
 
 
 def new_id() -> str:
@@ -26,15 +28,15 @@ def new_id() -> str:
 
 def current_correlation_id() -> str | None:
     """The correlation id set by the caller's context, if any."""
-    return _current.get()
+    return CORRELATION_ID.get()
 
 
 @contextmanager
 def correlation_id(value: str | None = None) -> Iterator[str]:
     """Run a block with ``value`` (or a new id) as the correlation id of every call made in it."""
     chosen = value or new_id()
-    token = _current.set(chosen)
+    token = CORRELATION_ID.set(chosen)
     try:
         yield chosen
     finally:
-        _current.reset(token)
+        CORRELATION_ID.reset(token)

@@ -121,6 +121,15 @@ class Response:
             from_cache=from_cache, stale=stale,
         )  # fmt: skip
 
+    def copy_for(self, request_id: str | None) -> Response:
+        """A copy of this answer for another caller (``request_id`` theirs, the parsed body not
+        shared): what a shared flight hands each of its callers. ``dataclasses.replace``'s
+        result, built directly."""
+        return Response(
+            self.status, self.headers, self.content, self.method, self.url, self.route, self.upstream,
+            self.attempts, self.elapsed, self.tracking_id, request_id, self.from_cache, self.stale,
+        )  # fmt: skip
+
     @property
     def ok(self) -> bool:
         """True for 2xx and 3xx answers."""

@@ -187,3 +187,151 @@ async def test_postgres_sink_shares_a_pool(postgres_dsn: str, pg_table: str) -> 
         assert await pool.fetchval(f'SELECT count(*) FROM "{pg_table}".payments') == 25
     finally:
         await pool.close()
+
+
+# -- issue #11, section 4: batches in parallel on a backlog, one round trip per small batch ----
+
+
+class GatedSink(SQLiteSink):
+    """Holds every batch until ``release`` is set, counting how many are written at once."""
+
+    connections = 4
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = asyncio.Event()
+        self.active = self.peak = 0
+        self.batches: list[list[Any]] = []
+
+    async def write_rows(self, rows: Any) -> None:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        self.batches.append(list(rows))
+        try:
+            await self.release.wait()
+            await super().write_rows(rows)
+        finally:
+            self.active -= 1
+
+
+async def wait_until(condition: Any) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+async def test_a_backlog_is_written_by_several_batches_at_once(sqlite_path: str) -> None:
+    make_table(sqlite_path)
+    sink = GatedSink(f"sqlite:///{sqlite_path}", "payments", ["id", "customer", "amount"], key=["id"])
+    writer = interlock.BatchWriter(sink, max_rows=100, max_delay=60)
+    assert writer.flushes == 4  # the sink's connections
+    done = asyncio.ensure_future(writer.write_many([(f"p{i:04}", "c", i) for i in range(1000)]))
+    await wait_until(lambda: sink.active == 4)
+    assert len(sink.batches) == 4 and {len(b) for b in sink.batches} == {100}
+    sink.release.set()
+    await done
+    await writer.aclose()
+    assert sink.peak == 4
+    assert len(rows_in(sqlite_path)) == 1000
+
+
+async def test_awaited_writes_from_many_handlers_go_in_one_batch_at_a_time(sqlite_path: str) -> None:
+    # No backlog (fewer rows than max_rows waiting): one batch in flight, the next one growing.
+    make_table(sqlite_path)
+    sink = GatedSink(f"sqlite:///{sqlite_path}", "payments", ["id", "customer", "amount"], key=["id"])
+    writer = interlock.BatchWriter(sink, max_rows=1000, max_delay=60)
+    first = asyncio.ensure_future(writer.write(("p0", "c", 0)))
+    await wait_until(lambda: sink.active == 1)
+    rest = asyncio.ensure_future(asyncio.gather(*(writer.write((f"p{i}", "c", i)) for i in range(1, 65))))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert sink.active == 1 and writer.pending == 64
+    sink.release.set()
+    await first
+    await rest
+    await writer.aclose()
+    assert [len(b) for b in sink.batches] == [1, 64]
+
+
+async def test_writes_of_one_key_commit_in_order_across_parallel_batches(sqlite_path: str) -> None:
+    make_table(sqlite_path)
+    sink = GatedSink(f"sqlite:///{sqlite_path}", "payments", ["id", "customer", "amount"], key=["id"])
+    sink.release.set()
+    writer = interlock.BatchWriter(sink, max_rows=50, max_delay=60)
+    # 20 keys written 30 times each, interleaved: every batch in flight holds each key once
+    # at most, and the last write of each key is the one that stays.
+    rows = [(f"k{i % 20:02}", f"v{i}", i) for i in range(600)]
+    for row in rows:
+        writer.add(row)
+    await writer.aclose()
+    assert rows_in(sqlite_path) == sorted((f"k{k:02}", f"v{580 + k}", 580 + k) for k in range(20))
+
+
+@pytest.mark.parametrize("method", ["auto", "unnest"])
+async def test_postgres_sink_small_batches(postgres_dsn: str, pg_table: str, method: Any) -> None:
+    import asyncpg
+
+    sink = PostgresSink(
+        "payments", ["id", "customer", "amount"], ["id"], dsn=postgres_dsn, schema=pg_table, method=method
+    )
+    async with interlock.BatchWriter(sink, max_rows=500, max_delay=0.02) as writer:
+        await asyncio.gather(*(writer.write((f"p{i}", f"cus_{i % 7}", i)) for i in range(300)))
+        await writer.write_many([("p1", "changed", -1), ("p1", "changed", 99)])  # same key twice in a batch
+        await writer.write_many([(f"big{i}", "c", i) for i in range(1200)])  # over copy_over: COPY
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        count = await conn.fetchval(f'SELECT count(*) FROM "{pg_table}".payments')
+        p1 = await conn.fetchrow(f'SELECT customer, amount FROM "{pg_table}".payments WHERE id = $1', "p1")
+    finally:
+        await conn.close()
+    assert count == 1500
+    assert (p1["customer"], p1["amount"]) == ("changed", 99)
+
+
+async def test_postgres_sink_writes_a_small_batch_in_one_statement(postgres_dsn: str, pg_table: str) -> None:
+    import asyncpg
+
+    statements: list[str] = []
+
+    async def log_queries(conn: Any) -> None:
+        # asyncpg's own type introspection (once per connection and type) is not the sink's
+        ours = (
+            "INSERT",
+            "BEGIN",
+            "COMMIT",
+            "CREATE",
+            "COPY",
+            "SELECT pg_advisory",
+            "RESET",
+            "SELECT attname",
+        )
+        conn.add_query_logger(
+            lambda record: statements.append(record.query) if record.query.strip().startswith(ours) else None
+        )
+
+    pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=4, init=log_queries)
+    sink = PostgresSink("payments", ["id", "customer", "amount"], ["id"], pool=pool, schema=pg_table)
+    writer = interlock.BatchWriter(sink, max_rows=1000)
+    try:
+        for n in range(3):
+            await writer.write_many([(f"p{n}-{i}", "c", i) for i in range(50)])
+        upserts = [s for s in statements if s.startswith("INSERT")]
+        assert len(upserts) == 3 and all("unnest(" in s for s in upserts)
+        # one statement per batch besides the column types looked up once: no BEGIN/COMMIT,
+        # no CREATE TEMP TABLE, no reset query between batches (the connection is held)
+        assert len(statements) == 4, [s.strip()[:30] for s in statements]
+        statements.clear()
+        await writer.write_many([(f"big{i}", "c", i) for i in range(2500)])  # COPY batches
+        await writer.write_many([(f"big{i}", "d", i) for i in range(2500)])
+        assert sum("CREATE TEMP TABLE" in s for s in statements) <= sink.connections  # once per connection
+    finally:
+        await writer.aclose()
+    try:
+        assert await pool.fetchval(f'SELECT count(*) FROM "{pg_table}".payments') == 2650
+        assert (
+            await pool.fetchval(f"SELECT count(*) FROM \"{pg_table}\".payments WHERE customer = 'd'") == 2500
+        )
+    finally:
+        await pool.close()

@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl, urlsplit
 from multidict import CIMultiDict
 
 from .._clock import SYSTEM_CLOCK, Clock
-from .._ids import current_correlation_id, new_id
-from .._metrics import track_client, upstream_stats
+from .._ids import CORRELATION_ID, new_id
+from .._metrics import UpstreamStats, track_client, upstream_stats
 from .._models import Request, Response
 from .._redact import REDACTION, Redaction
 from ..core.breaker import CircuitBreaker
@@ -78,6 +78,73 @@ def _param(value: ParamValue) -> str:
 
 def _outcome(status: int) -> str:
     return f"{status // 100}xx"
+
+
+_OUTCOMES = tuple(_outcome(status) for status in range(0, 1000, 100))  # by status // 100
+
+
+class _CallRecorder:
+    """The pipeline's ``Observer`` for one client: every call's metrics and log line."""
+
+    __slots__ = ("_clock", "_name", "_redaction", "_stats")
+
+    def __init__(self, name: str, stats: UpstreamStats, clock: Clock, redaction: Redaction) -> None:
+        self._name = name
+        self._stats = stats
+        self._clock = clock
+        self._redaction = redaction
+
+    def answered(self, request: Request, response: Response, start: float) -> None:
+        """Count and log an answered call."""
+        response.elapsed = elapsed = self._clock.monotonic() - start
+        response.request_id = request.request_id
+        status = response.status
+        outcome = _OUTCOMES[status // 100] if 100 <= status < 1000 else _outcome(status)
+        stats = self._stats.routes.get(request.route) or self._stats.route(request.route)
+        stats.observe(request.method, outcome, elapsed)
+        if _log.isEnabledFor(logging.INFO):
+            fields = self._log_fields(request, response, elapsed, None)
+            _log.info(
+                "%s %s%s -> %s in %.1f ms (attempts=%d tracking_id=%s)",
+                request.method,
+                self._name,
+                request.route,
+                response.status,
+                elapsed * 1000,
+                response.attempts,
+                response.tracking_id,
+                extra={"interlock": fields},
+            )
+
+    def failed(self, request: Request, error: CallError, start: float) -> None:
+        """Give a failed call's error its context, count and log it."""
+        elapsed = self._clock.monotonic() - start
+        error.with_context(**request.context(), attempts=request.attempt)
+        if self._redaction is not REDACTION:
+            error.redact(self._redaction)
+        self._observe(request, type(error).__name__.lower(), elapsed)
+        if _log.isEnabledFor(logging.WARNING):
+            _log.warning("%s", error, extra={"interlock": self._log_fields(request, None, elapsed, error)})
+
+    def _observe(self, request: Request, outcome: str, elapsed: float) -> None:
+        stats = self._stats.routes.get(request.route) or self._stats.route(request.route)
+        stats.observe(request.method, outcome, elapsed)
+
+    def _log_fields(
+        self, request: Request, response: Response | None, elapsed: float, error: CallError | None
+    ) -> dict[str, Any]:
+        return {
+            "upstream": self._name,
+            "method": request.method,
+            "route": request.route,
+            "status": response.status if response else (error.status if error else None),
+            "attempts": response.attempts if response else request.attempt,
+            "duration_ms": round(elapsed * 1000, 3),
+            "tracking_id": response.tracking_id if response else (error.tracking_id if error else None),
+            "request_id": request.request_id,
+            "from_cache": response.from_cache if response else False,
+            "error": type(error).__name__ if error else None,
+        }
 
 
 class Client:
@@ -147,6 +214,7 @@ class Client:
             timeout = timeout or self.profile.timeout
         self.timeout = timeout or Timeout()
         self._per_attempt = self.timeout.per_attempt
+        self._attempt_timeout = AttemptTimeout(self.timeout.connect, None, self._per_attempt)
         self.concurrency = Concurrency.coerce(concurrency)
         self.limits = limits or Limits()
         self.redaction = redaction or REDACTION
@@ -156,6 +224,8 @@ class Client:
         self._idempotency_header = idempotency_header
         self._request_id_header = request_id_header
         self._headers: CIMultiDict[str] = CIMultiDict(headers or {})
+        self._given_id = self._headers.get(request_id_header)
+        self._given_key = self._headers.get(idempotency_header)
         self._clock = clock or SYSTEM_CLOCK
         batches = batches_of(batch)
         declared = [*(t for b in batches for t in (b.route, b.via)), *(cache.templates if cache else ())]
@@ -168,10 +238,13 @@ class Client:
         self._transport: Transport = transport or AiohttpTransport(tracking_headers=tracking_headers)
         self._stats = upstream_stats(self.name)
         ignored = (request_id_header, idempotency_header)
-        self.cache = CachePolicy(cache, self.name, self._clock) if cache else None
-        self._coalesce = (
-            CoalescePolicy(self.name, (*ignored, "Traceparent", "Tracestate")) if coalesce else None
+        same_reads = (*ignored, "Traceparent", "Tracestate")  # headers that do not tell reads apart
+        self.cache = (
+            CachePolicy(cache, self.name, self._clock, share_fills=same_reads if coalesce else None)
+            if cache
+            else None
         )
+        self._coalesce = CoalescePolicy(self.name, same_reads) if coalesce else None
         self._batch = (
             BatchPolicy(
                 batches, self.name, self._clock, request_id_header=request_id_header, ignored_headers=ignored
@@ -198,6 +271,7 @@ class Client:
             if redirects is not None and redirects.follow
             else None
         )
+        self._recorder = _CallRecorder(self.name, self._stats, self._clock, self.redaction)
         self.auth = AuthPolicy(auth, self.name) if auth is not None else None
         self._call = self._compose(self._retry)
         self._profiled: dict[str, Send] = {}
@@ -216,6 +290,7 @@ class Client:
             transport=self._send,
             clock=self._clock,
             on_resend=self._count_retry,
+            observer=self._recorder,
             follow=self._follower.follow if self._follower is not None else None,
             auth=self.auth,
         )
@@ -240,17 +315,20 @@ class Client:
     # -- the transport end of the pipeline -----------------------------------------------------
     def _send(self, request: Request) -> Coroutine[Any, Any, Response]:
         # A plain function handing back the transport's coroutine: one frame less per attempt.
-        total = self._per_attempt
+        # While the deadline is further off than the per-attempt cap, every attempt shares one
+        # AttemptTimeout (and the transport its one library timeout object).
+        timeout = self._attempt_timeout
         if request.deadline is not None:
             remaining = request.deadline - self._clock.monotonic()
             if remaining <= 0:
                 raise DeadlineExceeded("deadline reached before the attempt could start")
-            total = remaining if total is None else min(total, remaining)
+            if timeout.total is None or remaining < timeout.total:
+                timeout = AttemptTimeout(timeout.connect, None, remaining)
         limits = self.limits
         request.max_response_bytes = (
             limits.response_bytes_for(request.path) if limits.rules else limits.max_response_bytes
         )
-        return self._transport.send(request, AttemptTimeout(self.timeout.connect, None, total))
+        return self._transport.send(request, timeout)
 
     def _count_retry(self, request: Request) -> None:
         self._stats.route(request.route).retries += 1
@@ -289,10 +367,12 @@ class Client:
           client was given ``retry=`` / ``timeout=`` explicitly.
         """
         method = method.upper()
-        if path.startswith(("http://", "https://")):
+        if path[:1] == "/":
+            relative, url = path, self.base_url + path
+        elif path.startswith(("http://", "https://")):
             url, relative = path, urlsplit(path).path
         else:
-            relative = path if path.startswith("/") else "/" + path
+            relative = "/" + path
             url = self.base_url + relative
         query: dict[str, str] = {}
         if "?" in url:
@@ -306,7 +386,10 @@ class Client:
         merged: CIMultiDict[str] = self._headers.copy()
         if headers:
             merged.update(headers)
-        request_id = merged.get(self._request_id_header) or current_correlation_id() or new_id()
+            given_id, given_key = merged.get(self._request_id_header), merged.get(self._idempotency_header)
+        else:  # the client's own headers alone: what they hold was looked up once, at init
+            given_id, given_key = self._given_id, self._given_key
+        request_id = given_id or CORRELATION_ID.get() or new_id()
         merged[self._request_id_header] = request_id
         body: bytes | None
         if json is not None:
@@ -316,7 +399,7 @@ class Client:
             merged.setdefault("Content-Type", "application/json")
         else:
             body = content.encode() if isinstance(content, str) else content
-        key = idempotency_key or merged.get(self._idempotency_header)
+        key = idempotency_key or given_key
         if key is None and self.idempotency_keys and method in UNSAFE_KEYED_METHODS:
             key = str(uuid.uuid4())
         if key is not None:
@@ -331,78 +414,31 @@ class Client:
                 if not self._own_retry:
                     extensions[_PROFILE] = chosen
         return Request(
-            method=method,
-            url=url,
-            path=relative,
-            route=self._routes.admit(route) if route else self._routes(relative),
-            upstream=self.name,
-            params=query,
-            headers=merged,
-            body=body,
-            deadline=self._clock.monotonic() + total if total else None,
-            request_id=request_id,
-            idempotency_key=key,
+            method,
+            url,
+            relative,
+            self._routes.admit(route) if route else self._routes(relative),
+            self.name,
+            query,
+            merged,
+            body,
+            request_id,
+            key,
+            self._clock.monotonic() + total if total else None,
             extensions=extensions,
         )
 
     # -- calling --------------------------------------------------------------------------------
-    async def send(self, request: Request) -> Response:
-        """Send a built request through the whole pipeline."""
+    def send(self, request: Request) -> Coroutine[Any, Any, Response]:
+        """Send a built request through the whole pipeline. Returns a coroutine: ``await
+        api.send(request)``."""
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
-        start = self._clock.monotonic()
-        call = self._call
         if request.extensions:
             profile = request.extensions.get(_PROFILE)
             if profile is not None:
-                call = self._pipeline_for(profile)
-        try:
-            response = await call(request)
-        except CallError as exc:
-            elapsed = self._clock.monotonic() - start
-            exc.with_context(**request.context(), attempts=request.attempt)
-            if self.redaction is not REDACTION:
-                exc.redact(self.redaction)
-            self._observe(request, type(exc).__name__.lower(), elapsed)
-            if _log.isEnabledFor(logging.WARNING):
-                _log.warning("%s", exc, extra={"interlock": self._log_fields(request, None, elapsed, exc)})
-            raise
-        response.elapsed = elapsed = self._clock.monotonic() - start
-        response.request_id = request.request_id
-        self._observe(request, _outcome(response.status), elapsed)
-        if _log.isEnabledFor(logging.INFO):
-            fields = self._log_fields(request, response, elapsed, None)
-            _log.info(
-                "%s %s%s -> %s in %.1f ms (attempts=%d tracking_id=%s)",
-                request.method,
-                self.name,
-                request.route,
-                response.status,
-                elapsed * 1000,
-                response.attempts,
-                response.tracking_id,
-                extra={"interlock": fields},
-            )
-        return response
-
-    def _observe(self, request: Request, outcome: str, elapsed: float) -> None:
-        self._stats.route(request.route).observe(request.method, outcome, elapsed)
-
-    def _log_fields(
-        self, request: Request, response: Response | None, elapsed: float, error: CallError | None
-    ) -> dict[str, Any]:
-        return {
-            "upstream": self.name,
-            "method": request.method,
-            "route": request.route,
-            "status": response.status if response else (error.status if error else None),
-            "attempts": response.attempts if response else request.attempt,
-            "duration_ms": round(elapsed * 1000, 3),
-            "tracking_id": response.tracking_id if response else (error.tracking_id if error else None),
-            "request_id": request.request_id,
-            "from_cache": response.from_cache if response else False,
-            "error": type(error).__name__ if error else None,
-        }
+                return self._pipeline_for(profile)(request)
+        return self._call(request)
 
     def request(
         self,

@@ -6,23 +6,44 @@ Attempt-level policies that only admit and observe are ``Gate``s rather than wra
 suspension inside the transport resumes through each coroutine frame above it, so gates run as
 plain calls before and after the one frame that awaits the transport. On loopback this is the
 difference between a pipeline that costs a few microseconds and one that halves throughput.
+
+For the same reason the common pipeline (no cache, batch or rate limit: the default) is one
+coroutine, ``DirectPipeline``: coalescing, the retry loop, the gates and the call's metrics run
+inline in it, as plain calls to the steps their policies expose (``CoalescePolicy.take_off``...
+and ``RetryPolicy.begin``...), in the same order; the decisions stay in the policies. With a
+cache, a batch or a rate limit, the stages are chained as ``Policy`` wrappers under ``Observed``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._clock import Clock
 from .._models import Request, Response
 from ..core.redirect import REDIRECT_STATUSES
-from ..errors import DeadlineExceeded
+from ..errors import CallError, DeadlineExceeded
 
-__all__ = ["Follow", "Gate", "GatedSend", "Policy", "Send", "chain", "compose_pipeline"]
+if TYPE_CHECKING:
+    from .policies.coalesce import CoalescePolicy
+    from .policies.retry import RetryCallState, RetryPolicy
 
-Send = Callable[[Request], Awaitable[Response]]
+__all__ = [
+    "DirectPipeline",
+    "Follow",
+    "Gate",
+    "GatedSend",
+    "Observed",
+    "Observer",
+    "Policy",
+    "Send",
+    "chain",
+    "compose_pipeline",
+]
+
+Send = Callable[[Request], Coroutine[Any, Any, Response]]
 """What each stage calls to pass a request on: the rest of the pipeline, or the transport."""
 Follow = Callable[[Request, Response], Awaitable[Response]]
 """What an attempt's redirect answer is handed to: the answer of the hops that follow it."""
@@ -58,12 +79,61 @@ class Gate(Protocol):
         ...
 
 
+class Observer(Protocol):
+    """Hears how each call through the pipeline ended (the Client's metrics and logs): called
+    once per call, with the clock reading taken as the call entered the pipeline."""
+
+    def answered(self, request: Request, response: Response, start: float) -> None:
+        """The call was answered (from the cache, a shared flight or the upstream)."""
+        ...
+
+    def failed(self, request: Request, error: CallError, start: float) -> None:
+        """The call ended with ``error``."""
+        ...
+
+
+class Observed:
+    """The top of a chained pipeline: times the call and tells the ``Observer`` how it ended."""
+
+    __slots__ = ("_clock", "_observer", "_send")
+
+    def __init__(self, observer: Observer, send: Send, clock: Clock) -> None:
+        self._observer = observer
+        self._send = send
+        self._clock = clock
+
+    async def send(self, request: Request) -> Response:
+        """Send ``request`` down the pipeline and report how it ended."""
+        start = self._clock.monotonic()
+        try:
+            response = await self._send(request)
+        except CallError as exc:
+            self._observer.failed(request, exc, start)
+            raise
+        self._observer.answered(request, response, start)
+        return response
+
+
 def chain(policies: Sequence[Policy], terminal: Send) -> Send:
     """Chain policies so the first one listed runs first and the last one calls ``terminal``."""
     send = terminal
     for policy in reversed(policies):
         send = partial(policy.handle, call_next=send)
     return send
+
+
+async def enter_within_deadline(gate: Gate, request: Request, clock: Clock) -> None:
+    """Wait for ``gate`` to admit ``request`` (its ``try_enter`` said to wait), never past the
+    call's deadline."""
+    if request.deadline is None:
+        await gate.enter(request)
+        return
+    remaining = request.deadline - clock.monotonic()
+    try:
+        async with asyncio.timeout(max(0.0, remaining)):
+            await gate.enter(request)
+    except TimeoutError:
+        raise DeadlineExceeded("deadline reached while waiting for a concurrency slot") from None
 
 
 class GatedSend:
@@ -96,7 +166,7 @@ class GatedSend:
         try:
             for gate in gates:
                 if not gate.try_enter(request):
-                    await self._enter_by_deadline(gate, request)
+                    await enter_within_deadline(gate, request, self._clock)
                 entered += 1
             if request.attempt > 1:  # counted when sent: waiting out an open breaker sends nothing
                 self._on_resend(request)
@@ -111,38 +181,127 @@ class GatedSend:
             gate.exit(request, response, None)
         return response
 
-    async def _enter_by_deadline(self, gate: Gate, request: Request) -> None:
-        if request.deadline is None:
-            await gate.enter(request)
-            return
-        remaining = request.deadline - self._clock.monotonic()
+
+class DirectPipeline:
+    """The whole pipeline as one coroutine, for clients without a cache, a batch or a rate limit
+    (the default): coalesce, then retry running attempts through the gates to the transport,
+    the call timed and reported to the ``Observer``. The same steps, in the same order, as the
+    chained stages, run as plain calls: each suspension in the transport then resumes one frame
+    here instead of one per stage."""
+
+    __slots__ = (
+        "_clock", "_coalesce", "_follow", "_gates", "_observer", "_on_resend", "_refused", "_retried",
+        "_retry", "_rgates", "_send",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        coalesce: CoalescePolicy | None,
+        retry: RetryPolicy,
+        gates: Sequence[Gate],
+        send: Send,
+        clock: Clock,
+        on_resend: Callable[[Request], None],
+        observer: Observer,
+        follow: Follow | None = None,
+    ) -> None:
+        self._coalesce = coalesce
+        self._retry = retry
+        self._retried = retry.retried_errors
+        self._refused = retry.refused_errors
+        self._follow = follow
+        self._gates = tuple(gates)
+        self._rgates = self._gates[::-1]
+        self._send = send
+        self._clock = clock
+        self._on_resend = on_resend
+        self._observer = observer
+
+    async def send(self, request: Request) -> Response:
+        """Answer ``request``: share an identical read in the air, or run its attempts."""
+        coalesce, policy, gates = self._coalesce, self._retry, self._gates
+        start = self._clock.monotonic()
+        key = None  # set while this call leads a flight
         try:
-            async with asyncio.timeout(max(0.0, remaining)):
-                await gate.enter(request)
-        except TimeoutError:
-            raise DeadlineExceeded("deadline reached while waiting for a concurrency slot") from None
+            if coalesce is not None and (shared_as := coalesce.identity(request)) is not None:
+                while not coalesce.take_off(shared_as):
+                    if (shared := await coalesce.follow(shared_as, request)) is not None:
+                        self._observer.answered(request, shared, start)
+                        return shared
+                key = shared_as
+            retry = policy.begin()
+            state: RetryCallState | None = None
+            attempt = 1
+            while True:
+                request.attempt = attempt
+                entered = 0
+                try:
+                    for gate in gates:
+                        if not gate.try_enter(request):
+                            await enter_within_deadline(gate, request, self._clock)
+                        entered += 1
+                    if attempt > 1:  # counted when sent: waiting out an open breaker sends nothing
+                        self._on_resend(request)
+                    response = await self._send(request)
+                    if self._follow is not None and response.status in REDIRECT_STATUSES:
+                        response = await self._follow(request, response)
+                except BaseException as exc:
+                    for gate in reversed(gates[:entered]):
+                        gate.exit(request, None, exc)
+                    if isinstance(exc, self._refused):
+                        raise policy.refused(state, request, attempt, exc) from exc.__cause__
+                    if not isinstance(exc, self._retried):
+                        raise
+                    state = policy.raised(state, request, attempt, exc)
+                else:
+                    for gate in self._rgates:
+                        gate.exit(request, response, None)
+                    state = policy.answered(retry, state, request, attempt, response)
+                    if state is None:
+                        break
+                final = policy.after_failure(retry, state)
+                if final is not None:
+                    response = final
+                    break
+                await policy.wait(state)
+                attempt = state.attempt + 1
+        except BaseException as exc:
+            if key is not None:
+                coalesce.land(key, None, exc)  # type: ignore[union-attr]
+            if isinstance(exc, CallError):
+                self._observer.failed(request, exc, start)
+            raise
+        if key is not None:
+            coalesce.land(key, response)  # type: ignore[union-attr]
+        self._observer.answered(request, response, start)
+        return response
 
 
 def compose_pipeline(
     *,
     cache: Policy | None,
-    coalesce: Policy | None,
+    coalesce: CoalescePolicy | None,
     batch: Policy | None,
-    retry: Policy,
+    retry: RetryPolicy,
     rate_limit: Policy | None,
     concurrency: Gate | None,
     breaker: Gate | None,
     transport: Send,
     clock: Clock,
     on_resend: Callable[[Request], None],
+    observer: Observer,
     follow: Follow | None = None,
     auth: Policy | None = None,
 ) -> Send:
     """The whole pipeline of one client, in the order stated by ``interlock.client`` (and set
-    here only). Absent policies (None) are left out; ``transport`` sends one attempt within
-    the call's deadline, ``follow`` follows its redirects. ``auth`` (credentials) runs first in
-    each attempt, so the one send it repeats after a 401 passes the rate limit and gates too."""
+    here only), every call reported to ``observer``. Absent policies (None) are left out;
+    ``transport`` sends one attempt within the call's deadline, ``follow`` follows its
+    redirects. ``auth`` (credentials) runs first in each attempt, so the one send it repeats
+    after a 401 passes the rate limit and gates too."""
     gates = [g for g in (concurrency, breaker) if g is not None]
+    if cache is None and batch is None and rate_limit is None and auth is None:
+        return DirectPipeline(coalesce, retry, gates, transport, clock, on_resend, observer, follow).send
     gated = GatedSend(gates, transport, clock, on_resend, follow)
     attempt = chain([p for p in (auth, rate_limit) if p is not None], gated.send)
-    return chain([p for p in (cache, coalesce, batch, retry) if p is not None], attempt)
+    stages = chain([p for p in (cache, coalesce, batch, retry) if p is not None], attempt)
+    return Observed(observer, stages, clock).send

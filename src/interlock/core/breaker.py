@@ -83,6 +83,11 @@ class Reject:
     retry_in: float
 
 
+# Admissions carry no per-call data: two shared instances, so admitting a call allocates nothing.
+ADMIT = Admit(probe=False)
+ADMIT_PROBE = Admit(probe=True)
+
+
 class Breaker:
     """One upstream's breaker. ``admit`` before a call, ``record`` after it."""
 
@@ -99,15 +104,6 @@ class Breaker:
         self.transitions = 0
 
     # -- sliding window -------------------------------------------------------------------------
-    def _slot(self, now: float) -> int:
-        bucket_id = int(now // self._bucket_width)
-        slot = bucket_id % self.config.buckets
-        if self._bucket_ids[slot] != bucket_id:
-            self._bucket_ids[slot] = bucket_id
-            self._calls[slot] = 0
-            self._failures[slot] = 0
-        return slot
-
     def window_counts(self, now: float) -> tuple[int, int]:
         """(calls, failures) in the window ending now."""
         oldest = int(now // self._bucket_width) - self.config.buckets + 1
@@ -134,6 +130,8 @@ class Breaker:
     # -- decisions ------------------------------------------------------------------------------
     def admit(self, now: float) -> Admit | Reject:
         """Whether a call may start now; moves an open breaker whose time is up to half-open."""
+        if self.state is BreakerState.CLOSED:
+            return ADMIT
         if self.state is BreakerState.OPEN:
             remaining = self._opened_at + self.config.open_for - now
             if remaining > 0:
@@ -143,8 +141,8 @@ class Breaker:
             if self._probes_in_flight >= self.config.half_open_calls:
                 return Reject(self._bucket_width)
             self._probes_in_flight += 1
-            return Admit(probe=True)
-        return Admit(probe=False)
+            return ADMIT_PROBE
+        return ADMIT
 
     def release(self, admitted: Admit) -> None:
         """The admitted call ended without a verdict on health (e.g. cancelled, or a 429)."""
@@ -158,7 +156,8 @@ class Breaker:
         ``failure_ratio`` failed; a probe's failure reopens a half-open one, and
         ``half_open_calls`` successful probes close it.
         """
-        if self.config.slow_call is not None and duration >= self.config.slow_call:
+        config = self.config
+        if config.slow_call is not None and duration >= config.slow_call:
             failed = True
         if admitted.probe:
             if self.state is not BreakerState.HALF_OPEN:
@@ -173,7 +172,13 @@ class Breaker:
             return
         if self.state is not BreakerState.CLOSED:
             return  # a call admitted before the breaker opened; its verdict is already moot
-        slot = self._slot(now)
+        # ``_slot`` inlined: this runs once per call.
+        bucket_id = int(now // self._bucket_width)
+        slot = bucket_id % config.buckets
+        if self._bucket_ids[slot] != bucket_id:
+            self._bucket_ids[slot] = bucket_id
+            self._calls[slot] = 0
+            self._failures[slot] = 0
         self._calls[slot] += 1
         if failed:
             self._failures[slot] += 1

@@ -493,8 +493,9 @@ class CacheRead:
     def start(self) -> Start:
         """Decide from the request alone."""
         headers = self._request_headers
-        if any(name in headers for name in _CALLER_CONDITIONALS):
-            return Bypass()
+        for name in _CALLER_CONDITIONALS:
+            if name in headers:
+                return Bypass()
         cc = parse_cache_control(headers.get("Cache-Control"))
         # Section 5.2.1.5: no-store in the request forbids storing its answer.
         self._may_store = not cc.no_store

@@ -10,13 +10,20 @@ what is left. A batch holds at most ``max_rows`` rows; when one fails, the write
 get the error and the next batch is still tried. Rows with the same key inside one batch are
 collapsed to the last one: PostgreSQL refuses to upsert one row twice in a statement, and the
 last write wins anyway.
+
+While one batch is written, the rows that arrive form the next one; only a backlog (a full
+``max_rows`` batch queued) starts more batches at once, up to ``flushes`` (by default as many
+as the sink holds connections). Awaited writes thus go in few, large batches, and a bulk load
+drains in parallel. A row whose key is in a batch being written waits for a later batch, so
+two writes of one key always commit in the order they were made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from .._group import GroupCall
@@ -39,18 +46,29 @@ class BatchWriter:
             await writer.write({"id": "pay_1", "customer": "cus_9", "amount": 1200})
     """
 
-    def __init__(self, sink: Sink, *, max_rows: int = 1000, max_delay: float = 0.05) -> None:
+    def __init__(
+        self, sink: Sink, *, max_rows: int = 1000, max_delay: float = 0.05, flushes: int | None = None
+    ) -> None:
         if max_rows < 1:
             raise ConfigError("BatchWriter", "max_rows", f"must be >= 1, got {max_rows!r}")
         if max_delay < 0:
             raise ConfigError("BatchWriter", "max_delay", f"must be >= 0 seconds, got {max_delay!r}")
+        if flushes is None:
+            flushes = getattr(sink, "connections", 1)
+        if not isinstance(flushes, int) or flushes < 1:
+            raise ConfigError("BatchWriter", "flushes", f"must be an integer >= 1, got {flushes!r}")
         self.sink = sink
         self.max_rows = max_rows
         self.max_delay = max_delay
-        # Rows queued while a batch is being written form the next one (group commit).
-        self._group: GroupCall[Row, None] = GroupCall(self._write_batch, max_batch=max_rows)
+        self.flushes = flushes
+        key_index = [sink.columns.index(k) for k in sink.key]
+        self._key: Callable[[Row], Any] = (
+            itemgetter(key_index[0]) if len(key_index) == 1 else itemgetter(*key_index)
+        )
+        self._group: GroupCall[Row, None] = GroupCall(
+            self._write_batch, max_batch=max_rows, max_in_flight=flushes, key=self._key
+        )
         self._timer: asyncio.TimerHandle | None = None
-        self._key_index = [sink.columns.index(k) for k in sink.key]
         self.rows_written = 0
         self.batches = 0
         self._closed = False
@@ -89,10 +107,14 @@ class BatchWriter:
         await self._group(self._as_row(row))
 
     async def write_many(self, rows: Sequence[Mapping[str, Any] | Sequence[Any]]) -> None:
-        """Queue rows and wait until all are committed (raises if a batch holding one failed)."""
-        values = [self._as_row(row) for row in rows]
-        if values:
-            await asyncio.gather(*(self._group(v) for v in values))
+        """Queue rows and wait until all are committed (raises if a batch holding one failed):
+        batches of ``max_rows``, up to ``flushes`` written at once."""
+        await self._group.call_many([self._as_row(row) for row in rows])
+
+    @property
+    def pending(self) -> int:
+        """Rows queued and not yet handed to the sink."""
+        return self._group.pending
 
     def _start(self) -> None:
         if self._timer is not None:
@@ -112,10 +134,7 @@ class BatchWriter:
         return [None] * len(rows)
 
     def _collapse(self, rows: list[Row]) -> list[Row]:
-        idx = self._key_index
-        latest: dict[tuple[Any, ...], Row] = {}
-        for row in rows:
-            latest[tuple(row[i] for i in idx)] = row
+        latest = dict(zip(map(self._key, rows), rows, strict=True))  # the last row of each key
         return list(latest.values()) if len(latest) != len(rows) else rows
 
     async def flush(self) -> None:
@@ -139,5 +158,5 @@ class BatchWriter:
     def __repr__(self) -> str:
         return (
             f"BatchWriter({self.sink!r}, max_rows={self.max_rows}, max_delay={self.max_delay}, "
-            f"queued={self._group.pending}, written={self.rows_written}, batches={self.batches})"
+            f"flushes={self.flushes}, queued={self.pending}, written={self.rows_written}, batches={self.batches})"
         )

@@ -8,6 +8,10 @@ and the call goes upstream as if the cache were not there. No store operation ou
 call's deadline, and after a failure reads and writes leave a shared store alone for
 ``STORE_RETRY_AFTER`` seconds (a frozen Redis costs one wait, not one per call); invalidations
 are always tried.
+
+Identical reads that miss together share one fill (when the client coalesces): the first goes
+upstream and stores the answer, the others get their own copy of it, as the coalescing stage
+below would give them, but without each building and storing the same entry again.
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ from ...stores.cache_memory import MemoryCacheStore
 from .._config import Cache, CacheRule
 from .._pipeline import Send
 from ._deadline import within_deadline
+from .coalesce import CoalescePolicy
 
 _log = logging.getLogger("interlock.cache")
 _STORE_ERROR_LOG_EVERY = 30.0
+_MAX_REMEMBERED_PATHS = 10_000
+_UNKNOWN: Any = object()
 STORE_RETRY_AFTER = 5.0
 """Seconds reads and writes skip a shared store after it failed, before trying it again."""
 
@@ -59,7 +66,11 @@ def open_cache_store(config: Cache, clock: Clock) -> CacheStore:
 class CachePolicy:
     """The cache stage of the pipeline, and the handle for invalidating it (``client.cache``)."""
 
-    def __init__(self, config: Cache, upstream: str, clock: Clock) -> None:
+    def __init__(
+        self, config: Cache, upstream: str, clock: Clock, *, share_fills: Sequence[str] | None = None
+    ) -> None:
+        """``share_fills``: the headers that do not tell reads apart (as the coalescing stage's),
+        to share fills between identical reads; None: every miss fills on its own."""
         self.config = config
         self.upstream = upstream
         self.store = open_cache_store(config, clock)
@@ -73,6 +84,10 @@ class CachePolicy:
         self._store_down_until = -1e18
         self._shared = not isinstance(self.store, MemoryCacheStore)  # only a shared one can freeze
         self._terms_of: dict[CacheRule, fr.CacheTerms] = {}
+        # path -> its rule and placeholders (or None), remembered like the route names: bounded
+        self._rule_of: dict[str, Any] = {}
+        # Its own flights: the coalescing stage below keeps the ones of the upstream calls.
+        self._fills = CoalescePolicy(upstream, share_fills) if share_fills is not None else None
 
     # -- keys -------------------------------------------------------------------------------
     def _base(self, path: str) -> str:
@@ -101,7 +116,12 @@ class CachePolicy:
             if self.config.invalidate_on_write and fr.invalidates(request.method, response.status):
                 await self._invalidate_write(request, response)
             return response
-        found = self.config.rule_for(request.path)
+        found = self._rule_of.get(request.path, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = self.config.rule_for(request.path)
+            if len(self._rule_of) >= _MAX_REMEMBERED_PATHS:
+                self._rule_of.clear()
+            self._rule_of[request.path] = found
         if found is None:
             return await call_next(request)
         rule, params = found
@@ -123,7 +143,22 @@ class CachePolicy:
             if decision.refresh is not None:
                 self._refresh_in_background(key, request, read, decision.refresh, call_next)
             return self._serve(decision.entry, request, stale=True)
-        return await self._upstream(key, request, read, decision, call_next)
+        fills = self._fills
+        shared_as = fills.identity(request) if fills is not None else None
+        if shared_as is None:
+            return await self._upstream(key, request, read, decision, call_next)
+        assert fills is not None
+        while not fills.take_off(shared_as):
+            if (shared := await fills.follow(shared_as, request)) is not None:
+                self._count(request.route, "revalidated" if shared.from_cache else "miss")
+                return shared
+        try:
+            response = await self._upstream(key, request, read, decision, call_next)
+        except BaseException as exc:
+            fills.land(shared_as, None, exc)
+            raise
+        fills.land(shared_as, response)
+        return response
 
     async def _upstream(
         self,

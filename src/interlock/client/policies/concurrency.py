@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from ..._models import Request, Response
+from ..._models import SAFE_METHODS, Request, Response
 from .._config import Concurrency
 
 
@@ -65,10 +65,19 @@ class ConcurrencyLimiter:
 
     def try_enter(self, request: Request) -> bool:
         """Take the attempt's slots now (a write takes one of each), or False to wait."""
-        writes = None if request.is_safe else self._writes
+        every = self._all
+        if request.method in SAFE_METHODS:
+            # A read takes one slot: ``Slots.try_take`` inlined, this runs for every attempt.
+            if every is not None:
+                if every.used >= every.limit or every._waiters:
+                    return False
+                every.used += 1
+            self.in_flight += 1
+            return True
+        writes = self._writes
         if writes is not None and not writes.try_take():
             return False
-        if self._all is not None and not self._all.try_take():
+        if every is not None and not every.try_take():
             if writes is not None:
                 writes.release()  # take both again, in order, on the slow path
             return False
@@ -92,9 +101,13 @@ class ConcurrencyLimiter:
     def exit(self, request: Request, response: Response | None, error: BaseException | None) -> None:
         """Give the attempt's slots back."""
         self.in_flight -= 1
-        if self._all is not None:
-            self._all.release()
-        if not request.is_safe and self._writes is not None:
+        every = self._all
+        if every is not None:
+            if every._waiters:
+                every.release()
+            else:
+                every.used -= 1  # ``Slots.release`` with nobody waiting, inlined
+        if self._writes is not None and request.method not in SAFE_METHODS:
             self._writes.release()
 
     def __repr__(self) -> str:

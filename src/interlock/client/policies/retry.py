@@ -34,7 +34,7 @@ from ...errors import (
 )
 from .._pipeline import Send
 
-__all__ = ["RetryCallState", "RetryPolicy", "is_testing", "set_testing"]
+__all__ = ["REFUSED_ERRORS", "RETRIED_ERRORS", "RetryCallState", "RetryPolicy", "is_testing", "set_testing"]
 
 # The errors an attempt may end with that retrying can help; anything else propagates as is.
 # ConnectError before TransportError, its base: nothing was sent, so it is safe to repeat.
@@ -44,22 +44,22 @@ _KIND_OF_ERROR: tuple[tuple[type[CallError], FailureKind], ...] = (
     (TimedOut, FailureKind.TIMEOUT),
     (CircuitOpen, FailureKind.CIRCUIT_OPEN),
 )
-_RETRIED_ERRORS = tuple(error for error, _ in _KIND_OF_ERROR)
-# Refused before anything was sent, and retrying cannot help: the local rate limit has no turn
-# in time (or fails closed), or the deadline came before the attempt could start. Not an
-# attempt, not retried, no retry budget spent.
-_REFUSED = (RateLimited, DeadlineExceeded)
+RETRIED_ERRORS = tuple(error for error, _ in _KIND_OF_ERROR)
+"""The errors an attempt may raise that retrying may help (the rest propagate as they are)."""
+REFUSED_ERRORS = (RateLimited, DeadlineExceeded)
+"""Refusals before anything was sent, where retrying cannot help: the local rate limit has no
+turn in time (or fails closed), or the deadline came before the attempt could start. Not an
+attempt, not retried, no retry budget spent (``RetryPolicy.refused``)."""
 _NOT_RETRYABLE = GiveUp("not_retryable")
 
 
 @dataclass(slots=True)
 class RetryCallState:
     """One call's progress through its attempts, as tenacity's ``RetryCallState``: what the last
-    attempt ended with, what the core decided, and how long the call has waited so far."""
+    attempt ended with, what the core decided, and how long the call has waited so far. Made
+    at a call's first failed attempt: a call that succeeds at once needs none."""
 
     request: Request
-    started: float
-    """Monotonic time the call entered the retry loop."""
     attempt: int = 0
     """Attempts sent so far; a refusal by the open breaker sent nothing and is not one."""
     response: Response | None = None
@@ -74,6 +74,8 @@ class RetryCallState:
     """Seconds spent waiting between attempts."""
     next_wait: float | None = None
     """The wait the core chose before the next attempt."""
+    waits: bool = True
+    """False in testing mode: the next attempt follows at once."""
 
     def answered(self, response: Response, failure: FailureKind, now_wall: float) -> None:
         """The attempt was answered with a status worth retrying."""
@@ -166,44 +168,111 @@ class RetryPolicy:
     """The retry stage of the pipeline (see ``interlock.client``). ``config`` None: one attempt,
     errors raised with the call's context, every answer returned."""
 
+    retried_errors = RETRIED_ERRORS
+    """The errors ``raised`` records (``RETRIED_ERRORS``); any other ends the call as it is."""
+    refused_errors = REFUSED_ERRORS
+    """The refusals ``refused`` turns into the error ending the call (``REFUSED_ERRORS``)."""
+
     def __init__(self, config: Retry | None, clock: Clock, rng: random.Random | None = None) -> None:
         self.config = config
         self._clock = clock
         self._rng = rng
         self._budget = BudgetLedger(config.budget) if config and config.budget else None
 
+    # -- the steps of one call, as plain calls (a pipeline may run them inline) ----------------
+    def begin(self) -> Retry | None:
+        """A call starts: count it for the budget. Returns the ``Retry`` its attempts run by
+        (testing mode applied), None for a single attempt."""
+        if self._budget is not None:
+            self._budget.record_call(self._clock.monotonic())
+        retry = self.config
+        if retry is not None and _testing is not None:
+            retry = _testing.applied_to(retry)
+        return retry
+
+    def answered(
+        self, retry: Retry | None, state: RetryCallState | None, request: Request, attempt: int, response: Response
+    ) -> RetryCallState | None:
+        """Attempt number ``attempt`` was answered: None when the answer ends the call, else the
+        call's state with the failure recorded (then ``after_failure``)."""
+        response.attempts = attempt
+        if retry is None or response.status not in retry.statuses:
+            return None  # the answer stands (what ``Retry.failure_of_status`` says, asked cheaply)
+        failure = retry.failure_of_status(response.status)
+        if failure is None:
+            return None
+        state = self._state(state, request, attempt)
+        state.answered(response, failure, self._clock.time())
+        return state
+
+    def raised(
+        self, state: RetryCallState | None, request: Request, attempt: int, error: CallError
+    ) -> RetryCallState:
+        """Attempt number ``attempt`` raised one of ``RETRIED_ERRORS``: the state recording it."""
+        state = self._state(state, request, attempt)
+        state.raised(error)
+        return state
+
+    @staticmethod
+    def refused(
+        state: RetryCallState | None, request: Request, attempt: int, error: CallError
+    ) -> CallError:
+        """The error ending a call whose attempt number ``attempt`` was refused before it was
+        sent (one of ``REFUSED_ERRORS``): it counts the attempts that were sent, and says how
+        the last of them ended."""
+        request.attempt = attempt - 1
+        response = state.response if state is not None else None
+        return error.with_context(
+            **request.context(),
+            attempts=attempt - 1,
+            tracking_id=response.tracking_id if response else None,
+            status=response.status if response else None,
+        )
+
+    @staticmethod
+    def _state(state: RetryCallState | None, request: Request, attempt: int) -> RetryCallState:
+        if state is None:
+            state = RetryCallState(request, waits=_testing is None)
+        state.attempt = attempt
+        return state
+
+    def after_failure(self, retry: Retry | None, state: RetryCallState) -> Response | None:
+        """What follows the failed attempt ``state`` records: the answer that ends the call, or
+        None when another attempt follows (after ``wait``); raises the error that ends it."""
+        decision = _NOT_RETRYABLE if retry is None else self._decide(retry, state)
+        if isinstance(decision, GiveUp):
+            return _give_up(state, decision)
+        state.next_wait = decision.delay
+        return None
+
+    async def wait(self, state: RetryCallState) -> None:
+        """Wait before the next attempt, as ``after_failure`` decided (not in testing mode)."""
+        if state.waits and state.next_wait is not None:
+            await self._clock.sleep(state.next_wait)
+            state.idle_for += state.next_wait
+
     async def handle(self, request: Request, call_next: Send) -> Response:
         """Run attempts of ``request`` down ``call_next`` until the core says the call is done."""
-        clock = self._clock
-        retry = self.config
-        testing = _testing
-        if retry is not None and testing is not None:
-            retry = testing.applied_to(retry)
-        state = RetryCallState(request, clock.monotonic())
-        if self._budget is not None:
-            self._budget.record_call(state.started)
+        retry = self.begin()
+        state: RetryCallState | None = None
+        attempt = 1
         while True:
-            state.attempt += 1
-            request.attempt = state.attempt
+            request.attempt = attempt
             try:
                 response = await call_next(request)
-            except _REFUSED as exc:
-                raise _refused(state, exc) from exc.__cause__
-            except _RETRIED_ERRORS as exc:
-                state.raised(exc)
+            except REFUSED_ERRORS as exc:
+                raise self.refused(state, request, attempt, exc) from exc.__cause__
+            except RETRIED_ERRORS as exc:
+                state = self.raised(state, request, attempt, exc)
             else:
-                response.attempts = state.attempt
-                failure = retry.failure_of_status(response.status) if retry is not None else None
-                if failure is None:
+                state = self.answered(retry, state, request, attempt, response)
+                if state is None:
                     return response
-                state.answered(response, failure, clock.time())
-            decision = _NOT_RETRYABLE if retry is None else self._decide(retry, state)
-            if isinstance(decision, GiveUp):
-                return _give_up(state, decision)
-            state.next_wait = decision.delay
-            if testing is None:
-                await clock.sleep(decision.delay)
-                state.idle_for += decision.delay
+            final = self.after_failure(retry, state)
+            if final is not None:
+                return final
+            await self.wait(state)
+            attempt = state.attempt + 1
 
     def _decide(self, retry: Retry, state: RetryCallState) -> RetryIn | GiveUp:
         assert state.failure is not None
@@ -222,20 +291,6 @@ class RetryPolicy:
 
     def __repr__(self) -> str:
         return f"<RetryPolicy {self.config} budget={self._budget!r}>"
-
-
-def _refused(state: RetryCallState, error: CallError) -> CallError:
-    """The error ending a call whose attempt was refused before it was sent: it counts the
-    attempts that were sent, and says how the last of them ended."""
-    state.attempt -= 1
-    state.request.attempt = state.attempt
-    response = state.response
-    return error.with_context(
-        **state.request.context(),
-        attempts=state.attempt,
-        tracking_id=response.tracking_id if response else None,
-        status=response.status if response else None,
-    )
 
 
 def _give_up(state: RetryCallState, decision: GiveUp) -> Response:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
+from multidict import istr
+from yarl import URL
 
 from ..._models import Request, Response
 from ...errors import ConnectError, TimedOut, TransportError
@@ -19,6 +21,9 @@ from ._body import ACCEPT_ENCODING, BodyReader
 # aiohttp 3.11 and later take auto_decompress per request (a borrowed session may decompress).
 _PER_REQUEST_DECOMPRESS = "auto_decompress" in inspect.signature(aiohttp.ClientSession._request).parameters
 _NO_BODY = frozenset({"HEAD"})
+
+MAX_CACHED_URLS = 4096
+"""Parsed URLs the transport keeps (see ``AiohttpTransport``)."""
 
 
 class AiohttpTransport:
@@ -37,7 +42,14 @@ class AiohttpTransport:
         self._session = session
         self._pool_size = pool_size
         self._keepalive = keepalive
-        self._tracking_headers = tuple(tracking_headers)
+        # istr keys: the response's header table looks them up without case-folding them again.
+        self._tracking_headers = tuple(istr(name) for name in tracking_headers)
+        # Parsed URLs by string, so aiohttp does not parse and re-quote the same URL on every
+        # attempt; bounded (forgotten at once when full), like the route names.
+        self._urls: dict[str, URL] = {}
+        # The Client hands the same AttemptTimeout to every attempt whose deadline is further
+        # off than its per-attempt cap: one ClientTimeout is built for it, not one per attempt.
+        self._timeout_of: tuple[AttemptTimeout | None, aiohttp.ClientTimeout | None] = (None, None)
         self._options: dict[str, Any] = {"allow_redirects": False}
         # Our own session asks for what _body decodes; a borrowed one is told so per request.
         self._accept = None if session is None else ACCEPT_ENCODING
@@ -82,9 +94,15 @@ class AiohttpTransport:
         """Send one attempt and read its answer within ``request.max_response_bytes``;
         aiohttp's errors become ``ConnectError``, ``TransportError`` or ``TimedOut``."""
         session = self._session or self._open()
-        client_timeout = aiohttp.ClientTimeout(
-            total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
-        )
+        last, client_timeout = self._timeout_of
+        if timeout is not last or client_timeout is None:
+            client_timeout = aiohttp.ClientTimeout(
+                total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
+            )
+            self._timeout_of = (timeout, client_timeout)
+        url: URL | str | None = self._urls.get(request.url)
+        if url is None:
+            url = self._url(request.url)
         limit = request.max_response_bytes
         headers_out = request.headers
         if self._accept is not None and "Accept-Encoding" not in headers_out:
@@ -93,7 +111,7 @@ class AiohttpTransport:
         try:
             async with session.request(
                 request.method,
-                request.url,
+                url,
                 params=request.params or None,
                 headers=headers_out,
                 data=request.body,
@@ -123,6 +141,16 @@ class AiohttpTransport:
         except (aiohttp.ClientError, OSError) as exc:
             raise chained(TransportError(f"connection failed: {type(exc).__name__}: {exc}"), exc)  # noqa: B904
         return answer(request, status, headers, content, self._tracking_headers)
+
+    def _url(self, text: str) -> URL | str:
+        try:
+            url = URL(text)
+        except ValueError:
+            return text  # aiohttp reports it, as for any URL it cannot use
+        if len(self._urls) >= MAX_CACHED_URLS:
+            self._urls.clear()
+        self._urls[text] = url
+        return url
 
     async def aclose(self) -> None:
         """Close the session, if this transport created it."""

@@ -61,7 +61,11 @@ def answer(
         tracking_id = headers.get(name)
         if tracking_id:
             break
-    return Response.answering(request, status, headers, content, tracking_id=tracking_id)
+    # Response.answering's fields, set directly: this runs for every attempt.
+    return Response(
+        status, headers, content, request.method, request.url, request.route, request.upstream,
+        tracking_id=tracking_id, request_id=request.request_id,
+    )  # fmt: skip
 
 
 def chained(error: CallError, cause: BaseException) -> CallError:
