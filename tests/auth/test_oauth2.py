@@ -297,3 +297,43 @@ def test_the_store_key_never_holds_a_secret() -> None:
     assert auth.key.startswith("crm:")
     assert CLIENT_SECRET not in auth.key and FIRST_REFRESH not in auth.key
     logging.getLogger(__name__).debug("key %s", auth.key)
+
+
+async def test_a_store_that_is_down_degrades_to_fetching_in_this_process(
+    provider: Provider, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    auth = credentials(provider, store=f"redis://127.0.0.1:{port}/0")
+    async with Client(provider.url, auth=auth) as api:
+        answers = await asyncio.gather(*(api.get("/api/thing") for _ in range(5)))
+    assert [a.status for a in answers] == [200] * 5
+    assert provider.token_requests == 1  # still one flight in this process
+    assert any("without it" in r.getMessage() for r in caplog.records if r.name == "interlock.auth")
+
+
+async def test_a_failed_refresh_ahead_keeps_the_token_and_pauses(provider: Provider) -> None:
+    clock = FakeClock()
+    provider.clock = clock
+    provider.expires_in = 100.0
+    auth = credentials(provider, margin=30.0, jitter=0.0, clock=clock)
+    async with Client(provider.url, auth=auth, clock=clock) as api:
+        assert (await api.get("/api/thing")).status == 200
+        clock.advance(75.0)  # inside the margin
+        provider.mode = "fail500"
+        assert (await api.get("/api/thing")).status == 200  # the token in hand still serves
+        assert auth._flight is not None
+        with pytest.raises(AuthError):
+            await auth._flight
+        failed = provider.token_requests
+        for _ in range(5):  # within the pause: no new token request per call
+            assert (await api.get("/api/thing")).status == 200
+        assert provider.token_requests == failed
+        provider.mode = "ok"
+        clock.advance(6.0)  # the pause is over: the next call refreshes behind
+        assert (await api.get("/api/thing")).status == 200
+        await auth._flight
+        assert provider.token_requests == failed + 1

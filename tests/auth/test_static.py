@@ -59,3 +59,15 @@ async def test_api_key_in_the_query_is_sent_and_masked_in_errors_and_logs(
     assert seen[0].query["apiKey"] == KEY and seen[0].query["page"] == "2"
     assert KEY not in str(caught.value)
     assert all(KEY not in record.getMessage() for record in caplog.records)
+
+
+async def test_a_request_repr_masks_a_credential_header_of_its_own_naming() -> None:
+    from interlock.testing import MockTransport, respond
+
+    transport = MockTransport(lambda request: respond(200))
+    async with Client(
+        "https://api.test", auth=ApiKey(KEY, header="X-Shop-Token"), transport=transport
+    ) as api:
+        await api.get("/x")
+    shown = repr(transport.requests[0])
+    assert "X-Shop-Token" in shown and KEY not in shown

@@ -56,6 +56,8 @@ TOKEN_BREAKER = CircuitBreaker(failure_ratio=0.5, min_calls=5, window=30.0, open
 _POLL_FIRST = 0.02
 _POLL_MAX = 0.25
 """A process waiting for another's token polls the store this often (doubling up to the max)."""
+_AHEAD_PAUSE = 5.0
+"""Seconds a failed refresh ahead of expiry waits before the next one is tried."""
 
 
 def _check_url(owner: str, url: object) -> str:
@@ -162,6 +164,7 @@ class _OAuth2Grant:
         self._token: Token | None = None
         self._due: float | None = None
         self._flight: asyncio.Task[Token] | None = None
+        self._ahead_after = 0.0
         self._client: Client | None = None
         self._users = 0
         self.requests = 0
@@ -208,7 +211,8 @@ class _OAuth2Grant:
             return token
         if state is Freshness.REFRESH_AHEAD:
             assert token is not None
-            self._start_flight(rejected=None)  # replaced in the background; this one still serves
+            if self._clock.monotonic() >= self._ahead_after:
+                self._start_flight(rejected=None)  # replaced in the background; this one still serves
             return token
         return await self._await_flight(self._start_flight(rejected=None), deadline)
 
@@ -216,8 +220,19 @@ class _OAuth2Grant:
         flight = self._flight
         if flight is None or flight.done():
             flight = self._flight = asyncio.ensure_future(self._obtain(rejected))
-            flight.add_done_callback(_retrieve)
+            flight.add_done_callback(self._landed)
         return flight
+
+    def _landed(self, flight: asyncio.Task[Token]) -> None:
+        # Retrieved here, so a background refresh nobody awaited never warns "exception was
+        # never retrieved"; after a failure, refreshes ahead of expiry pause (the token in hand
+        # still serves) instead of asking a failing endpoint on every call.
+        if flight.cancelled() or flight.exception() is None:
+            return
+        self._ahead_after = self._clock.monotonic() + _AHEAD_PAUSE
+        _log.debug(
+            "token refresh for client %s failed: %s", self.client_id, type(flight.exception()).__name__
+        )
 
     async def _await_flight(self, flight: asyncio.Task[Token], deadline: float | None) -> Token:
         if deadline is None:
@@ -258,8 +273,22 @@ class _OAuth2Grant:
         return self._store
 
     async def _obtain(self, rejected: str | None) -> Token:
-        """One flight: a token from the store, or from the endpoint under the store's lock."""
-        store = await self._open_store()
+        """One flight: a token from the store, or from the endpoint under the store's lock. A
+        store that fails (down, frozen past its timeouts) does not stop the calls: this process
+        asks the endpoint itself, as if it had no store, and says so in a warning."""
+        try:
+            store = await self._open_store()
+            return await self._obtain_shared(store, rejected)
+        except (AuthError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            _log.warning(
+                "token store %s failed (%s): fetching a token for client %s without it",
+                self._store_name(), type(exc).__name__, self.client_id,
+            )  # fmt: skip
+            return self._adopt(await self._request(self._token))
+
+    async def _obtain_shared(self, store: TokenStore, rejected: str | None) -> Token:
         stored = await store.load(self.key)
         if self._usable(stored, rejected):
             assert stored is not None
@@ -274,9 +303,16 @@ class _OAuth2Grant:
                     if self._usable(stored, rejected):
                         assert stored is not None
                         return self._adopt(stored)
-                    token = await self._request(stored)
-                    await store.save(self.key, token)  # before use: a rotated refresh token is the only copy
-                    return self._adopt(token)
+                    token = self._adopt(await self._request(stored or self._token))
+                    try:  # before use: a rotated refresh token is the only copy
+                        await store.save(self.key, token)
+                    except Exception as exc:
+                        _log.error(
+                            "token store %s could not save the new token for client %s (%s)%s",
+                            self._store_name(), self.client_id, type(exc).__name__,
+                            ": the rotated refresh token lives in this process only" if token.refresh_token else "",
+                        )  # fmt: skip
+                    return token
                 finally:
                     with contextlib.suppress(Exception):  # the lease runs out by itself otherwise
                         await store.unlock(self.key, owner)
@@ -292,6 +328,12 @@ class _OAuth2Grant:
             if self._usable(stored, rejected):
                 assert stored is not None
                 return self._adopt(stored)
+
+    def _store_name(self) -> str:
+        store = self._store if self._store is not None else self._store_arg
+        if isinstance(store, str):
+            return redact_url(store)
+        return repr(store) if store is not None else "memory"
 
     # -- the token endpoint ----------------------------------------------------------------------
     def _grant_params(self, stored: Token | None) -> dict[str, str]:  # pragma: no cover - per grant
@@ -406,21 +448,12 @@ class _OAuth2Grant:
 
     def _repr_fields(self) -> str:
         scopes = f" scopes={' '.join(self.scopes)!r}" if self.scopes else ""
-        store = self._store if self._store is not None else self._store_arg
-        shown = (
-            redact_url(store) if isinstance(store, str) else repr(store) if store is not None else "memory"
-        )
+        shown = self._store_name()
         token = "none" if self._token is None else repr(self._token)
         return (
             f"token_url={redact_url(self.token_url)!r} client_id={self.client_id!r} client_secret=***"
             f"{scopes} store={shown} token={token}"
         )
-
-
-def _retrieve(task: asyncio.Task[Token]) -> None:
-    # A background refresh nobody awaited: its failure is logged (the next caller sees it).
-    if not task.cancelled() and task.exception() is not None:
-        _log.debug("background token refresh failed: %s", type(task.exception()).__name__)
 
 
 class OAuth2ClientCredentials(_OAuth2Grant):

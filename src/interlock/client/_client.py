@@ -272,7 +272,7 @@ class Client:
             else None
         )
         self._recorder = _CallRecorder(self.name, self._stats, self._clock, self.redaction)
-        self.auth = AuthPolicy(auth, self.name) if auth is not None else None
+        self.auth = AuthPolicy(auth, self.name, self.redaction) if auth is not None else None
         self._call = self._compose(self._retry)
         self._profiled: dict[str, Send] = {}
         self._closed = False

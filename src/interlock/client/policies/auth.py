@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol, runtime_checkable
 
-from ..._models import Request, Response
+from ..._models import REDACTION_KEY, Request, Response
+from ..._redact import REDACTION, Redaction
 from ...errors import AuthError
 from .._pipeline import Send
 
@@ -61,9 +62,10 @@ class Credentials(Protocol):
 class AuthPolicy:
     """The credentials stage (see the module docstring)."""
 
-    def __init__(self, credentials: Credentials, upstream: str) -> None:
+    def __init__(self, credentials: Credentials, upstream: str, redaction: Redaction = REDACTION) -> None:
         self.credentials = credentials
         self._upstream = upstream
+        self._redaction = redaction
         self.refreshes = 0
         """Attempts sent again after a 401 with refreshed credentials."""
         credentials.attach()
@@ -71,6 +73,7 @@ class AuthPolicy:
     async def handle(self, request: Request, call_next: Send) -> Response:
         """Send the attempt with credentials; after a 401, refresh once and send once more."""
         credentials = self.credentials
+        request.extensions[REDACTION_KEY] = self._redaction  # its repr masks these credentials too
         used = await credentials.apply(request)
         response = await call_next(request)
         if response.status != 401 or not await credentials.refresh(request, used):
