@@ -30,10 +30,11 @@ def credentials(provider: Provider, **options: object) -> OAuth2ClientCredential
 async def test_fifty_concurrent_calls_cause_one_token_request(provider: Provider) -> None:
     provider.delay = 0.2  # every call arrives while the first fetch is in flight
     async with Client(provider.url, auth=credentials(provider)) as api:
-        answers = await asyncio.gather(*(api.get("/api/thing") for _ in range(50)))
+        # distinct reads: identical ones would share one upstream call (coalescing)
+        answers = await asyncio.gather(*(api.get("/api/thing", params={"i": i}) for i in range(50)))
     assert [a.status for a in answers] == [200] * 50
     assert provider.token_requests == 1
-    assert len(set(provider.api_calls)) == 1
+    assert len(provider.api_calls) == 50 and len(set(provider.api_calls)) == 1
     assert provider.grants[0]["grant_type"] == "client_credentials"
     assert provider.grants[0]["scope"] == "crm.read"
 
@@ -66,7 +67,7 @@ _WORKER = textwrap.dedent(
             Path(barrier, me).touch()
             while len(os.listdir(barrier)) < int(n):   # start together
                 await asyncio.sleep(0.01)
-            answers = await asyncio.gather(*(client.get("/api/thing") for _ in range(10)))
+            answers = await asyncio.gather(*(client.get("/api/thing", params={{"i": i}}) for i in range(10)))
             print(sum(a.status == 200 for a in answers))
 
     asyncio.run(main())
@@ -107,7 +108,7 @@ async def test_four_processes_on_one_redis_cause_one_token_request(
     outputs = await run_workers(provider, redis_url, tmp_path)
     assert outputs == ["10"] * 4
     assert provider.token_requests == 1
-    assert len(set(provider.api_calls)) == 1
+    assert len(provider.api_calls) == 40 and len(set(provider.api_calls)) == 1
 
 
 @pytest.mark.slow
@@ -309,7 +310,7 @@ async def test_a_store_that_is_down_degrades_to_fetching_in_this_process(
         port = s.getsockname()[1]
     auth = credentials(provider, store=f"redis://127.0.0.1:{port}/0")
     async with Client(provider.url, auth=auth) as api:
-        answers = await asyncio.gather(*(api.get("/api/thing") for _ in range(5)))
+        answers = await asyncio.gather(*(api.get("/api/thing", params={"i": i}) for i in range(5)))
     assert [a.status for a in answers] == [200] * 5
     assert provider.token_requests == 1  # still one flight in this process
     assert any("without it" in r.getMessage() for r in caplog.records if r.name == "interlock.auth")
