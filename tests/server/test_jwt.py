@@ -8,9 +8,10 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,8 +170,25 @@ async def api(jwks: JWKS) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+SENT: list[str] = []
+"""Every token a test sends (the signature segment is what must never be logged)."""
+
+
 def bearer(token: str) -> dict[str, str]:
+    SENT.append(token)
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(autouse=True)
+def no_token_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """DEBUG logging captured for every test; afterwards no record holds a token it sent, nor
+    the shared secret."""
+    caplog.set_level(logging.DEBUG)
+    SENT.clear()
+    yield
+    secrets_sent = {t.rsplit(".", 1)[-1] for t in SENT if len(t.rsplit(".", 1)[-1]) > 8} | {SECRET.hex()}
+    leaked = [r.name for r in caplog.records for s in secrets_sent if s in r.getMessage()]
+    assert leaked == []
 
 
 @pytest.mark.parametrize("signer", [sign_pyjwt, sign_joserfc], ids=["pyjwt", "joserfc"])
