@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from interlock import Client, Retry
-from interlock.auth import ApiKey, Basic
+from interlock.auth import ApiKey, Basic, Bearer
 from interlock.errors import RetriesExhausted
 
 KEY = "k-9f3b2c1d0e"
@@ -71,3 +71,24 @@ async def test_a_request_repr_masks_a_credential_header_of_its_own_naming() -> N
         await api.get("/x")
     shown = repr(transport.requests[0])
     assert "X-Shop-Token" in shown and KEY not in shown
+
+
+def test_credentials_from_config_builds_each_type_and_names_mistakes() -> None:
+    from interlock.auth import OAuth2RefreshToken, credentials_from_config
+    from interlock.errors import ConfigError
+
+    assert isinstance(credentials_from_config({"type": "bearer", "token": "t"}), Bearer)
+    key = credentials_from_config({"type": "api_key", "key": KEY, "query": "apiKey"})
+    assert isinstance(key, ApiKey) and key.query == "apiKey"
+    grant = credentials_from_config({
+        "type": "oauth2_refresh_token", "token_url": "https://login.test/token", "client_id": "c",
+        "client_secret": "s", "refresh_token": "r", "scopes": ["a"], "margin": 30.0,
+    })  # fmt: skip
+    assert isinstance(grant, OAuth2RefreshToken) and grant.scopes == ("a",) and grant.margin == 30.0
+    with pytest.raises(ConfigError, match="auth.type"):
+        credentials_from_config({"type": "kerberos"})
+    with pytest.raises(ConfigError, match="auth.password: is required"):
+        credentials_from_config({"type": "basic", "username": "u"})
+    with pytest.raises(ConfigError, match="auth.secret: is not a setting") as caught:
+        credentials_from_config({"type": "bearer", "token": "t", "secret": KEY})
+    assert KEY not in str(caught.value)

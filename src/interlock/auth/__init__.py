@@ -17,6 +17,8 @@
 - ``OAuth2ClientCredentials`` and ``OAuth2RefreshToken``: tokens fetched once and shared (one
   flight per process, one token request per store across processes), refreshed before they
   expire and once after a 401, refresh tokens rotated and persisted.
+- ``credentials_from_config(mapping)``: any of them from a config file's table (the service's
+  ``[upstreams.NAME.auth]``).
 - ``AuthError``: a token could not be had, or the upstream refused a freshly refreshed one.
 
 Each is a ``Credentials`` (the protocol ``Client(auth=...)`` takes); every secret and token is
@@ -28,6 +30,7 @@ from __future__ import annotations
 from ..client.policies.auth import Credentials
 from ..core.token import Token
 from ..errors import AuthError
+from ._config import credentials_from_config
 from ._oauth2 import TOKEN_BREAKER, TOKEN_RETRY, TOKEN_TIMEOUT, OAuth2ClientCredentials, OAuth2RefreshToken
 from ._static import ApiKey, Basic, Bearer
 
@@ -43,4 +46,5 @@ __all__ = [
     "OAuth2ClientCredentials",
     "OAuth2RefreshToken",
     "Token",
+    "credentials_from_config",
 ]
