@@ -44,7 +44,7 @@ def credentials_from_config(config: Mapping[str, Any], *, owner: str = "auth") -
     """The credentials ``config`` describes (see the module docstring); errors are
     ``ConfigError(owner, key, problem)``."""
     kind = config.get("type")
-    if kind not in _TYPES:
+    if not isinstance(kind, str) or kind not in _TYPES:
         raise ConfigError(owner, "type", f"must be one of {', '.join(_TYPES)}, got {str(kind)[:40]!r}")
     cls, required, optional = _TYPES[kind]
     missing = [k for k in required if k not in config]
