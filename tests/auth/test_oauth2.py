@@ -111,6 +111,17 @@ async def test_four_processes_on_one_redis_cause_one_token_request(
     assert len(provider.api_calls) == 40 and len(set(provider.api_calls)) == 1
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_four_processes_on_one_postgres_cause_one_token_request(
+    provider: Provider, postgres_dsn: str, postgres_schema: str, tmp_path: Path
+) -> None:
+    provider.delay = 0.3
+    outputs = await run_workers(provider, f"{postgres_dsn}?schema={postgres_schema}", tmp_path)
+    assert outputs == ["10"] * 4
+    assert provider.token_requests == 1
+
+
 @pytest.mark.slow
 async def test_four_processes_on_one_sqlite_file_cause_one_token_request(
     provider: Provider, tmp_path: Path
@@ -260,6 +271,11 @@ async def test_reprs_and_logs_mask_every_credential(
     for secret in provider.secrets():
         assert secret not in shown
     assert "client_secret=***" in repr(auth)
+    import interlock.metrics
+
+    exposition = interlock.metrics.render()
+    assert "token:127.0.0.1" in exposition  # the token client's own metrics, by host only
+    assert not any(secret in exposition for secret in provider.secrets())
     assert any(r.name == "interlock.auth" and "token obtained" in r.getMessage() for r in caplog.records)
     for static in (
         Bearer("tok-" + CLIENT_SECRET),
