@@ -92,3 +92,13 @@ def test_credentials_from_config_builds_each_type_and_names_mistakes() -> None:
     with pytest.raises(ConfigError, match="auth.secret: is not a setting") as caught:
         credentials_from_config({"type": "bearer", "token": "t", "secret": KEY})
     assert KEY not in str(caught.value)
+
+
+def test_the_public_surface_of_interlock_auth() -> None:
+    import interlock.auth as auth
+
+    assert len(set(auth.__all__)) == len(auth.__all__)
+    for name in auth.__all__:
+        value = getattr(auth, name)
+        assert getattr(value, "__doc__", None), name
+    assert auth.AuthError is __import__("interlock.errors").errors.AuthError
