@@ -244,12 +244,14 @@ class WorkerPool:
                 log.warning(
                     "event %s/%s attempt %d failed, retrying in %.1f s: %s",
                     source, event.id, lease.attempt, decision.delay, error,
+                    extra={"interlock": _failure_fields(event, lease.attempt, error)},
                 )
             else:
                 await queue.dead_letter(lease, error=decision.error)
                 metrics.dead_lettered[label] += 1
                 log.error(
-                    "event %s/%s dead-lettered after %d attempts: %s", source, event.id, lease.attempt, decision.error
+                    "event %s/%s dead-lettered after %d attempts: %s", source, event.id, lease.attempt, decision.error,
+                    extra={"interlock": _failure_fields(event, lease.attempt, decision.error)},
                 )
         except Exception as exc:
             # The outcome is lost with the store; the lease will expire and the event redeliver.
@@ -264,6 +266,13 @@ class WorkerPool:
     def __repr__(self) -> str:
         state = "running" if self._runner is not None and not self._stopping.is_set() else "stopped"
         return f"WorkerPool({state}, concurrency={self.settings.concurrency}, in_flight={self.in_flight})"
+
+
+def _failure_fields(event: Event, attempt: int, error: str) -> dict[str, object]:
+    """A failed delivery's log fields: what the dashboard groups failures by (the error's
+    class: ``describe`` writes ``Class: message``)."""
+    kind = error.partition(":")[0].strip() or "error"
+    return {"source": event.source, "event_type": event.type, "event_id": event.id, "attempt": attempt, "error": kind}
 
 
 async def _call(handler: Handler, event: Event) -> None:

@@ -65,6 +65,8 @@ class Monitor:
     syncs: Mapping[str, Sync] = field(default_factory=dict)
     thresholds: Thresholds = field(default_factory=Thresholds)
     interval: float = 5.0
+    window: float = WINDOW
+    """Seconds of traffic the current figures cover."""
     groups: FailureGroups = field(default_factory=FailureGroups)
     on_transition: Callable[[Transition, Issue], None] | None = None
     """Told when an issue opens, reopens or resolves itself (a notifier posts it)."""
@@ -182,7 +184,7 @@ class Monitor:
     def upstream_row(self, name: str) -> dict[str, Any]:
         """One upstream's current figures and badges."""
         client = self.clients[name]
-        window = self.series[name].window(WINDOW)
+        window = self.series[name].window(self.window)
         stats = client.stats()
         row: dict[str, Any] = {
             "name": name,
@@ -327,10 +329,21 @@ def _lag(checkpoint: Mapping[str, Any], now: float) -> float | None:
         return None
 
 
+SHORT_NAMES = {
+    "upstream_p95": "p95",
+    "error_rate": "errors",
+    "cache_hit_rate": "cache",
+    "ratelimit_headroom": "quota",
+    "processing_p95": "processing",
+}
+"""How a badge names its rule in a table cell (the full wording is its tooltip)."""
+
+
 def _badge_json(badge: Badge) -> dict[str, Any]:
     value = badge.value
     return {
         "rule": badge.rule,
+        "label": SHORT_NAMES.get(badge.rule, badge.rule),
         "state": badge.state.value,
         "value": None if value is None or math.isnan(value) else value,
         "detail": badge.detail,

@@ -26,7 +26,7 @@
       span.className = `badge ${b.state}`;
       span.dataset.rule = b.rule;
       span.title = b.detail;
-      span.textContent = `${b.rule.replaceAll("_", " ")}: ${b.state.replaceAll("_", " ")}`;
+      span.textContent = `${b.label}: ${b.state.replaceAll("_", " ")}`;
       return span;
     }));
   }
@@ -46,9 +46,9 @@
   // A chart: one SVG path per series, scaled to the series' own maximum, with its label.
   function drawChart(svg, points, series) {
     const W = 600, H = Number(svg.getAttribute("viewBox").split(" ")[3]) || 80;
-    const parts = [];
+    const parts = [], legend = [];
     const n = points.length;
-    series.forEach((s, i) => {
+    series.forEach((s) => {
       const values = points.map((p) => p[s.key]).filter((v) => v !== null && v !== undefined);
       const max = Math.max(...values, s.floor || 0) || 1;
       let d = "";
@@ -56,15 +56,22 @@
         const v = p[s.key];
         if (v === null || v === undefined) return;
         const x = n > 1 ? (j / (n - 1)) * W : W;
-        const y = H - 4 - (v / max) * (H - 14);
+        const y = H - 3 - (v / max) * (H - 6);
         d += `${d ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`;
       });
       parts.push(`<path class="${s.cls}" d="${d}"></path>`);
       const last = values.length ? s.format(values[values.length - 1]) : "–";
-      parts.push(`<text x="${4 + i * 150}" y="10">${s.label} ${last}</text>`);
+      legend.push(`<span class="${s.cls}">${s.label} ${last}</span>`);
     });
     svg.innerHTML = parts.join("");
     svg.dataset.points = String(n);
+    let box = svg.previousElementSibling;
+    if (!box || !box.classList.contains("legend")) {
+      box = document.createElement("div");
+      box.className = "legend";
+      svg.before(box);
+    }
+    box.innerHTML = legend.join(" ");
   }
   const UPSTREAM_SERIES = [
     { key: "p50", cls: "p50", label: "p50", format: fmt.ms, floor: 0.01 },

@@ -1,0 +1,73 @@
+"""The dashboard's pure parts, without a browser: windowed figures, sessions, bounded notifier."""
+
+from __future__ import annotations
+
+import pytest
+
+from interlock._metrics import LATENCY_BUCKETS
+from interlock.service.dashboard._history import CallReading, Series
+from interlock.service.dashboard._session import Sessions
+
+N = len(LATENCY_BUCKETS) + 1
+
+
+def reading(at: float, calls: int, errors: int = 0, slow: int = 0) -> CallReading:
+    """``calls`` so far: ``slow`` of them in the 0.5-0.75 s bucket, the rest in 5-10 ms."""
+    buckets = [0] * N
+    buckets[LATENCY_BUCKETS.index(0.01)] = calls - slow
+    buckets[LATENCY_BUCKETS.index(0.75)] = slow
+    return CallReading(at, calls, errors, 0, tuple(buckets))
+
+
+def test_a_window_is_the_difference_of_two_readings() -> None:
+    series = Series(interval=5, horizon=60)
+    assert series.window(60) is None
+    series.record(reading(0, 1000, errors=500, slow=1000))  # a bad start, long ago
+    series.record(reading(5, 1000, errors=500, slow=1000))
+    series.record(reading(10, 1100, errors=501, slow=1000))  # 100 fast calls, 1 error
+    window = series.window(5)
+    assert window is not None
+    assert (window.calls, window.errors, window.seconds) == (100, 1, 5)
+    assert window.error_rate == pytest.approx(0.01)
+    assert window.pace == pytest.approx(20)
+    assert window.p95 is not None and 0.005 < window.p95 <= 0.01  # the old slow calls are not in it
+    whole = series.window(60)
+    assert whole is not None and whole.calls == 100  # as much as is kept: 0 s to 10 s
+
+
+def test_a_counter_that_went_backwards_counts_from_zero() -> None:
+    series = Series(interval=1, horizon=10)
+    series.record(reading(0, 500))
+    series.record(reading(1, 20))  # the process restarted
+    window = series.window(1)
+    assert window is not None and window.calls == 20
+
+
+def test_the_history_is_bounded_by_its_horizon() -> None:
+    series = Series(interval=5, horizon=3600)
+    for i in range(10_000):
+        series.record(reading(i * 5, i))
+    assert len(series) == 721
+    assert len(series.points()) == 720
+
+
+def test_a_session_is_signed_expires_and_has_its_own_csrf_token() -> None:
+    now = [1000.0]
+    sessions = Sessions("s3cret-token", lifetime=60, clock=lambda: now[0])
+    assert sessions.login("wrong") is None
+    cookie = sessions.login("s3cret-token")
+    assert cookie is not None and "s3cret" not in cookie and "s3cret" not in repr(sessions)
+    assert sessions.valid(cookie)
+    body, _, mac = cookie.rpartition(".")
+    assert not sessions.valid(body.replace("v1.", "v1.9") + "." + mac)  # a longer expiry, forged
+    assert not sessions.valid(cookie[:-1] + ("0" if cookie[-1] != "0" else "1"))
+    assert not Sessions("another-token").valid(cookie)  # a rotated token ends every session
+    csrf = sessions.csrf(cookie)
+    assert sessions.csrf_ok(cookie, csrf)
+    other = sessions.login("s3cret-token")
+    assert other is not None and not sessions.csrf_ok(other, csrf)
+    assert not sessions.csrf_ok(cookie, None)
+    now[0] += 61
+    assert not sessions.valid(cookie) and not sessions.csrf_ok(cookie, csrf)
+    with pytest.raises(ValueError, match="admin token"):
+        Sessions("")
