@@ -235,12 +235,19 @@ class _OAuth2Grant:
         )
 
     async def _await_flight(self, flight: asyncio.Task[Token], deadline: float | None) -> Token:
-        if deadline is None:
-            return await asyncio.shield(flight)
-        remaining = deadline - self._clock.monotonic()
         try:
+            if deadline is None:
+                return await asyncio.shield(flight)
+            remaining = deadline - self._clock.monotonic()
             async with asyncio.timeout(max(0.0, remaining)):
                 return await asyncio.shield(flight)  # a caller giving up does not cancel the others' fetch
+        except AuthError as exc:
+            # One flight, many waiters: each gets an error of its own, for the client to fill in
+            # with that call's route and request id.
+            raise AuthError(
+                exc.message, error=exc.error, error_description=exc.error_description, status=exc.status,
+                tracking_id=exc.tracking_id, hint=exc.hint,
+            ) from exc.__cause__  # fmt: skip
         except TimeoutError:
             raise AuthError(
                 f"no token from {redact_url(self.token_url)} within the call's deadline",
