@@ -354,3 +354,27 @@ async def test_a_failed_refresh_ahead_keeps_the_token_and_pauses(provider: Provi
         assert (await api.get("/api/thing")).status == 200
         await auth._flight
         assert provider.token_requests == failed + 1
+
+
+async def test_a_sync_client_takes_the_same_credentials(provider: Provider) -> None:
+    from interlock import SyncClient
+
+    def work() -> list[int]:
+        with SyncClient(provider.url, auth=credentials(provider)) as api:
+            return [api.get("/api/thing", params={"i": i}).status for i in range(3)]
+
+    assert await asyncio.to_thread(work) == [200, 200, 200]
+    assert provider.token_requests == 1
+
+
+async def test_a_failing_token_endpoint_opens_its_own_breaker(provider: Provider) -> None:
+    provider.mode = "fail500"
+    async with Client(provider.url, auth=credentials(provider), breaker=None) as api:
+        errors = []
+        for _ in range(4):
+            with pytest.raises(AuthError) as caught:
+                await api.get("/api/thing")
+            errors.append(str(caught.value))
+    assert "circuit open" in errors[-1]  # TOKEN_BREAKER: no more requests to a failing endpoint
+    assert provider.token_requests < 4 * 3
+    assert provider.api_calls == []
