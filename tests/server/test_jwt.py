@@ -374,3 +374,14 @@ def test_bad_configuration_is_refused() -> None:
     with pytest.raises(ConfigError, match="scopes"):
         Require(scopes=())
     assert "***" in repr(JWTAuth(None, secret=SECRET))  # type: ignore[arg-type]
+
+
+async def test_concurrent_first_requests_share_one_jwks_fetch(
+    jwks: JWKS, api: httpx.AsyncClient, keys: Keys
+) -> None:
+    import asyncio
+
+    tokens = [sign_pyjwt(keys.rsa, "RS256", claims(sub=f"u{i}")) for i in range(20)]
+    answers = await asyncio.gather(*(api.get("/me", headers=bearer(t)) for t in tokens))
+    assert [a.status_code for a in answers] == [200] * 20
+    assert jwks.fetches == 1
