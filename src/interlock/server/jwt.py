@@ -134,19 +134,22 @@ class _KeySet:
         """The JWK for ``kid`` (or the only key, for a token without one), fetching the set
         again first when it is stale or lacks ``kid`` (bounded)."""
         known = kid in self.keys if kid is not None else len(self.keys) == 1
-        if should_refetch(
-            now=self._clock.monotonic(), fetched_at=self.fetched_at, last_attempt=self.last_attempt,
-            last_unknown=self.last_unknown, kid_known=known, max_age=self.max_age, min_interval=self.min_interval,
-        ):  # fmt: skip
-            if self._flight is None or self._flight.done():
+        flight = self._flight
+        if flight is None or flight.done():
+            flight = None
+            if should_refetch(
+                now=self._clock.monotonic(), fetched_at=self.fetched_at, last_attempt=self.last_attempt,
+                last_unknown=self.last_unknown, kid_known=known, max_age=self.max_age,
+                min_interval=self.min_interval,
+            ):  # fmt: skip
                 self.last_attempt = self._clock.monotonic()
                 if not known and self.fetched_at is not None:
                     self.last_unknown = self.last_attempt
-                self._flight = asyncio.ensure_future(self._fetch())
-            try:
-                await asyncio.shield(self._flight)
-            except Exception as exc:  # the cached set (if any) keeps serving
-                log.warning("JWKS %s could not be fetched (%s)", redact_url(self.url), exc)
+                flight = self._flight = asyncio.ensure_future(self._fetch_logged())
+        if flight is not None and (self.fetched_at is None or not known):
+            # Wait for the fetch in the air when it may bring what this token needs; a token
+            # whose key is cached is verified with the cached set meanwhile (stale set: same).
+            await asyncio.shield(flight)
         if self.fetched_at is None:
             raise JWKSUnavailable(f"the key set at {redact_url(self.url)} could not be fetched")
         if kid is None:
@@ -164,6 +167,14 @@ class _KeySet:
             except pyjwt.PyJWTError:
                 raise InvalidToken("the token is signed with an unusable key") from None
         return key
+
+    async def _fetch_logged(self) -> None:
+        # Never raises: a failed fetch leaves the cached set (if any) serving, and is logged
+        # once here rather than by every request waiting for it.
+        try:
+            await self._fetch()
+        except Exception as exc:
+            log.warning("JWKS %s could not be fetched (%s)", redact_url(self.url), exc)
 
     async def _fetch(self) -> None:
         import aiohttp
