@@ -26,6 +26,23 @@ MAX_CACHED_URLS = 4096
 """Parsed URLs the transport keeps (see ``AiohttpTransport``)."""
 
 
+async def _bounded(
+    request: Request, resp: aiohttp.ClientResponse, coding: str | None, limit: int | None, length: int | None
+) -> bytes:
+    """The body of ``resp`` decoded from ``coding`` by ``BodyReader``, never more than ``limit``
+    bytes of either (raises ``ResponseTooLarge`` past it)."""
+    body = BodyReader(request, coding, limit)
+    if request.method not in _NO_BODY:
+        body.check_length(length)
+    if limit is None or length is not None:
+        body.feed(await resp.read())  # Content-Length bounds what read() takes
+    else:
+        stream = resp.content
+        while chunk := await stream.read(min(body.room + 1, 1 << 20)):
+            body.feed(chunk)
+    return body.finish()
+
+
 class AiohttpTransport:
     """The default ``Transport``: one aiohttp session (its own, or ``session``) with a pool of
     ``pool_size`` keep-alive connections, opened on first use inside the running loop."""
@@ -120,17 +137,17 @@ class AiohttpTransport:
             ) as resp:
                 headers = resp.headers
                 status = resp.status
-                body = BodyReader(request, headers.get("Content-Encoding") if self._decodes else None, limit)
+                coding = headers.get("Content-Encoding") if self._decodes else None
+                length = resp.content_length
                 try:
-                    if request.method not in _NO_BODY:
-                        body.check_length(resp.content_length)
-                    if limit is None or resp.content_length is not None:
-                        body.feed(await resp.read())  # Content-Length bounds what read() takes
+                    if not coding and (
+                        limit is None or (length is not None and (length <= limit or request.method in _NO_BODY))
+                    ):
+                        # The common answer: nothing to decode, and its Content-Length (which
+                        # bounds what read() takes) within the bound: read as is.
+                        content = await resp.read()
                     else:
-                        stream = resp.content
-                        while chunk := await stream.read(min(body.room + 1, 1 << 20)):
-                            body.feed(chunk)
-                    content = body.finish()
+                        content = await _bounded(request, resp, coding, limit, length)
                 except BaseException:
                     resp.close()  # the rest of the body is unread: the connection cannot be reused
                     raise
