@@ -385,3 +385,28 @@ async def test_concurrent_first_requests_share_one_jwks_fetch(
     answers = await asyncio.gather(*(api.get("/me", headers=bearer(t)) for t in tokens))
     assert [a.status_code for a in answers] == [200] * 20
     assert jwks.fetches == 1
+
+
+async def test_a_websocket_handshake_needs_a_valid_token_too(jwks: JWKS, keys: Keys) -> None:
+    import websockets
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(websocket.state.subject)
+        await websocket.close()
+
+    guarded = app(jwks.url)
+    guarded.router.routes.append(WebSocketRoute("/ws", echo))
+    async with serve(guarded) as url:
+        ws_url = url.replace("http://", "ws://") + "/ws"
+        for headers in ({}, bearer(sign_pyjwt(keys.rsa, "RS256", claims(exp=int(time.time()) - 600)))):
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                async with websockets.connect(ws_url, additional_headers=headers):
+                    pass
+            assert refused.value.response.status_code == 403
+        async with websockets.connect(
+            ws_url, additional_headers=bearer(sign_joserfc(keys.ec, "ES256", claims()))
+        ) as ws:
+            assert await ws.recv() == "user-42"

@@ -11,9 +11,50 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ._asgi import Scope, Send, send_problem
+from ._asgi import HTTPMiddleware, Message, Receive, Scope, Send, send_problem
 
-__all__ = ["AccessRules", "Require", "auth_claims", "auth_subject", "send_challenge", "set_principal"]
+__all__ = [
+    "AccessRules",
+    "AuthMiddleware",
+    "Require",
+    "auth_claims",
+    "auth_subject",
+    "send_challenge",
+    "set_principal",
+]
+
+
+class AuthMiddleware(HTTPMiddleware):
+    """Base of the credential middleware: HTTP requests and websocket handshakes both go to
+    ``handle`` (a websocket route behind an auth middleware is not left open); other scopes
+    (lifespan) pass through. A handshake ``handle`` refuses is closed with code 1008 (policy
+    violation, RFC 6455 section 7.4.1) before it is accepted, which the server answers 403."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Authenticate HTTP requests and websocket handshakes; pass other scopes through."""
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self.handle(scope, receive, _WebsocketRefusal(send))
+        else:
+            await self.app(scope, receive, send)
+
+
+class _WebsocketRefusal:
+    """``send`` for a websocket handshake: a refusal ``handle`` writes as an HTTP response
+    becomes one ``websocket.close``; the app's own websocket messages pass unchanged."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    async def __call__(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            await self._send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
+        elif kind != "http.response.body":
+            await self._send(message)
 
 
 @dataclass(frozen=True)

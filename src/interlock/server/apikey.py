@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 from .._validate import check_count, check_seconds
 from ..errors import ConfigError
-from ._access import AccessRules, Require, send_challenge, set_principal
-from ._asgi import ASGIApp, HTTPMiddleware, Receive, Scope, Send, header, send_problem
+from ._access import AccessRules, AuthMiddleware, Require, send_challenge, set_principal
+from ._asgi import ASGIApp, Receive, Scope, Send, header, send_problem
 from .ratelimit import MemoryRateLimitBackend, RateLimitBackend
 
 __all__ = ["ApiKeyAuth", "ApiKeyRecord", "hash_api_key", "new_api_key"]
@@ -85,7 +85,7 @@ class ApiKeyRecord:
         return f"ApiKeyRecord(id={self.id!r}, digest=***, scopes={self.scopes!r}, limit={self.limit})"
 
 
-class ApiKeyAuth(HTTPMiddleware):
+class ApiKeyAuth(AuthMiddleware):
     """ASGI middleware admitting requests that carry one of ``keys`` in ``header``
     (``X-API-Key``) or ``Authorization: Bearer <key>``, except ``public`` paths; ``require``
     gives the scopes per route; ``backend`` counts the per-key limits

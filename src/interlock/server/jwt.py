@@ -48,8 +48,8 @@ from .._redact import redact_url
 from .._validate import check_seconds
 from ..core.jwks import should_refetch
 from ..errors import ConfigError
-from ._access import AccessRules, Require, send_challenge, set_principal
-from ._asgi import ASGIApp, HTTPMiddleware, Receive, Scope, Send, header, send_problem
+from ._access import AccessRules, AuthMiddleware, Require, send_challenge, set_principal
+from ._asgi import ASGIApp, Receive, Scope, Send, header, send_problem
 
 try:
     import jwt as pyjwt
@@ -348,8 +348,9 @@ def granted_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(scopes)
 
 
-class JWTAuth(HTTPMiddleware):
-    """ASGI middleware verifying ``Authorization: Bearer <jwt>`` on every HTTP request except
+class JWTAuth(AuthMiddleware):
+    """ASGI middleware verifying ``Authorization: Bearer <jwt>`` on every HTTP request and
+    websocket handshake except
     the ``public`` paths (fnmatch patterns), then the ``require`` scopes. See the module
     docstring for the checks and the answers.
 
