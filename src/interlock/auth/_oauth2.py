@@ -478,8 +478,10 @@ class OAuth2ClientCredentials(_OAuth2Grant):
     (``TOKEN_TIMEOUT``, ``TOKEN_RETRY``, ``TOKEN_BREAKER`` by default); ``transport``,
     ``clock`` and ``rng`` replace the network, time and jitter in tests.
 
-    Use as ``Client(base_url, auth=OAuth2ClientCredentials(...))``; its repr and every error
-    and log line mask the secret and the tokens.
+    Use as ``Client(base_url, auth=OAuth2ClientCredentials(...))``; several clients of one
+    event loop may share one object (and its token); each ``SyncClient`` runs a loop of its own,
+    so give each its own object and a shared ``store``. Its repr and every error and log line
+    mask the secret and the tokens.
     """
 
     grant_type = "client_credentials"
