@@ -378,3 +378,18 @@ async def test_a_failing_token_endpoint_opens_its_own_breaker(provider: Provider
     assert "circuit open" in errors[-1]  # TOKEN_BREAKER: no more requests to a failing endpoint
     assert provider.token_requests < 4 * 3
     assert provider.api_calls == []
+
+
+async def test_one_credentials_object_on_two_event_loops_is_refused_clearly(provider: Provider) -> None:
+    from interlock import SyncClient
+
+    auth = credentials(provider)
+
+    def work() -> str:
+        with SyncClient(provider.url, auth=auth) as one, SyncClient(provider.url, auth=auth) as two:
+            assert one.get("/api/thing").status == 200
+            with pytest.raises(RuntimeError, match="another event loop"):
+                two.get("/api/thing")
+        return "ok"
+
+    assert await asyncio.to_thread(work) == "ok"

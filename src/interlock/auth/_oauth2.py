@@ -164,6 +164,7 @@ class _OAuth2Grant:
         self._token: Token | None = None
         self._due: float | None = None
         self._flight: asyncio.Task[Token] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ahead_after = 0.0
         self._client: Client | None = None
         self._users = 0
@@ -204,6 +205,7 @@ class _OAuth2Grant:
         """A token valid now: the one held if it is, else a new one (shared with every caller
         waiting for it, and with other processes through the store), by the monotonic
         ``deadline`` when one is given. Raises ``AuthError`` when none can be had."""
+        self._check_loop()
         token = self._token
         state = freshness(token, self._clock.time(), self._due)
         if state is Freshness.USE:
@@ -215,6 +217,21 @@ class _OAuth2Grant:
                 self._start_flight(rejected=None)  # replaced in the background; this one still serves
             return token
         return await self._await_flight(self._start_flight(rejected=None), deadline)
+
+    def _check_loop(self) -> None:
+        # The flight, the token client and the store belong to one event loop.
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            raise RuntimeError(
+                f"{self._owner} for client {self.client_id!r} is in use on another event loop: give each "
+                "SyncClient (each loop) its own credentials object, and share the token through store="
+            )
+        # First use, or the previous loop is gone (asyncio.run called again): start afresh.
+        self._loop, self._flight, self._client = loop, None, None
+        if self._own_store:
+            self._store = None
 
     def _start_flight(self, rejected: str | None) -> asyncio.Task[Token]:
         flight = self._flight
