@@ -28,7 +28,7 @@ EXAMPLES = _examples()
 
 def test_the_guides_have_runnable_examples() -> None:
     pages = {name.rsplit("-", 1)[0] for name, _ in EXAMPLES}
-    assert {"quickstart", "client", "inbox", "sync"} <= pages
+    assert {"quickstart", "client", "inbox", "sync", "server"} <= pages
 
 
 @pytest.mark.parametrize("code", [code for _, code in EXAMPLES], ids=[name for name, _ in EXAMPLES])

@@ -27,7 +27,9 @@ from .core.breaker import CircuitBreaker
 from .core.redirect import Redirects
 from .core.retry import Retry, RetryBudget
 from .inbox import Event, Inbox, Redelivery
+from .server.jobs import Jobs
 from .stores.batch_writer import BatchWriter
+from .streams import EventStream, StreamPolicy, Subscription
 from .sync import Sync, SyncRecord, SyncSource, ToHandler, ToTable, WriteBack
 
 __all__ = [
@@ -40,7 +42,9 @@ __all__ = [
     "Client",
     "Concurrency",
     "Event",
+    "EventStream",
     "Inbox",
+    "Jobs",
     "Limits",
     "Paginator",
     "Profile",
@@ -53,6 +57,8 @@ __all__ = [
     "Response",
     "Retry",
     "RetryBudget",
+    "StreamPolicy",
+    "Subscription",
     "Sync",
     "SyncClient",
     "SyncRecord",

@@ -69,6 +69,7 @@ class GroupCall(Generic[I, R]):
         self._key = key
         self._pending: list[tuple[I, asyncio.Future[R] | _Many | None]] = []
         self._flights = 0
+        self._unstarted = 0  # flights started that have not taken their first batch yet
         self._flying_keys: list[set[Hashable]] = []  # one set per batch in flight (max_in_flight > 1)
         self._tasks: set[asyncio.Task[None]] = set()  # the flights, for drain()
         self.batches = 0
@@ -112,13 +113,16 @@ class GroupCall(Generic[I, R]):
 
     def start(self) -> None:
         """Start a batch of what is queued, unless one is in flight (it takes the queue next);
-        with ``max_in_flight`` > 1, also one more per full batch queued, up to that many."""
+        with ``max_in_flight`` > 1, one more flight whenever items wait that the flights not
+        yet under way will not take (each takes up to ``max_batch``), up to that many flights.
+
+        So items never wait for a batch in flight to end while a flight is free: on a store
+        whose commits are slow (a disk flush each), several batches commit at once.
+        """
         pending = len(self._pending)
-        if not pending:
-            return
-        wanted = min(self.max_in_flight, max(1, -(-pending // self.max_batch)))
-        while self._flights < wanted:
+        while pending > self._unstarted * self.max_batch and self._flights < self.max_in_flight:
             self._flights += 1
+            self._unstarted += 1
             # Started now, run on the next loop iteration: calls made in this one join it.
             task = asyncio.get_running_loop().create_task(self._flight())
             self._tasks.add(task)
@@ -148,6 +152,7 @@ class GroupCall(Generic[I, R]):
         return batch, keys
 
     async def _flight(self) -> None:
+        self._unstarted -= 1
         stalled = False
         try:
             while self._pending:

@@ -237,11 +237,30 @@ async def test_a_backlog_is_written_by_several_batches_at_once(sqlite_path: str)
     assert len(rows_in(sqlite_path)) == 1000
 
 
-async def test_awaited_writes_from_many_handlers_go_in_one_batch_at_a_time(sqlite_path: str) -> None:
-    # No backlog (fewer rows than max_rows waiting): one batch in flight, the next one growing.
+async def test_awaited_writes_do_not_wait_for_a_batch_in_flight_while_a_flush_is_free(sqlite_path: str) -> None:
+    # The first batch is still committing: the 64 rows that come meanwhile go at once, in one
+    # second batch (slow commits overlap instead of queueing), not one batch per row.
     make_table(sqlite_path)
     sink = GatedSink(f"sqlite:///{sqlite_path}", "payments", ["id", "customer", "amount"], key=["id"])
     writer = interlock.BatchWriter(sink, max_rows=1000, max_delay=60)
+    first = asyncio.ensure_future(writer.write(("p0", "c", 0)))
+    await wait_until(lambda: sink.active == 1)
+    rest = asyncio.ensure_future(asyncio.gather(*(writer.write((f"p{i}", "c", i)) for i in range(1, 65))))
+    await wait_until(lambda: sink.active == 2)
+    assert writer.pending == 0
+    sink.release.set()
+    await first
+    await rest
+    await writer.aclose()
+    assert [len(b) for b in sink.batches] == [1, 64]
+    assert len(rows_in(sqlite_path)) == 65
+
+
+async def test_with_one_flush_awaited_writes_form_the_next_batch(sqlite_path: str) -> None:
+    # flushes=1: one batch in flight, the next one growing while it commits (group commit).
+    make_table(sqlite_path)
+    sink = GatedSink(f"sqlite:///{sqlite_path}", "payments", ["id", "customer", "amount"], key=["id"])
+    writer = interlock.BatchWriter(sink, max_rows=1000, max_delay=60, flushes=1)
     first = asyncio.ensure_future(writer.write(("p0", "c", 0)))
     await wait_until(lambda: sink.active == 1)
     rest = asyncio.ensure_future(asyncio.gather(*(writer.write((f"p{i}", "c", i)) for i in range(1, 65))))
@@ -253,6 +272,24 @@ async def test_awaited_writes_from_many_handlers_go_in_one_batch_at_a_time(sqlit
     await rest
     await writer.aclose()
     assert [len(b) for b in sink.batches] == [1, 64]
+
+
+async def test_awaited_writes_of_one_key_wait_for_the_batch_holding_it(sqlite_path: str) -> None:
+    # A free flush does not take a row whose key is in a batch in flight: it goes after it.
+    make_table(sqlite_path)
+    sink = GatedSink(f"sqlite:///{sqlite_path}", "payments", ["id", "customer", "amount"], key=["id"])
+    writer = interlock.BatchWriter(sink, max_rows=1000, max_delay=60)
+    first = asyncio.ensure_future(writer.write(("k", "old", 1)))
+    await wait_until(lambda: sink.active == 1)
+    second = asyncio.ensure_future(writer.write(("k", "new", 2)))
+    other = asyncio.ensure_future(writer.write(("j", "c", 3)))
+    await wait_until(lambda: sink.active == 2)
+    assert sink.batches[1] == [("j", "c", 3)] and writer.pending == 1
+    sink.release.set()
+    await asyncio.gather(first, second, other)
+    await writer.aclose()
+    assert sink.batches == [[("k", "old", 1)], [("j", "c", 3)], [("k", "new", 2)]]
+    assert rows_in(sqlite_path) == [("j", "c", 3), ("k", "new", 2)]
 
 
 async def test_writes_of_one_key_commit_in_order_across_parallel_batches(sqlite_path: str) -> None:

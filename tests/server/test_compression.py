@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import time
 from collections.abc import AsyncIterator
 
 import brotli
@@ -38,13 +39,16 @@ class Stream:
         self.media_type = media_type
         self.first_seen = asyncio.Event()
         self.sent: list[str] = []
+        self.sent_at: list[float] = []
 
     async def endpoint(self, request: Request) -> StreamingResponse:
         async def body() -> AsyncIterator[bytes]:
             self.sent.append("one")
+            self.sent_at.append(time.monotonic())
             yield b"data: " + b"first chunk " * 100 + b"\n\n"
             await asyncio.wait_for(self.first_seen.wait(), 10.0)  # a buffering middleware times out here
             self.sent.append("two")
+            self.sent_at.append(time.monotonic())
             yield b"data: " + b"second chunk " * 100 + b"\n\n"
 
         return StreamingResponse(body(), media_type=self.media_type)
@@ -130,14 +134,20 @@ async def test_a_streamed_response_reaches_the_client_chunk_by_chunk(coding: str
             assert r.headers["content-encoding"] == coding
             assert "content-length" not in r.headers
             received = b""
+            arrived_at: list[float] = []
             async for chunk in r.aiter_bytes():
                 received += chunk
+                arrived_at.append(time.monotonic())
                 if b"first chunk" in received and not stream.first_seen.is_set():
                     # The first chunk arrived decoded while the app has not sent the second.
                     assert stream.sent == ["one"]
+                    first_arrival = arrived_at[-1]
                     stream.first_seen.set()
     assert stream.sent == ["one", "two"]
     assert received.count(b"second chunk") == 100
+    # Arrival times against send times: the first chunk was in the client's hands before the
+    # app produced the second one, and the second arrived after it was sent (an order, no bound).
+    assert stream.sent_at[0] <= first_arrival < stream.sent_at[1] <= arrived_at[-1]
 
 
 async def test_event_streams_are_left_alone_and_arrive_as_sent() -> None:

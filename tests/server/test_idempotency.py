@@ -15,10 +15,12 @@ from starlette.routing import Route
 from interlock.server import (
     IdempotencyMiddleware,
     MemoryIdempotencyStore,
+    PostgresIdempotencyStore,
     RedisIdempotencyStore,
+    SQLiteIdempotencyStore,
     StoredResponse,
 )
-from interlock.testing import FakeClock
+from interlock.testing import FakeClock, temporary_schema
 
 from .conftest import serve
 
@@ -51,16 +53,52 @@ def make_app(orders: Orders, store: Any, **options: Any) -> Starlette:
     )
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+STORES = ["memory", "sqlite", "postgres", "redis"]
+
+
+class Backend:
+    """One store under test and how to let time pass for it: a fake clock where the store reads
+    the clock, real time for Redis (its expiry is the server's own ``PX``)."""
+
+    def __init__(self, store: Any, clock: FakeClock | None) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def advance(self, seconds: float) -> None:
+        if self.clock is not None:
+            self.clock.advance(seconds)
+        else:
+            await asyncio.sleep(seconds)
+
+
+@pytest.fixture(params=STORES)
+async def backend(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Backend]:
+    clock = FakeClock()
     if request.param == "memory":
-        yield MemoryIdempotencyStore()
+        yield Backend(MemoryIdempotencyStore(clock=clock), clock)
+        return
+    if request.param == "sqlite":
+        sqlite_store = SQLiteIdempotencyStore(str(tmp_path / "idem.db"), clock=clock, prune_every=3)
+        yield Backend(sqlite_store, clock)
+        await sqlite_store.aclose()
+        return
+    if request.param == "postgres":
+        dsn = request.getfixturevalue("postgres_dsn")
+        async with temporary_schema(dsn, "itest_idem") as schema:
+            pg_store = PostgresIdempotencyStore(dsn, schema=schema, clock=clock, prune_every=3)
+            yield Backend(pg_store, clock)
+            await pg_store.aclose()
         return
     redis_url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")
     redis_store = RedisIdempotencyStore(redis_url, namespace=prefix)
-    yield redis_store
+    yield Backend(redis_store, None)
     await redis_store.aclose()
+
+
+@pytest.fixture
+def store(backend: Backend) -> Any:
+    return backend.store
 
 
 async def test_a_repeat_replays_the_stored_response(store: Any) -> None:
@@ -125,23 +163,45 @@ async def test_invalid_and_required_keys_are_400() -> None:
     assert orders.created == 0
 
 
-async def test_keys_expire_and_an_abandoned_lease_frees_the_key() -> None:
-    clock = FakeClock()
-    store = MemoryIdempotencyStore(clock=clock)
-    begun = await store.begin("k", "fp", lock_ttl=60.0)
+async def test_keys_expire_and_an_abandoned_lease_frees_the_key(backend: Backend) -> None:
+    store = backend.store
+    begun = await store.begin("k", "fp", lock_ttl=0.3)
     assert begun.state == "started"
-    assert (await store.begin("k", "fp", lock_ttl=60.0)).state == "running"
-    clock.advance(61.0)  # the first process died mid-request
+    assert (await store.begin("k", "fp", lock_ttl=0.3)).state == "running"
+    assert (await store.begin("k", "other", lock_ttl=0.3)).state == "mismatch"
+    await backend.advance(0.5)  # the first process died mid-request: its lease ran out
     second = await store.begin("k", "fp", lock_ttl=60.0)
     assert second.state == "started"
     await store.complete(
         "k", begun.token, "fp", StoredResponse(200, [], b"stale"), ttl=100.0
     )  # not the owner
-    await store.complete("k", second.token, "fp", StoredResponse(201, [], b"ok"), ttl=100.0)
+    await store.release("k", begun.token)  # not the owner either: nothing happens
+    assert (await store.begin("k", "fp", lock_ttl=60.0)).state == "running"
+    reply = StoredResponse(201, [(b"location", b"/o/1")], b"ok")
+    await store.complete("k", second.token, "fp", reply, ttl=0.5)
     done = await store.begin("k", "fp", lock_ttl=60.0)
-    assert done.state == "done" and done.response == StoredResponse(201, [], b"ok")
-    clock.advance(101.0)
+    assert done.state == "done" and done.response == reply
+    await backend.advance(0.7)
+    again = await store.begin("k", "fp", lock_ttl=60.0)
+    assert again.state == "started"
+    await store.release("k", again.token)
     assert (await store.begin("k", "fp", lock_ttl=60.0)).state == "started"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+async def test_sql_stores_prune_expired_keys(backend: Backend) -> None:
+    """Memory and Redis drop keys by themselves (a bounded dict, PX); the SQL tables prune."""
+    store = backend.store
+    for n in range(5):
+        await store.begin(f"old-{n}", "fp", lock_ttl=1.0)
+    await backend.advance(2.0)
+    assert await store.prune() == 5
+    assert await store.prune() == 0
+
+
+async def test_concurrent_claims_of_one_key_admit_one(backend: Backend) -> None:
+    begun = await asyncio.gather(*(backend.store.begin("race", "fp", lock_ttl=30.0) for _ in range(20)))
+    assert sorted(b.state for b in begun) == ["running"] * 19 + ["started"]
 
 
 def test_stored_response_round_trips_binary() -> None:

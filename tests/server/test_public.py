@@ -20,6 +20,8 @@ def test_all_is_documented_and_complete() -> None:
         "security",
         "idempotency",
         "loader",
+        "jobs",
+        "pagination",
     ):
         sub = getattr(server, module)
         assert sub.__doc__

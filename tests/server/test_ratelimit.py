@@ -296,9 +296,51 @@ def race_server(redis_url: str, redis_prefix: str) -> Iterator[str]:
 @pytest.mark.redis
 @pytest.mark.slow
 async def test_four_worker_processes_on_one_redis_admit_exactly_the_limit(race_server: str) -> None:
-    limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(base_url=race_server, limits=limits, timeout=httpx.Timeout(30.0, pool=None)) as http:
+    # All 1,000 in flight at once: ~250 concurrent checks per worker, more than redis-py's
+    # default pool (100) holds; the backend's blocking pool makes them wait, never fail open.
+    limits = httpx.Limits(max_connections=1000)
+    async with httpx.AsyncClient(
+        base_url=race_server, limits=limits, timeout=httpx.Timeout(30.0, pool=None)
+    ) as http:
         answers = await asyncio.gather(*(http.get("/") for _ in range(1000)))
     codes = [r.status_code for r in answers]
     assert codes.count(200) == 100
     assert codes.count(429) == 900
+
+
+@pytest.mark.redis
+async def test_a_huge_limit_on_redis_is_checked_not_an_error(redis_url: str, redis_prefix: str) -> None:
+    """An emission interval below the clock's precision (10**9 per minute) once made the script
+    send 'SET ... PX 0', an error on every check: the middleware then failed open silently."""
+    backend = RedisRateLimitBackend(redis_url, namespace=redis_prefix, timeout=SLACK)
+    try:
+        for _ in range(3):
+            allowed, [verdict] = await backend.check(["huge"], [(10**9, 60.0)], 1)
+            assert allowed and verdict.remaining > 10**8
+    finally:
+        await backend.aclose()
+
+
+async def test_concurrent_checks_share_a_pipeline_one_evalsha_each_and_survive_script_flush(
+    private_redis: PrivateRedis,
+) -> None:
+    """Checks made in the same tick go out as one pipeline: still exactly one EVALSHA per check
+    (commandstats), exact admissions, and NOSCRIPT inside a pipeline is answered by EVAL."""
+    backend = RedisRateLimitBackend(private_redis.url, namespace="p:", timeout=SLACK)
+    probe = aioredis.Redis.from_url(private_redis.url)
+    try:
+        await backend.check(["warm"], [(10, 60.0)], 1)  # loads the script
+        before = await _calls(probe)
+        answers = await asyncio.gather(*(backend.check(["k"], [(150, 3600.0)], 1) for _ in range(200)))
+        delta = _delta(before, await _calls(probe))
+        assert [allowed for allowed, _ in answers].count(True) == 150
+        assert delta["evalsha"] == 200 and "eval" not in delta
+        await probe.script_flush()
+        before = await _calls(probe)
+        again = await asyncio.gather(*(backend.check(["j"], [(30, 3600.0)], 1) for _ in range(50)))
+        delta = _delta(before, await _calls(probe))
+        assert [allowed for allowed, _ in again].count(True) == 30
+        assert delta["evalsha"] == 50 and delta["eval"] == 50  # each NOSCRIPT retried once by EVAL
+    finally:
+        await probe.aclose()
+        await backend.aclose()

@@ -12,7 +12,7 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urlsplit
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, istr
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._ids import CORRELATION_ID, new_id
@@ -221,8 +221,9 @@ class Client:
         if auth is not None and (auth.redacted_headers or auth.redacted_query):
             self.redaction = self.redaction.extended(headers=auth.redacted_headers, query=auth.redacted_query)
         self.idempotency_keys = idempotency_keys
-        self._idempotency_header = idempotency_header
-        self._request_id_header = request_id_header
+        # istr: the header tables of every call look them up without case-folding them again.
+        self._idempotency_header = istr(idempotency_header)
+        self._request_id_header = istr(request_id_header)
         self._headers: CIMultiDict[str] = CIMultiDict(headers or {})
         self._given_id = self._headers.get(request_id_header)
         self._given_key = self._headers.get(idempotency_header)

@@ -113,9 +113,13 @@ class Paginator:
         self.pages = 0
         self.items = 0
         self.stop_reason: str | None = None
-        """``"end"`` for a listing that ended normally, else the guard that stopped it:
-        ``repeated_cursor``, ``repeated_link``, ``has_more_without_cursor``, ``no_new_items``,
-        ``empty_page``, ``max_pages``, ``foreign_link``."""
+        """``"end"`` for a listing that ended normally, ``"not_modified"`` when the first page
+        was answered 304 to a conditional request (``headers={"If-None-Match": ...}``: nothing
+        changed, no items), else the guard that stopped it: ``repeated_cursor``,
+        ``repeated_link``, ``has_more_without_cursor``, ``no_new_items``, ``empty_page``,
+        ``max_pages``, ``foreign_link``."""
+        self.first_etag: str | None = None
+        """The ``ETag`` of the first page's answer (to send as ``If-None-Match`` next time)."""
 
     # -- iteration ------------------------------------------------------------------------
     def __aiter__(self) -> Paginator:
@@ -179,6 +183,12 @@ class Paginator:
 
     def _take(self, response: Response) -> None:
         self.pages += 1
+        if self.pages == 1:
+            self.first_etag = response.headers.get("ETag")
+            if response.status == 304:  # RFC 9110 section 15.4.5: unchanged since that ETag
+                self.stop_reason = "not_modified"
+                self._next_request = None
+                return
         body = response.json()
         found = self._items_path.find(body) if isinstance(body, dict) else body
         items: list[Any] = found if isinstance(found, list) else []

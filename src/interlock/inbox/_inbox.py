@@ -28,6 +28,8 @@ from .signatures import SignatureScheme
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ..stores.checkpoint import CheckpointStore
+    from ..streams import EventStream, Subscription
 
 H = TypeVar("H", bound=Handler)
 
@@ -76,6 +78,7 @@ class Inbox(Resource):
         path_prefix: str = "/hooks/",
         clock: Clock | None = None,
     ) -> None:
+        self._store_url = store if isinstance(store, str) else None
         if isinstance(store, str):
             self.queue: Queue = open_queue(store, clock=clock, owner="Inbox", field="store")
         elif isinstance(store, Queue):
@@ -112,6 +115,8 @@ class Inbox(Resource):
         self._open_lock: asyncio.Lock | None = None
         self._pools: list[WorkerPool] = []
         self._app: InboxApp | None = None
+        self.subscriptions: dict[str, Subscription] = {}
+        """The upstream event streams (``subscribe``), by source name."""
 
     @property
     def retention(self) -> float | None:
@@ -169,6 +174,64 @@ class Inbox(Resource):
         if name in self.sources:
             raise ConfigError("Inbox", "internal_source", f"{name!r} is already a webhook source")
         self.internal_sources.add(name)
+
+    def subscribe(
+        self,
+        name: str,
+        stream: EventStream,
+        *,
+        checkpoint: str | CheckpointStore | None = None,
+        reconcile: Any = None,
+    ) -> Subscription:
+        """Read an upstream's event stream into the inbox as source ``name``::
+
+            inbox.subscribe("crm", interlock.EventStream.sse(crm, "/events"), reconcile=crm_sync)
+
+        Each event is committed into the same queue as webhooks (dedupe by its id, ordering,
+        handlers, retries, DLQ), and only then is the resume position saved, in
+        ``checkpoint`` (a URL or ``CheckpointStore``; default: the inbox's store URL) under
+        ``stream:{name}``: a restart resumes after the last committed event. ``reconcile``: a
+        ``Sync`` (its ``trigger()``) or a function, called when the stream has been down longer
+        than ``stream.policy.reconcile_after``. The stream runs with the workers
+        (``start_workers``, ``run_workers``, ``serve(workers=...)``) or on its own
+        (``subscription.start()``); ``aclose()`` stops it. Handlers register as for webhooks:
+        ``@inbox.handler("crm", "customer.updated")``."""
+        from ..stores import open_checkpoint
+        from ..streams import EventStream, Subscription
+
+        if not isinstance(stream, EventStream):
+            raise ConfigError(
+                "Inbox", "subscribe", f"expected an interlock.EventStream (.sse(...) or .websocket(...)), got {stream!r}"
+            )
+        if name in self.subscriptions:
+            raise ConfigError("Inbox", "subscribe", f"a stream named {name!r} is already subscribed")
+        self.internal_source(name)
+        own = False
+        if checkpoint is None:
+            if self._store_url is None:
+                raise ConfigError(
+                    "Inbox", "subscribe", "give checkpoint= (a URL or CheckpointStore) when the inbox's store is not a URL"
+                )
+            checkpoint = self._store_url
+        if isinstance(checkpoint, str):
+            store = open_checkpoint(checkpoint, owner="Inbox.subscribe", field="checkpoint")
+            own = True
+        else:
+            store = checkpoint
+        hook = getattr(reconcile, "trigger", reconcile)
+        if hook is not None and not callable(hook):
+            raise ConfigError("Inbox", "reconcile", f"must be a Sync or a function, got {reconcile!r}")
+        subscription = Subscription(
+            name, stream, commit=self.put, store=store, reconcile=hook, ordering_key=queue_ordering_key,
+            clock=self.clock, close_store=own,
+        )
+        self.subscriptions[name] = subscription
+        return subscription
+
+    def start_streams(self) -> None:
+        """Start every subscribed stream in the background (the workers do it for you)."""
+        for subscription in self.subscriptions.values():
+            subscription.start()
 
     def _check_declared(self, source: str, what: str) -> None:
         if source in self.sources or source in self.internal_sources:
@@ -233,6 +296,8 @@ class Inbox(Resource):
     async def aclose(self) -> None:
         """Stop the worker pools (in-flight handlers get their grace) and the pruner, close the
         handlers that hold resources (a ``Forward``'s client), then the queue."""
+        for subscription in self.subscriptions.values():
+            await subscription.aclose()  # no new events, positions saved, before the queue closes
         pools, self._pools = self._pools, []
         for pool in pools:
             await pool.aclose()
@@ -385,15 +450,18 @@ class Inbox(Resource):
         )
 
     def start_workers(self, concurrency: int = 8, *, visibility: float | None = None) -> WorkerPool:
-        """Process events in a background task; ``await pool.aclose()`` (or ``inbox.aclose()``) stops it."""
+        """Process events in a background task; ``await pool.aclose()`` (or ``inbox.aclose()``) stops it.
+        The subscribed streams start too."""
         self.pruner.start()
+        self.start_streams()
         pool = self._pool(concurrency, visibility)
         self._pools.append(pool)
         return pool.start()
 
     async def run_workers(self, concurrency: int = 8, *, visibility: float | None = None) -> None:
-        """Process events until cancelled."""
+        """Process events until cancelled (the subscribed streams run too)."""
         self.pruner.start()
+        self.start_streams()
         pool = self._pool(concurrency, visibility)
         self._pools.append(pool)
         try:

@@ -1,6 +1,8 @@
 """``interlock.server``: plain ASGI middleware for your own API (Starlette style, usable in
 FastAPI, Starlette or any ASGI app), one module each: ``ratelimit``, ``compression``,
-``conditional``, ``fields``, ``accesslog``, ``security``, and for your callers' credentials
+``conditional``, ``fields``, ``accesslog``, ``security``, ``idempotency``; besides them
+``jobs`` (202 Accepted and background work), ``pagination`` (signed cursors, ``Link``) and
+``loader`` (batching ``load(key)`` calls within a request); for your callers' credentials
 ``jwt`` (``JWTAuth``, needs ``interlock[jwt]``) and ``apikey`` (``ApiKeyAuth``).
 
 Put them in this order (outermost first), so each sees what it needs::
@@ -21,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._access import Require, auth_claims, auth_subject
+from ._idempotency_sql import PostgresIdempotencyStore, SQLiteIdempotencyStore
 from .accesslog import AccessLogMiddleware, route_template
 from .apikey import ApiKeyAuth, ApiKeyRecord, hash_api_key, new_api_key
 from .compression import DEFAULT_COMPRESSIBLE, CompressionMiddleware
@@ -33,7 +36,19 @@ from .idempotency import (
     RedisIdempotencyStore,
     StoredResponse,
 )
+from .jobs import (
+    Job,
+    JobRejected,
+    Jobs,
+    JobStatus,
+    JobStatusApp,
+    JobStore,
+    JobWorker,
+    PostgresJobStore,
+    SQLiteJobStore,
+)
 from .loader import DataLoader, request_loader
+from .pagination import InvalidPage, Page, Pagination, invalid_page_handler
 from .ratelimit import (
     Limit,
     MemoryRateLimitBackend,
@@ -71,24 +86,39 @@ __all__ = [
     "FieldsMiddleware",
     "IdempotencyMiddleware",
     "IdempotencyStore",
+    "InvalidPage",
     "InvalidToken",
     "JWKSUnavailable",
     "JWTAuth",
     "JWTVerifier",
+    "Job",
+    "JobRejected",
+    "JobStatus",
+    "JobStatusApp",
+    "JobStore",
+    "JobWorker",
+    "Jobs",
     "Limit",
     "MemoryIdempotencyStore",
     "MemoryRateLimitBackend",
+    "Page",
+    "Pagination",
+    "PostgresIdempotencyStore",
+    "PostgresJobStore",
     "RateLimitBackend",
     "RateLimitMiddleware",
     "RedisIdempotencyStore",
     "RedisRateLimitBackend",
     "Require",
+    "SQLiteIdempotencyStore",
+    "SQLiteJobStore",
     "SecurityMiddleware",
     "StoredResponse",
     "auth_claims",
     "auth_subject",
     "client_ip",
     "hash_api_key",
+    "invalid_page_handler",
     "new_api_key",
     "request_loader",
     "route_template",

@@ -81,21 +81,24 @@ class AccessLogMiddleware(HTTPMiddleware):
             with correlation_id(rid):
                 await self.app(scope, receive, send_logged)
         finally:
-            elapsed_ms = (self._clock.monotonic() - started) * 1000.0
-            route = route_template(scope)
-            fields = {
-                "method": scope.get("method", ""),
-                "route": route,
-                "path": scope.get("path", ""),
-                "status": result["status"],
-                "duration_ms": round(elapsed_ms, 3),
-                "bytes": result["bytes"],
-                "client": client_ip(scope, self.trusted_proxies),
-                "correlation_id": rid,
-            }
-            self.logger.info(
-                "%s %s %d %.1fms", fields["method"], route, result["status"], elapsed_ms, extra=fields
-            )
+            if self.logger.isEnabledFor(logging.INFO):  # a disabled access log costs nothing more
+                self._log(scope, rid, result, (self._clock.monotonic() - started) * 1000.0)
+
+    def _log(self, scope: Scope, rid: str, result: dict[str, Any], elapsed_ms: float) -> None:
+        route = route_template(scope)
+        fields = {
+            "method": scope.get("method", ""),
+            "route": route,
+            "path": scope.get("path", ""),
+            "status": result["status"],
+            "duration_ms": round(elapsed_ms, 3),
+            "bytes": result["bytes"],
+            "client": client_ip(scope, self.trusted_proxies),
+            "correlation_id": rid,
+        }
+        self.logger.info(
+            "%s %s %d %.1fms", fields["method"], route, result["status"], elapsed_ms, extra=fields
+        )
 
     def __repr__(self) -> str:
         return f"<AccessLogMiddleware logger={self.logger.name!r} header={self.request_id_header!r}>"

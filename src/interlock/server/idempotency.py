@@ -11,8 +11,9 @@ a different request is ``422``; a repeat while the first is still running is ``4
 process died) is free again after ``lock_ttl``. ``namespace(scope)`` scopes keys (say per API
 key or user) so two clients never share one.
 
-Stores: ``MemoryIdempotencyStore`` (one process, bounded) and ``RedisIdempotencyStore`` (many
-processes; each step is one command or one Lua script).
+Stores: ``MemoryIdempotencyStore`` (one process, bounded), ``RedisIdempotencyStore`` (many
+processes; each step is one command or one Lua script), and ``SQLiteIdempotencyStore`` /
+``PostgresIdempotencyStore`` (``interlock.server``; one transaction or statement per step).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 from .._clock import SYSTEM_CLOCK, Clock
 from .._validate import check_count, check_seconds
 from ._asgi import ASGIApp, Message, Receive, Scope, Send, header, send_problem
+from ._redis import open_redis
 
 __all__ = [
     "IdempotencyMiddleware",
@@ -164,18 +166,27 @@ return 1
 
 class RedisIdempotencyStore:
     """Keys in Redis under ``namespace``, shared by every process. ``client`` is borrowed when
-    given; otherwise one is opened for ``url``."""
+    given; otherwise one is opened for ``url``, each command bounded by ``timeout`` and at
+    most ``max_connections`` connections (requests beyond wait for one, up to ``timeout``)."""
 
     def __init__(
-        self, url: str = "redis://127.0.0.1:6379/0", *, namespace: str = "interlock:idem:", client: Any = None
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        namespace: str = "interlock:idem:",
+        client: Any = None,
+        timeout: float = 2.0,
+        max_connections: int = 64,
     ) -> None:
+        check_seconds("RedisIdempotencyStore", "timeout", timeout, positive=True)
+        check_count("RedisIdempotencyStore", "max_connections", max_connections)
         self.url = url
         self.namespace = namespace
         self._own = client is None
         if client is None:
-            import redis.asyncio as aioredis
-
-            client = aioredis.Redis.from_url(url)
+            client = open_redis(
+                url, timeout=timeout, max_connections=max_connections, owner="RedisIdempotencyStore"
+            )
         self._redis: Any = client
         self._begin = self._redis.register_script(_BEGIN)
         self._finish = self._redis.register_script(_FINISH)

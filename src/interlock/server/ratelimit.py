@@ -51,6 +51,7 @@ from ..core.gcra import Verdict, check_all
 from ..errors import ConfigError
 from ._asgi import ASGIApp, HTTPMiddleware, Message, Receive, Scope, Send, header, send_problem
 from ._metrics import RATELIMIT_BACKEND_ERRORS
+from ._redis import open_redis
 
 __all__ = [
     "Limit",
@@ -168,7 +169,9 @@ for i = 1, n do
   local retry = 0
   if allowed == 1 then
     tat = tat + cost * interval
-    redis.call('SET', KEYS[i], string.format('%.17g', tat), 'PX', math.ceil(tat - now))
+    -- At least 1 ms: with an interval below the clock's precision (a huge limit), tat - now is 0
+    -- and 'PX 0' is an error, which would fail every check.
+    redis.call('SET', KEYS[i], string.format('%.17g', tat), 'PX', math.max(1, math.ceil(tat - now)))
   else
     retry = math.max(0, tat + cost * interval - windows[i] - now)
   end
@@ -185,7 +188,9 @@ class RedisRateLimitBackend:
     """The state in Redis, shared by every process: one Lua script per check, one round trip.
 
     ``client`` is borrowed when given (never closed); otherwise one is opened for ``url`` with
-    socket timeouts of ``timeout``. Keys are ``namespace + limit name + key``.
+    socket timeouts of ``timeout`` and at most ``max_connections`` connections (checks beyond
+    that wait up to ``timeout`` for one, rather than failing). Keys are ``namespace + limit
+    name + key``.
     """
 
     def __init__(
@@ -195,39 +200,42 @@ class RedisRateLimitBackend:
         namespace: str = "interlock:ratelimit:",
         client: Any = None,
         timeout: float = 0.25,
+        max_connections: int = 64,
     ) -> None:
         check_seconds("RedisRateLimitBackend", "timeout", timeout, positive=True)
+        check_count("RedisRateLimitBackend", "max_connections", max_connections)
         self.url = url
         self.namespace = namespace
         self.timeout = timeout
         self._own = client is None
         if client is None:
-            try:
-                import redis.asyncio as aioredis
-            except ImportError as exc:  # pragma: no cover - depends on the install
-                raise ImportError(
-                    "RedisRateLimitBackend needs redis: pip install 'interlock[redis]'"
-                ) from exc
-            client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            client = open_redis(
+                url, timeout=timeout, max_connections=max_connections, owner="RedisRateLimitBackend"
+            )
         self._redis: Any = client
         import hashlib
 
         self._sha = hashlib.sha1(_GCRA.encode()).hexdigest()
+        self._pending: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._flushes: set[asyncio.Future[None]] = set()
 
     async def check(
         self, keys: list[str], limits: list[tuple[int, float]], cost: int
     ) -> tuple[bool, list[Verdict]]:
-        """One ``EVALSHA`` (``EVAL`` after ``NOSCRIPT``, which caches the script again)."""
-        from redis.exceptions import NoScriptError
+        """One ``EVALSHA`` (``EVAL`` after ``NOSCRIPT``, which caches the script again).
 
+        Checks made in the same event-loop tick share one pipeline (auto-pipelining): still one
+        ``EVALSHA`` per check and one round trip each, but one write and one read for the lot,
+        which is most of the client's cost per check under concurrency."""
         full = [self.namespace + k for k in keys]
         args: list[Any] = [cost]
         for limit, window in limits:
             args += [limit, window * 1000.0]
-        try:
-            reply = await self._redis.evalsha(self._sha, len(full), *full, *args)
-        except NoScriptError:
-            reply = await self._redis.eval(_GCRA, len(full), *full, *args)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((full, args, future))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+        reply = await future
         allowed = bool(int(reply[0]))
         verdicts = []
         for i in range(len(keys)):
@@ -235,8 +243,59 @@ class RedisRateLimitBackend:
             verdicts.append(Verdict(retry_ms == 0, remaining, reset_ms / 1000.0, retry_ms / 1000.0, math.nan))
         return allowed, verdicts
 
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _send(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+        from redis.exceptions import NoScriptError
+
+        try:
+            if len(batch) == 1:  # alone: a plain call costs less than a pipeline
+                full, args, future = batch[0]
+                try:
+                    reply = await self._redis.evalsha(self._sha, len(full), *full, *args)
+                except NoScriptError:
+                    reply = await self._redis.eval(_GCRA, len(full), *full, *args)
+                if not future.done():
+                    future.set_result(reply)
+                return
+            pipe = self._redis.pipeline(transaction=False)
+            for full, args, _ in batch:
+                pipe.evalsha(self._sha, len(full), *full, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if missing:  # SCRIPT FLUSH or a restart: EVAL caches the script again
+                pipe = self._redis.pipeline(transaction=False)
+                for i in missing:
+                    full, args, _ = batch[i]
+                    pipe.eval(_GCRA, len(full), *full, *args)
+                for i, reply in zip(missing, await pipe.execute(raise_on_error=False), strict=True):
+                    replies[i] = reply
+            for (_, _, future), reply in zip(batch, replies, strict=True):
+                if future.done():
+                    continue  # its caller gave up (the middleware's timeout)
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except BaseException as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    if isinstance(exc, Exception):
+                        future.set_exception(exc)
+                    else:
+                        future.cancel()
+            if not isinstance(exc, Exception):
+                raise
+
     async def aclose(self) -> None:
-        """Close the client if this backend opened it."""
+        """Let the checks in flight finish (each bounded by the socket timeout), then close the
+        client if this backend opened it."""
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
         if self._own:
             await self._redis.aclose()
 

@@ -2,20 +2,23 @@
 
 ``await writer.write(row)`` returns once the batch holding the row is committed, so a handler
 that awaits it and then returns (acking its event) never acks an event whose rows were lost.
-An awaited write starts a batch at once when the sink is idle; rows arriving while a batch is
-being written form the next one (group commit), so batches grow with concurrency without a
-timer adding latency (``GroupCall``). ``writer.add(row)`` queues without waiting and is flushed
+An awaited write starts a batch at once when a flush is free; rows arriving while every flush
+is busy form the next batch (group commit), so batches grow with concurrency without a timer
+adding latency (``GroupCall``). ``writer.add(row)`` queues without waiting and is flushed
 at ``max_rows`` or after ``max_delay``; ``flush()`` and ``aclose()`` (also on shutdown) write
 what is left. A batch holds at most ``max_rows`` rows; when one fails, the writers waiting on it
 get the error and the next batch is still tried. Rows with the same key inside one batch are
 collapsed to the last one: PostgreSQL refuses to upsert one row twice in a statement, and the
 last write wins anyway.
 
-While one batch is written, the rows that arrive form the next one; only a backlog (a full
-``max_rows`` batch queued) starts more batches at once, up to ``flushes`` (by default as many
-as the sink holds connections). Awaited writes thus go in few, large batches, and a bulk load
-drains in parallel. A row whose key is in a batch being written waits for a later batch, so
-two writes of one key always commit in the order they were made.
+Up to ``flushes`` batches are written at once (by default as many as the sink holds
+connections): rows that arrive while batches are being written go in the next free flush at
+once, and a backlog (``add()``, ``write_many()``) drains in batches of ``max_rows`` in parallel.
+On PostgreSQL a commit waits for its WAL flush (about 8 ms on this project's test machine), and
+commits in flight together share flushes, so awaited writes from many handlers gain most from
+this. With ``flushes=1`` rows that arrive while a batch is written form the next one. A row
+whose key is in a batch being written waits for a later batch, so two writes of one key
+always commit in the order they were made.
 """
 
 from __future__ import annotations

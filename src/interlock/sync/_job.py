@@ -10,7 +10,6 @@ letters and their replay in ``_dead_letters.py``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from .._jsonpath import JsonPath
 from .._lifecycle import Resource
 from .._text import describe
 from .._validate import check_count, check_seconds
+from ..core.adaptive import AdaptiveInterval, PollBudget
 from ..core.backoff import Backoff
 from ..errors import ConfigError, PermanentFailure
 from ..stores import open_checkpoint
@@ -70,7 +70,12 @@ class Sync(Resource):
     - ``attempts`` / ``backoff``: tries per record before the DLQ (default: 1 for a write-back,
       whose Client retries; 3 otherwise).
     - ``checkpoint_every``: seconds between checkpoint saves during a poll.
-    - ``every``: seconds between the polls of ``run_forever``.
+    - ``every``: seconds between the polls of ``run_forever``; with ``adaptive=True`` the
+      starting interval, halved after a poll that found changes (down to ``min_every``) and
+      doubled after one that found none (up to ``max_every``). Each poll is a conditional
+      request (``If-None-Match`` with the listing's last ``ETag``), so an unchanged listing
+      costs a 304; ``status()["budget"]`` compares the calls per hour now with the fixed
+      interval's.
     - ``webhook_record``: JSON path of the record inside a webhook body (``""``: the body).
     """
 
@@ -84,6 +89,9 @@ class Sync(Resource):
         inbox: Inbox | None = None,
         dlq: str | Queue | None = None,
         every: float | None = None,
+        adaptive: bool = False,
+        min_every: float = 5.0,
+        max_every: float = 900.0,
         lookback: float = 0.0,
         concurrency: int | None = None,
         window: int = 1000,
@@ -100,6 +108,15 @@ class Sync(Resource):
         if not isinstance(source, SyncSource):
             raise ConfigError(owner, "source", f"must be an interlock.SyncSource, got {source!r}")
         check_seconds(owner, "every", every, positive=True, optional=True)
+        self.adaptive: AdaptiveInterval | None = None
+        """The adaptive interval (``adaptive=True``), its ``current`` value the next wait."""
+        if adaptive:
+            if every is None:
+                raise ConfigError(owner, "every", "give every= (the starting interval) with adaptive=True")
+            self.adaptive = AdaptiveInterval(every, min_every, max_every)
+        self.budget = PollBudget(every) if every is not None else None
+        """Calls the scheduled polls spent over the last hour (``status()["budget"]``)."""
+        self._etag: tuple[str, str] | None = None
         check_seconds(owner, "lookback", lookback)
         check_count(owner, "window", window)
         check_seconds(owner, "min_trigger_interval", min_trigger_interval)
@@ -223,10 +240,15 @@ class Sync(Resource):
                 limits=PollLimits(self.lookback, self.window, self.checkpoint_every, max_records),
                 progress=progress,
                 progress_every=progress_every,
+                etag=None if full else self._etag,
             )
             report = await poll.run()
             self.polls += 1
             self.last_report = report
+            if report.etag is not None and not full:
+                self._etag = (report.since, report.etag)
+            if self.budget is not None:
+                self.budget.polled(self._clock.monotonic(), report.pages, not_modified=report.not_modified)
             return report
 
     def trigger(self) -> None:
@@ -238,32 +260,49 @@ class Sync(Resource):
         """Poll every ``every`` seconds (default: the job's), forever: it returns only when
         cancelled (run it as a task, or as the last line of a worker process). ``trigger()`` (a
         webhook for the same resource) polls sooner, at most once per ``min_trigger_interval``.
-        A failed poll is logged and the next one runs on time. For one poll that returns its
+        A failed poll is logged and the next one runs on time. With ``adaptive=True`` (and no
+        ``every`` given here, which fixes the interval) each wait is the adaptive interval after
+        the poll before. Waits are on the job's ``clock``. For one poll that returns its
         ``SyncReport``, ``run_once()``."""
         interval = every or self.every
         if interval is None or interval <= 0:
             raise ConfigError("Sync", "every", "give every= (seconds between polls) to run on a schedule")
         await self.open()
         self._wake = wake = asyncio.Event()
+        clock = self._clock
         try:
             while True:
                 wake.clear()
-                polled_at = self._clock.monotonic()
+                polled_at = clock.monotonic()
                 try:
-                    await self.run_once()
+                    report = await self.run_once()
+                    if self.adaptive is not None and not every:
+                        interval = self.adaptive.after_poll(report.changes)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     log.error(
                         "sync %s: poll failed, next one in %.1f s: %s", self.name, interval, describe(exc)
                     )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), interval)
-                rest = self.min_trigger_interval - (self._clock.monotonic() - polled_at)
+                await self._wait(wake, interval)
+                rest = self.min_trigger_interval - (clock.monotonic() - polled_at)
                 if rest > 0:
-                    await asyncio.sleep(rest)
+                    await clock.sleep(rest)
         finally:
             self._wake = None
+
+    async def _wait(self, wake: asyncio.Event, seconds: float) -> None:
+        """Sleep ``seconds`` on the job's clock, or until ``trigger()``."""
+        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait([sleep, woken], return_when=asyncio.FIRST_COMPLETED)
+            if sleep.done():
+                sleep.result()  # a clock whose sleep failed (or was cancelled) stops the job
+        finally:
+            for task in (sleep, woken):
+                task.cancel()
+            await asyncio.gather(sleep, woken, return_exceptions=True)
 
     # -- single records: webhooks and replays ----------------------------------------------------
 
@@ -322,12 +361,24 @@ class Sync(Resource):
         ``last_report`` are this process's own."""
         await self.open()
         checkpoint = await self.store.load_checkpoint(self.name)
-        return {
+        status: dict[str, Any] = {
             "job": self.name,
             "checkpoint": checkpoint_json(checkpoint),
             "ledger": await self.store.counts(self.name),
             "dead_letters": await self.queue.count_dead(DeadLetterFilter(source=self.dlq_source)),
         }
+        if self.budget is not None:
+            status["budget"] = self.budget_report()
+        return status
+
+    def budget_report(self) -> dict[str, Any] | None:
+        """This process's poll budget: the interval now, calls per hour at it and at the fixed
+        ``every``, the calls made in the last hour, the polls answered 304, and whether the
+        interval adapts (None without ``every``)."""
+        if self.budget is None:
+            return None
+        interval = self.adaptive.current if self.adaptive is not None else self.budget.every
+        return {"adaptive": self.adaptive is not None, **self.budget.report(self._clock.monotonic(), interval)}
 
     async def reset(self) -> None:
         """Forget the checkpoint and the ledger: the next poll starts from ``start``."""

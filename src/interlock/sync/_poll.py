@@ -63,6 +63,16 @@ class SyncReport:
     """Why the listing ended, as the paginator says (``"end"``...), or ``"max_records"``."""
     in_flight: int = 0
     """Records read and not yet done (0 once the poll ended)."""
+    not_modified: bool = False
+    """The listing answered 304 to its conditional request: nothing changed, one cheap call."""
+    etag: str | None = None
+    """The first page's ``ETag``, sent as ``If-None-Match`` by the next poll of the same ``since``."""
+
+    @property
+    def changes(self) -> int:
+        """Records this poll found changed: applied, dead-lettered or unusable (not those the
+        ledger already had, nor those re-read below the checkpoint)."""
+        return self.applied + self.dead + self.invalid
 
     @property
     def done(self) -> int:
@@ -126,6 +136,7 @@ class PollRun:
         limits: PollLimits,
         progress: Callable[[SyncReport], None] | None = None,
         progress_every: float = 0.2,
+        etag: tuple[str, str] | None = None,
     ) -> None:
         # The listing: what to read, from where.
         self.job = job
@@ -135,6 +146,9 @@ class PollRun:
         lookback = round(limits.lookback * 1_000_000)
         since = source.start_micros if resume is None else max(0, resume.updated_at - lookback)
         self.report = SyncReport(job, since=format_time(since, source.time_format), checkpoint=resume)
+        # A conditional listing (RFC 9110 section 13.1.2): the ETag the last poll of the same
+        # ``since`` got; an unchanged listing then costs a 304 without a body.
+        self._if_none_match = etag[1] if etag is not None and etag[0] == self.report.since else None
         # The records: applied up to ``window`` at a time.
         self.applier = applier
         self._window = asyncio.Semaphore(limits.window)
@@ -199,6 +213,8 @@ class PollRun:
         # Nobody waits on a poll: the listing's calls wait out an open breaker and the rate
         # limit within the background profile's deadline (unless the client set its own).
         options: dict[str, Any] = {"id_field": source.id_field(), "profile": "background", **source.paginate}
+        if self._if_none_match is not None:
+            options["headers"] = {**options.get("headers", {}), "If-None-Match": self._if_none_match}
         paginator = source.client.paginate(
             source.path,
             params=params,
@@ -224,6 +240,8 @@ class PollRun:
                     break
             report.stop_reason = paginator.stop_reason or ("max_records" if self.limits.max_records else None)
             report.pages = paginator.pages
+            report.not_modified = paginator.stop_reason == "not_modified"
+            report.etag = paginator.first_etag
 
     async def _dispatch(self, record: SyncRecord) -> None:
         """Start applying ``record`` once the window has room."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -43,6 +44,7 @@ from ._faults import FaultInjector
 from ._hostile import HOSTILE_PREFIX, handle_hostile
 from ._listing import BadRequest, by_ids, list_page
 from ._ratelimit import RateLimiter
+from ._streams import StreamServer
 from ._timefmt import http_date, parse_http_date
 
 __all__ = ["TestbedApp"]
@@ -50,6 +52,7 @@ __all__ = ["TestbedApp"]
 # (status, body, headers): what a handler decided; ``_finish`` turns it into a response.
 Reply = tuple[int, bytes, dict[str, str]]
 ADMIN_PREFIX = "/_testbed/"
+_STREAM_PATHS = frozenset({"/events", "/ws"})
 _JSON = "application/json"
 _REASONS = {
     400: "bad request",
@@ -130,6 +133,7 @@ class TestbedApp:
             same_timestamp_every=config.same_timestamp_every,
         )
         self.stats = Stats()
+        self.streams = StreamServer(self.data.feed)
         self.started = time.monotonic()
         self._rng = random.Random(config.seed)
         self.faults = FaultInjector(config.faults, self._rng, self.started)
@@ -220,6 +224,8 @@ class TestbedApp:
             except BadRequest as exc:
                 reply = _error(400, str(exc))
             return self._finish(request, reply, resource=False)
+        if path in _STREAM_PATHS and request.method == "GET":
+            return await self._stream(request, path)
         stats = self.stats
         stats.enter()
         method = request.method
@@ -251,6 +257,29 @@ class TestbedApp:
                 request.query_string,
                 headers.get("X-Request-ID"),
                 headers.get("Idempotency-Key"),
+            )
+
+    async def _stream(self, request: web.BaseRequest, path: str) -> web.StreamResponse:
+        """``GET /events`` or ``GET /ws``: refused during an outage, else the stream (faults: see
+        ``StreamServer``)."""
+        stats = self.stats
+        route = f"GET {path}"
+        status: int | None = 200
+        try:
+            if self.faults.outage_active(time.monotonic()):
+                stats.errors_injected += 1
+                stats.outage_rejections += 1
+                status = self.config.faults.outage_status
+                return self._finish(request, _error(status, "service unavailable", outage=True), resource=False)
+            serve = self.streams.sse if path == "/events" else self.streams.websocket
+            answered = await serve(request)
+            if answered is None:
+                status = None
+                return web.Response()  # cut: the transport is already aborted
+            return answered
+        finally:
+            stats.answered(
+                route, status, "GET", path, request.query_string, request.headers.get("X-Request-ID"), None
             )
 
     def _route(self, method: str, kind: str, has_id: bool) -> str:
@@ -391,7 +420,19 @@ class TestbedApp:
                 headers.update(extra)
         except BadRequest as exc:
             return _error(400, str(exc))
-        return 200, _dumps(body), headers
+        raw = _dumps(body)
+        # A strong validator of the listing page (RFC 9110 section 8.8.3): the same page
+        # bytes, the same tag, so a poll that finds nothing new costs a 304 with no body.
+        etag = f'"l-{hashlib.blake2b(raw, digest_size=8).hexdigest()}"'
+        headers["ETag"] = etag
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match is not None:
+            matched = _etag_match(if_none_match, etag)
+            if matched is not None:
+                headers["ETag"] = matched
+                stats.not_modified += 1
+                return 304, b"", headers
+        return 200, raw, headers
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -479,6 +520,23 @@ class TestbedApp:
                 raise BadRequest("ids must be a list of integers")
             touched = self.touch(str(body.get("kind")), ids, body.get("updated_at"))
             return 200, _dumps({"data": touched}), {}
+        if name == "streams" and method == "POST":
+            body = await _json_body(request)
+            dropped = self.streams.drop() if body.pop("drop", False) else 0
+            stall = body.pop("stall", None)
+            if stall is not None:
+                if not isinstance(stall, int | float) or stall < 0:
+                    raise BadRequest("stall must be a number of seconds >= 0")
+                self.streams.stall(float(stall))
+            control = self.streams.configure(**body)
+            state = {k: getattr(control, k) for k in sorted(control.LIVE)}
+            return 200, _dumps({"dropped": dropped, "open": self.streams.open_streams, **state}), {}
+        if name == "streams" and method == "GET":
+            streams = self.streams
+            return 200, _dumps({
+                "open": streams.open_streams, "connections": streams.connections,
+                "resumed_from": streams.resumed_from[-100:], "events_sent": streams.events_sent,
+            }), {}
         if name.startswith("records/") and method == "GET":
             _, kind, rid_text = [*name.split("/"), "", ""][:3]
             if not self.data.has_kind(kind) or not rid_text.isdigit():

@@ -13,6 +13,7 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._feed import ChangeFeed
 from ._timefmt import format_rfc3339, parse_rfc3339_ms
 
 __all__ = ["RESERVED_FIELDS", "DataStore", "Record"]
@@ -46,8 +47,11 @@ class DataStore:
         epoch: str,
         step_seconds: float,
         same_timestamp_every: int = 1,
+        feed: ChangeFeed | None = None,
     ) -> None:
         self.kinds: tuple[str, ...] = tuple(kinds)
+        self.feed = feed if feed is not None else ChangeFeed()
+        """Every write, touch and deletion after the seeding, in order (what the streams replay)."""
         self._records: dict[str, dict[int, Record]] = {}
         self._ts: dict[str, dict[int, int]] = {}
         self._ids: dict[str, list[int]] = {}
@@ -146,6 +150,7 @@ class DataStore:
                 record[key] = value
         record["version"] += 1
         self._set_time(kind, rid, _now_ms() if now_ms is None else now_ms)
+        self.feed.append(kind, "created" if created else "updated", _copy(record), time.time())
         return record, created
 
     def create(self, kind: str, patch: Mapping[str, Any], now_ms: int | None = None) -> Record:
@@ -165,6 +170,7 @@ class DataStore:
         old = self._ts[kind].pop(rid)
         by_time = self._by_time[kind]
         del by_time[bisect_left(by_time, (old, rid))]
+        self.feed.append(kind, "deleted", {"id": rid}, time.time())
         return True
 
     def touch(self, kind: str, ids: Iterable[int], updated_at: str | float | None = None) -> list[Record]:
@@ -188,6 +194,7 @@ class DataStore:
             record["version"] += 1
             self._set_time(kind, rid, when)
             touched.append(_copy(record))
+            self.feed.append(kind, "updated", touched[-1], time.time())
         return touched
 
     def _set_time(self, kind: str, rid: int, when: int) -> None:

@@ -14,6 +14,7 @@ from ._app import TestbedApp
 from ._config import Faults, RateLimitConfig, TestbedConfig
 from ._counters import Counters, RecentRequest
 from ._data import DataStore, Record
+from ._streams import StreamServer
 
 __all__ = ["UNSET", "Testbed"]
 
@@ -141,6 +142,13 @@ class Testbed:
     def recent(self, limit: int | None = None) -> list[RecentRequest]:
         """The last requests (up to 1000), oldest first."""
         return self._app.stats.recent_requests(limit)
+
+    @property
+    def streams(self) -> StreamServer:
+        """The event streams (``GET /events``, ``GET /ws``): ``drop()``, ``stall(s)``,
+        ``configure(retry_ms=..., drop_every=..., ignore_last_event_id=...)``, and what they saw
+        (``connections``, ``resumed_from``)."""
+        return self._app.streams
 
     @property
     def data(self) -> DataStore:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from ..._clock import Clock
 from ..._models import Request, Response
-from ...core.breaker import ADMIT, Admit, CircuitBreaker
+from ...core.breaker import ADMIT, Admit, BreakerState, CircuitBreaker
 from ...errors import CircuitOpen, DeadlineExceeded, TimedOut, TransportError
 
 _ADMITTED = "interlock.breaker"
+_CLOSED = BreakerState.CLOSED
 _UNTIMED: tuple[Admit, float | None] = (ADMIT, None)
 
 
@@ -24,6 +25,8 @@ class BreakerPolicy:
 
     def try_enter(self, request: Request) -> bool:
         """Admit the attempt, or raise ``CircuitOpen`` while the breaker is open."""
+        if self.breaker.state is _CLOSED and not self._timed:
+            return True  # what ``admit`` answers a closed breaker (ADMIT), without a clock reading
         now = self._clock.monotonic()
         admitted = self.breaker.admit(now)
         if not isinstance(admitted, Admit):

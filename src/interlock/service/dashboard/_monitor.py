@@ -303,6 +303,24 @@ class Monitor:
             )
         return rows
 
+    def stream_rows(self) -> list[dict[str, Any]]:
+        """One row per upstream event stream the inbox subscribes to: connected, lag,
+        reconnects, events, duplicates, errors, reconciliations, position, last error."""
+        if self.inbox is None:
+            return []
+        rows = []
+        for name, subscription in sorted(self.inbox.subscriptions.items()):
+            status = subscription.status()
+            rows.append({
+                "name": name,
+                **{k: status[k] for k in (
+                    "kind", "connected", "position", "reconnects", "events", "duplicates", "errors",
+                    "reconciliations", "lag_seconds", "last_error",
+                )},
+                "state": "ok" if status["connected"] else "firing",
+            })
+        return rows
+
     async def overview(self) -> dict[str, Any]:
         """Everything the overview page shows, as JSON (the page's live refresh reads it)."""
         upstreams = [self.upstream_row(name) for name in self.clients]
@@ -311,6 +329,7 @@ class Monitor:
             "upstreams": upstreams,
             "sources": await self.source_rows(),
             "syncs": await self.sync_rows(),
+            "streams": self.stream_rows(),
             "charts": {name: self.upstream_chart(name) for name in self.clients},
             "inbox_chart": self.inbox_chart(),
             "issues": len([i for i in self.groups.listing() if i.state.value in ("open", "acknowledged")]),

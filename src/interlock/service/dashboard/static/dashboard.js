@@ -17,6 +17,11 @@
   const SOURCE_FIELDS = { received: fmt.num, duplicates: fmt.num, queue_depth: fmt.num, oldest_age: fmt.secs,
     processing_p95: fmt.ms };
   const SYNC_FIELDS = { polls: fmt.num, lag: fmt.secs, dead_letters: fmt.num };
+  const text = (v) => (v === null || v === undefined || v === "" ? "–" : String(v));
+  const STREAM_FIELDS = {
+    connected: (v) => (v ? "connected" : "down"), lag_seconds: fmt.secs, events: fmt.num, duplicates: fmt.num,
+    reconnects: fmt.num, errors: fmt.num, reconciliations: fmt.num, position: text, last_error: text,
+  };
 
   function setText(el, text) { if (el && el.textContent !== text) el.textContent = text; }
 
@@ -98,6 +103,7 @@
     updateRows("#upstreams", "upstream", data.upstreams, UPSTREAM_FIELDS);
     updateRows("#sources", "source", data.sources, SOURCE_FIELDS);
     updateRows("#syncs", "sync", data.syncs, SYNC_FIELDS);
+    updateRows("#streams", "stream", data.streams || [], STREAM_FIELDS);
     setText(document.getElementById("issue-count"), String(data.issues));
     for (const svg of document.querySelectorAll("svg[data-chart]")) {
       const name = svg.dataset.chart;
