@@ -23,7 +23,8 @@ def new_id() -> str:
     getrandom() syscall, and ``random`` reseeds itself in forked children, so worker processes
     never repeat each other's ids.
     """
-    return f"{_getrandbits(96):024x}"
+    # 24 hex digits; bytes.hex() is a fraction of the cost of an f-string's format spec.
+    return _getrandbits(96).to_bytes(12, "little").hex()
 
 
 def current_correlation_id() -> str | None:

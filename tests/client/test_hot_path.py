@@ -193,6 +193,8 @@ async def test_identical_misses_build_and_store_the_entry_once() -> None:
     assert again.from_cache
     stats = api.cache.stats() if api.cache else {}
     assert stats["lookups"] == 61 and stats["routes"]["/customers/{id}"]["miss"] == 60
+    # The 57 reads that shared a fill are reported as coalesced, as the coalescing stage's are.
+    assert api.stats()["coalesced"] == 57
 
 
 async def test_a_shared_fill_still_tells_apart_reads_with_other_credentials() -> None:

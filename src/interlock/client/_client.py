@@ -650,7 +650,8 @@ class Client:
             "retries": sum(by_route.values()),
             "retries_by_route": by_route,
             "latency": self._stats.latency_quantiles(),
-            "coalesced": self._coalesce.coalesced if self._coalesce else 0,
+            "coalesced": (self._coalesce.coalesced if self._coalesce else 0)
+            + (self.cache.shared_fills if self.cache else 0),
             "batch_calls": self._batch.calls if self._batch else 0,
             "batched": self._batch.members if self._batch else 0,
         }

@@ -89,6 +89,11 @@ class CachePolicy:
         # Its own flights: the coalescing stage below keeps the ones of the upstream calls.
         self._fills = CoalescePolicy(upstream, share_fills) if share_fills is not None else None
 
+    @property
+    def shared_fills(self) -> int:
+        """Reads answered by an identical read's fill in flight (they count as coalesced)."""
+        return self._fills.coalesced if self._fills is not None else 0
+
     # -- keys -------------------------------------------------------------------------------
     def _base(self, path: str) -> str:
         return f"{self.upstream}|{path}?"

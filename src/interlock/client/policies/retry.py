@@ -191,7 +191,12 @@ class RetryPolicy:
         return retry
 
     def answered(
-        self, retry: Retry | None, state: RetryCallState | None, request: Request, attempt: int, response: Response
+        self,
+        retry: Retry | None,
+        state: RetryCallState | None,
+        request: Request,
+        attempt: int,
+        response: Response,
     ) -> RetryCallState | None:
         """Attempt number ``attempt`` was answered: None when the answer ends the call, else the
         call's state with the failure recorded (then ``after_failure``)."""
@@ -214,9 +219,7 @@ class RetryPolicy:
         return state
 
     @staticmethod
-    def refused(
-        state: RetryCallState | None, request: Request, attempt: int, error: CallError
-    ) -> CallError:
+    def refused(state: RetryCallState | None, request: Request, attempt: int, error: CallError) -> CallError:
         """The error ending a call whose attempt number ``attempt`` was refused before it was
         sent (one of ``REFUSED_ERRORS``): it counts the attempts that were sent, and says how
         the last of them ended."""

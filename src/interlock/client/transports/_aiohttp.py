@@ -141,7 +141,8 @@ class AiohttpTransport:
                 length = resp.content_length
                 try:
                     if not coding and (
-                        limit is None or (length is not None and (length <= limit or request.method in _NO_BODY))
+                        limit is None
+                        or (length is not None and (length <= limit or request.method in _NO_BODY))
                     ):
                         # The common answer: nothing to decode, and its Content-Length (which
                         # bounds what read() takes) within the bound: read as is.
