@@ -1,7 +1,7 @@
 import pytest
 
 from interlock import CircuitBreaker
-from interlock.core.breaker import Admit, BreakerState, Reject
+from interlock.core.breaker import MIN_OPEN_FOR, Admit, BreakerState, Reject
 from interlock.errors import ConfigError
 from interlock.testing import FakeClock
 
@@ -105,6 +105,8 @@ def test_repr_shows_state() -> None:
         ({"min_calls": 0}, "min_calls"),
         ({"open_for": 0}, "open_for"),
         ({"slow_call": -1}, "slow_call"),
+        ({"max_open_for": 0}, "max_open_for"),
+        ({"consecutive_failures": 0}, "consecutive_failures"),
     ],
 )
 def test_bad_values_name_the_field(kwargs: dict[str, object], field: str) -> None:
@@ -184,3 +186,91 @@ def test_each_successful_probe_frees_exactly_its_own_slot() -> None:
     breaker.record(first, failed=False, duration=0.0, now=5.0)  # 1 in flight, 1 success of 3
     assert isinstance(breaker.admit(5.0), Admit) and isinstance(breaker.admit(5.0), Admit)  # 3 in flight
     assert isinstance(breaker.admit(5.0), Reject)
+
+
+def test_retry_after_of_the_opening_failure_sets_the_open_period() -> None:
+    # The upstream says when it will be back: probe then, not after the configured open_for.
+    clock = FakeClock()
+    breaker = CircuitBreaker(min_calls=2, open_for=30, max_open_for=120).new_state(clock.monotonic())
+    first = breaker.admit(clock.monotonic())
+    assert isinstance(first, Admit)
+    breaker.record(first, failed=True, duration=0.01, now=clock.monotonic())
+    second = breaker.admit(clock.monotonic())
+    assert isinstance(second, Admit)
+    breaker.record(second, failed=True, duration=0.01, now=clock.monotonic(), retry_after=2.0)
+    rejected = breaker.admit(clock.monotonic())
+    assert isinstance(rejected, Reject) and rejected.retry_in == pytest.approx(2.0)
+    clock.advance(2.0)
+    probe = breaker.admit(clock.monotonic())
+    assert probe == Admit(probe=True)
+    # The probe fails too, saying 90 s: longer than open_for, within max_open_for, so followed.
+    breaker.record(probe, failed=True, duration=0.01, now=clock.monotonic(), retry_after=90.0)  # type: ignore[arg-type]
+    reopened = breaker.admit(clock.monotonic())
+    assert isinstance(reopened, Reject) and reopened.retry_in == pytest.approx(90.0)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "follow", "open_for"),
+    [(None, True, 30.0), (1e6, True, 120.0), (0.0, True, MIN_OPEN_FOR), (2.0, False, 30.0)],
+)
+def test_open_period_is_bounded(retry_after: float | None, follow: bool, open_for: float) -> None:
+    config = CircuitBreaker(open_for=30, max_open_for=120, follow_retry_after=follow)
+    assert config.open_period(retry_after) == pytest.approx(open_for)
+
+
+def test_a_busy_half_open_breaker_says_a_probe_is_in_flight() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(min_calls=1, open_for=1).new_state(clock.monotonic())
+    calls(breaker, clock, 1, failed=True)
+    assert breaker.admit(clock.monotonic()) == Reject(1.0, probing=False)
+    clock.advance(1)
+    probe = breaker.admit(clock.monotonic())
+    assert breaker.probes_in_flight == 1
+    busy = breaker.admit(clock.monotonic())
+    assert isinstance(busy, Reject) and busy.probing
+    breaker.record(probe, failed=False, duration=0.01, now=clock.monotonic())  # type: ignore[arg-type]
+    assert breaker.state is BreakerState.CLOSED and breaker.probes_in_flight == 0
+
+
+def test_failures_in_a_row_open_it_whatever_the_window_holds() -> None:
+    # 200 healthy calls make the ratio slow to react; 20 failures in a row are an outage.
+    clock = FakeClock()
+    breaker = CircuitBreaker(min_calls=20, consecutive_failures=20).new_state(clock.monotonic())
+    calls(breaker, clock, 200, failed=False)
+    calls(breaker, clock, 19, failed=True)
+    calls(breaker, clock, 1, failed=False)  # one success breaks the run
+    calls(breaker, clock, 19, failed=True)
+    assert breaker.state is BreakerState.CLOSED
+    calls(breaker, clock, 1, failed=True)
+    assert breaker.state is BreakerState.OPEN
+    ratio_only = CircuitBreaker(min_calls=20, consecutive_failures=None).new_state(clock.monotonic())
+    calls(ratio_only, clock, 200, failed=False)
+    calls(ratio_only, clock, 100, failed=True)
+    assert ratio_only.state is BreakerState.CLOSED
+
+
+def test_a_probe_failing_without_retry_after_keeps_the_upstreams_cadence() -> None:
+    # An outage says "Retry-After: 1"; the first probe after it meets a stray 503 with no
+    # Retry-After. The breaker must probe again in 1 s, not after open_for's 30 s.
+    clock = FakeClock()
+    breaker = CircuitBreaker(min_calls=1, open_for=30).new_state(clock.monotonic())
+    first = breaker.admit(clock.monotonic())
+    assert isinstance(first, Admit)
+    breaker.record(first, failed=True, duration=0.01, now=clock.monotonic(), retry_after=1.0)
+    clock.advance(1.0)
+    probe = breaker.admit(clock.monotonic())
+    assert probe == Admit(probe=True)
+    breaker.record(probe, failed=True, duration=0.01, now=clock.monotonic())  # type: ignore[arg-type]
+    reopened = breaker.admit(clock.monotonic())
+    assert isinstance(reopened, Reject) and reopened.retry_in == pytest.approx(1.0)
+    clock.advance(1.0)
+    second = breaker.admit(clock.monotonic())
+    assert second == Admit(probe=True)
+    breaker.record(second, failed=False, duration=0.01, now=clock.monotonic())  # type: ignore[arg-type]
+    assert breaker.state is BreakerState.CLOSED
+    # Closed, the episode is over: the next outage without a Retry-After gets open_for.
+    again = breaker.admit(clock.monotonic())
+    assert isinstance(again, Admit)
+    breaker.record(again, failed=True, duration=0.01, now=clock.monotonic())
+    rejected = breaker.admit(clock.monotonic())
+    assert isinstance(rejected, Reject) and rejected.retry_in == pytest.approx(30.0)

@@ -50,11 +50,12 @@ def test_observe_adopt_sets_the_balance_both_ways() -> None:
     assert b.tokens == 10
 
 
-def test_pause_blocks_until_then_restarts_empty() -> None:
+def test_pause_blocks_until_then_lets_one_call_ask_then_paces() -> None:
     b = TokenBucket(rate=10, capacity=5, now=0.0)
     b.pause(until=2.0, now=0.0)
-    assert b.reserve(0.5).wait == pytest.approx(1.5 + 0.1)
+    assert b.reserve(0.5).wait == pytest.approx(1.5)  # the next in line goes at the pause's end
     assert b.paused_until == 2.0
+    assert b.reserve(0.5).wait == pytest.approx(1.5 + 0.1)  # the others at the bucket's pace
     assert b.reserve(2.0).wait == pytest.approx(0.2)
 
 
@@ -174,3 +175,15 @@ def test_refund_gives_a_token_back_up_to_the_capacity() -> None:
     assert bucket.tokens == 0.0
     bucket.refund(cost=5.0)
     assert bucket.tokens == 2  # never above capacity
+
+
+def test_a_429_without_a_quota_teaches_the_rate_accepted_before_then_slower() -> None:
+    # No quota headers: unpaced until the first 429, then the rate the upstream accepted.
+    pacer = Pacer(None)
+    assert not pacer.paces
+    learned = pacer.on_throttled(accepted=40, over=1.0)
+    assert learned is not None and learned.limits_changed
+    assert pacer.paces and pacer.rate == pytest.approx(40 * 0.99) and pacer.capacity == 40
+    slower = pacer.on_throttled(accepted=0, over=1.0)  # a further 429: slower again
+    assert slower is not None and pacer.rate < 40 * 0.99
+    assert Pacer(10.0).on_throttled(accepted=40, over=1.0) is None  # a configured rate stands

@@ -14,7 +14,9 @@ def test_x_ratelimit_with_epoch_reset() -> None:
         {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "12", "X-RateLimit-Reset": str(int(NOW) + 3)},
         NOW,
     )
-    assert q == Quota(limit=50, window=None, remaining=12, reset_after=3.0, dialect="x-ratelimit")
+    assert q == Quota(
+        limit=50, window=None, remaining=12, reset_after=3.0, dialect="x-ratelimit", reset_epoch=NOW + 3
+    )
 
 
 def test_x_ratelimit_with_delta_reset() -> None:
@@ -155,12 +157,19 @@ def test_sf_list_members_parameters_and_quotes() -> None:
 
 
 def test_the_other_spellings_and_partial_fields() -> None:
-    assert parse_quota({"X-Rate-Limit-Remaining": "3"}, WALL) == Quota(None, None, 3, None, None, "x-ratelimit")
+    assert parse_quota({"X-Rate-Limit-Remaining": "3"}, WALL) == Quota(
+        None, None, 3, None, None, "x-ratelimit"
+    )
     only_remaining = {"RateLimit-Remaining": "3", "RateLimit-Reset": "2"}
     assert parse_quota(only_remaining, WALL) == Quota(None, None, 3, 2, None, "ietf-05")
     only_limit = {"RateLimit-Limit": "9", "RateLimit-Reset": str(int(WALL) + 5)}  # an epoch, read as one
-    assert parse_quota(only_limit, WALL) == Quota(9, None, None, 5, None, "ietf-05")
-    assert parse_quota({"RateLimit": '"d";r=1;t=' + str(int(WALL) + 4)}, WALL) == Quota(None, None, 1, 4, None, "ietf")
+    # An epoch keeps the moment as sent too, to be read on the server's clock.
+    assert parse_quota(only_limit, WALL) == Quota(
+        9, None, None, 5, None, "ietf-05", reset_epoch=int(WALL) + 5
+    )
+    assert parse_quota({"RateLimit": '"d";r=1;t=' + str(int(WALL) + 4)}, WALL) == Quota(
+        None, None, 1, 4, None, "ietf"
+    )
 
 
 def test_retry_after_at_the_maximum_is_kept_beyond_it_ignored() -> None:

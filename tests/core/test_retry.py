@@ -174,3 +174,14 @@ def test_what_each_status_means_for_retrying() -> None:
     assert retry.failure_of_status(503) is FailureKind.STATUS
     assert retry.failure_of_status(500) is None and retry.failure_of_status(200) is None
     assert retry.is_retryable_status(503) and not retry.is_retryable_status(502)
+
+
+def test_backoff_from_restarts_the_growth_and_the_attempt_count() -> None:
+    # Attempts before the upstream recovered no longer count: neither for the backoff nor
+    # against ``attempts`` (the deadline still bounds the call).
+    retry = Retry(attempts=4, backoff=NO_JITTER, budget=None)
+    assert decide(retry, attempt=3) == RetryIn(2.0)
+    assert decide(retry, attempt=4) == GiveUp("attempts")
+    assert decide(retry, attempt=4, backoff_from=3) == RetryIn(0.5)
+    assert decide(retry, attempt=6, backoff_from=3) == RetryIn(2.0)
+    assert decide(retry, attempt=7, backoff_from=3) == GiveUp("attempts")

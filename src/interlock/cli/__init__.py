@@ -17,16 +17,21 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import ConfigError
-from . import alerts, demo, dlq, sync, testbed
+from . import alerts, check, config, demo, dlq, serve, stats, sync, testbed, worker
 from ._argparse import Parser, UsageError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS: dict[str, ModuleType] = {
+    "serve": serve,
+    "worker": worker,
+    "check": check,
+    "config": config,
     "alerts": alerts,
     "demo": demo,
     "dlq": dlq,
     "sync": sync,
+    "stats": stats,
     "testbed": testbed,
 }
 """Command name -> the module that implements it, in the order ``--help`` lists them."""

@@ -30,7 +30,7 @@ from ._pipeline import Send, compose_pipeline
 from ._routes import RouteNamer
 from .policies.auth import AuthPolicy, Credentials
 from .policies.batch import BatchPolicy
-from .policies.breaker import BreakerPolicy
+from .policies.breaker import CUT_SHORT, BreakerPolicy
 from .policies.cache import CachePolicy
 from .policies.coalesce import CoalescePolicy
 from .policies.concurrency import ConcurrencyLimiter
@@ -254,10 +254,14 @@ class Client:
             else None
         )
         self._rng = rng
-        self._retry = RetryPolicy(retry, self._clock, rng)
         self.rate_limit = RateLimitPolicy(rate_limit, self.name, self._clock) if rate_limit else None
         self._limiter = ConcurrencyLimiter(self.concurrency) if self.concurrency else None
-        self._breaker = BreakerPolicy(breaker, self.name, self._clock) if breaker else None
+        self._breaker = (
+            BreakerPolicy(breaker, self.name, self._clock, attempt_timeout=self._per_attempt)
+            if breaker
+            else None
+        )
+        self._retry = RetryPolicy(retry, self._clock, rng, breaker=self._breaker)
         self._follower = (
             RedirectFollower(
                 redirects,
@@ -301,7 +305,9 @@ class Client:
         # with that profile's retry stage, built once per profile.
         call = self._profiled.get(profile.name)
         if call is None:
-            call = self._profiled[profile.name] = self._compose(RetryPolicy(profile.retry, self._clock, self._rng))
+            call = self._profiled[profile.name] = self._compose(
+                RetryPolicy(profile.retry, self._clock, self._rng, breaker=self._breaker)
+            )
         return call
 
     @property
@@ -324,6 +330,8 @@ class Client:
             if remaining <= 0:
                 raise DeadlineExceeded("deadline reached before the attempt could start")
             if timeout.total is None or remaining < timeout.total:
+                if timeout.total is not None and remaining < 0.5 * timeout.total:
+                    request.extensions[CUT_SHORT] = True  # its timeout says nothing of health
                 timeout = AttemptTimeout(timeout.connect, None, remaining)
         limits = self.limits
         request.max_response_bytes = (
@@ -638,23 +646,39 @@ class Client:
     def stats(self) -> dict[str, Any]:
         """A snapshot for dashboards: breaker, in-flight, retries sent, latency quantiles
         (seconds), reads answered by an identical call in flight (``coalesced``), and list
-        calls made for batched reads (``batch_calls``) with the reads they served (``batched``).
+        calls made for batched reads (``batch_calls``) with the reads they served (``batched``),
+        and ``calls`` by outcome (``2xx``, ``5xx``, error names such as ``circuitopen``).
         ``retries`` and ``retries_by_route`` count retries sent, a batch's list calls under
         their ``via`` route. Cache results are ``client.cache.stats()``, pacing
         ``client.rate_limit.stats()``."""
         by_route = {route: stats.retries for route, stats in self._stats.routes.items() if stats.retries}
+        calls: dict[str, int] = {}
+        for stats in list(self._stats.routes.values()):
+            for (_, outcome), n in list(stats.outcomes.items()):
+                calls[outcome] = calls.get(outcome, 0) + n
         return {
             "upstream": self.name,
             "breaker": self._breaker.breaker.state.value if self._breaker else None,
             "in_flight": self._limiter.in_flight if self._limiter else None,
             "retries": sum(by_route.values()),
             "retries_by_route": by_route,
+            "calls": calls,
             "latency": self._stats.latency_quantiles(),
             "coalesced": (self._coalesce.coalesced if self._coalesce else 0)
             + (self.cache.shared_fills if self.cache else 0),
             "batch_calls": self._batch.calls if self._batch else 0,
             "batched": self._batch.members if self._batch else 0,
         }
+
+    def breaker_state(self) -> str | None:
+        """The breaker's state (``"closed"``, ``"open"``, ``"half_open"``); None without a breaker."""
+        return self._breaker.breaker.state.value if self._breaker else None
+
+    def reset_breaker(self) -> None:
+        """Close the breaker now, forgetting the failures it counted (an operator's override,
+        e.g. from the service's admin API); no effect without a breaker."""
+        if self._breaker is not None:
+            self._breaker.breaker.reset(self._clock.monotonic())
 
     def gauges(self) -> dict[str, float]:
         """Read by the metrics collector at scrape time (not kept up to date per call)."""

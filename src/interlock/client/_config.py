@@ -334,8 +334,14 @@ class RateLimit:
     ``per_second`` / ``burst``: the upstream's limit (burst defaults to one second's worth).
     ``adaptive``: learn the real limit and remaining quota from the upstream's headers (every
     ``X-RateLimit-*`` and IETF ``RateLimit`` dialect, ``Retry-After``) and re-pace live; on a 429
-    the whole upstream pauses until the announced time. With ``adaptive`` and no ``per_second``,
-    one probe call at a time runs until the first answer tells the quota.
+    the whole upstream pauses until the announced time. A quota announced with a reset (a fixed
+    window: so many calls until a moment) is spent as it is announced and waited out to its
+    end (``interlock.core.quota_window``). With ``adaptive`` and no ``per_second``, calls are not
+    paced at all until the upstream announces a quota, or refuses a call with a 429 (then they
+    pace at what it accepted before). What was learned is logged once, at INFO.
+    ``max_pause``: the longest any pause or wait for a turn lasts before one call goes through to
+    ask again, whatever the upstream announced (one absurd ``Retry-After: 86000`` must not stop
+    an upstream for a day); learned rates are floored to one call per ``max_pause``.
     ``store``: None or ``"memory"`` (this process), ``"redis://..."`` (every process calling the
     upstream shares one quota), or any ``QuotaStore``.
     ``on_store_error``: when the shared store fails or does not answer in time, ``"local"``
@@ -363,6 +369,7 @@ class RateLimit:
     window: float = 1.0
     warn_below: float = 0.2
     namespace: str = "interlock:quota:"
+    max_pause: float = 60.0
 
     def __post_init__(self) -> None:
         if self.per_second is not None and (
@@ -382,6 +389,14 @@ class RateLimit:
                 raise ConfigError("RateLimit", name, f"must be a fraction in [0, 1), got {value!r}")
         if not isinstance(self.window, int | float) or not self.window > 0:
             raise ConfigError("RateLimit", "window", f"must be > 0 seconds, got {self.window!r}")
+        if (
+            not isinstance(self.max_pause, int | float)
+            or isinstance(self.max_pause, bool)
+            or not 0 < self.max_pause < math.inf
+        ):
+            raise ConfigError(
+                "RateLimit", "max_pause", f"must be a number of seconds > 0, got {self.max_pause!r}"
+            )
         _check_store("RateLimit", self.store, "QuotaStore")
         if self.on_store_error not in ("local", "fail"):
             raise ConfigError(
@@ -473,7 +488,7 @@ BACKGROUND = Profile(
     "background",
     retry=Retry(
         attempts=8,
-        backoff=Backoff(base=0.5, multiplier=2.0, cap=30.0),
+        backoff=Backoff(base=0.1, multiplier=2.0, cap=30.0),
         max_retry_after=120.0,
         circuit_open=True,
     ),
@@ -481,7 +496,8 @@ BACKGROUND = Profile(
     summary="nobody is waiting (jobs, syncs, webhook handlers): wait out breakers and rate limits",
 )
 """For work nobody waits on (a sync, a webhook handler, a replay): eight attempts backing off
-to 30 s, a 5 minute deadline, ``Retry-After`` honoured up to 2 minutes, and an open breaker
+from 0.1 s, doubling up to 30 s (counted afresh once an open breaker has closed again), a 5
+minute deadline, ``Retry-After`` honoured up to 2 minutes, and an open breaker
 waited out (``Retry(circuit_open=True)``) rather than failing the job's records."""
 
 PROFILES: Mapping[str, Profile] = {p.name: p for p in (INTERACTIVE, BACKGROUND)}

@@ -13,6 +13,17 @@ network jitter never turns into a 429:
   own bucket slowly gains on ours instead of running at zero.
 - ``reserve``: the bucket holds ``reserve`` of the upstream's burst back (at least one request),
   so requests that arrive a few milliseconds early still find a token upstream.
+
+Quotas announced with a reset (fixed windows: a count left until a moment) are paced by
+``core.quota_window`` instead; the pacer covers a configured rate, a limit announced without a
+reset, and an upstream that announces nothing: its calls are not paced at all (``probing``)
+until a 429, after which the pacer paces at what the upstream accepted in the window before it
+(``on_throttled``) and a little less at each further 429.
+
+Nothing an upstream says may stop calls for long: a learned rate is floored so that one call is
+due at least every ``max_pause`` seconds, and every pause is cut to ``max_pause``, after which
+a call goes through to ask again (one absurd header, ``Retry-After: 86000``, must not block an
+upstream for a day with no call left to correct it).
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from dataclasses import dataclass
 
 from .quota_headers import Quota
 
-__all__ = ["Advice", "Grant", "Pacer", "TokenBucket"]
+__all__ = ["DEFAULT_429_PAUSE", "DEFAULT_MAX_PAUSE", "NO_REFILL", "Advice", "Grant", "Pacer", "TokenBucket"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +120,14 @@ class TokenBucket:
         return False
 
     def pause(self, until: float, now: float) -> None:
-        """Grant nothing before ``until``, and restart empty then.
+        """Grant nothing before ``until``, then one call at once (the next in line), and the rest
+        at the bucket's pace.
 
-        A 429 says the upstream's bucket is empty, whatever ours believed.
+        A 429 says the upstream's bucket is empty, whatever ours believed; the call at the end of
+        the pause asks whether it is refilled, as the upstream said it would be by then.
         """
         self._advance(now)
-        self.tokens = min(self.tokens, 0.0)
+        self.tokens = min(self.tokens, 0.0) + 1.0
         self.updated = max(self.updated, until)
         self.paused_until = max(self.paused_until, until)
 
@@ -153,14 +166,22 @@ class Advice:
 
 # When a 429 names no time at all, wait this long before trying again.
 DEFAULT_429_PAUSE = 1.0
+# The longest any pause or wait for a turn lasts before a call goes through to ask again.
+DEFAULT_MAX_PAUSE = 60.0
+# Each further 429 while pacing at a rate learned from 429s lowers it by this share.
+THROTTLE_DECREASE = 0.1
+NO_REFILL = 1e-9
+"""The refill rate of a bucket only the upstream's answers refill (a fixed window's count): a
+rate the store arithmetic accepts, too small to add a token in years."""
 
 
 class Pacer:
     """The adaptive half of a rate limit: turns responses into limits for the bucket.
 
-    ``per_second`` / ``burst`` are the configured upstream limits (None when unknown: the pacer
-    then probes with one request per second until a response teaches it the real quota).
+    ``per_second`` / ``burst`` are the configured upstream limits (None when unknown: calls are
+    then not paced until a response teaches the pacer the real quota, or a 429 a rate).
     ``assumed_window`` is the window given to an ``X-RateLimit-Limit`` that does not say its own.
+    ``max_pause`` bounds every pause and, through the rate's floor, every wait for a turn.
     """
 
     def __init__(
@@ -173,6 +194,7 @@ class Pacer:
         reserve: float = 0.1,
         assumed_window: float = 1.0,
         warn_below: float = 0.2,
+        max_pause: float = DEFAULT_MAX_PAUSE,
     ) -> None:
         if per_second is None and not adaptive:
             raise ValueError("a rate limit without per_second must be adaptive")
@@ -181,6 +203,11 @@ class Pacer:
         self.reserve = reserve
         self.assumed_window = assumed_window
         self.warn_below = warn_below
+        self.max_pause = max_pause
+        self.min_rate = 1.0 / max_pause
+        """The slowest a learned rate paces: one call every ``max_pause`` seconds."""
+        self.throttled_rate = False
+        """The rate was learned from 429s, not announced."""
         self.configured_rate = per_second
         self.configured_burst = burst
         self.limit: float | None = None
@@ -195,11 +222,21 @@ class Pacer:
         """No rate configured and none learned yet."""
         return self.configured_rate is None and not self.learned
 
-    def _effective(self, rate: float | None, burst: float | None) -> tuple[float, float]:
+    @property
+    def paces(self) -> bool:
+        """Whether calls wait for a turn of this pacer's bucket (not while probing)."""
+        return not self.probing
+
+    def _effective(
+        self, rate: float | None, burst: float | None, *, learned: bool = False
+    ) -> tuple[float, float]:
         if rate is None:
-            return 1.0, 1.0  # probing: one request at a time until the quota is known
+            return 1.0, 1.0  # probing: not paced (see ``paces``); placeholders
         capacity = burst if burst is not None else max(1.0, rate)
-        return rate * (1.0 - self.headroom), max(1.0, capacity - self._kept(capacity))
+        paced = rate * (1.0 - self.headroom)
+        if learned:  # a configured rate is the user's word; a learned one is floored
+            paced = max(self.min_rate, paced)
+        return paced, max(1.0, capacity - self._kept(capacity))
 
     def _kept(self, capacity: float | None) -> float:
         """Requests of the upstream's burst held back (``reserve``, at least one)."""
@@ -218,12 +255,13 @@ class Pacer:
         pause: float | None = None
         low = False
         if quota is not None and self.adaptive:
-            if quota.limit is not None and quota.limit > 0:
+            if quota.limit is not None and quota.limit > 0 and not math.isinf(quota.limit):
                 window = quota.window or self.assumed_window
                 if (quota.limit, window) != (self.limit, self.window):
                     self.limit, self.window, self.learned = quota.limit, window, True
+                    self.throttled_rate = False
                     burst = self.configured_burst if self.configured_burst is not None else quota.limit
-                    rate, capacity = self._effective(quota.limit / window, burst)
+                    rate, capacity = self._effective(quota.limit / window, burst, learned=True)
                     changed = (rate, capacity) != (self.rate, self.capacity)
                     self.rate, self.capacity = rate, capacity
             if quota.remaining is not None:
@@ -245,7 +283,26 @@ class Pacer:
                 pause = quota.reset_after
             else:
                 pause = DEFAULT_429_PAUSE
+        if pause is not None:
+            pause = min(pause, self.max_pause)
         return Advice(self.rate, self.capacity, changed, remaining, adopt, pause, low)
+
+    def on_throttled(self, accepted: int, over: float) -> Advice | None:
+        """A 429 from an upstream that announces no quota, after ``accepted`` calls were answered
+        in the last ``over`` seconds: pace at that rate from now on (or, when already pacing at a
+        rate learned so, ``THROTTLE_DECREASE`` less). None when the rate is configured or
+        announced (a 429 then only pauses, see ``on_response``)."""
+        if self.configured_rate is not None or (self.learned and not self.throttled_rate):
+            return None
+        if self.throttled_rate:
+            rate = self.rate * (1.0 - THROTTLE_DECREASE)
+            capacity = max(1.0, min(self.capacity, rate))
+        else:
+            per_second = max(1.0, accepted) / over
+            rate, capacity = per_second * (1.0 - self.headroom), max(1.0, math.floor(per_second))
+        self.learned = self.throttled_rate = True
+        self.rate, self.capacity = max(self.min_rate, rate), capacity
+        return Advice(self.rate, self.capacity, limits_changed=True)
 
     def __repr__(self) -> str:
         learned = f" learned={self.limit:g}/{self.window:g}s" if self.limit and self.window else ""

@@ -15,12 +15,19 @@ Dialects understood (the first one present wins, in this order):
 ``reset_after`` is "seconds until Remaining next goes up": for a fixed window that is the window's
 end, for a token bucket the next token. X-RateLimit headers do not say how long their window is;
 ``window`` is then None and the caller decides what to assume.
+
+Every reset is a whole number of seconds on the wire, rounded up by some servers and truncated by
+others, so the true moment lies within a second either side. An epoch reset is also read on the
+server's clock: ``reset_epoch`` keeps it as sent, with the response's ``Date`` (``server_date``,
+RFC 9110 section 6.6.1), so a caller can tell the server's clock from its own
+(``core.quota_window`` does).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
 
 from .retry_after import parse_retry_after
 
@@ -47,6 +54,13 @@ class Quota:
     retry_after: float | None = None
     """Seconds from now before the next request may be sent (``Retry-After``)."""
     dialect: str = ""
+    reset_epoch: float | None = None
+    """The reset as sent, in epoch seconds on the server's clock, when the dialect sends a
+    moment rather than a delay (GitHub's ``X-RateLimit-Reset``)."""
+    retry_epoch: float | None = None
+    """``Retry-After`` as sent, when it is an HTTP-date (epoch seconds, server's clock)."""
+    server_date: float | None = None
+    """The response's ``Date`` (epoch seconds, server's clock), read when a moment above needs it."""
 
     @property
     def rate(self) -> float | None:
@@ -69,15 +83,23 @@ def _number(value: str | None) -> float | None:
 
 
 def _reset_seconds(raw: str | None, now_wall: float) -> float | None:
+    return _reset(raw, now_wall)[0]
+
+
+def _reset(raw: str | None, now_wall: float) -> tuple[float | None, float | None]:
+    """(seconds from now, the epoch moment as sent when it was one) of a reset field."""
     value = _number(raw)
     if value is None or value < 0:
-        return None
+        return None, None
+    epoch: float | None = None
     if value >= _EPOCH_MS_THRESHOLD:
-        value = value / 1000.0 - now_wall
+        epoch = value / 1000.0
     elif value >= EPOCH_THRESHOLD:
-        value = value - now_wall
+        epoch = value
+    if epoch is not None:
+        value = epoch - now_wall
     value = max(0.0, value)
-    return value if value <= MAX_RESET else None
+    return (value, epoch) if value <= MAX_RESET else (None, None)
 
 
 def parse_sf_list(value: str) -> list[tuple[str, dict[str, str]]]:
@@ -155,16 +177,16 @@ def _prefixed(
         remaining = _number(headers.get(prefix + "Remaining"))
         if limit is None and remaining is None:
             continue
-        reset = _reset_seconds(headers.get(prefix + "Reset"), now)
+        reset, epoch = _reset(headers.get(prefix + "Reset"), now)
         if reset is None:
-            reset = _reset_seconds(headers.get(prefix + "Reset-After"), now)
+            reset, epoch = _reset(headers.get(prefix + "Reset-After"), now)
         window: float | None = None
         if dialect == "ietf-05":
             # Draft -05 also allows `RateLimit-Policy: 50;w=1` next to the three fields.
             for item, params in parse_sf_list(headers.get("RateLimit-Policy", "")):
                 if _number(item) == limit:
                     window = _number(params.get("w"))
-        return Quota(limit, window, remaining, reset, None, dialect)
+        return Quota(limit, window, remaining, reset, None, dialect, reset_epoch=epoch)
     return None
 
 
@@ -198,6 +220,8 @@ def parse_quota(headers: Mapping[str, str], now_wall: float) -> Quota | None:
     single subtraction made here.
     """
     headers = _CaseInsensitive(headers)
+    if not any(("limit" in name and "rate" in name) or name == "retry-after" for name in headers):
+        return None  # most answers of most APIs: nothing to read, found in one pass
     quota = (
         _prefixed(headers, ("RateLimit-",), "ietf-05", now_wall)
         if "RateLimit-Remaining" in headers or "RateLimit-Limit" in headers
@@ -205,13 +229,35 @@ def parse_quota(headers: Mapping[str, str], now_wall: float) -> Quota | None:
     )
     if quota is None:
         quota = _prefixed(headers, ("X-RateLimit-", "X-Rate-Limit-"), "x-ratelimit", now_wall)
-    retry_after = parse_retry_after(headers.get("Retry-After"), now_wall)
+    raw_retry = headers.get("Retry-After")
+    retry_after = parse_retry_after(raw_retry, now_wall)
+    retry_epoch: float | None = None
     if retry_after is not None and retry_after > MAX_RESET:
         retry_after = None
+    elif retry_after is not None and raw_retry is not None and not _is_delay(raw_retry):
+        retry_epoch = _http_date(raw_retry)
     if quota is None:
         if retry_after is None:
             return None
-        return Quota(retry_after=retry_after, dialect="retry-after")
-    if retry_after is None:
-        return quota
-    return Quota(quota.limit, quota.window, quota.remaining, quota.reset_after, retry_after, quota.dialect)
+        quota = Quota(dialect="retry-after")
+    if retry_after is not None:
+        quota = replace(quota, retry_after=retry_after, retry_epoch=retry_epoch)
+    if quota.reset_epoch is not None or quota.retry_epoch is not None:
+        quota = replace(quota, server_date=_http_date(headers.get("Date")))
+    return quota
+
+
+def _is_delay(value: str) -> bool:
+    """Retry-After as delay-seconds (``120``, or the fraction some servers send) rather than a date."""
+    return _number(value) is not None
+
+
+def _http_date(value: str | None) -> float | None:
+    """An HTTP-date (RFC 9110 section 5.6.7) as epoch seconds; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.timestamp() if when.tzinfo is not None else None

@@ -217,8 +217,12 @@ class Retry:
         deadline: float | None,
         budget: BudgetLedger | None = None,
         rng: random.Random | None = None,
+        backoff_from: int = 0,
     ) -> Decision:
-        """Decide what follows failed attempt number ``attempt`` (1-based)."""
+        """Decide what follows failed attempt number ``attempt`` (1-based). ``backoff_from``:
+        attempts that no longer count (those before the upstream was seen to recover, say): the
+        backoff is that of attempt ``attempt - backoff_from``, and ``attempts`` counts from there
+        (the deadline still bounds the call)."""
         if failure is FailureKind.NETWORK and not self.network_errors:
             return GiveUp("not_retryable")
         if failure is FailureKind.CONNECT and not self.network_errors:
@@ -235,9 +239,9 @@ class Retry:
             return GiveUp("unsafe_method")
         # A refusal by the open breaker is not an attempt (nothing was sent): the deadline, not
         # ``attempts``, bounds how long a caller waits for the upstream to recover.
-        if failure is not FailureKind.CIRCUIT_OPEN and attempt >= self.attempts:
+        if failure is not FailureKind.CIRCUIT_OPEN and attempt - backoff_from >= self.attempts:
             return GiveUp("attempts")
-        delay = self.backoff.delay(attempt, rng)
+        delay = self.backoff.delay(max(1, attempt - backoff_from), rng)
         if retry_after is not None and self.respect_retry_after:
             if retry_after > self.max_retry_after:
                 return GiveUp("retry_after_too_long")

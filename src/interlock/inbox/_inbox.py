@@ -96,6 +96,9 @@ class Inbox(Resource):
         self.clock = clock or SYSTEM_CLOCK
         """Receipt times, stats, pruning and the workers' timings; the queue it opens shares it."""
         self.redelivery = redelivery or Redelivery()
+        self.redeliveries: dict[str, Redelivery] = {}
+        """Per-source retry schedules (source name -> ``Redelivery``) replacing ``redelivery``
+        for that source's events; the workers started after a change see it."""
         self.visibility = visibility
         self.slow_after = slow_after
         self.put_timeout = put_timeout
@@ -438,23 +441,27 @@ class Inbox(Resource):
         finally:
             await self.aclose()
 
-    def _pool(self, concurrency: int, visibility: float | None) -> WorkerPool:
+    def _pool(self, concurrency: int, visibility: float | None, grace: float | None = None) -> WorkerPool:
         # The pool gets the pieces it uses, not the inbox: the queue, the handler lookup, the
         # policy, the metrics, the clock; ``open`` makes sure the queue is open before it leases.
         settings = WorkerSettings(
-            concurrency=concurrency, visibility=visibility or self.visibility, slow_after=self.slow_after
+            concurrency=concurrency, visibility=visibility or self.visibility, slow_after=self.slow_after,
+            **({} if grace is None else {"grace": grace}),
         )
         return WorkerPool(
             self.queue, self.handlers_for, redelivery=self.redelivery, metrics=self.metrics, clock=self.clock,
-            settings=settings, ready=self.open,
+            settings=settings, ready=self.open, redeliveries=self.redeliveries,
         )
 
-    def start_workers(self, concurrency: int = 8, *, visibility: float | None = None) -> WorkerPool:
-        """Process events in a background task; ``await pool.aclose()`` (or ``inbox.aclose()``) stops it.
+    def start_workers(
+        self, concurrency: int = 8, *, visibility: float | None = None, grace: float | None = None
+    ) -> WorkerPool:
+        """Process events in a background task; ``await pool.aclose()`` (or ``inbox.aclose()``)
+        stops it, giving handlers in flight ``grace`` seconds (default ``WorkerSettings.grace``).
         The subscribed streams start too."""
         self.pruner.start()
         self.start_streams()
-        pool = self._pool(concurrency, visibility)
+        pool = self._pool(concurrency, visibility, grace)
         self._pools.append(pool)
         return pool.start()
 
@@ -471,6 +478,11 @@ class Inbox(Resource):
                 self._pools.remove(pool)
 
     # -- observability ---------------------------------------------------------------------------
+
+    @property
+    def workers_running(self) -> bool:
+        """Whether this inbox has worker pools and every one of them is leasing."""
+        return bool(self._pools) and all(pool.running for pool in self._pools)
 
     @property
     def last_stats(self) -> QueueStats | None:

@@ -17,7 +17,7 @@ import contextlib
 import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,10 +80,13 @@ class WorkerPool:
         clock: Clock | None = None,
         settings: WorkerSettings | None = None,
         ready: Callable[[], Awaitable[object]] | None = None,
+        redeliveries: Mapping[str, Redelivery] | None = None,
     ) -> None:
         self.queue = queue
         self.handlers = handlers
         self.redelivery = redelivery or Redelivery()
+        self.redeliveries: Mapping[str, Redelivery] = redeliveries if redeliveries is not None else {}
+        """Per-source schedules replacing ``redelivery`` for their source's events."""
         self.metrics = metrics or InboxMetrics()
         self.clock = clock or SYSTEM_CLOCK
         """Times the heartbeats, the slow-handler warning, handler durations and housekeeping."""
@@ -94,6 +97,12 @@ class WorkerPool:
         self._stopping = asyncio.Event()
         self._stats_at = -math.inf
         self.in_flight = 0
+
+    @property
+    def running(self) -> bool:
+        """Whether the pool is leasing (started and neither stopped nor crashed)."""
+        runner = self._runner
+        return runner is not None and not runner.done() and not self._stopping.is_set()
 
     def start(self) -> WorkerPool:
         """Run the pool in a background task (``aclose()`` stops it); returns the pool."""
@@ -192,7 +201,8 @@ class WorkerPool:
 
     async def _handle(self, lease: Lease) -> None:
         event = Event.from_lease(lease)
-        refused = admit(lease.attempt, self.redelivery)
+        redelivery = self.redeliveries.get(event.source, self.redelivery)
+        refused = admit(lease.attempt, redelivery)
         if refused is not None:
             await self._apply(lease, event, refused)
             return
@@ -200,7 +210,7 @@ class WorkerPool:
         if not handlers:
             log.warning("no handler for %s/%s (event %s); acknowledging it", event.source, event.type, event.id)
             unhandled = Outcome.UNHANDLED
-            await self._apply(lease, event, settle(lease.attempt, unhandled, self.redelivery), outcome=unhandled)
+            await self._apply(lease, event, settle(lease.attempt, unhandled, redelivery), outcome=unhandled)
             return
         clock = self.clock
         self.in_flight += 1
@@ -223,7 +233,7 @@ class WorkerPool:
         self.metrics.observe(elapsed)
         if elapsed > self.settings.slow_after:
             self.metrics.slow[self.metrics.label(event.source)] += 1
-        decision = settle(lease.attempt, outcome, self.redelivery, error=error)
+        decision = settle(lease.attempt, outcome, redelivery, error=error)
         await self._apply(lease, event, decision, outcome=outcome, error=error)
 
     async def _apply(

@@ -73,7 +73,7 @@ elseif op == 'observe' or op == 'adopt' then
   end
   result = {1, '0', seq}
 elseif op == 'pause' then
-  tokens = math.min(tokens, 0)
+  tokens = math.min(tokens, 0) + 1
   updated = math.max(updated, now + arg)
   paused = math.max(paused, now + arg)
   result = {1, string.format('%.17g', math.max(0, paused - now)), seq}

@@ -300,14 +300,21 @@ class TestbedApp:
         if self.faults.outage_active(time.monotonic()):
             stats.errors_injected += 1
             stats.outage_rejections += 1
-            return _error(self.config.faults.outage_status, "service unavailable", outage=True)
+            reply = _error(self.config.faults.outage_status, "service unavailable", outage=True)
+            come_back = self.config.faults.outage_retry_after
+            if come_back is not None:
+                reply[2]["Retry-After"] = f"{come_back:g}"
+            return reply
         quota: dict[str, str] | None = None
         limiter = self.limiter
         if limiter is not None:
-            now = time.time()
+            now = limiter.now()
             key = request.headers.get(limiter.config.key_header) or "anonymous"
             decision = limiter.check(key, now)
             quota = limiter.headers(decision, now)
+            if limiter.config.clock_skew:
+                # A skewed server's Date comes from its own clock (RFC 9110 section 6.6.1).
+                quota["Date"] = http_date(now)
             if not decision.allowed:
                 stats.rate_limited += 1
                 retry_after = limiter.retry_after(decision, now)
@@ -331,6 +338,9 @@ class TestbedApp:
             status, body, headers = answered
         if quota:
             headers.update(quota)
+        extra = self.config.faults.headers
+        if extra:
+            headers.update(extra)
         return status, body, headers
 
     async def _hold(self, delay: float) -> None:

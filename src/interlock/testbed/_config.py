@@ -30,6 +30,7 @@ LatencyKind = Literal["fixed", "uniform", "lognormal"]
 Algorithm = Literal["token_bucket", "fixed_window"]
 Dialect = Literal["x-ratelimit-epoch", "x-ratelimit-delta", "ietf", "retry-after-seconds", "retry-after-date"]
 PaginationBug = Literal["repeat_cursor", "has_more_without_cursor", "no_total", "endless"]
+Rounding = Literal["up", "down"]
 PaginationStyle = Literal["cursor", "offset", "page"]
 
 LATENCY_KINDS: tuple[str, ...] = ("fixed", "uniform", "lognormal")
@@ -41,6 +42,7 @@ DIALECTS: tuple[str, ...] = (
     "retry-after-seconds",
     "retry-after-date",
 )
+ROUNDINGS: tuple[str, ...] = ("up", "down")
 PAGINATION_BUGS: tuple[str, ...] = ("repeat_cursor", "has_more_without_cursor", "no_total", "endless")
 PAGINATION_STYLES: tuple[str, ...] = ("cursor", "offset", "page")
 _KIND_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -185,6 +187,11 @@ class Faults:
     must stay <= 1 and each status is injected with exactly its own probability.
     ``lost_response_rate`` applies to writes only: the write *is* applied, then the connection
     is dropped before the response is sent -- the case idempotency keys exist for.
+    ``outage_retry_after``: seconds announced in ``Retry-After`` on every answer of an outage
+    (a maintenance page or a load balancer that knows when to come back); None sends none.
+    ``headers``: sent with every resource answer that gets past the outage and the rate limit,
+    over whatever the answer had: a buggy upstream's absurd ``X-RateLimit-Limit: 0.000001``,
+    or ``Retry-After: 86000`` on injected 429s.
     """
 
     latency: Latency | None = None
@@ -195,6 +202,8 @@ class Faults:
     reset_rate: float = 0.0
     lost_response_rate: float = 0.0
     outage_status: int = 503
+    outage_retry_after: float | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.latency is not None and not isinstance(self.latency, Latency):
@@ -231,6 +240,13 @@ class Faults:
             raise ConfigError(
                 "Faults", "outage_status", f"must be an HTTP error status, got {self.outage_status!r}"
             )
+        if self.outage_retry_after is not None:
+            _non_negative("Faults", "outage_retry_after", self.outage_retry_after)
+        if not isinstance(self.headers, Mapping) or not all(
+            isinstance(k, str) and k and isinstance(v, str) for k, v in self.headers.items()
+        ):
+            raise ConfigError("Faults", "headers", "must map header names to string values")
+        object.__setattr__(self, "headers", dict(self.headers))
 
     @property
     def is_clean(self) -> bool:
@@ -242,6 +258,7 @@ class Faults:
             and self.slow_rate == 0
             and self.reset_rate == 0
             and self.lost_response_rate == 0
+            and not self.headers
         )
 
     def describe(self) -> str:
@@ -258,6 +275,8 @@ class Faults:
             parts.append(f"lost-response@{self.lost_response_rate:g}")
         if self.outages:
             parts.append(f"{len(self.outages)} outage(s)")
+        if self.headers:
+            parts.append(f"headers {', '.join(sorted(self.headers))}")
         return ", ".join(parts) or "none"
 
     def to_dict(self) -> dict[str, Any]:
@@ -271,6 +290,8 @@ class Faults:
             "reset_rate": self.reset_rate,
             "lost_response_rate": self.lost_response_rate,
             "outage_status": self.outage_status,
+            "outage_retry_after": self.outage_retry_after,
+            "headers": dict(self.headers),
         }
 
     @classmethod
@@ -291,7 +312,15 @@ class RateLimitConfig:
 
     ``token_bucket``: capacity ``burst or limit``, refilled at ``limit / window`` tokens per
     second. ``fixed_window``: ``limit`` requests per window aligned on multiples of ``window``
-    seconds since the epoch. ``dialect`` picks how the quota is announced (see ``_ratelimit``).
+    seconds since the epoch (of the server's clock). ``dialect`` picks how the quota is
+    announced (see ``_ratelimit``).
+
+    ``reset_rounding``: how announced reset times (epoch or delta ``Reset``, IETF ``t``,
+    ``Retry-After``) are made whole seconds: ``"up"`` (never early, GitHub's way) or ``"down"``
+    (truncated, as ``int(...)`` does: up to a second early).
+    ``clock_skew``: seconds the server's clock runs ahead of the real one (negative: behind).
+    Its windows, epoch resets, HTTP-dates and ``Date`` header all follow the skewed clock, as a
+    real server's would.
     """
 
     algorithm: Algorithm = "token_bucket"
@@ -300,6 +329,8 @@ class RateLimitConfig:
     burst: int | None = None
     key_header: str = "Authorization"
     dialect: Dialect = "x-ratelimit-epoch"
+    reset_rounding: Rounding = "up"
+    clock_skew: float = 0.0
 
     def __post_init__(self) -> None:
         _one_of("RateLimitConfig", "algorithm", self.algorithm, ALGORITHMS)
@@ -312,6 +343,11 @@ class RateLimitConfig:
         if not isinstance(self.key_header, str) or not self.key_header:
             raise ConfigError("RateLimitConfig", "key_header", "must be a non-empty header name")
         _one_of("RateLimitConfig", "dialect", self.dialect, DIALECTS)
+        _one_of("RateLimitConfig", "reset_rounding", self.reset_rounding, ROUNDINGS)
+        if not _is_number(self.clock_skew) or abs(self.clock_skew) > 86400:
+            raise ConfigError(
+                "RateLimitConfig", "clock_skew", f"must be seconds within a day, got {self.clock_skew!r}"
+            )
 
     @property
     def capacity(self) -> int:
@@ -321,7 +357,9 @@ class RateLimitConfig:
     def describe(self) -> str:
         """A short human description, e.g. ``token_bucket 50/1s x-ratelimit-epoch``."""
         burst = f" burst {self.burst}" if self.burst else ""
-        return f"{self.algorithm} {self.limit}/{self.window:g}s{burst} {self.dialect}"
+        rounding = " rounded down" if self.reset_rounding == "down" else ""
+        skew = f" clock {self.clock_skew:+g}s" if self.clock_skew else ""
+        return f"{self.algorithm} {self.limit}/{self.window:g}s{burst} {self.dialect}{rounding}{skew}"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
@@ -332,6 +370,8 @@ class RateLimitConfig:
             "burst": self.burst,
             "key_header": self.key_header,
             "dialect": self.dialect,
+            "reset_rounding": self.reset_rounding,
+            "clock_skew": self.clock_skew,
         }
 
     @classmethod

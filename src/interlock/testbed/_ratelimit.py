@@ -1,7 +1,9 @@
 """Server-side quota per client key, and how it is announced (the "dialects").
 
-Announced numbers are rounded so a client that obeys them never gets a 429: ``Remaining`` is
-rounded down, every reset time is rounded *up* to a whole second. Dialects:
+``Remaining`` is rounded down. Reset times are whole seconds, rounded *up* by default (a client
+that obeys them never gets a 429) or *down* (``reset_rounding="down"``: truncated, as many
+servers do with ``int(...)``, so up to a second early). The server's clock may be skewed
+(``clock_skew``): windows, epoch resets and HTTP-dates are all on that clock. Dialects:
 
 - ``x-ratelimit-epoch``: ``X-RateLimit-Limit/Remaining/Reset``, Reset in epoch seconds
   (GitHub's style).
@@ -20,6 +22,7 @@ seconds (an HTTP-date for ``retry-after-date``) plus the dialect's headers.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from ._config import RateLimitConfig
@@ -43,18 +46,25 @@ class Decision:
 class RateLimiter:
     """Token bucket or fixed window per client key, and the headers that announce it.
 
-    ``now`` is wall-clock epoch seconds, the same clock the epoch dialect announces, so decisions
-    and headers cannot disagree.
+    ``now`` is the server's wall clock in epoch seconds (``now()``: the real one plus
+    ``clock_skew``), the same clock the epoch dialect announces, so decisions and headers cannot
+    disagree.
     """
 
     def __init__(self, config: RateLimitConfig) -> None:
         self.config = config
+        self._skew = config.clock_skew
+        self._round = math.ceil if config.reset_rounding == "up" else math.floor
         self._capacity = float(config.capacity)
         self._rate = config.limit / config.window
         self._buckets: dict[str, list[float]] = {}  # key -> [tokens, last refill time]
         self._windows: dict[str, list[int]] = {}  # key -> [window index, count]
         self._window_int = math.ceil(config.window)
         self._policy = f'"default";q={config.limit};w={self._window_int}'
+
+    def now(self) -> float:
+        """The server's wall clock: the real one, skewed by ``clock_skew``."""
+        return time.time() + self._skew
 
     def check(self, key: str, now: float) -> Decision:
         """Charge one request to ``key`` at wall-clock ``now``: admitted or not, and what to announce."""
@@ -91,30 +101,35 @@ class RateLimiter:
     def headers(self, decision: Decision, now: float) -> dict[str, str]:
         """The dialect's quota headers for a response (429s add ``retry_after_headers``)."""
         dialect = self.config.dialect
+        whole = self._round
         if dialect == "x-ratelimit-epoch":
             return {
                 "X-RateLimit-Limit": str(self.config.limit),
                 "X-RateLimit-Remaining": str(decision.remaining),
-                "X-RateLimit-Reset": str(math.ceil(now + decision.reset_after)),
+                "X-RateLimit-Reset": str(whole(now + decision.reset_after)),
             }
         if dialect == "x-ratelimit-delta":
             return {
                 "X-RateLimit-Limit": str(self.config.limit),
                 "X-RateLimit-Remaining": str(decision.remaining),
-                "X-RateLimit-Reset": str(math.ceil(decision.reset_after)),
+                "X-RateLimit-Reset": str(whole(decision.reset_after)),
             }
         if dialect == "ietf":
             return {
                 "RateLimit-Policy": self._policy,
-                "RateLimit": (f'"default";r={decision.remaining};t={math.ceil(decision.reset_after)}'),
+                "RateLimit": (f'"default";r={decision.remaining};t={whole(decision.reset_after)}'),
             }
         return {}
 
     def retry_after(self, decision: Decision, now: float) -> str:
-        """``Retry-After`` for a 429: whole seconds rounded up (>= 1), or an HTTP-date."""
+        """``Retry-After`` for a 429: whole seconds (rounded up: at least 1; rounded down: maybe
+        0), or an HTTP-date."""
+        whole = self._round
         if self.config.dialect == "retry-after-date":
-            return http_date(math.ceil(now + decision.reset_after))
-        return str(max(1, math.ceil(decision.reset_after)))
+            return http_date(whole(now + decision.reset_after))
+        if self.config.reset_rounding == "up":
+            return str(max(1, math.ceil(decision.reset_after)))
+        return str(math.floor(decision.reset_after))
 
     def reset(self) -> None:
         """Forget every key's usage: all quotas start full again."""

@@ -5,16 +5,24 @@ does it: wait, or end the call with the answer or the right error.
 The loop is tenacity's (``Retrying.iter`` deciding over a ``RetryCallState``), the decisions
 are the core's: this module classifies outcomes, sleeps and raises, and decides nothing.
 
+A call refused by the open breaker and willing to wait (``Retry(circuit_open=True)``) waits
+for the breaker itself: it is woken the moment the breaker closes, frees a probe slot or opens
+again, instead of sleeping out a backoff while the upstream is already back. Such a call
+backing off after a failed attempt is woken the same way, and once the breaker has closed
+again its backoff starts over: attempts before the recovery no longer grow it.
+
 Testing mode (``interlock.testing.set_testing``, stamina's idea) caps attempts and skips every
 wait, so code under test that retries finishes at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from ..._clock import Clock
 from ..._models import Request, Response
@@ -34,7 +42,15 @@ from ...errors import (
 )
 from .._pipeline import Send
 
-__all__ = ["REFUSED_ERRORS", "RETRIED_ERRORS", "RetryCallState", "RetryPolicy", "is_testing", "set_testing"]
+__all__ = [
+    "REFUSED_ERRORS",
+    "RETRIED_ERRORS",
+    "BreakerWatch",
+    "RetryCallState",
+    "RetryPolicy",
+    "is_testing",
+    "set_testing",
+]
 
 # The errors an attempt may end with that retrying can help; anything else propagates as is.
 # ConnectError before TransportError, its base: nothing was sent, so it is safe to repeat.
@@ -76,6 +92,10 @@ class RetryCallState:
     """The wait the core chose before the next attempt."""
     waits: bool = True
     """False in testing mode: the next attempt follows at once."""
+    recoveries: int = 0
+    """The breaker's ``recoveries`` when this call last failed."""
+    backoff_from: int = 0
+    """Attempts sent before the breaker last recovered: they no longer grow the backoff."""
 
     def answered(self, response: Response, failure: FailureKind, now_wall: float) -> None:
         """The attempt was answered with a status worth retrying."""
@@ -164,6 +184,19 @@ def is_testing() -> bool:
     return _testing is not None
 
 
+class BreakerWatch(Protocol):
+    """What the retry stage needs of the breaker gate: a wake-up when it may admit again."""
+
+    def changed(self) -> Awaitable[None]:
+        """Resolves the next time the breaker changes state or frees a probe slot."""
+        ...
+
+    @property
+    def recoveries(self) -> int:
+        """How many times the breaker has closed again after opening."""
+        ...
+
+
 class RetryPolicy:
     """The retry stage of the pipeline (see ``interlock.client``). ``config`` None: one attempt,
     errors raised with the call's context, every answer returned."""
@@ -173,10 +206,18 @@ class RetryPolicy:
     refused_errors = REFUSED_ERRORS
     """The refusals ``refused`` turns into the error ending the call (``REFUSED_ERRORS``)."""
 
-    def __init__(self, config: Retry | None, clock: Clock, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: Retry | None,
+        clock: Clock,
+        rng: random.Random | None = None,
+        *,
+        breaker: BreakerWatch | None = None,
+    ) -> None:
         self.config = config
         self._clock = clock
         self._rng = rng
+        self._breaker = breaker
         self._budget = BudgetLedger(config.budget) if config and config.budget else None
 
     # -- the steps of one call, as plain calls (a pipeline may run them inline) ----------------
@@ -232,10 +273,11 @@ class RetryPolicy:
             status=response.status if response else None,
         )
 
-    @staticmethod
-    def _state(state: RetryCallState | None, request: Request, attempt: int) -> RetryCallState:
+    def _state(self, state: RetryCallState | None, request: Request, attempt: int) -> RetryCallState:
         if state is None:
             state = RetryCallState(request, waits=_testing is None)
+            if self._breaker is not None:
+                state.recoveries = self._breaker.recoveries
         state.attempt = attempt
         return state
 
@@ -251,8 +293,23 @@ class RetryPolicy:
     async def wait(self, state: RetryCallState) -> None:
         """Wait before the next attempt, as ``after_failure`` decided (not in testing mode)."""
         if state.waits and state.next_wait is not None:
-            await self._clock.sleep(state.next_wait)
-            state.idle_for += state.next_wait
+            breaker = self._breaker
+            if breaker is not None and _wakes_on_breaker(self.config, state.failure):
+                started = self._clock.monotonic()
+                await self._until_breaker_changes(state.next_wait, breaker)
+                state.idle_for += self._clock.monotonic() - started
+            else:
+                await self._clock.sleep(state.next_wait)
+                state.idle_for += state.next_wait
+
+    async def _until_breaker_changes(self, delay: float, breaker: BreakerWatch) -> None:
+        """Sleep ``delay`` seconds, or less: until the breaker may admit the call again."""
+        changed = asyncio.ensure_future(breaker.changed())
+        sleeper = asyncio.ensure_future(self._clock.sleep(delay))
+        try:
+            await asyncio.wait((sleeper, changed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
 
     async def handle(self, request: Request, call_next: Send) -> Response:
         """Run attempts of ``request`` down ``call_next`` until the core says the call is done."""
@@ -280,6 +337,12 @@ class RetryPolicy:
     def _decide(self, retry: Retry, state: RetryCallState) -> RetryIn | GiveUp:
         assert state.failure is not None
         request = state.request
+        breaker = self._breaker
+        if breaker is not None and breaker.recoveries != state.recoveries:
+            # The upstream came back since this call's last failure: the backoff grown during
+            # the outage is stale, this failure starts it again.
+            state.recoveries = breaker.recoveries
+            state.backoff_from = state.attempt - 1
         return retry.decide(
             attempt=state.attempt,
             method=request.method,
@@ -290,10 +353,23 @@ class RetryPolicy:
             deadline=request.deadline,
             budget=self._budget,
             rng=self._rng,
+            backoff_from=state.backoff_from,
         )
 
     def __repr__(self) -> str:
         return f"<RetryPolicy {self.config} budget={self._budget!r}>"
+
+
+def _wakes_on_breaker(retry: Retry | None, failure: FailureKind | None) -> bool:
+    """Whether a call backing off after ``failure`` is woken when the breaker changes: a call
+    refused by the open breaker always is; one backing off after a failed attempt (a 5xx, a
+    network error, a timeout) is when it would wait out the breaker anyway
+    (``Retry(circuit_open=True)``): the breaker closing after a probe succeeded says the
+    upstream is back, and sleeping out a backoff grown during the outage would only waste that.
+    A 429's wait belongs to the rate limit, not the breaker."""
+    if failure is FailureKind.CIRCUIT_OPEN:
+        return True
+    return retry is not None and retry.circuit_open and failure is not FailureKind.THROTTLED
 
 
 def _give_up(state: RetryCallState, decision: GiveUp) -> Response:

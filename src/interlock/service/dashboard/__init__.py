@@ -13,5 +13,6 @@ from __future__ import annotations
 from ._app import dashboard_app
 from ._monitor import FailureFeed, Monitor, RecentFailure
 from ._notify import Notifier
+from ._replay import ReplayJob, ReplayJobs
 
-__all__ = ["FailureFeed", "Monitor", "Notifier", "RecentFailure", "dashboard_app"]
+__all__ = ["FailureFeed", "Monitor", "Notifier", "RecentFailure", "ReplayJob", "ReplayJobs", "dashboard_app"]

@@ -40,11 +40,17 @@ DLQ_PAGE = 50
 
 
 def dashboard_app(
-    monitor: Monitor, *, admin_token: str, prefix: str = "/ui", secure_cookie: bool = False
+    monitor: Monitor,
+    *,
+    admin_token: str,
+    prefix: str = "/ui",
+    secure_cookie: bool = False,
+    jobs: ReplayJobs | None = None,
 ) -> Starlette:
     """The dashboard as an ASGI app serving ``prefix`` (mount it at that path, or serve it as
     is: its routes carry the prefix). ``secure_cookie`` marks the session cookie ``Secure``
-    (behind HTTPS)."""
+    (behind HTTPS). ``jobs``: the bulk replay jobs to share (``interlock serve`` passes the
+    admin API's, so a job started in one shows in the other); default: the dashboard's own."""
     try:
         import jinja2
         from starlette.applications import Starlette
@@ -62,7 +68,8 @@ def dashboard_app(
     )
     env.filters.update(ms=_ms, pct=_pct, secs=_secs, ago=_ago, when=_when, tojson_pretty=_pretty)
     inbox = monitor.inbox
-    jobs = ReplayJobs(inbox.dlq) if inbox is not None else None
+    if jobs is None and inbox is not None:
+        jobs = ReplayJobs(inbox.dlq)
 
     def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
         cookie = request.cookies.get(COOKIE, "")

@@ -99,6 +99,10 @@ class ReplayJobs:
         """The job with this id, if remembered."""
         return self._jobs.get(job_id)
 
+    def all(self) -> list[ReplayJob]:
+        """Every remembered job, newest first."""
+        return list(reversed(self._jobs.values()))
+
     def _forget_old(self) -> None:
         while len(self._jobs) >= MAX_JOBS:
             finished = next((k for k, j in self._jobs.items() if j.state != "running"), None)
