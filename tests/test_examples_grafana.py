@@ -1,4 +1,5 @@
-"""``examples/grafana-dashboard.json`` charts only metrics Interlock really exports."""
+"""``examples/grafana-dashboard.json`` and the alerting rules query only metrics Interlock
+really exports."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 import interlock
+from interlock.cli.alerts import prometheus_rules
+from interlock.core.alerts import Thresholds
 from interlock.testbed import Testbed, TestbedConfig
 
 DASHBOARD = Path(__file__).parent.parent / "examples" / "grafana-dashboard.json"
@@ -48,5 +51,8 @@ async def test_every_panel_queries_an_exported_metric(tmp_path: Path) -> None:
     }
     assert len(queried) >= 10
     assert queried - exported == set()
+    # The Prometheus rules `interlock alerts --prometheus-rules` prints query exported metrics too.
+    ruled = set(re.findall(r"\binterlock_[a-z0-9_]+", prometheus_rules(Thresholds())))
+    assert len(ruled) == 5 and ruled - exported == set()
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))  # Grafana needs distinct panel ids

@@ -197,6 +197,8 @@ class WorkStats:
         self.batch_members: dict[str, int] = {}
         self.ratelimit_remaining: float | None = None
         self.ratelimit_limit: float | None = None
+        self.ratelimit_quota: float | None = None
+        """The quota per window as last announced (``X-RateLimit-Limit``): remaining's whole."""
         self.ratelimit_wait = 0.0
         self.ratelimit_throttled = 0
         self.store_errors: dict[str, int] = {}
@@ -276,6 +278,11 @@ class _WorkCollector(Collector):
             "Requests per second allowed (learned or configured).",
             labels=["upstream"],
         )
+        headroom = GaugeMetricFamily(
+            "interlock_ratelimit_remaining_ratio",
+            "Share of the announced quota remaining (remaining / limit); the dashboard warns below 0.3.",
+            labels=["upstream"],
+        )
         wait = CounterMetricFamily(
             "interlock_ratelimit_wait_seconds", "Time calls waited for their turn.", labels=["upstream"]
         )
@@ -304,12 +311,14 @@ class _WorkCollector(Collector):
                 remaining.add_metric([upstream], ws.ratelimit_remaining)
             if ws.ratelimit_limit is not None:
                 limit.add_metric([upstream], ws.ratelimit_limit)
+            if ws.ratelimit_remaining is not None and ws.ratelimit_quota:
+                headroom.add_metric([upstream], min(1.0, ws.ratelimit_remaining / ws.ratelimit_quota))
             wait.add_metric([upstream], ws.ratelimit_wait)
             throttled.add_metric([upstream], ws.ratelimit_throttled)
             for store, n in list(ws.store_errors.items()):
                 store_errors.add_metric([upstream, store], n)
         yield from (lookups, ratio, invalidations, coalesced, batch_calls, batch_members)
-        yield from (remaining, limit, wait, throttled, store_errors)
+        yield from (remaining, limit, headroom, wait, throttled, store_errors)
 
 
 REGISTRY.register(_WorkCollector())

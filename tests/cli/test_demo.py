@@ -92,3 +92,47 @@ def test_the_demo_prints_its_configuration_and_every_figure_reconciles(tmp_path:
         assert cache > 0 and shared > 0 and batched > lists > 0
     assert requests_row[0] == requests_row[1] == 130  # plain aiohttp: one request per operation
     assert throttled[1] > 0 and max(throttled[2:]) < throttled[1]  # the quota: paced, not hammered
+
+
+def test_demo_serve_keeps_the_service_and_dashboard_up_with_traffic(tmp_path: Path) -> None:
+    """``--serve``: after the tables, the URL and a token are printed; the dashboard's API (after
+    logging in with that token) shows the demo's traffic reaching the upstream through the
+    proxy; Ctrl-C (SIGINT) stops it."""
+    import json
+    import signal
+    import time
+    import urllib.parse
+    import urllib.request
+
+    proc = subprocess.Popen(
+        [INTERLOCK, "demo", "--serve", "--reads", "40", "--writes", "4", "--outage", "0", "--callers", "4"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 90
+        line = ""
+        while "dashboard:" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else "the demo ended"
+        found = re.search(r"dashboard:\s+(http://127\.0\.0\.1:\d+)/ui\s+\(admin token: (\S+)\)", line)
+        assert found, line
+        url, token = found.groups()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(), urllib.request.ProxyHandler({}))
+        form = urllib.parse.urlencode({"token": token, "next": "/ui"}).encode()
+        opener.open(urllib.request.Request(f"{url}/ui/login", data=form), timeout=10).read()
+        calls = 0.0
+        while calls <= 0 and time.monotonic() < deadline:
+            time.sleep(1)
+            with opener.open(f"{url}/ui/api/overview", timeout=10) as response:
+                overview = json.loads(response.read())
+            (crm,) = overview["upstreams"]
+            calls = crm["calls"]
+        assert calls > 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert proc.returncode in (0, 130)

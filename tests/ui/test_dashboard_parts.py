@@ -71,3 +71,24 @@ def test_a_session_is_signed_expires_and_has_its_own_csrf_token() -> None:
     assert not sessions.valid(cookie) and not sessions.csrf_ok(cookie, csrf)
     with pytest.raises(ValueError, match="admin token"):
         Sessions("")
+
+
+async def test_the_quota_headroom_is_remaining_over_the_announced_limit() -> None:
+    import interlock
+    from interlock.service.dashboard import Monitor
+    from interlock.testbed import RateLimitConfig, Testbed, TestbedConfig
+
+    config = TestbedConfig(rate_limit=RateLimitConfig(limit=100, window=60, algorithm="fixed_window"))
+    async with (
+        Testbed(config) as tb,
+        interlock.Client(tb.url, name="quota-ui", rate_limit=interlock.RateLimit()) as api,
+    ):
+        monitor = Monitor({"quota-ui": api})
+        for i in range(10):
+            await api.get(f"/customers/{i + 1}")
+        await monitor.tick()
+        row = monitor.upstream_row("quota-ui")
+    assert row["remaining"] is not None and 80 <= row["remaining"] <= 90
+    assert row["headroom"] == pytest.approx(row["remaining"] / 100)
+    (quota,) = [b for b in row["badges"] if b["rule"] == "ratelimit_headroom"]
+    assert quota["state"] == "ok"

@@ -30,7 +30,7 @@ import interlock
 
 from .._text import render_table
 from ..testbed import Faults, Latency, Outage, RateLimitConfig, Testbed, TestbedConfig
-from ._argparse import UsageError, count, fraction, seconds
+from ._argparse import UsageError, count, fraction, port, seconds
 
 HELP = "run one workload against a faulty simulated API: plain aiohttp vs interlock.Client"
 
@@ -370,6 +370,13 @@ async def main_async(args: argparse.Namespace) -> int:
             "breaker in the pipeline, so a call the open breaker refused had waited for its turn first."
         )
     print(textwrap.fill(" ".join(words), 100))
+    if getattr(args, "serve", False):
+        import tempfile
+
+        from ._demo_serve import serve_demo
+
+        with tempfile.TemporaryDirectory(prefix="interlock-demo-") as scratch:
+            return await serve_demo(config, calls, port=args.port, db=f"{scratch}/demo.db")
     return 0
 
 
@@ -391,6 +398,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--rate-limit", type=count(1, 100_000), default=40, help="upstream quota per second (default 40)"
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the workload and the faults (default 7)")
+    parser.add_argument(
+        "--serve", action="store_true",
+        help="then keep interlock serve and its dashboard up, the traffic flowing through its proxy (Ctrl-C stops)",
+    )  # fmt: skip
+    parser.add_argument("--port", type=port, default=0, help="with --serve: the port (default: a free one)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -118,6 +118,10 @@ class _KeyState:
         return self.bucket + ":window"
 
 
+MIN_WAIT = 0.001
+"""Seconds: the shortest wait for a window's turn (a guard against waiting on a past moment)."""
+
+
 class RateLimitPolicy:
     """The rate-limit stage of the pipeline: one pacer per credential key, over a quota store."""
 
@@ -291,7 +295,16 @@ class RateLimitPolicy:
                     moments.append(resume)
                     known = True
                 elif windows.window:  # assumed already: the window after it, at the latest
-                    moments.append(max(resume, state.resumed[1]) + windows.window)
+                    after = max(resume, state.resumed[1]) + windows.window
+                    if now >= after:
+                        # That one is over too, with no answer to say so: assume it like the
+                        # first (waiting on a moment already past would spin the loop).
+                        state.resumed = (windows.windows, after)
+                        fresh = max(0.0, state.capacity - windows.keep_next)
+                        await self._store_op(request, _refill_window(key, fresh, state.seq, state.capacity))
+                        self._wake(state)
+                        continue
+                    moments.append(after)
                     known = True
             until = min(moments)
             bound = self._bound(request)
@@ -305,7 +318,8 @@ class RateLimitPolicy:
             if not self._probes:
                 # Other processes spend and refill a shared count without telling us: look again.
                 until = min(until, now + max(SHARED_POLL, 0.02 * (windows.window or 0.0)))
-            await self._sleep_or_change(state, until - now)
+            # Never a wait of nothing: a moment that is already past must not spin the loop.
+            await self._sleep_or_change(state, max(until - now, MIN_WAIT))
 
     @staticmethod
     def _may_resume(state: _KeyState, windows: WindowClock, resume: float) -> bool:
@@ -381,6 +395,7 @@ class RateLimitPolicy:
         if remaining is not None:
             self._work.ratelimit_remaining = remaining
             self._work.ratelimit_limit = state.capacity
+            self._work.ratelimit_quota = state.capacity
             left = max(0.0, remaining - windows.keep_back - state.unpaced)
             # A later answer (or a new window's) is the balance; an earlier one only lowers it.
             adopt, capacity = verdict is Verdict.NEW or seq > state.seq, state.capacity
@@ -464,6 +479,7 @@ class RateLimitPolicy:
             )
         if advice.remaining is not None:
             self._work.ratelimit_remaining = advice.remaining
+            self._work.ratelimit_quota = pacer.limit
             remaining = advice.remaining
             await self._store_op(
                 request,
@@ -576,6 +592,7 @@ class RateLimitPolicy:
                 "rate": s.pacer.rate,
                 "capacity": s.pacer.capacity,
                 "remaining": s.pacer.remaining,
+                "limit": s.capacity if s.windows is not None else s.pacer.limit,
             }
             if s.windows is not None:
                 entry["window"] = {

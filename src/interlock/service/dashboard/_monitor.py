@@ -214,18 +214,15 @@ class Monitor:
 
     @staticmethod
     def _quota(client: Client, pace: float) -> dict[str, Any]:
-        """The quota as last announced: remaining, headroom (remaining / limit) and when it
-        runs out at the current pace."""
-        policy = client.rate_limit
-        if policy is None:
+        """The quota as last announced: remaining, headroom (remaining / the announced limit,
+        as the ``interlock_ratelimit_remaining_ratio`` gauge) and when it runs out at the
+        current pace."""
+        work = work_stats(client.name)
+        remaining, limit = work.ratelimit_remaining, work.ratelimit_quota
+        if client.rate_limit is None or remaining is None:
             return {"remaining": None, "headroom": None, "exhausted_in": None}
-        remaining = limit = None
-        for key in policy.stats()["keys"].values():
-            if key.get("remaining") is not None:
-                remaining = key["remaining"]
-                limit = key.get("limit") or key.get("capacity")
-        headroom = remaining / limit if remaining is not None and limit else None
-        exhausted_in = remaining / pace if remaining is not None and pace > 0 else None
+        headroom = min(1.0, remaining / limit) if limit else None
+        exhausted_in = remaining / pace if pace > 0 else None
         return {"remaining": remaining, "headroom": headroom, "exhausted_in": exhausted_in}
 
     def upstream_chart(self, name: str) -> list[dict[str, Any]]:
