@@ -11,7 +11,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ._redact import REDACTION
 from .errors import UpstreamError
 
-__all__ = ["IDEMPOTENT_METHODS", "SAFE_METHODS", "Request", "Response"]
+__all__ = ["IDEMPOTENT_METHODS", "REDACTION_KEY", "SAFE_METHODS", "Request", "Response"]
+
+REDACTION_KEY = "interlock.redaction"
+"""``Request.extensions`` key of the ``Redaction`` its repr masks with (absent: the defaults)."""
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # RFC 9110 section 9.2.2: repeating these has the same effect as sending them once.
@@ -70,11 +73,14 @@ class Request:
         }
 
     def __repr__(self) -> str:
-        headers = ", ".join(f"{k!r}: {v!r}" for k, v in REDACTION.mask_headers(self.headers.items()))
+        # The client's own redaction when a stage left it here (credentials in a header or
+        # query parameter of their own naming), else the defaults.
+        redaction = self.extensions.get(REDACTION_KEY, REDACTION)
+        headers = ", ".join(f"{k!r}: {v!r}" for k, v in redaction.mask_headers(self.headers.items()))
         body = "None" if self.body is None else f"<{len(self.body)} bytes>"
         return (
-            f"Request(method={self.method!r}, url={REDACTION.mask_url(self.url)!r}, route={self.route!r}, "
-            f"upstream={self.upstream!r}, params={REDACTION.mask_params(self.params)!r}, "
+            f"Request(method={self.method!r}, url={redaction.mask_url(self.url)!r}, route={self.route!r}, "
+            f"upstream={self.upstream!r}, params={redaction.mask_params(self.params)!r}, "
             f"headers={{{headers}}}, body={body}, request_id={self.request_id!r}, "
             f"idempotency_key={self.idempotency_key!r}, deadline={self.deadline!r}, attempt={self.attempt})"
         )

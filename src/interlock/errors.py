@@ -14,6 +14,9 @@
     │   ├── RateLimited              refused by the local rate limit (nothing sent): the wait
     │   │                            would pass max_wait or the deadline, or the store failed
     │   ├── ResponseTooLarge         the answer (read or decoded) passed max_response_bytes
+    │   ├── AuthError                credentials could not be had or were refused: the token
+    │   │                            endpoint failed or said no (``.error``, RFC 6749 5.2), or
+    │   │                            the upstream answered 401 again after a refresh
     │   └── UpstreamError            the upstream answered with an error status (``.status``)
     │       └── RetriesExhausted     every allowed attempt failed; ``.status`` is the last one's
     │                                (None when the last failure was a network error)
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from ._redact import Redaction
 
 __all__ = [
+    "AuthError",
     "CallError",
     "CircuitOpen",
     "ConfigError",
@@ -211,6 +215,25 @@ class ResponseTooLarge(CallError):
 
     def __init__(self, message: str, *, limit: int = 0, **kwargs: Any) -> None:
         self.limit = limit
+        super().__init__(message, **kwargs)
+
+
+class AuthError(CallError):
+    """Credentials for an upstream could not be had, or were refused.
+
+    Raised when the token endpoint fails (down, slow past the deadline, its breaker open) or
+    refuses (``error`` and ``error_description`` are its RFC 6749 section 5.2 answer, e.g.
+    ``invalid_client``, ``invalid_grant``), and when the upstream answers 401 to a call sent
+    again with a freshly refreshed token (``status`` 401). Never carries a secret or a token.
+    """
+
+    hint = "check the client id, secret and scopes; the token endpoint's own answer is quoted"
+
+    def __init__(
+        self, message: str, *, error: str | None = None, error_description: str | None = None, **kwargs: Any
+    ) -> None:
+        self.error = error
+        self.error_description = error_description
         super().__init__(message, **kwargs)
 
 

@@ -23,11 +23,13 @@ from interlock.stores import (
     Queue,
     QuotaStore,
     Sink,
+    TokenStore,
     open_cache,
     open_checkpoint,
     open_queue,
     open_quota,
     open_sink,
+    open_token_store,
 )
 from interlock.testing import FakeClock, temporary_schema
 
@@ -57,6 +59,11 @@ CASES: list[tuple[Callable[..., Any], dict[str, Any], str, str, type]] = [
     (open_checkpoint, {}, PG, "PostgresCheckpointStore", CheckpointStore),
     (open_sink, SINK, "sqlite:///{tmp}/s.db", "SQLiteSink", Sink),
     (open_sink, SINK, PG, "PostgresSink", Sink),
+    (open_token_store, {}, "memory", "MemoryTokenStore", TokenStore),
+    (open_token_store, {}, "redis://127.0.0.1:6379/0", "RedisTokenStore", TokenStore),
+    (open_token_store, {}, "sqlite:///{tmp}/t.db", "SQLiteTokenStore", TokenStore),
+    (open_token_store, {}, "{tmp}/t.db", "SQLiteTokenStore", TokenStore),
+    (open_token_store, {}, PG, "PostgresTokenStore", TokenStore),
 ]
 
 
@@ -118,6 +125,7 @@ ACCEPTED = {
     open_sink: ("sqlite://", "a file path", "postgresql://", "postgres://"),
     open_cache: ("memory", "redis://", "rediss://", "unix://"),
     open_quota: ("memory", "redis://", "rediss://", "unix://"),
+    open_token_store: ("memory", "redis://", "sqlite://", "a file path", "postgresql://"),
 }
 
 

@@ -181,3 +181,39 @@ def test_any_document_is_valid_or_one_precise_mistake(doc: dict[str, object]) ->
         message = str(exc)
         assert message.startswith("f.toml: ") and "\n" not in message
         assert "pw@" not in message  # a password in a URL is never quoted
+
+
+def test_an_upstream_auth_table_builds_its_credentials_and_hides_its_secrets() -> None:
+    from interlock.auth import ApiKey, OAuth2ClientCredentials
+    from interlock.service._config import client_options
+
+    text = (
+        "[store]\nurl = 'sqlite:///tokens-test.db'\n"
+        + UP
+        + "auth = { type = 'oauth2_client_credentials', token_url = 'https://login.test/oauth/token',"
+        " client_id = 'crm-sync', client_secret = '${CRM_SECRET}', scopes = ['contacts.read'] }\n"
+        + "[upstreams.erp]\nbase_url = 'https://erp.test'\nauth = { type = 'api_key', key = 'inline-api-key', query = 'apiKey' }\n"
+    )
+    loaded = parse_config(text, env={"CRM_SECRET": "cs-very-secret"})
+    crm = client_options(loaded, "crm")["auth"]
+    assert isinstance(crm, OAuth2ClientCredentials) and crm.scopes == ("contacts.read",)
+    assert "tokens-test.db" in repr(crm)  # tokens shared through [store] url by default
+    assert isinstance(client_options(loaded, "erp")["auth"], ApiKey)
+    shown = json.dumps(loaded.redacted()) + repr(loaded.config)
+    assert "cs-very-secret" not in shown and "inline-api-key" not in shown
+    assert "crm-sync" in json.dumps(loaded.redacted())
+
+
+@pytest.mark.parametrize(
+    ("table", "path", "expected"),
+    [
+        ("{ type = 'kerberos' }", "upstreams.crm.auth.type", "must be one of bearer"),
+        ("{ type = 'basic', username = 'u' }", "upstreams.crm.auth.password", "is required"),
+        ("{ type = 'bearer', token = 't', secret = 'leak-me' }", "upstreams.crm.auth.secret", "is not a setting"),
+    ],
+)
+def test_a_mistake_in_an_auth_table_names_its_key(table: str, path: str, expected: str) -> None:
+    with pytest.raises(ConfigFileError) as caught:
+        parse_config(UP + f"auth = {table}\n")
+    assert path in str(caught.value) and expected in str(caught.value)
+    assert "leak-me" not in str(caught.value)

@@ -4,8 +4,9 @@ Every call goes through one pipeline, in this order::
 
     once per call      cache -> coalesce -> batch
     retry              runs the attempts, waits between them, gives up
-    once per attempt   rate limit -> concurrency -> breaker -> transport (and the redirects it
-                       is answered with, hop by hop, within the same attempt: ``_follow``)
+    once per attempt   credentials -> rate limit -> concurrency -> breaker -> transport (and the
+                       redirects it is answered with, hop by hop, within the same attempt:
+                       ``_follow``); a 401 refreshes the credentials and sends once more
     the deadline       (``Timeout.total``) bounds all of it: waits for a turn, a slot, a retry
 
 Why this order: the work-avoiding policies come first and run once, so a cache hit, a shared

@@ -32,6 +32,7 @@ from ._paginate import Paginator
 from ._pipeline import Send, compose_pipeline
 from ._routes import RouteNamer
 from ._tracing import server_of, traced_attempt, traced_call
+from .policies.auth import AuthPolicy, Credentials
 from .policies.batch import BatchPolicy
 from .policies.breaker import CUT_SHORT, BreakerPolicy
 from .policies.cache import CachePolicy
@@ -185,6 +186,10 @@ class Client:
     ``clock`` and ``rng`` replace the network, time and jitter (tests: ``interlock.testing``).
     With an OpenTelemetry tracer provider set, every call is a span and every attempt an HTTP
     client span (``interlock.tracing``).
+    ``auth`` puts credentials on every attempt (``interlock.auth``: ``Bearer``, ``ApiKey``,
+    ``Basic``, ``OAuth2ClientCredentials``, ``OAuth2RefreshToken``), refreshing them once on a
+    401 and masking them everywhere; ``transport``, ``clock`` and ``rng`` replace the network, time and jitter (tests:
+    ``interlock.testing``).
     """
 
     def __init__(
@@ -211,6 +216,7 @@ class Client:
         redirects: Redirects | None = Redirects(),
         redaction: Redaction | None = None,
         interactions: InteractionLog | None = None,
+        auth: Credentials | None = None,
         transport: Transport | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -236,6 +242,8 @@ class Client:
         self.concurrency = Concurrency.coerce(concurrency)
         self.limits = limits or Limits()
         self.redaction = redaction or REDACTION
+        if auth is not None and (auth.redacted_headers or auth.redacted_query):
+            self.redaction = self.redaction.extended(headers=auth.redacted_headers, query=auth.redacted_query)
         self.idempotency_keys = idempotency_keys
         # istr: the header tables of every call look them up without case-folding them again.
         self._idempotency_header = istr(idempotency_header)
@@ -298,6 +306,7 @@ class Client:
             else None
         )
         self._recorder = _CallRecorder(self.name, self._stats, self._clock, self.redaction, self._interactions)
+        self.auth = AuthPolicy(auth, self.name, self.redaction) if auth is not None else None
         self._call = self._compose(self._retry)
         self._profiled: dict[str, Send] = {}
         self._closed = False
@@ -317,6 +326,7 @@ class Client:
             on_resend=self._count_retry,
             observer=self._recorder,
             follow=self._follower.follow if self._follower is not None else None,
+            auth=self.auth,
         )
 
     def _pipeline_for(self, profile: Profile) -> Send:
@@ -759,7 +769,7 @@ class Client:
         interaction log's writes, close the stores it opened and the transport's connections.
         Calls after this raise."""
         self._closed = True
-        for policy in (self._batch, self.cache, self.rate_limit, self._interactions):
+        for policy in (self._batch, self.cache, self.rate_limit, self._interactions, self.auth):
             if policy is not None:
                 await policy.aclose()
         await self._transport.aclose()

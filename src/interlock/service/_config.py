@@ -96,6 +96,8 @@ class _Model(BaseModel):
         for key, value in super().__repr_args__():
             if key == "headers" and isinstance(value, dict):
                 yield key, dict.fromkeys(value, MASK)
+            elif key == "auth" and isinstance(value, dict):
+                yield key, {k: v if k == "type" else MASK for k, v in value.items()}
             elif isinstance(value, str) and "@" in value and "://" in value:
                 yield key, redact_url(value)
             else:
@@ -265,12 +267,17 @@ class UpstreamConfig(_Policies):
     """``[upstreams.NAME]``: one third-party API, reachable at ``/proxy/NAME/...``.
 
     ``headers`` go with every call (the upstream's credentials live here, never with the
-    callers); ``callers``: tokens a caller must present as ``Authorization: Bearer <token>``
-    (empty: any caller that can reach the service).
+    callers); ``auth``: the upstream's credentials as a table
+    (``interlock.auth.credentials_from_config``: ``type = "bearer" | "api_key" | "basic" |
+    "oauth2_client_credentials" | "oauth2_refresh_token"`` and its settings; OAuth2 tokens are
+    shared through ``[store] url`` unless ``store`` says otherwise); ``callers``: tokens a caller
+    must present as ``Authorization: Bearer <token>`` (empty: any caller that can reach the
+    service).
     """
 
     base_url: str
     headers: dict[str, str] = {}
+    auth: dict[str, Any] | None = None
     cache: CacheConfig | None = None
     batch: BatchConfig | list[BatchConfig] | None = None
     coalesce: bool = True
@@ -735,6 +742,10 @@ class LoadedConfig:
         return f"LoadedConfig({self.file!r}, upstreams={sorted(self.config.upstreams)}, sources={sorted(self.config.sources)})"
 
 
+_AUTH_SECRETS = frozenset({"token", "key", "password", "client_secret", "refresh_token"})
+"""The settings of an ``auth`` table that are secrets (shown ``***`` in the effective config)."""
+
+
 def _redact_doc(node: Any, path: tuple[str | int, ...], from_env: frozenset[tuple[str | int, ...]]) -> Any:
     if isinstance(node, SecretStr):
         return MASK
@@ -744,6 +755,8 @@ def _redact_doc(node: Any, path: tuple[str | int, ...], from_env: frozenset[tupl
             sub = (*path, k)
             if len(path) >= 1 and path[-1] == "headers" and isinstance(v, str):
                 out[k] = MASK if REDACTION.is_sensitive_header(k) or sub in from_env else v
+            elif len(path) >= 1 and path[-1] == "auth" and k in _AUTH_SECRETS:
+                out[k] = MASK
             else:
                 out[k] = _redact_doc(v, sub, from_env)
         return out
@@ -857,11 +870,27 @@ def client_options(loaded: LoadedConfig, name: str) -> dict[str, Any]:
         ]
     options["coalesce"] = up.coalesce
     options["headers"] = dict(up.headers)
+    if up.auth is not None:
+        options["auth"] = _credentials(loaded, (*where, "auth"), up.auth)
     if not up.follow_redirects:
         from ..core.redirect import Redirects
 
         options["redirects"] = Redirects(follow=False)
     return options
+
+
+def _credentials(loaded: LoadedConfig, where: tuple[str | int, ...], table: dict[str, Any]) -> Any:
+    from ..auth import credentials_from_config
+
+    settings = dict(table)
+    if str(settings.get("type", "")).startswith("oauth2_"):
+        settings.setdefault("store", loaded.config.store.url)  # one token for every worker
+    try:
+        return credentials_from_config(settings, owner="auth")
+    except ConfigError as exc:
+        raise loaded.error((*where, exc.field), exc.problem) from None
+    except (TypeError, ValueError) as exc:  # a setting of the wrong type: never quote its value
+        raise loaded.error(where, f"invalid settings for type {settings.get('type')!r} ({type(exc).__name__})") from None
 
 
 def _batch(b: BatchConfig) -> Batch:

@@ -3,7 +3,7 @@ each backend.
 
 One table (``_backends.BACKENDS``) maps URL schemes to backends; the factories read it:
 ``open_queue``, ``open_cache``, ``open_quota``, ``open_checkpoint``, ``open_sink`` and
-``open_interactions`` take a URL
+``open_interactions``, ``open_token_store`` take a URL
 and plain settings and return a backend, not yet opened. Backend modules load on first use (the
 factories, or attribute access such as ``interlock.stores.PostgresQueue``), so SQLite users never
 import asyncpg and in-process caches never import redis.
@@ -21,6 +21,7 @@ from ._backends import (
     open_queue,
     open_quota,
     open_sink,
+    open_token_store,
     redact_url,
 )
 from ._sqlite import sqlite_path_from_url
@@ -31,6 +32,7 @@ from .interactions import Attempt, Interaction, InteractionFilter, InteractionRe
 from .queue import DeadLetter, DeadLetterFilter, Failure, Lease, Message, Queue, QueueStats
 from .quota import QuotaStore
 from .sink import Row, Sink
+from .token import Token, TokenStore
 
 if TYPE_CHECKING:
     from .cache_memory import MemoryCacheStore
@@ -45,6 +47,10 @@ if TYPE_CHECKING:
     from .quota_redis import RedisQuotaStore
     from .sink_postgres import PostgresSink
     from .sink_sqlite import SQLiteSink
+    from .token_memory import MemoryTokenStore
+    from .token_postgres import PostgresTokenStore
+    from .token_redis import RedisTokenStore
+    from .token_sqlite import SQLiteTokenStore
 
 __all__ = [
     "Attempt",
@@ -63,28 +69,35 @@ __all__ = [
     "LedgerEntry",
     "MemoryCacheStore",
     "MemoryQuotaStore",
+    "MemoryTokenStore",
     "Message",
     "PostgresCheckpointStore",
     "PostgresInteractionStore",
     "PostgresQueue",
     "PostgresSink",
+    "PostgresTokenStore",
     "Queue",
     "QueueStats",
     "QuotaStore",
     "RedisCacheStore",
     "RedisQuotaStore",
+    "RedisTokenStore",
     "Row",
     "SQLiteCheckpointStore",
     "SQLiteInteractionStore",
     "SQLiteQueue",
     "SQLiteSink",
+    "SQLiteTokenStore",
     "Sink",
+    "Token",
+    "TokenStore",
     "open_cache",
     "open_checkpoint",
     "open_interactions",
     "open_queue",
     "open_quota",
     "open_sink",
+    "open_token_store",
     "redact_url",
     "sqlite_path_from_url",
 ]

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .queue import Queue
     from .quota import QuotaStore
     from .sink import Sink
+    from .token import TokenStore
 
 __all__ = [
     "BACKENDS",
@@ -36,6 +37,7 @@ __all__ = [
     "open_queue",
     "open_quota",
     "open_sink",
+    "open_token_store",
     "redact_url",
 ]
 
@@ -45,7 +47,8 @@ class Backend:
     """One backend of one seam, as the factories see it."""
 
     seam: str
-    """``"queue"``, ``"cache"``, ``"quota"``, ``"checkpoint"``, ``"sink"`` or ``"interactions"``."""
+    """``"queue"``, ``"cache"``, ``"quota"``, ``"checkpoint"``, ``"sink"``, ``"interactions"`` or
+    ``"token"``."""
     schemes: tuple[str, ...]
     """URL schemes it serves; a scheme without ``:`` (``"memory"``) is also the whole URL."""
     module: str
@@ -104,6 +107,12 @@ BACKENDS: tuple[Backend, ...] = (
             frozenset({"prefix"}), paths=True),
     Backend("checkpoint", ("postgresql", "postgres"), "checkpoint_postgres", "PostgresCheckpointStore",
             "dsn", frozenset({"prefix"}), library="asyncpg", extra="postgres"),
+    Backend("token", ("memory",), "token_memory", "MemoryTokenStore", None, frozenset({"clock"})),
+    Backend("token", ("redis", "rediss", "unix"), "token_redis", "RedisTokenStore", "url",
+            frozenset({"namespace"}), library="redis.asyncio", extra="redis"),
+    Backend("token", ("sqlite",), "token_sqlite", "SQLiteTokenStore", "url", frozenset({"prefix"}), paths=True),
+    Backend("token", ("postgresql", "postgres"), "token_postgres", "PostgresTokenStore", "dsn",
+            frozenset({"prefix"}), library="asyncpg", extra="postgres"),
     Backend("sink", ("sqlite",), "sink_sqlite", "SQLiteSink", "url", frozenset(_SQL), paths=True),
     Backend("sink", ("postgresql", "postgres"), "sink_postgres", "PostgresSink", "dsn", frozenset(_SQL),
             library="asyncpg", extra="postgres"),
@@ -267,3 +276,19 @@ def open_interactions(
     """
     settings = {"table": table, "retention": retention}
     return cast("InteractionStore", open_backend("interactions", url, settings, owner=owner, field=field))
+def open_token_store(
+    url: str | None = None,
+    *,
+    namespace: str | None = None,
+    prefix: str | None = None,
+    owner: str = "open_token_store",
+    field: str = "url",
+) -> TokenStore:
+    """A ``TokenStore``: this process only for None or ``"memory"``, or shared by every process
+    through ``redis://`` (keys under ``namespace``), ``sqlite:///path.db`` (or a plain file path)
+    or ``postgresql://...`` (tables named ``{prefix}_tokens`` and ``{prefix}_token_locks``).
+
+    A bad URL is a ``ConfigError`` named ``owner.field``. Open it with ``await store.open()``.
+    """
+    settings = {"namespace": namespace, "prefix": prefix}
+    return cast("TokenStore", open_backend("token", url or "memory", settings, owner=owner, field=field))
