@@ -190,15 +190,16 @@ async def test_purge_needs_the_count_typed(service: Service, browser: Any) -> No
     assert await page.locator("#purge-count").inner_text() == "1"
     await page.fill('input[name="confirm"]', "2")
     await page.click("button.danger")
-    assert await service.inbox.dlq.count() == 1  # the wrong number purges nothing (a 409)
-    assert errors == ["Failed to load resource: the server responded with a status of 409 (Conflict)"]
-    errors.clear()
+    await page.wait_for_load_state("networkidle")
+    assert await page.locator("#purge-count").inner_text() == "1"  # asked again (a 409)
+    assert await service.inbox.dlq.count() == 1  # the wrong number purges nothing
     await page.fill('input[name="confirm"]', "1")
     await page.click("button.danger")
     await page.wait_for_load_state("networkidle")
     assert "purged 1" in await page.locator(".note").inner_text()
     assert await service.inbox.dlq.count() == 0
-    assert errors == []
+    # The one console line allowed is the browser's note of that 409 (logged when it is logged).
+    assert [e for e in errors if "status of 409 (Conflict)" not in e] == []
 
 
 async def test_a_thousand_identical_failures_are_one_issue(service: Service, browser: Any) -> None:
