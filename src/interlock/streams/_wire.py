@@ -59,6 +59,17 @@ Deadline = Callable[[], float]
 """Seconds left before the connection counts as stalled (read before each wait)."""
 
 
+async def _authorize(client: Any, request: Any, within: float) -> Any:
+    """Put the Client's credentials (``Client(auth=...)``: a Bearer, an API key, an OAuth2
+    token fetched and shared as for its calls) on the stream's request; what was used, for a
+    refresh after a 401."""
+    auth = client.auth
+    if auth is None:
+        return None
+    request.deadline = asyncio.get_running_loop().time() + within if request.deadline is None else request.deadline
+    return await auth.credentials.apply(request)
+
+
 def _no_id_key() -> str:
     # An event with no id at all cannot be recognised when sent again: a fresh key each time.
     return "noid-" + os.urandom(10).hex()
@@ -74,6 +85,7 @@ async def read_sse(
     if last_id:
         headers["Last-Event-ID"] = last_id  # WHATWG HTML 9.2.4: the last event ID string
     request = client.build_request("GET", stream.path, params=stream.params, headers=headers)
+    used = await _authorize(client, request, stream.policy.connect_timeout)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=stream.policy.connect_timeout)
     try:
         async with asyncio.timeout(stream.policy.connect_timeout):
@@ -85,6 +97,9 @@ async def read_sse(
         raise ConnectionError(f"no answer within {stream.policy.connect_timeout:g} s") from None
     async with response:
         content_type = response.headers.get("Content-Type", "")
+        if response.status == 401 and client.auth is not None:
+            # Stale credentials: new ones for the next connection (the reconnect backoff applies).
+            await client.auth.credentials.refresh(request, used)
         if response.status != 200 or not content_type.lower().startswith("text/event-stream"):
             raise StreamRefused(f"answered {response.status} {content_type or '(no Content-Type)'}, not an event stream")
         parser = SSEParser(last_event_id=last_id or "", max_event_bytes=stream.max_event_bytes)
@@ -117,6 +132,7 @@ async def read_websocket(
     the stall deadline raises ``TimeoutError``; the generator's close sends a clean close."""
     client = stream.client
     request = client.build_request("GET", stream.path, params=stream.params, headers=dict(stream.headers))
+    used = await _authorize(client, request, stream.policy.connect_timeout)
     url = "ws" + request.url.removeprefix("http")
     try:
         async with asyncio.timeout(stream.policy.connect_timeout):
@@ -126,6 +142,10 @@ async def read_websocket(
             )
     except TimeoutError:  # not a stall: the connection never opened
         raise ConnectionError(f"no answer within {stream.policy.connect_timeout:g} s") from None
+    except aiohttp.WSServerHandshakeError as exc:
+        if exc.status == 401 and client.auth is not None:
+            await client.auth.credentials.refresh(request, used)
+        raise
     pinger = asyncio.ensure_future(_ping(ws, stream.heartbeat))
     try:
         first = stream.resume_message(last_id)
