@@ -7,11 +7,13 @@ import asyncio
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import standardwebhooks
 
 from interlock.testbed import Testbed, TestbedConfig
 
@@ -31,7 +33,13 @@ url = "sqlite:///{db}"
 [upstreams.crm]
 base_url = "{upstream}"
 concurrency = 20
+
+[sources.billing]
+scheme = "standard-webhooks"
+secrets = ["{secret}"]
+forward = "{upstream}/orders"
 """
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,7 +49,7 @@ async def test_the_served_dashboard_follows_proxied_traffic(tmp_path: Path, brow
     async with Testbed(TestbedConfig(), port=0) as tb:
         port = free_port()
         config = tmp_path / "interlock.toml"
-        config.write_text(CONFIG.format(port=port, db=tmp_path / "interlock.db", upstream=tb.url))
+        config.write_text(CONFIG.format(port=port, db=tmp_path / "interlock.db", upstream=tb.url, secret=SECRET))
         proc = await asyncio.create_subprocess_exec(
             INTERLOCK, "serve", "-c", str(config), cwd=tmp_path, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"UI_ADMIN_TOKEN": TOKEN, "PATH": ""},
@@ -92,6 +100,25 @@ async def test_the_served_dashboard_follows_proxied_traffic(tmp_path: Path, brow
             assert await shown_pace() >= 2 * slow
             stop.set()
             await sender
+
+            # A signed webhook, handled (forwarded): its source page lists it; its page shows it whole.
+            payload = '{"type": "invoice.paid", "amount": 42}'
+            signature = standardwebhooks.Webhook(SECRET).sign("msg_ui_1", datetime.now(UTC), payload)
+            hook = {"webhook-id": "msg_ui_1", "webhook-timestamp": str(int(time.time())),
+                    "webhook-signature": signature, "Content-Type": "application/json"}  # fmt: skip
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{url}/hooks/billing", data=payload, headers=hook) as response:
+                    assert response.status in (200, 202)
+            row = page.locator('#recent-events tr[data-event="msg_ui_1"]')
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                await page.goto(url + "/ui/sources/billing")
+                if await row.count() and "succeeded" in (await row.inner_text()):
+                    break
+                await asyncio.sleep(0.5)
+            assert "succeeded" in await row.inner_text()
+            await row.locator("a").click()
+            assert '"amount": 42' in await page.locator("pre").last.inner_text()
             assert errors == []
         finally:
             proc.terminate()

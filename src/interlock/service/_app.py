@@ -162,7 +162,9 @@ class Service:
         self.replay_jobs = ReplayJobs(self.inbox.dlq)
         """Bulk DLQ replays running in the background (the admin API's ``replay-jobs``)."""
         self.admin = admin_app(self)
-        self.monitor = Monitor(self.clients, inbox=self.inbox, syncs=self.syncs, thresholds=cfg.alerts.thresholds())
+        self.monitor = Monitor(
+            self.clients, inbox=self.inbox, syncs=self.syncs, thresholds=cfg.alerts.thresholds(), events=self.events
+        )
         """Reads the figures the dashboard shows, every few seconds while the service runs."""
         self.notifier = Notifier(cfg.alerts.webhook_url) if cfg.alerts.webhook_url else None
         if self.notifier is not None:

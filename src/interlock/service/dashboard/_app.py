@@ -181,14 +181,23 @@ def dashboard_app(
         if name not in rows or inbox is None:
             return render(request, "missing.html", status=404, what=f"source {name!r}")
         letters = await inbox.dlq.list(source=name, limit=DLQ_PAGE)
+        recent = [e.summary() for e in monitor.events.list(source=name, limit=DLQ_PAGE)] if monitor.events else None
         return render(
             request,
             "source.html",
             row=rows[name],
             letters=letters,
+            recent=recent,
             failures=list(monitor.failures.get(name, ())),
             chart_json=_script_json(monitor.inbox_chart()),
         )
+
+    async def source_event(request: Request) -> Response:
+        seen = monitor.events.get(request.path_params["id"], request.path_params["name"]) if monitor.events else None
+        if seen is None:
+            return render(request, "missing.html", status=404, what=f"recent event {request.path_params['id']!r}")
+        detail = seen.detail()
+        return render(request, "event.html", event=detail, body=_body_text(detail["body"].encode()))
 
     async def dlq(request: Request) -> Response:
         if inbox is None:
@@ -304,6 +313,7 @@ def dashboard_app(
         Route(f"{prefix}/api/overview", page(overview_json), methods=["GET"]),
         Route(f"{prefix}/upstreams/{{name}}", page(upstream), methods=["GET"]),
         Route(f"{prefix}/sources/{{name}}", page(source), methods=["GET"]),
+        Route(f"{prefix}/sources/{{name}}/events/{{id:path}}", page(source_event), methods=["GET"]),
         Route(f"{prefix}/dlq", page(dlq), methods=["GET"]),
         Route(f"{prefix}/dlq/replay", action(replay_bulk), methods=["POST"]),
         Route(f"{prefix}/dlq/purge", action(purge), methods=["POST"]),

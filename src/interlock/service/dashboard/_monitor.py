@@ -64,6 +64,9 @@ class Monitor:
     inbox: Inbox | None = None
     syncs: Mapping[str, Sync] = field(default_factory=dict)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    events: Any = None
+    """The events handled lately (the service's ``EventLog``: ``list(source=, limit=)`` and
+    ``get(id, source)``), shown on a source's page; None: not kept."""
     interval: float = 5.0
     window: float = WINDOW
     """Seconds of traffic the current figures cover."""
