@@ -92,3 +92,51 @@ async def test_the_quota_headroom_is_remaining_over_the_announced_limit() -> Non
     assert row["headroom"] == pytest.approx(row["remaining"] / 100)
     (quota,) = [b for b in row["badges"] if b["rule"] == "ratelimit_headroom"]
     assert quota["state"] == "ok"
+
+
+async def test_the_notifier_posts_issues_and_alerts_as_slack_json_and_stays_bounded() -> None:
+    import asyncio
+
+    from aiohttp import web
+
+    from interlock.core.failure_groups import FailureGroups, IssueKey, Transition
+    from interlock.service.dashboard import Notifier
+
+    received: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/services/T0/B0/s3cretpath", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    notifier = Notifier(f"http://127.0.0.1:{port}/services/T0/B0/s3cretpath", dashboard_url="http://ops/ui")
+    assert "s3cretpath" not in repr(notifier)
+    groups = FailureGroups()
+    key = IssueKey(("upstream", "crm", "GET /customers/{id}"), "TimedOut")
+    groups.failure(key, at=1.0, reference="trk_1")
+    notifier.issue(Transition.OPENED, groups.get(key.id))  # type: ignore[arg-type]
+    notifier.alert("crm", {"rule": "upstream_p95", "detail": "upstream p95 latency 730 ms (> 500 ms)"})
+    stop = asyncio.Event()
+    task = asyncio.create_task(notifier.run(stop))
+    try:
+        for _ in range(100):
+            if len(received) == 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+        await runner.cleanup()
+    assert [r["text"] for r in received] == [
+        "New issue: crm GET /customers/{id}: TimedOut (1x, last trk_1) http://ops/ui/issues",
+        "Firing: crm: upstream p95 latency 730 ms (> 500 ms)",
+    ]
+    assert notifier.sent == 2 and notifier.dropped == 0
+    for _ in range(150):  # a dead webhook: at most 100 wait, the rest dropped and counted
+        notifier.alert("crm", {"rule": "error_rate", "detail": "x"})
+    assert notifier.dropped == 50
