@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,9 @@ from interlock.stores import MemoryCacheStore
 from interlock.testbed import Faults, Latency, Testbed, TestbedConfig
 from interlock.testing import MockTransport, respond
 
+PACKAGE = str(Path(interlock.__file__).parent) + "/"
+"""Frames of the package itself (not this test's own, wherever the checkout lives)."""
+
 
 def interlock_frames(task: asyncio.Task[Any]) -> list[str]:
     """The interlock coroutines a suspended task's await chain runs through, outermost first."""
@@ -27,7 +31,7 @@ def interlock_frames(task: asyncio.Task[Any]) -> list[str]:
     coro: Any = task.get_coro()
     while coro is not None:
         code = getattr(coro, "cr_code", None)
-        if code is not None and "/interlock/" in code.co_filename:
+        if code is not None and code.co_filename.startswith(PACKAGE):
             names.append(code.co_qualname)
         coro = getattr(coro, "cr_await", None)
     return names
