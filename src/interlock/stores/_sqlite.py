@@ -232,9 +232,13 @@ class GroupCommitter:
         """Finish what was submitted, then close the connection."""
         with self._lock:
             self._closing = True
-        self._wakeup.set()
         self._stop_checkpoints.set()
-        self._thread.join()
+        # Wake the writer until it has gone: a CI run caught close() joining a writer idle in
+        # its wait with the closing flag set, a lost wakeup (interleaving not found); setting
+        # the event again cannot lose one.
+        while self._thread.is_alive():
+            self._wakeup.set()
+            self._thread.join(0.1)
         if self._checkpointer is not None:
             self._checkpointer.join()
         self._conn.close()
