@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from ..._metrics import latency_quantiles, upstream_stats, work_stats
 from ...core.failure_groups import IssueState
-from ._monitor import Monitor
+from ._monitor import NOT_ERRORS, Monitor
 from ._replay import ReplayJobs
 from ._session import COOKIE, Sessions
 
@@ -155,7 +155,7 @@ def dashboard_app(
         for route, rs in sorted(stats.routes.items()):
             lookups = sum(cache.get(route, {}).values())
             hits = lookups - cache.get(route, {}).get("miss", 0)
-            errors = sum(n for (_, outcome), n in rs.outcomes.items() if outcome[:1] not in "234")
+            errors = sum(n for (_, outcome), n in rs.outcomes.items() if outcome[:1] not in NOT_ERRORS)
             routes.append(
                 {
                     "route": route,
