@@ -4,6 +4,7 @@ ones, and a missing client library names the extra to install."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -217,6 +218,38 @@ async def test_a_checkpoint_store_from_the_factory_works(sql_url: str) -> None:
         loaded = await store.load_checkpoint("job")
         assert loaded is not None
         assert (loaded.updated_at, loaded.record_id) == (123, "r1")
+    finally:
+        await store.aclose()
+
+
+async def test_concurrent_first_uses_open_one_writer_or_pool(
+    sql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BatchWriter's parallel batches all call the sink's open() at once: they must share one
+    SQLite writer thread (a CI run caught four, three never closed, failing with SQLITE_MISUSE)
+    or one PostgreSQL pool."""
+    import threading
+
+    import interlock.stores._postgres as postgres_base
+
+    pools: list[Any] = []
+    real_create_pool = postgres_base.create_pool
+
+    async def counted_create_pool(*args: Any, **kwargs: Any) -> Any:
+        pools.append(await real_create_pool(*args, **kwargs))
+        return pools[-1]
+
+    monkeypatch.setattr(postgres_base, "create_pool", counted_create_pool)
+    url = sql_url
+    store = open_checkpoint(url, prefix="factory_open")
+    await asyncio.gather(*(store.open() for _ in range(4)))
+    try:
+        if url.startswith("sqlite"):
+            path = url.removeprefix("sqlite:///")
+            writers = [t for t in threading.enumerate() if t.name == f"interlock-sqlite:{path}"]
+            assert len(writers) == 1
+        else:
+            assert len(pools) == 1
     finally:
         await store.aclose()
 

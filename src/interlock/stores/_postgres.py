@@ -68,15 +68,19 @@ class PostgresStore:
         self.pool_size = pool_size
         self._pool = pool
         self._own_pool = pool is None
+        self._opening = asyncio.Lock()  # concurrent first uses open one pool, not one each
 
     def qualify(self, name: str) -> str:
         """``name`` quoted, and qualified by the store's schema when it has one."""
         return f"{quote_ident(self.schema)}.{quote_ident(name)}" if self.schema else quote_ident(name)
 
     async def _open_pool(self) -> Any:
-        if self._pool is None:
-            extra = {} if self.connect_timeout is None else {"timeout": self.connect_timeout}
-            self._pool = await create_pool(str(self.dsn), min_size=1, max_size=self.pool_size, **extra)
+        if self._pool is not None:
+            return self._pool
+        async with self._opening:
+            if self._pool is None:
+                extra = {} if self.connect_timeout is None else {"timeout": self.connect_timeout}
+                self._pool = await create_pool(str(self.dsn), min_size=1, max_size=self.pool_size, **extra)
         return self._pool
 
     @contextlib.asynccontextmanager

@@ -378,6 +378,9 @@ class SQLiteStore:
         self.wal_truncate_idle = wal_truncate_idle
         """Seconds without a commit after which the WAL is truncated to zero bytes."""
         self._writer: GroupCommitter | None = None
+        # Concurrent first uses (a BatchWriter's parallel batches) start one writer thread, not
+        # one each: the extra writers were never closed, and shared the file unsupervised.
+        self._opening = asyncio.Lock()
 
     async def _open_writer(self, schema: str | None = None, *, max_batch: int = 4096) -> None:
         """Start the writer thread, creating ``schema`` (a script of ``IF NOT EXISTS``
@@ -389,10 +392,12 @@ class SQLiteStore:
             if schema:
                 conn.executescript(schema)
 
-        self._writer = await asyncio.to_thread(
-            GroupCommitter, self.path, synchronous=self.synchronous, max_batch=max_batch, init=init,
-            wal_size_limit=self.wal_size_limit, wal_truncate_idle=self.wal_truncate_idle,
-        )
+        async with self._opening:
+            if self._writer is None:
+                self._writer = await asyncio.to_thread(
+                    GroupCommitter, self.path, synchronous=self.synchronous, max_batch=max_batch, init=init,
+                    wal_size_limit=self.wal_size_limit, wal_truncate_idle=self.wal_truncate_idle,
+                )
 
     async def aclose(self) -> None:
         """Commit what was submitted, then stop the writer thread and close the file."""
