@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._ids import new_id
-from .._lifecycle import Resource
+from .._lifecycle import Resource, opens_once
 from ..errors import ConfigError
 from ..inbox import Handler, Inbox, WorkerPool
 from ..stores import sqlite_path_from_url
@@ -241,10 +241,9 @@ class Outbox(Resource):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    @opens_once
     async def open(self) -> None:
         """Connect the relay's store (creating the outbox table if missing) and open the inbox."""
-        if self._opened:
-            return
         await self._store.open()
         await self.inbox.open()
         self._opened = True

@@ -40,6 +40,7 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._lifecycle import opens_once
 from ..errors import ConfigError
 from . import _queue_rows as model
 from ._backends import redact_url
@@ -250,11 +251,10 @@ class BrokerQueue:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @opens_once
     async def open(self) -> None:
         """Open the companion, connect, declare what is missing, then publish the companion's
         unconfirmed rows again (the reconcile)."""
-        if self._opened:
-            return
         await self._companion.queue.open()
         await self._broker_open()
         self._opened = True

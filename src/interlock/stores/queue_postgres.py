@@ -22,6 +22,7 @@ from typing import Any
 
 from .._clock import Clock
 from .._group import GroupCall
+from .._lifecycle import opens_once
 from ..errors import ConfigError
 from . import _queue_rows as model
 from ._postgres import PostgresStore, import_asyncpg, quote_ident
@@ -84,10 +85,9 @@ class PostgresQueue(model.SQLQueue, PostgresStore):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    @opens_once
     async def open(self) -> None:
         """Open the pool, create the table if missing and start listening for new work."""
-        if self._opened:
-            return
         await self._open_pool()
         t, name = self._qualified, self.table
         await self._create_tables(

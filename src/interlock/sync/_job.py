@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._jsonpath import JsonPath
-from .._lifecycle import Resource
+from .._lifecycle import Resource, opens_once
 from .._text import describe
 from .._validate import check_count, check_seconds
 from ..core.adaptive import AdaptiveInterval, PollBudget
@@ -185,11 +185,10 @@ class Sync(Resource):
         """Where dead records go (the inbox's queue when the job has an inbox)."""
         return self._queue
 
+    @opens_once
     async def open(self) -> None:
         """Open the store, the DLQ (or the inbox) and the destination; a no-op once open. Every
         method that needs them opens the job itself."""
-        if self._opened:
-            return
         await self.store.open()
         if self.inbox is not None:
             await self.inbox.open()
