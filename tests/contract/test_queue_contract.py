@@ -260,6 +260,25 @@ async def test_stats_report_oldest_pending(queue: Queue) -> None:
     assert abs(stats.oldest_pending_at - first.received_at) < 1e-3
 
 
+async def test_stats_of_one_source_count_only_its_messages(queue: Queue) -> None:
+    """The dashboard's per-source row: depth, in flight, dead and oldest of that source alone."""
+    crm_first = msg("c1", source="crm")
+    await put_all(queue, msg("b1", source="billing"), crm_first, msg("c2", source="crm"), msg("b2", source="billing"))
+    leases = await queue.lease(4, VIS)
+    billing = [lease for lease in leases if lease.message.source == "billing"]
+    crm = [lease for lease in leases if lease.message.source == "crm"]
+    await queue.dead_letter(billing[0], error="boom")
+    await queue.nack(crm[0], delay=0.0, error="retry")
+    await queue.nack(crm[1], delay=0.0, error="retry")
+    of_billing, of_crm, of_none = await queue.stats("billing"), await queue.stats("crm"), await queue.stats("nobody")
+    assert (of_billing.pending, of_billing.in_flight, of_billing.dead) == (1, 1, 1)
+    assert (of_crm.pending, of_crm.in_flight, of_crm.dead) == (2, 0, 0)
+    assert of_crm.oldest_pending_at is not None and abs(of_crm.oldest_pending_at - crm_first.received_at) < 1e-3
+    assert (of_none.pending, of_none.in_flight, of_none.dead, of_none.oldest_pending_at) == (0, 0, 0, None)
+    whole = await queue.stats()
+    assert (whole.pending, whole.dead) == (3, 1)
+
+
 async def test_prune_forgets_old_done_messages(queue: Queue, clock: FakeClock) -> None:
     await put_all(queue, msg(1), msg(2))
     leases = await queue.lease(2, VIS)

@@ -140,3 +140,21 @@ async def test_the_notifier_posts_issues_and_alerts_as_slack_json_and_stays_boun
     for _ in range(150):  # a dead webhook: at most 100 wait, the rest dropped and counted
         notifier.alert("crm", {"rule": "error_rate", "detail": "x"})
     assert notifier.dropped == 50
+
+
+async def test_each_source_row_counts_its_own_queue_depth_oldest_event_and_dlq(tmp_path: object) -> None:
+    import interlock
+    from interlock.service.dashboard import Monitor
+
+    async with interlock.Inbox(f"sqlite:///{tmp_path}/inbox.db") as inbox:  # no workers: all stays pending
+        for name in ("billing", "crm"):
+            inbox.source(name, interlock.signatures.StandardWebhooks("whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
+        for i in range(3):
+            await inbox.submit("billing", "invoice.paid", {"n": i})
+        await inbox.submit("crm", "contact.updated", {"n": 0})
+        (lease,) = [lease for lease in await inbox.queue.lease(4, 30.0) if lease.message.source == "crm"][:1]
+        await inbox.queue.dead_letter(lease, error="boom")
+        rows = {row["name"]: row for row in await Monitor({}, inbox=inbox).source_rows()}
+    assert (rows["billing"]["queue_depth"], rows["billing"]["dlq_size"]) == (3, 0)
+    assert (rows["crm"]["queue_depth"], rows["crm"]["dlq_size"]) == (0, 1)
+    assert rows["billing"]["oldest_age"] is not None and rows["crm"]["oldest_age"] is None

@@ -608,10 +608,11 @@ class BrokerQueue:
         self._need_open()
         return await self._companion.queue.purge(where)  # type: ignore[no-any-return]
 
-    async def stats(self) -> QueueStats:
-        """The companion's counts (pending = published and not yet settled)."""
+    async def stats(self, source: str | None = None) -> QueueStats:
+        """The companion's counts (pending = published and not yet settled), of the whole
+        queue or of one ``source``."""
         self._need_open()
-        return await self._companion.queue.stats()  # type: ignore[no-any-return]
+        return await self._companion.queue.stats(source)  # type: ignore[no-any-return]
 
     async def prune(self, done_before: float | None, dead_before: float | None = None) -> int:
         """Forget done rows settled before ``done_before`` (their ids stop deduping) and dead

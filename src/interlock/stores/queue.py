@@ -212,8 +212,9 @@ class Queue(Protocol):
         """Delete matching dead letters for good; how many."""
         ...
 
-    async def stats(self) -> QueueStats:
-        """Pending, in-flight and dead counts and the oldest pending message's arrival."""
+    async def stats(self, source: str | None = None) -> QueueStats:
+        """Pending, in-flight and dead counts and the oldest pending message's arrival, of the
+        whole queue or of one ``source``'s messages."""
         ...
 
     async def prune(self, done_before: float | None, dead_before: float | None = None) -> int:

@@ -440,20 +440,23 @@ class PostgresQueue(model.SQLQueue, PostgresStore):
 
     # -- housekeeping ----------------------------------------------------------------------------
 
-    async def stats(self) -> QueueStats:
-        """Counts of pending, in-flight and dead rows, and the oldest pending row's age."""
+    async def stats(self, source: str | None = None) -> QueueStats:
+        """Counts of pending, in-flight and dead rows, and the oldest pending row's age, of the
+        whole queue or of one ``source``."""
         t = self._qualified
+        of_source = "AND ($2::text IS NULL OR source = $2)"
         row = await self._fetchrow(
             "a stats read",
             f"""
             SELECT
-              (SELECT count(*) FROM {t} WHERE state = 0) AS pending,
+              (SELECT count(*) FROM {t} WHERE state = 0 {of_source}) AS pending,
               (SELECT count(*) FROM {t} WHERE state = 0 AND lease_token IS NOT NULL
-                 AND visible_at > $1) AS in_flight,
-              (SELECT count(*) FROM {t} WHERE state = 2) AS dead,
-              (SELECT received_at FROM {t} WHERE state = 0 ORDER BY seq LIMIT 1) AS oldest
+                 AND visible_at > $1 {of_source}) AS in_flight,
+              (SELECT count(*) FROM {t} WHERE state = 2 {of_source}) AS dead,
+              (SELECT received_at FROM {t} WHERE state = 0 {of_source} ORDER BY seq LIMIT 1) AS oldest
             """,
             self._clock.time(),
+            source,
         )
         return QueueStats(int(row["pending"]), int(row["in_flight"]), int(row["dead"]), row["oldest"])
 

@@ -240,20 +240,22 @@ class SQLiteQueue(SQLiteStore, model.SQLQueue):
 
     # -- housekeeping ----------------------------------------------------------------------------
 
-    async def stats(self) -> QueueStats:
-        """Counts of pending, in-flight and dead rows, and the oldest pending row's age."""
+    async def stats(self, source: str | None = None) -> QueueStats:
+        """Counts of pending, in-flight and dead rows, and the oldest pending row's age, of the
+        whole queue or of one ``source``."""
         t = self.table
+        of_source, args = ("AND source = ?", (source,)) if source is not None else ("", ())
 
         def op(conn: sqlite3.Connection) -> QueueStats:
             now = self._clock.time()
             pending, oldest_seq = conn.execute(
-                f"SELECT count(*), min(seq) FROM {t} WHERE state = 0"
+                f"SELECT count(*), min(seq) FROM {t} WHERE state = 0 {of_source}", args
             ).fetchone()
             in_flight = conn.execute(
-                f"SELECT count(*) FROM {t} WHERE state = 0 AND lease_token IS NOT NULL AND visible_at > ?",
-                (now,),
+                f"SELECT count(*) FROM {t} WHERE state = 0 AND lease_token IS NOT NULL AND visible_at > ? {of_source}",
+                (now, *args),
             ).fetchone()[0]
-            dead = conn.execute(f"SELECT count(*) FROM {t} WHERE state = 2").fetchone()[0]
+            dead = conn.execute(f"SELECT count(*) FROM {t} WHERE state = 2 {of_source}", args).fetchone()[0]
             oldest = None
             if oldest_seq is not None:
                 oldest = conn.execute(f"SELECT received_at FROM {t} WHERE seq = ?", (oldest_seq,)).fetchone()[

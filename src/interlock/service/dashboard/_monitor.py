@@ -240,22 +240,22 @@ class Monitor:
         return [{"at": at, **values} for at, values in self.inbox_series.points()]
 
     async def source_rows(self) -> list[dict[str, Any]]:
-        """One row per declared webhook source, and the inbox's queue gauges on each."""
+        """One row per declared webhook source, with its own queue depth, oldest event and DLQ
+        size (the queue counted per source)."""
         inbox = self.inbox
         if inbox is None:
             return []
         m = inbox.metrics
-        stats = m.queue_stats
         processing = m.processing_percentiles()
         now = self.clock()
         rows = []
+        await inbox.open()
         for name in sorted(inbox.sources):
             label = m.label(name)
-            dlq = await inbox.dlq.count(source=name)
+            stats = await inbox.queue.stats(name)
+            dlq = stats.dead
             rejected = {reason: n for (source, reason), n in m.rejected.items() if source == label}
-            oldest = None
-            if stats is not None and stats.oldest_pending_at is not None:
-                oldest = max(0.0, now - stats.oldest_pending_at)
+            oldest = None if stats.oldest_pending_at is None else max(0.0, now - stats.oldest_pending_at)
             badge = evaluate(self.thresholds.processing_p95, processing["p95"])
             rows.append(
                 {
@@ -267,7 +267,7 @@ class Monitor:
                     "retries": m.retries[label],
                     "dead_lettered": m.dead_lettered[label],
                     "dlq_size": dlq,
-                    "queue_depth": stats.pending if stats else None,
+                    "queue_depth": stats.pending,
                     "oldest_age": oldest,
                     "processing_p95": processing["p95"],
                     "badges": [_badge_json(badge)],
