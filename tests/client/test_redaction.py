@@ -11,6 +11,7 @@ import pytest
 import interlock
 from interlock import Cache, Client, RateLimit, Redaction, Retry
 from interlock._redact import DEFAULT_HEADERS, DEFAULT_QUERY, redact_headers, redact_text, redact_url
+from interlock.auth import Bearer
 from interlock.client.transports import AiohttpTransport
 from interlock.errors import CallError
 from interlock.testbed import Testbed, TestbedConfig
@@ -64,6 +65,36 @@ def test_store_urls_and_base_urls_lose_their_passwords() -> None:
         transport=interlock.testing.MockTransport(lambda r: interlock.testing.respond()),
     )
     assert SECRET not in repr(api) and SECRET not in api.name  # the name is a metrics label
+
+
+async def test_base_url_credentials_are_sent_as_basic_auth_which_a_call_may_replace() -> None:
+    """aiohttp refuses a URL's user info beside an Authorization header (a bare ValueError on the
+    call): the client takes the user info out of the URL and sends it as its default header."""
+    import base64
+
+    seen: list[interlock.Request] = []
+
+    def record(request: interlock.Request) -> interlock.Response:
+        seen.append(request)
+        return interlock.testing.respond()
+
+    async with Client(f"https://ann:{SECRET}@api.test", transport=interlock.testing.MockTransport(record)) as api:
+        await api.get("/a")
+        await api.get("/b", headers={"Authorization": "Bearer other"})
+    expected = "Basic " + base64.b64encode(f"ann:{SECRET}".encode()).decode()
+    assert [r.headers["Authorization"] for r in seen] == [expected, "Bearer other"]
+    assert all(r.url.startswith("https://api.test/") for r in seen)
+    with pytest.raises(interlock.errors.ConfigError, match="credentials once") as caught:
+        Client(f"https://ann:{SECRET}@api.test", headers={"Authorization": "Bearer x"})
+    assert SECRET not in str(caught.value)
+    with pytest.raises(interlock.errors.ConfigError, match="credentials once"):
+        Client(f"https://ann:{SECRET}@api.test", auth=Bearer("t0ken"))
+
+
+async def test_base_url_credentials_and_a_calls_authorization_work_over_the_wire() -> None:
+    async with Testbed(TestbedConfig()) as tb:
+        async with Client(tb.url.replace("http://", f"http://ann:{SECRET}@"), transport=AiohttpTransport()) as api:
+            assert (await api.get("/customers/1", headers={"Authorization": "Bearer x"})).status == 200
 
 
 async def test_the_client_redaction_masks_its_own_names_in_errors() -> None:

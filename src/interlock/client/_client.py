@@ -3,6 +3,7 @@ describes."""
 
 from __future__ import annotations
 
+import base64
 import json as _json
 import logging
 import random
@@ -10,7 +11,7 @@ import uuid
 import warnings
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypedDict
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from multidict import CIMultiDict, istr
 
@@ -70,6 +71,18 @@ class RequestOptions(TypedDict, total=False):
     timeout: float | None
     fields: Iterable[str] | None
     profile: str | Profile | None
+
+
+def _userinfo_as_basic(base_url: str) -> tuple[str, str | None]:
+    """``base_url`` without its ``user:password@``, and that user info as an ``Authorization:
+    Basic`` value (None when the URL carries none): the client sends it as a default header,
+    so a call's own ``Authorization`` replaces it instead of clashing with it in aiohttp."""
+    parts = urlsplit(base_url)
+    if parts.username is None and parts.password is None:
+        return base_url, None
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
+    bare = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    return urlunsplit(bare), "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 def _param(value: ParamValue) -> str:
@@ -225,6 +238,7 @@ class Client:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             shown = REDACTION.mask_url(base_url)
             raise ConfigError("Client", "base_url", f"must be an absolute http(s) URL, got {shown!r}")
+        base_url, basic = _userinfo_as_basic(base_url)
         self.base_url = base_url.rstrip("/")
         self._server = server_of(base_url)  # the attempt spans' server.address and server.port
         self.name = name or parts.netloc.rpartition("@")[2]  # a metrics label: never the user info
@@ -249,6 +263,13 @@ class Client:
         self._idempotency_header = istr(idempotency_header)
         self._request_id_header = istr(request_id_header)
         self._headers: CIMultiDict[str] = CIMultiDict(headers or {})
+        if basic is not None:
+            if "Authorization" in self._headers or (auth is not None and "authorization" in auth.redacted_headers):
+                raise ConfigError(
+                    "Client", "base_url",
+                    "carries user:password@ while headers= or auth= sets Authorization too: give the credentials once",
+                )
+            self._headers["Authorization"] = basic
         self._given_id = self._headers.get(request_id_header)
         self._given_key = self._headers.get(idempotency_header)
         self._clock = clock or SYSTEM_CLOCK
