@@ -214,3 +214,34 @@ async def test_a_closed_breaker_takes_no_verdict_from_an_attempt_its_deadline_cu
         with pytest.raises(TimedOut):  # given its whole attempt time, a timeout counts
             await whole.get("/customers/2")
         assert whole._breaker is not None and whole._breaker.breaker.state is BreakerState.OPEN
+
+
+async def test_a_call_the_open_breaker_refuses_waits_for_no_quota_turn_and_spends_none() -> None:
+    """The breaker's early refusal comes before the rate limit: with the quota nearly spent and
+    the clock held still, calls to an open breaker fail at once (before the fix each waited for
+    a turn first, here forever) and leave the remaining quota as it was."""
+    import interlock
+    from interlock.testing import MockTransport, respond
+
+    clock = HeldClock()
+    async with Client(
+        "https://api.test",
+        profile="interactive",
+        rate_limit=interlock.RateLimit(per_second=1, burst=3, adaptive=False),
+        breaker=CircuitBreaker(min_calls=2, consecutive_failures=2, open_for=60),
+        retry=Retry(attempts=1),
+        transport=MockTransport(lambda request: respond(503)),
+        clock=clock,
+    ) as api:
+        for _ in range(2):
+            with pytest.raises(interlock.errors.RetriesExhausted):
+                await api.get("/x")
+        assert api._breaker is not None and api._breaker.breaker.state is BreakerState.OPEN
+        assert api.rate_limit is not None
+        (before,) = api.rate_limit.stats()["keys"].values()
+        for _ in range(4):
+            with pytest.raises(CircuitOpen):
+                await asyncio.wait_for(api.get("/x"), 5.0)
+        (after,) = api.rate_limit.stats()["keys"].values()
+    assert after["remaining"] == before["remaining"]
+    assert api.rate_limit.stats()["waited"] == 0

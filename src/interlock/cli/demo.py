@@ -364,11 +364,6 @@ async def main_async(args: argparse.Namespace) -> int:
             "Plain aiohttp applied writes twice: it re-sends an idempotent request once by itself "
             "when a kept-alive connection drops, without an idempotency key."
         )
-    if fast.quota_wait > patient.quota_wait:
-        words.append(
-            "The interactive calls waited longer for quota turns: the rate limit comes before the "
-            "breaker in the pipeline, so a call the open breaker refused had waited for its turn first."
-        )
     print(textwrap.fill(" ".join(words), 100))
     if getattr(args, "serve", False):
         import tempfile

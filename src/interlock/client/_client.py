@@ -35,7 +35,7 @@ from ._routes import RouteNamer
 from ._tracing import server_of, traced_attempt, traced_call
 from .policies.auth import AuthPolicy, Credentials
 from .policies.batch import BatchPolicy
-from .policies.breaker import CUT_SHORT, BreakerPolicy
+from .policies.breaker import CUT_SHORT, BreakerFirst, BreakerPolicy
 from .policies.cache import CachePolicy
 from .policies.coalesce import CoalescePolicy
 from .policies.concurrency import ConcurrencyLimiter
@@ -348,6 +348,7 @@ class Client:
             observer=self._recorder,
             follow=self._follower.follow if self._follower is not None else None,
             auth=self.auth,
+            breaker_first=BreakerFirst(self._breaker) if self._breaker is not None else None,
         )
 
     def _pipeline_for(self, profile: Profile) -> Send:

@@ -292,16 +292,18 @@ def compose_pipeline(
     observer: Observer,
     follow: Follow | None = None,
     auth: Policy | None = None,
+    breaker_first: Policy | None = None,
 ) -> Send:
     """The whole pipeline of one client, in the order stated by ``interlock.client`` (and set
     here only), every call reported to ``observer``. Absent policies (None) are left out;
     ``transport`` sends one attempt within the call's deadline, ``follow`` follows its
     redirects. ``auth`` (credentials) runs first in each attempt, so the one send it repeats
-    after a 401 passes the rate limit and gates too."""
+    after a 401 passes the rate limit and gates too; ``breaker_first`` (the breaker's early
+    refusal) runs before both, so an attempt the open breaker refuses waits for no quota turn."""
     gates = [g for g in (concurrency, breaker) if g is not None]
     if cache is None and batch is None and rate_limit is None and auth is None:
         return DirectPipeline(coalesce, retry, gates, transport, clock, on_resend, observer, follow).send
     gated = GatedSend(gates, transport, clock, on_resend, follow)
-    attempt = chain([p for p in (auth, rate_limit) if p is not None], gated.send)
+    attempt = chain([p for p in (breaker_first, auth, rate_limit) if p is not None], gated.send)
     stages = chain([p for p in (cache, coalesce, batch, retry) if p is not None], attempt)
     return Observed(observer, stages, clock).send

@@ -194,6 +194,18 @@ class Breaker:
             return ADMIT_PROBE
         return ADMIT
 
+    def refusal(self, now: float) -> Reject | None:
+        """What ``admit`` would refuse now, without changing anything (no move to half-open, no
+        probe slot taken): ``None`` when it would admit a call."""
+        if self.state is BreakerState.CLOSED:
+            return None
+        if self.state is BreakerState.OPEN:
+            remaining = self._open_until - now
+            return Reject(remaining) if remaining > 0 else None
+        if self._probes_in_flight >= self.config.half_open_calls:
+            return Reject(self._bucket_width, probing=True)
+        return None
+
     def reset(self, now: float) -> None:
         """Close the breaker now and forget the window (an operator knows the upstream is back)."""
         self._move(BreakerState.CLOSED, now)

@@ -7,9 +7,10 @@ import asyncio
 
 from ..._clock import Clock
 from ..._models import Request, Response
-from ...core.breaker import ADMIT, Admit, BreakerState, CircuitBreaker
+from ...core.breaker import ADMIT, Admit, BreakerState, CircuitBreaker, Reject
 from ...core.retry_after import parse_retry_after
 from ...errors import CircuitOpen, DeadlineExceeded, TimedOut, TransportError
+from .._pipeline import Send
 
 _ADMITTED = "interlock.breaker"
 _CLOSED = BreakerState.CLOSED
@@ -49,11 +50,7 @@ class BreakerPolicy:
         now = self._clock.monotonic()
         admitted = self.breaker.admit(now)
         if not isinstance(admitted, Admit):
-            if admitted.probing:
-                message = "circuit half-open, a probe call is in flight; failing fast"
-            else:
-                message = f"circuit open, failing fast (retry in {admitted.retry_in:.1f}s)"
-            raise CircuitOpen(message, retry_in=admitted.retry_in, **request.context())
+            raise _refused(request, admitted)
         if admitted is not ADMIT or self._timed or self._cut_short(request, now):
             request.extensions[_ADMITTED] = (admitted, now)
         return True
@@ -101,6 +98,15 @@ class BreakerPolicy:
                 self.recoveries += 1
             self._wake()
 
+    def refuse_early(self, request: Request) -> None:
+        """Raise the ``CircuitOpen`` that ``try_enter`` would raise now, without admitting
+        anything (see ``BreakerFirst``)."""
+        if self.breaker.state is _CLOSED:
+            return
+        refusal = self.breaker.refusal(self._clock.monotonic())
+        if refusal is not None:
+            raise _refused(request, refusal)
+
     def _cut_short(self, request: Request, start: float) -> bool:
         """Whether the call's deadline left the attempt less than half the client's attempt
         timeout: its timeout then says nothing about the upstream. (Without an attempt timeout
@@ -125,3 +131,28 @@ class BreakerPolicy:
 
     def __repr__(self) -> str:
         return f"<BreakerPolicy {self._upstream} {self.breaker!r}>"
+
+
+class BreakerFirst:
+    """A pipeline stage ahead of the rate limit: an attempt the breaker would refuse anyway is
+    refused before it waits for a quota turn, so failing fast costs no wait and no turn (and a
+    caller that waits out the breaker does so before taking its turn, not holding it). The
+    breaker gate still admits the attempt after its turn: the breaker may have opened meanwhile."""
+
+    __slots__ = ("_gate",)
+
+    def __init__(self, gate: BreakerPolicy) -> None:
+        self._gate = gate
+
+    async def handle(self, request: Request, call_next: Send) -> Response:
+        """Refuse ``request`` now if the breaker would, else pass it on."""
+        self._gate.refuse_early(request)
+        return await call_next(request)
+
+
+def _refused(request: Request, refusal: Reject) -> CircuitOpen:
+    if refusal.probing:
+        message = "circuit half-open, a probe call is in flight; failing fast"
+    else:
+        message = f"circuit open, failing fast (retry in {refusal.retry_in:.1f}s)"
+    return CircuitOpen(message, retry_in=refusal.retry_in, **request.context())
