@@ -305,14 +305,22 @@ class PollRun:
             self._saving.add_done_callback(self._on_saved)
 
     def _on_saved(self, task: asyncio.Task[None]) -> None:
+        if self._saving is not task:
+            return  # settled already, by ``_saved``
         self._saving = None
         if not task.cancelled() and task.exception() is not None:
             self._failed.append(task.exception())  # type: ignore[arg-type]
 
     async def _saved(self) -> None:
-        """Wait for the background save, if one is running."""
-        while self._saving is not None:
-            await asyncio.shield(self._saving)
+        """Wait for the background save, if one is running (a failure lands in ``_failed``).
+
+        A save that has just finished may not have had its done callback yet: awaiting a done
+        task does not yield to the loop, so waiting until the callback clears ``_saving`` spun
+        the event loop forever (a CI run hung here). The save is settled here instead."""
+        while (saving := self._saving) is not None:
+            if not saving.done():
+                await asyncio.wait([saving])
+            self._on_saved(saving)
 
     async def _tick(self) -> None:
         """Save when due even while no record completes, and report progress."""
