@@ -73,3 +73,24 @@ async def test_the_wal_is_emptied_past_its_size_limit_under_steady_writes(sqlite
             assert rounds < 2000, "the WAL was never truncated"
             await asyncio.gather(*(queue.put(event(rounds * 100 + i)) for i in range(100)))
         assert (await queue.stats()).pending == rounds * 100
+
+
+async def test_a_cursor_an_operation_returns_is_closed_in_the_writer_thread(tmp_path: object) -> None:
+    """A cursor handed back to the event loop's thread and dropped there resets the connection's
+    cached statement from that thread while the writer may be running it (CPython issue 118172:
+    a CI run failed on "bad parameter or other API misuse"). The writer closes it first."""
+    import sqlite3
+
+    writer = await asyncio.to_thread(GroupCommitter, os.path.join(str(tmp_path), "c.db"))
+    returned: list[sqlite3.Cursor] = []
+
+    def op(conn: sqlite3.Connection) -> sqlite3.Cursor:
+        returned.append(conn.execute("SELECT 1"))
+        return returned[-1]
+
+    try:
+        assert await writer.run(op) is None
+    finally:
+        await asyncio.to_thread(writer.close)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed cursor"):
+        returned[0].fetchone()

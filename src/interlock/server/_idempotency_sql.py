@@ -122,14 +122,14 @@ class SQLiteIdempotencyStore:
             lambda conn: conn.execute(
                 f"UPDATE {t} SET token = '', response = ?, expires_at = ? WHERE key = ? AND token = ?",
                 (value, expires, key, token),
-            )
+            ).close()  # in the worker thread: a cursor must not be dropped in the loop's (see _jobstore)
         )
 
     async def release(self, key: str, token: str) -> None:
         """Free the key if ``token`` still holds it."""
         t = self.table
         await self._do(
-            lambda conn: conn.execute(f"DELETE FROM {t} WHERE key = ? AND token = ?", (key, token))
+            lambda conn: conn.execute(f"DELETE FROM {t} WHERE key = ? AND token = ?", (key, token)).close()
         )
 
     async def prune(self) -> int:

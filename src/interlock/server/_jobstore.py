@@ -203,14 +203,22 @@ class SQLiteJobStore:
         if conn is not None:
             await asyncio.to_thread(conn.close)
 
-    async def _run(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+    async def _run(self, sql: str, params: tuple[Any, ...]) -> tuple[list[Any], int]:
+        """The statement's rows and rowcount, read in the worker thread under the lock: a cursor
+        handed back to the event loop's thread would reset the connection's cached statement
+        from there while another thread runs it (CPython issue 118172: "bad parameter or other
+        API misuse")."""
         conn = self._conn
         if conn is None:
             raise RuntimeError(f"{self!r} is not open: await store.open() first")
 
-        def op() -> sqlite3.Cursor:
+        def op() -> tuple[list[Any], int]:
             with self._lock:
-                return conn.execute(sql, params)
+                cursor = conn.execute(sql, params)
+                try:
+                    return cursor.fetchall(), cursor.rowcount
+                finally:
+                    cursor.close()
 
         return await asyncio.to_thread(op)
 
@@ -228,20 +236,19 @@ class SQLiteJobStore:
 
     async def get(self, job_id: str) -> JobStatus | None:
         """One job by id."""
-        cursor = await self._run(f"SELECT {_COLUMNS} FROM {self.table} WHERE id = ?", (job_id,))
-        row = await asyncio.to_thread(cursor.fetchone)
-        return None if row is None else _row_status(row)
+        rows, _ = await self._run(f"SELECT {_COLUMNS} FROM {self.table} WHERE id = ?", (job_id,))
+        return _row_status(rows[0]) if rows else None
 
     async def start(self, job_id: str, attempt: int) -> bool:
         """``running`` for this attempt, unless finished."""
         now = self._clock.time()
-        cursor = await self._run(
+        _, changed = await self._run(
             f"UPDATE {self.table} SET state = 'running', attempts = ?, updated_at = ?,"
             " finished_at = NULL, started_at = coalesce(started_at, ?)"
             " WHERE id = ? AND state IN ('queued', 'running', 'failed')",
             (attempt, now, now, job_id),
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     async def progress(self, job_id: str, progress: float | None, message: str | None) -> None:
         """Progress of a running job."""
@@ -257,19 +264,19 @@ class SQLiteJobStore:
         now = self._clock.time()
         finished = now if state in TERMINAL else None
         encoded = None if result is None else json.dumps(result)
-        cursor = await self._run(
+        _, changed = await self._run(
             f"UPDATE {self.table} SET state = ?, result = ?, error = ?, updated_at = ?, finished_at = ?"
             " WHERE id = ? AND state IN ('queued', 'running')",
             (state, encoded, error, now, finished, job_id),
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     async def prune(self, finished_before: float) -> int:
         """Forget old finished jobs."""
-        cursor = await self._run(
+        _, deleted = await self._run(
             f"DELETE FROM {self.table} WHERE finished_at IS NOT NULL AND finished_at < ?", (finished_before,)
         )
-        return int(cursor.rowcount)
+        return deleted
 
     def __repr__(self) -> str:
         state = "open" if self._conn is not None else "closed"

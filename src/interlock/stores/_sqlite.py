@@ -336,7 +336,15 @@ class GroupCommitter:
             conn.execute("BEGIN IMMEDIATE")
             for op, fut, loop in batch:
                 try:
-                    outcomes.append((fut, loop, op(conn), None))
+                    result = op(conn)
+                    if isinstance(result, sqlite3.Cursor):
+                        # Closed here, in the writer thread: a cursor dropped in the event loop's
+                        # thread resets the connection's cached statement from there, while this
+                        # thread may be running it (CPython issue 118172; a CI run failed on
+                        # "bad parameter or other API misuse").
+                        result.close()
+                        result = None
+                    outcomes.append((fut, loop, result, None))
                 except Exception as exc:
                     outcomes.append((fut, loop, None, exc))
             conn.execute("COMMIT")
