@@ -43,6 +43,7 @@ from typing import Any
 from .. import _otel
 from .._clock import SYSTEM_CLOCK, Clock
 from .._ids import current_correlation_id
+from .._lifecycle import opens_once
 from .._validate import check_count
 from ..client import Client
 from ..core.backoff import Backoff
@@ -168,7 +169,6 @@ class Jobs:
         self._callback_secret = callback_secret
         self._clients = CallbackClients(callback_client)
         self._opened = False
-        self._open_lock = asyncio.Lock()
         self.app = JobStatusApp(self)
         """The status resource (ASGI): mount it where ``location`` points (``/jobs``)."""
 
@@ -191,16 +191,13 @@ class Jobs:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    @opens_once
     async def open(self) -> None:
         """Open the store and both queues (once; later calls return at once)."""
-        if self._opened:
-            return
-        async with self._open_lock:
-            if not self._opened:
-                await self.store.open()
-                await self.queue.open()
-                await self.callback_queue.open()
-                self._opened = True
+        await self.store.open()
+        await self.queue.open()
+        await self.callback_queue.open()
+        self._opened = True
 
     async def aclose(self) -> None:
         """Close the callback clients, the queues and the store."""

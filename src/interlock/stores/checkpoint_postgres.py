@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .._lifecycle import opens_once
 from ._ledger_sql import ENTRY, entry_of, entry_row, save_checkpoint_sql, upsert_ledger_sql
 from ._postgres import PostgresStore, quote_ident
 from .checkpoint import Checkpoint, LedgerEntry
@@ -35,10 +36,9 @@ class PostgresCheckpointStore(PostgresStore):
         self._upsert = upsert_ledger_sql(self._ledger, [f"${i + 1}" for i in range(9)])
         self._opened = False
 
+    @opens_once
     async def open(self) -> None:
         """Open the pool and create the tables if missing (idempotent)."""
-        if self._opened:
-            return
         await self._open_pool()
         await self._create_tables(
             self._lock_name,

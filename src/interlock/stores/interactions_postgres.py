@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .._lifecycle import opens_once
 from ._postgres import PostgresStore, quote_ident
 from .interactions import COLUMNS, MAX_LIMIT, Interaction, InteractionFilter, InteractionRetention
 
@@ -42,10 +43,9 @@ class PostgresInteractionStore(PostgresStore):
             f"ON CONFLICT (id) DO UPDATE SET {updates}"
         )
 
+    @opens_once
     async def open(self) -> None:
         """Open the pool and create the table if missing (idempotent)."""
-        if self._opened:
-            return
         await self._open_pool()
         t, n = self._table, self._name
         await self._create_tables(

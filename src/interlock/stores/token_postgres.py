@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._lifecycle import opens_once
 from ..core.token import Token
 from ._postgres import PostgresStore, quote_ident
 
@@ -38,10 +39,9 @@ class PostgresTokenStore(PostgresStore):
         self.command_timeout = command_timeout
         self._opened = False
 
+    @opens_once
     async def open(self) -> None:
         """Open the pool and create the tables if missing (idempotent)."""
-        if self._opened:
-            return
         await self._open_pool()
         await self._create_tables(
             self._lock_name,
