@@ -234,11 +234,20 @@ async def test_usable_at_phone_width_and_in_dark_mode(service: Service, browser:
     page.on("pageerror", lambda e: errors.append(str(e)))
     await login(page, service)
     await page.locator('tr[data-upstream="crm"] .badge').first.wait_for()
-    # Wide tables scroll inside their card; the page itself does not scroll sideways.
+    # The page does not scroll sideways, and neither does any table: at phone width each row is
+    # a card whose cells carry their column's heading.
     overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
+    wide = await page.evaluate(
+        "Array.from(document.querySelectorAll('.scroll')).filter(e => e.scrollWidth > e.clientWidth + 1).length"
+    )
+    assert wide == 0
+    p95 = page.locator('tr[data-upstream="crm"] [data-field="p95"]')
+    assert await p95.get_attribute("data-label") == "p95"
     background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
     red, green, blue = (int(v) for v in re.findall(r"\d+", background)[:3])
     assert red + green + blue < 150, background  # the dark palette, not the light one
     await page.screenshot(path=str(artifacts / "overview-phone-dark.png"), full_page=True)
+    await page.set_viewport_size({"width": 1280, "height": 900})  # wide again: a table again
+    assert await page.evaluate("getComputedStyle(document.querySelector('#upstreams td')).display") == "table-cell"
     assert errors == []

@@ -130,7 +130,22 @@
     return job.state === "running";
   }
 
+  // At phone width a wide table becomes one card per row (see dashboard.css): each cell is
+  // labelled with its column's heading, which the stacked layout shows beside the value.
+  function labelCells(table) {
+    const headings = Array.from(table.tHead.rows[0].cells, (th) => th.textContent.trim());
+    for (const tr of table.tBodies[0]?.rows || []) {
+      let column = 0;
+      for (const td of tr.cells) {
+        if (td.colSpan === 1 && headings[column]) td.dataset.label = headings[column];
+        column += td.colSpan;
+      }
+    }
+    table.classList.add("stacked");
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    for (const table of document.querySelectorAll(".scroll > table")) if (table.tHead) labelCells(table);
     if (document.getElementById("upstreams")) {
       refreshOverview();
       setInterval(refreshOverview, REFRESH_MS);
