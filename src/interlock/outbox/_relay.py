@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from ..stores import connect_sqlite
 from ._table import OutboxRow, Statements
 
 __all__ = ["PostgresRelayStore", "RelayStore", "SQLiteRelayStore", "relay_rows"]
@@ -88,8 +89,7 @@ class SQLiteRelayStore(RelayStore):
             return
 
         def connect() -> sqlite3.Connection:
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = connect_sqlite(self.path)
             conn.execute(self.sql.create)
             return conn
 

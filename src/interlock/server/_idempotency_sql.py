@@ -21,7 +21,7 @@ from typing import Any
 from .._clock import SYSTEM_CLOCK, Clock
 from .._validate import check_count
 from ..errors import ConfigError
-from ..stores import sqlite_path_from_url
+from ..stores import connect_sqlite, sqlite_path_from_url
 from .idempotency import Begun, StoredResponse
 
 __all__ = ["PostgresIdempotencyStore", "SQLiteIdempotencyStore"]
@@ -65,8 +65,7 @@ class SQLiteIdempotencyStore:
     def _connection(self) -> sqlite3.Connection:
         # Called in the worker thread, under the lock.
         if self._conn is None:
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = connect_sqlite(self.path)
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.table} (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
                 " token TEXT NOT NULL, expires_at REAL NOT NULL, response TEXT)"

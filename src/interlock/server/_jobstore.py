@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigError
-from ..stores import sqlite_path_from_url
+from ..stores import connect_sqlite, sqlite_path_from_url
 
 __all__ = [
     "TERMINAL",
@@ -183,9 +183,7 @@ class SQLiteJobStore:
         t = self.table
 
         def connect() -> sqlite3.Connection:
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn = connect_sqlite(self.path)
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, task TEXT NOT NULL,"
                 " state TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,"

@@ -24,7 +24,7 @@ from ._backends import (
     open_token_store,
     redact_url,
 )
-from ._sqlite import sqlite_path_from_url
+from ._sqlite import connect_sqlite, sqlite_path_from_url
 from .batch_writer import BatchWriter
 from .cache import CacheStore
 from .checkpoint import Checkpoint, CheckpointStore, LedgerEntry
@@ -91,6 +91,7 @@ __all__ = [
     "Sink",
     "Token",
     "TokenStore",
+    "connect_sqlite",
     "open_cache",
     "open_checkpoint",
     "open_interactions",
