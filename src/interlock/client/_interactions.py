@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 from .._clock import Clock
 from .._ids import current_correlation_id, new_id
+from .._lifecycle import opens_once
 from .._models import Request, Response
 from .._redact import Redaction
 from ..errors import CallError, ConfigError
@@ -97,7 +98,6 @@ class InteractionRecorder:
     _own_store: bool = field(default=False, repr=False)
     _opened: bool = field(default=False, repr=False)
     _pending: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
-    _open_lock: asyncio.Lock | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         store = self.config.store
@@ -225,19 +225,15 @@ class InteractionRecorder:
             response_truncated=len(resp_body) > limit,
         )
 
-    async def _open(self) -> InteractionStore:
-        if not self._opened:
-            if self._open_lock is None:
-                self._open_lock = asyncio.Lock()
-            async with self._open_lock:
-                if not self._opened:
-                    await self.store.open()
-                    self._opened = True
-        return self.store
+    @opens_once
+    async def _open(self) -> None:
+        await self.store.open()
+        self._opened = True
 
     async def _write(self, record: Interaction) -> None:
         try:
-            await (await self._open()).record(record)
+            await self._open()
+            await self.store.record(record)
         except Exception as exc:
             self.write_errors += 1
             _log.warning(
@@ -258,7 +254,8 @@ class InteractionRecorder:
     async def find(self, where: InteractionFilter, *, limit: int) -> list[Interaction]:
         """The kept interactions matching ``where`` (after the writes in flight), newest first."""
         await self.flush()
-        return await (await self._open()).find(where, limit=limit)
+        await self._open()
+        return await self.store.find(where, limit=limit)
 
     async def aclose(self) -> None:
         """Finish the writes in flight, then close the store if this recorder opened it from a URL."""
