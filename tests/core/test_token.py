@@ -75,6 +75,11 @@ def test_a_token_round_trips_through_json_and_its_repr_shows_no_secret() -> None
     assert "secret" not in repr(token)
     with pytest.raises(ValueError):
         Token.from_json('{"no": "token"}')
+    # What the stores load: an absent or unreadable token reads as none.
+    assert Token.read_stored(token.to_json()) == token
+    assert Token.read_stored(None) is None
+    assert Token.read_stored('{"no": "token"}') is None
+    assert Token.read_stored(b"not json") is None
 
 
 def test_jwks_refetch_is_bounded() -> None:

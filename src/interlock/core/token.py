@@ -75,6 +75,17 @@ class Token:
             issued_at=float(data.get("issued_at") or 0.0),
         )
 
+    @classmethod
+    def read_stored(cls, text: str | bytes | None) -> Token | None:
+        """What a token store loads: the token ``to_json`` stored, or None for no text or one
+        that is not a stored token (an unreadable token reads as none)."""
+        if text is None:
+            return None
+        try:
+            return cls.from_json(text)
+        except ValueError:
+            return None
+
     def without_access(self) -> Token:
         """The same token with its access token spent (kept only for its refresh token)."""
         return replace(self, access_token="", expires_at=0.0)

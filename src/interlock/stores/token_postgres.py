@@ -74,12 +74,7 @@ class PostgresTokenStore(PostgresStore):
         self._check_open()
         async with self._bounded(self.command_timeout, "a token load") as conn:
             raw = await conn.fetchval(f"SELECT token FROM {self._tokens} WHERE key = $1", key)
-        if raw is None:
-            return None
-        try:
-            return Token.from_json(raw)
-        except ValueError:
-            return None
+        return Token.read_stored(raw)
 
     async def save(self, key: str, token: Token) -> None:
         """Upsert the token row."""

@@ -48,13 +48,7 @@ class RedisTokenStore(RedisStore):
 
     async def load(self, key: str) -> Token | None:
         """``GET`` the token; None when absent or unreadable."""
-        raw = await self._redis.get(self.namespace + key)
-        if raw is None:
-            return None
-        try:
-            return Token.from_json(raw)
-        except ValueError:
-            return None
+        return Token.read_stored(await self._redis.get(self.namespace + key))
 
     async def save(self, key: str, token: Token) -> None:
         """``SET`` the token, with the access token's remaining life as its TTL when there is no

@@ -54,12 +54,7 @@ class SQLiteTokenStore(SQLiteStore):
         """The token row, if any (an unreadable one reads as none)."""
         sql = f"SELECT token FROM {self._tokens} WHERE key = ?"
         row = await self._run(lambda conn: conn.execute(sql, (key,)).fetchone())
-        if row is None:
-            return None
-        try:
-            return Token.from_json(row[0])
-        except ValueError:
-            return None
+        return Token.read_stored(row[0] if row is not None else None)
 
     async def save(self, key: str, token: Token) -> None:
         """Upsert the token row; durable when it returns."""
