@@ -7,7 +7,8 @@
 - ``open_loop``: an open-loop load generator (arrivals on a fixed schedule, latency measured
   from each request's *scheduled* time, so a slow target cannot slow down its own load:
   no coordinated omission);
-- ``table`` and ``emit``: a plain text table and the final JSON line.
+- ``table`` and ``emit``: a plain text table and the final JSON line;
+- ``drive``: a closed-loop GET driver, requests per second over a number of workers.
 
 Only the public API of interlock is used by the scripts; nothing here imports interlock.
 """
@@ -69,6 +70,32 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+# --------------------------------------------------------------------------------------------
+# a closed-loop GET driver (the overhead scripts)
+
+Getter = Callable[[str], Awaitable[int]]
+"""One GET of a path, returning its status (each contender's own client behind it)."""
+
+
+async def drive(get: Getter, requests: int, concurrency: int, records: int) -> float:
+    """Run ``requests`` GETs over ``concurrency`` workers; return requests per second."""
+    counter = iter(range(requests))
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal failures
+        for i in counter:
+            if await get(f"/customers/{i % records + 1}") != 200:
+                failures += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    if failures:
+        raise RuntimeError(f"{failures} requests failed: the comparison would be meaningless")
+    return requests / elapsed
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,8 +41,6 @@ import interlock
 import interlock.tracing
 from interlock.testbed import Faults, Latency, TestbedConfig, spawn_testbed
 
-Getter = Callable[[str], Awaitable[int]]
-
 
 class Dropping(SpanExporter):
     """Counts the spans it is handed and drops them."""
@@ -65,24 +63,6 @@ trace.set_tracer_provider(PROVIDER)
 LOG_DIR = tempfile.mkdtemp(prefix="interlock-bench-")
 
 
-async def drive(get: Getter, requests: int, concurrency: int, records: int) -> float:
-    counter = iter(range(requests))
-    failures = 0
-
-    async def worker() -> None:
-        nonlocal failures
-        for i in counter:
-            if await get(f"/customers/{i % records + 1}") != 200:
-                failures += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
-    if failures:
-        raise RuntimeError(f"{failures} requests failed: the comparison would be meaningless")
-    return requests / elapsed
-
-
 async def client(url: str, n: int, c: int, records: int, *, traced: bool = False, log: bool = False) -> float:
     (interlock.tracing.enable if traced else interlock.tracing.disable)()
     options: dict[str, object] = {"coalesce": False}
@@ -94,7 +74,7 @@ async def client(url: str, n: int, c: int, records: int, *, traced: bool = False
             async def get(path: str) -> int:
                 return (await api.get(path)).status
 
-            return await drive(get, n, c, records)
+            return await _common.drive(get, n, c, records)
     finally:
         interlock.tracing.disable()
 
@@ -113,7 +93,7 @@ async def bare(url: str, n: int, c: int, records: int, *, instrumented: bool = F
                     await r.read()
                     return r.status
 
-            return await drive(get, n, c, records)
+            return await _common.drive(get, n, c, records)
     finally:
         if instrumented:
             instrumentor.uninstrument()

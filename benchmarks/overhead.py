@@ -32,27 +32,6 @@ import aiohttp
 import interlock
 from interlock.testbed import TestbedConfig, spawn_testbed
 
-Getter = Callable[[str], Awaitable[int]]
-
-
-async def drive(get: Getter, requests: int, concurrency: int, records: int) -> float:
-    """Run ``requests`` GETs over ``concurrency`` workers; return requests per second."""
-    counter = iter(range(requests))
-    failures = 0
-
-    async def worker() -> None:
-        nonlocal failures
-        for i in counter:
-            if await get(f"/customers/{i % records + 1}") != 200:
-                failures += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
-    if failures:
-        raise RuntimeError(f"{failures} requests failed: the comparison would be meaningless")
-    return requests / elapsed
-
 
 async def bare_aiohttp(url: str, n: int, c: int, records: int) -> float:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
@@ -62,7 +41,7 @@ async def bare_aiohttp(url: str, n: int, c: int, records: int) -> float:
                 await resp.read()
                 return resp.status
 
-        return await drive(get, n, c, records)
+        return await _common.drive(get, n, c, records)
 
 
 FOUNDATION = {
@@ -79,7 +58,7 @@ async def run_client(url: str, n: int, c: int, records: int, **options: object) 
         async def get(path: str) -> int:
             return (await client.get(path)).status
 
-        return await drive(get, n, c, records)
+        return await _common.drive(get, n, c, records)
 
 
 async def interlock_client(url: str, n: int, c: int, records: int) -> float:
@@ -121,7 +100,7 @@ async def diy_httpx(url: str, n: int, c: int, records: int) -> float:
                             return response.status_code
             raise AssertionError("unreachable")
 
-        return await drive(get, n, c, records)
+        return await _common.drive(get, n, c, records)
 
 
 async def bare_httpx(url: str, n: int, c: int, records: int) -> float:
@@ -133,7 +112,7 @@ async def bare_httpx(url: str, n: int, c: int, records: int) -> float:
         async def get(path: str) -> int:
             return (await client.get(path)).status_code
 
-        return await drive(get, n, c, records)
+        return await _common.drive(get, n, c, records)
 
 
 async def diy_aiohttp(url: str, n: int, c: int, records: int) -> float:
@@ -165,7 +144,7 @@ async def diy_aiohttp(url: str, n: int, c: int, records: int) -> float:
                                 return resp.status
             raise AssertionError("unreachable")
 
-        return await drive(get, n, c, records)
+        return await _common.drive(get, n, c, records)
 
 
 async def interlock_rate_limited(url: str, n: int, c: int, records: int) -> float:
