@@ -100,3 +100,15 @@ async def postgres_schema(postgres_dsn: str) -> AsyncIterator[str]:
 @pytest.fixture
 def sqlite_path(tmp_path: object) -> str:
     return os.path.join(str(tmp_path), "interlock.db")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def sql_store_url(request: pytest.FixtureRequest, sqlite_path: str) -> AsyncIterator[str]:
+    """A store URL on each SQL backend in turn: a fresh SQLite file, then a fresh PostgreSQL
+    schema (``?schema=``, dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{sqlite_path}"
+        return
+    dsn = request.getfixturevalue("postgres_dsn")  # skips (or fails under CI) without a server
+    async with temporary_schema(dsn, f"itest_{RUN_ID}") as schema:
+        yield f"{dsn}?schema={schema}"

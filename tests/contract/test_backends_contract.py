@@ -32,7 +32,7 @@ from interlock.stores import (
     open_sink,
     open_token_store,
 )
-from interlock.testing import FakeClock, temporary_schema
+from interlock.testing import FakeClock
 
 PG = "postgresql://app@127.0.0.1:5432/test"
 SINK = {"table": "t", "columns": ["id", "v"], "key": ["id"]}
@@ -188,18 +188,8 @@ def test_backend_modules_load_only_when_picked(tmp_path: Any) -> None:
 # -- stores opened through the factories work, on every backend ----------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def sql_url(request: pytest.FixtureRequest, sqlite_path: str) -> Any:
-    if request.param == "sqlite":
-        yield f"sqlite:///{sqlite_path}"
-        return
-    dsn = request.getfixturevalue("postgres_dsn")
-    async with temporary_schema(dsn, f"factory_{request.getfixturevalue('run_id')}") as schema:
-        yield f"{dsn}?schema={schema}"
-
-
-async def test_a_queue_from_the_factory_works(sql_url: str) -> None:
-    queue = open_queue(sql_url, poll_interval=0.05)
+async def test_a_queue_from_the_factory_works(sql_store_url: str) -> None:
+    queue = open_queue(sql_store_url, poll_interval=0.05)
     await queue.open()
     try:
         assert await queue.put(Message("src", "m1", "t", b"{}")) is True
@@ -210,8 +200,8 @@ async def test_a_queue_from_the_factory_works(sql_url: str) -> None:
         await queue.aclose()
 
 
-async def test_a_checkpoint_store_from_the_factory_works(sql_url: str) -> None:
-    store = open_checkpoint(sql_url, prefix="factory")
+async def test_a_checkpoint_store_from_the_factory_works(sql_store_url: str) -> None:
+    store = open_checkpoint(sql_store_url, prefix="factory")
     await store.open()
     try:
         await store.save_checkpoint("job", Checkpoint(123, "r1"))
@@ -223,7 +213,7 @@ async def test_a_checkpoint_store_from_the_factory_works(sql_url: str) -> None:
 
 
 async def test_concurrent_first_uses_open_one_writer_or_pool(
-    sql_url: str, monkeypatch: pytest.MonkeyPatch
+    sql_store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A BatchWriter's parallel batches all call the sink's open() at once: they must share one
     SQLite writer thread (a CI run caught four, three never closed, failing with SQLITE_MISUSE)
@@ -240,7 +230,7 @@ async def test_concurrent_first_uses_open_one_writer_or_pool(
         return pools[-1]
 
     monkeypatch.setattr(postgres_base, "create_pool", counted_create_pool)
-    url = sql_url
+    url = sql_store_url
     store = open_checkpoint(url, prefix="factory_open")
     await asyncio.gather(*(store.open() for _ in range(4)))
     try:

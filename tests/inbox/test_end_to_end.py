@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator
-
-import pytest
 
 import interlock
 from interlock import Backoff, Redelivery
@@ -16,26 +12,8 @@ from interlock import Backoff, Redelivery
 from .conftest import SECRET, call, github_headers, until
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, sqlite_path: str) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{sqlite_path}"
-        return
-    import asyncpg
-
-    dsn = request.getfixturevalue("postgres_dsn")
-    schema = f"e2e_{request.getfixturevalue('run_id')}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(dsn)
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{dsn}?schema={schema}"
-    finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
-
-
-async def test_duplicate_deliveries_are_processed_once(store: str) -> None:
-    box = interlock.Inbox(store=store)
+async def test_duplicate_deliveries_are_processed_once(sql_store_url: str) -> None:
+    box = interlock.Inbox(store=sql_store_url)
     box.source("github", interlock.signatures.GitHub(SECRET))
     handled: list[str] = []
     box.add_handler("github", "push", lambda e: handled.append(e.id))
@@ -60,8 +38,8 @@ async def test_duplicate_deliveries_are_processed_once(store: str) -> None:
     assert sorted(handled) == sorted(f"del-{i}" for i in range(10))
 
 
-async def test_dead_letter_then_replay_after_the_fix(store: str) -> None:
-    box = interlock.Inbox(store=store, redelivery=Redelivery(attempts=2, backoff=Backoff(delays=[0.05], jitter="none")))
+async def test_dead_letter_then_replay_after_the_fix(sql_store_url: str) -> None:
+    box = interlock.Inbox(store=sql_store_url, redelivery=Redelivery(attempts=2, backoff=Backoff(delays=[0.05], jitter="none")))
     box.source("stripe", interlock.signatures.HMAC(SECRET, header="X-Sig"), dedupe="$.id", event_type="$.type",
                ordering_key="$.data.customer")
     broken = True

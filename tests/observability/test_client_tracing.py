@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -131,29 +129,11 @@ async def test_no_duplicate_span_when_the_contrib_aiohttp_instrumentation_is_act
     assert all(s.instrumentation_scope.name == "interlock" for s in client_spans)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def inbox_store(request: pytest.FixtureRequest, sqlite_path: str) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{sqlite_path}"
-        return
-    import asyncpg
-
-    dsn = request.getfixturevalue("postgres_dsn")
-    schema = f"obs_{request.getfixturevalue('run_id')}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(dsn)
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{dsn}?schema={schema}"
-    finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
-
-
 async def test_one_trace_id_from_webhook_to_outbound_call(
-    spans: Any, upstream: Any, inbox_store: str
+    spans: Any, upstream: Any, sql_store_url: str
 ) -> None:
     client = Client(upstream.url, retry=FAST, breaker=None, routes=["/orders/{id}"])
-    box = interlock.Inbox(store=inbox_store)
+    box = interlock.Inbox(store=sql_store_url)
     box.source("github", interlock.signatures.GitHub(SECRET))
     done: list[str] = []
 

@@ -5,7 +5,6 @@ failed call, and ``interlock interactions``."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,26 +22,6 @@ from interlock.stores import (
 from interlock.testbed import Faults, Testbed, TestbedConfig
 
 FAST = Retry(attempts=3, backoff=Backoff(base=0.001, cap=0.002), budget=None)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, sqlite_path: str) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{sqlite_path}"
-        return
-    import uuid
-
-    import asyncpg
-
-    dsn = request.getfixturevalue("postgres_dsn")
-    schema = f"obs_{request.getfixturevalue('run_id')}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(dsn)
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{dsn}?schema={schema}"
-    finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
 
 
 def _item(i: int, *, at: float, failed: bool = False, tracking: str | None = None) -> Interaction:
@@ -122,18 +101,18 @@ async def test_a_client_without_a_log_says_how_to_get_one() -> None:
 
 
 async def test_the_dead_letter_names_the_failed_outbound_call(
-    store_url: str, tmp_path: object, capsys: pytest.CaptureFixture[str]
+    sql_store_url: str, tmp_path: object, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import os
 
     log_url = (
-        store_url
-        if store_url.startswith("postgres")
+        sql_store_url
+        if sql_store_url.startswith("postgres")
         else f"sqlite:///{os.path.join(str(tmp_path), 'log.db')}"
     )
     async with Testbed(TestbedConfig(faults=Faults(error_rates={502: 1.0}))) as tb:
         client = Client(tb.url, retry=FAST, breaker=None, interactions=InteractionLog(store=log_url))
-        box = interlock.Inbox(store=store_url, redelivery=Redelivery(attempts=1))
+        box = interlock.Inbox(store=sql_store_url, redelivery=Redelivery(attempts=1))
         box.internal_source("orders")
 
         @box.handler("orders")
@@ -154,7 +133,7 @@ async def test_the_dead_letter_names_the_failed_outbound_call(
             [kept] = await client.interactions(correlation_id="evt_77")
             assert kept.id == dead.interaction_ids[0] and kept.status == 502
             capsys.readouterr()
-            assert await asyncio.to_thread(main, ["dlq", "inspect", "evt_77", "--store", store_url]) == 0
+            assert await asyncio.to_thread(main, ["dlq", "inspect", "evt_77", "--store", sql_store_url]) == 0
             assert (
                 f"failed calls: {kept.id} (see: interlock interactions --id {kept.id})"
                 in capsys.readouterr().out
