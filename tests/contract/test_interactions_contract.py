@@ -5,7 +5,6 @@ round trip of every field, filters, newest first, bounded reads, retention by ag
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
@@ -19,27 +18,17 @@ from interlock.stores import (
     open_interactions,
 )
 from interlock.stores.interactions import MAX_LIMIT
-from interlock.testing import temporary_schema
 
 Factory = Callable[..., InteractionStore]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_factory(request: pytest.FixtureRequest, sqlite_path: str) -> AsyncIterator[Factory]:
+@pytest.fixture
+async def store_factory(sql_store_url: str) -> AsyncIterator[Factory]:
     """Makes stores on one shared database (several instances = several processes)."""
-    schemas = AsyncExitStack()
     made: list[InteractionStore] = []
-    if request.param == "sqlite":
-        url = f"sqlite:///{sqlite_path}"
-    else:
-        dsn = request.getfixturevalue("postgres_dsn")  # skips (or fails under CI) without a server
-        schema = await schemas.enter_async_context(
-            temporary_schema(dsn, f"contract_{request.getfixturevalue('run_id')}")
-        )
-        url = f"{dsn}?schema={schema}"
 
     def factory(**options: Any) -> InteractionStore:
-        store = open_interactions(url, **options)
+        store = open_interactions(sql_store_url, **options)
         made.append(store)
         return store
 
@@ -48,7 +37,6 @@ async def store_factory(request: pytest.FixtureRequest, sqlite_path: str) -> Asy
     finally:
         for store in made:
             await store.aclose()
-        await schemas.aclose()
 
 
 def item(i: int, *, at: float, failed: bool = False, tracking: str | None = None) -> Interaction:
