@@ -304,6 +304,9 @@ def compose_pipeline(
     if cache is None and batch is None and rate_limit is None and auth is None:
         return DirectPipeline(coalesce, retry, gates, transport, clock, on_resend, observer, follow).send
     gated = GatedSend(gates, transport, clock, on_resend, follow)
-    attempt = chain([p for p in (breaker_first, auth, rate_limit) if p is not None], gated.send)
+    before_gates = [p for p in (auth, rate_limit) if p is not None]
+    if breaker_first is not None and before_gates:  # with nothing to wait for, the gate refuses as soon
+        before_gates.insert(0, breaker_first)
+    attempt = chain(before_gates, gated.send)
     stages = chain([p for p in (cache, coalesce, batch, retry) if p is not None], attempt)
     return Observed(observer, stages, clock).send
