@@ -11,7 +11,7 @@ import uuid
 import warnings
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypedDict
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
 
 from multidict import CIMultiDict, istr
 
@@ -73,11 +73,11 @@ class RequestOptions(TypedDict, total=False):
     profile: str | Profile | None
 
 
-def _userinfo_as_basic(base_url: str) -> tuple[str, str | None]:
-    """``base_url`` without its ``user:password@``, and that user info as an ``Authorization:
-    Basic`` value (None when the URL carries none): the client sends it as a default header,
-    so a call's own ``Authorization`` replaces it instead of clashing with it in aiohttp."""
-    parts = urlsplit(base_url)
+def _userinfo_as_basic(base_url: str, parts: SplitResult) -> tuple[str, str | None]:
+    """``base_url`` (split as ``parts``) without its ``user:password@``, and that user info as
+    an ``Authorization: Basic`` value (None when the URL carries none): the client sends it as
+    a default header, so a call's own ``Authorization`` replaces it instead of clashing with it
+    in aiohttp."""
     if parts.username is None and parts.password is None:
         return base_url, None
     pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
@@ -238,7 +238,7 @@ class Client:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             shown = REDACTION.mask_url(base_url)
             raise ConfigError("Client", "base_url", f"must be an absolute http(s) URL, got {shown!r}")
-        base_url, basic = _userinfo_as_basic(base_url)
+        base_url, basic = _userinfo_as_basic(base_url, parts)
         self.base_url = base_url.rstrip("/")
         self._server = server_of(base_url)  # the attempt spans' server.address and server.port
         self.name = name or parts.netloc.rpartition("@")[2]  # a metrics label: never the user info
